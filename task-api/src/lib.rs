@@ -1,0 +1,31 @@
+//! Wire types shared by every crpc part: the task server, processors, the registry and clients.
+//!
+//! Serde only, no I/O. Field names follow the seed API (`package`, `function`, `args`, `kwargs`,
+//! `id`, `task`, `answer`, `time`) so the seed's curl calls keep working.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod error;
+pub mod task;
+pub mod worker;
+
+pub use auth::{Claims, Role, JWT_AUDIENCE, JWT_ISSUER};
+pub use error::{ApiErrorBody, ErrorDetail};
+pub use task::{
+    AnswerResponse, Resources, SubmitBatch, SubmitBatchResponse, SubmitResponse, TaskError,
+    TaskErrorKind, TaskPayload, TaskSpec, TaskState, TaskView,
+};
+pub use worker::{
+    Capabilities, HeartbeatLease, HeartbeatRequest, HeartbeatResponse, Lease, RequestTask,
+    RequestTaskResponse, SubmitAnswer, SubmitAnswerResult,
+};
+
+/// Deserialize a field so that an explicit JSON `null` is `Some(Value::Null)` and an absent field
+/// (with `#[serde(default)]`) is `None`: a function may legitimately return `null`.
+pub fn present<'de, D>(d: D) -> Result<Option<serde_json::Value>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize;
+    serde_json::Value::deserialize(d).map(Some)
+}

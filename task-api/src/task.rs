@@ -1,0 +1,284 @@
+//! Tasks as users submit and read them.
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// Lifecycle state. Mirrored by a CHECK constraint in every store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// A DAG task whose inputs are not done yet.
+    Waiting,
+    /// Ready to be leased (possibly delayed by a retry backoff).
+    Queued,
+    /// Leased to a worker until its lease deadline.
+    Leased,
+    /// Answered.
+    Succeeded,
+    /// Failed for good (fatal error, timeout, or out of attempts).
+    Failed,
+    /// Cancelled by its owner.
+    Cancelled,
+}
+
+impl TaskState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [TaskState; 6] = [
+        TaskState::Waiting,
+        TaskState::Queued,
+        TaskState::Leased,
+        TaskState::Succeeded,
+        TaskState::Failed,
+        TaskState::Cancelled,
+    ];
+
+    /// The name stored in the database and used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Waiting => "waiting",
+            TaskState::Queued => "queued",
+            TaskState::Leased => "leased",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Failed => "failed",
+            TaskState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the task will never change state again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled
+        )
+    }
+}
+
+impl std::str::FromStr for TaskState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TaskState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown state `{s}` (expected waiting, queued, leased, succeeded, failed or cancelled)")
+            })
+    }
+}
+
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a task needs from the worker that takes it (routing).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// GPUs the task needs; ≥1 means only GPU slots take it.
+    #[serde(default)]
+    pub gpus: u32,
+    /// Memory the task needs, MiB.
+    #[serde(default)]
+    pub memory_mb: u64,
+    /// Datasets the worker must hold (all of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub datasets: Vec<String>,
+}
+
+impl Resources {
+    /// True when the task can run anywhere.
+    pub fn is_empty(&self) -> bool {
+        self.gpus == 0 && self.memory_mb == 0 && self.datasets.is_empty()
+    }
+}
+
+/// The body of `POST /user/submit_task` (and each element of a batch). Only `function` is required.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    /// Package that holds the function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    /// Function name inside the package.
+    pub function: String,
+    /// Semver requirement (resolved to an exact version once the registry is wired in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Positional arguments.
+    #[serde(default)]
+    pub args: Vec<Value>,
+    /// Keyword arguments.
+    #[serde(default)]
+    pub kwargs: Map<String, Value>,
+    /// Higher runs first. Default 0.
+    #[serde(default)]
+    pub priority: i32,
+    /// Wall-clock limit of one attempt, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u32>,
+    /// Attempts before the task fails for good (server default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Same key + same body → same task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Routing requirements.
+    #[serde(default, skip_serializing_if = "Resources::is_empty")]
+    pub resources: Resources,
+    /// Reuse a finished answer for the same arguments.
+    #[serde(default)]
+    pub memoize: bool,
+    /// How long the finished result is kept, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_s: Option<u64>,
+}
+
+/// `201 {"success": true, "id": "…"}` (200 when an idempotency key matched an existing task).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubmitResponse {
+    /// Always `true`.
+    pub success: bool,
+    /// Task id (UUID v7).
+    pub id: Uuid,
+    /// The task's state right after submit.
+    pub state: TaskState,
+    /// The exact package version stored on the task, when one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// Body of `POST /user/submit_batch`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitBatch {
+    /// The tasks, in input order.
+    pub tasks: Vec<TaskSpec>,
+}
+
+/// Answer of `POST /user/submit_batch`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubmitBatchResponse {
+    /// Always `true`.
+    pub success: bool,
+    /// Id of the batch, for `/user/batches/{id}`.
+    pub batch_id: Uuid,
+    /// Task ids in input order.
+    pub ids: Vec<Uuid>,
+}
+
+/// How a task attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskErrorKind {
+    /// Worth another attempt (worker reported it).
+    Retryable,
+    /// Never worth another attempt (worker reported it).
+    Fatal,
+    /// The attempt ran past the task's `timeout_s`.
+    Timeout,
+    /// The worker stopped heartbeating.
+    LeaseExpired,
+    /// The owner cancelled it.
+    Cancelled,
+}
+
+/// An error attached to a task: the last one seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskError {
+    /// Category.
+    pub kind: TaskErrorKind,
+    /// Human text from the worker or the server.
+    pub message: String,
+}
+
+/// What a worker needs to run a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskPayload {
+    /// Package, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    /// Exact version, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Function name.
+    pub function: String,
+    /// Positional arguments.
+    pub args: Vec<Value>,
+    /// Keyword arguments.
+    pub kwargs: Map<String, Value>,
+    /// Wall-clock limit of this attempt, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u32>,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// Attempts allowed in all.
+    pub max_attempts: u32,
+    /// Routing requirements.
+    #[serde(default, skip_serializing_if = "Resources::is_empty")]
+    pub resources: Resources,
+}
+
+/// `GET /user/request_answer/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AnswerResponse {
+    /// Always `true` (errors use the error body).
+    pub success: bool,
+    /// Task id.
+    pub id: Uuid,
+    /// Current state.
+    pub state: TaskState,
+    /// The function's return value, once succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Value>,
+    /// The last error, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<TaskError>,
+    /// 0–100, as last reported by the worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<f64>,
+    /// Attempts started so far.
+    pub attempt: u32,
+}
+
+/// A task as listed by `GET /user/tasks`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskView {
+    /// Task id.
+    pub id: Uuid,
+    /// Who submitted it.
+    pub owner: String,
+    /// Package, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    /// Exact version, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Function.
+    pub function: String,
+    /// Current state.
+    pub state: TaskState,
+    /// Priority.
+    pub priority: i32,
+    /// Attempts started so far.
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// 0–100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<f64>,
+    /// Last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<TaskError>,
+    /// Submit time, ms since the Unix epoch.
+    pub created_at: i64,
+    /// Finish time, ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<i64>,
+    /// Runtime of the answered attempt, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_ms: Option<f64>,
+    /// The batch it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<Uuid>,
+}

@@ -1,0 +1,156 @@
+//! What processors send and receive.
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::task::{TaskError, TaskPayload};
+
+/// What a worker offers; the server routes tasks by it and shows it in `/user/workers`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Slots the worker runs in all (for the ETA). Defaults to `max_tasks`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<u32>,
+    /// GPUs free for the tasks asked for now.
+    #[serde(default)]
+    pub gpus: u32,
+    /// GPU names, for display.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpu_names: Vec<String>,
+    /// Memory available to one task, MiB; absent = not limited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    /// Datasets held locally.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub datasets: Vec<String>,
+    /// Packages already in the local cache (`name@version`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
+    /// Anything else a processor wants to show (host name, version…).
+    #[serde(default, flatten)]
+    pub extra: serde_json::Map<String, Value>,
+}
+
+/// Body of `POST /worker/request_task`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestTask {
+    /// Stable name of this processor (defaults to the token subject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
+    /// Free slots: at most this many leases come back. Default 1.
+    #[serde(default = "one")]
+    pub max_tasks: u32,
+    /// Routing information.
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    /// Long-poll up to this many seconds when nothing is queued (≤ 30; default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_s: Option<f64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One leased task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lease {
+    /// Task id.
+    pub id: Uuid,
+    /// What to run.
+    pub task: TaskPayload,
+    /// Fencing token: send it back with heartbeats and the answer.
+    pub lease_epoch: i64,
+    /// Lease ends then (ms since the Unix epoch) unless extended by a heartbeat.
+    pub lease_deadline: i64,
+}
+
+/// Answer of `POST /worker/request_task`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestTaskResponse {
+    /// Always `true`.
+    pub success: bool,
+    /// 0..max_tasks leases.
+    pub leases: Vec<Lease>,
+    /// Heartbeat at least this often, ms.
+    pub heartbeat_interval_ms: u64,
+}
+
+/// One lease in a heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatLease {
+    /// Task id.
+    pub id: Uuid,
+    /// The epoch `request_task` returned.
+    pub lease_epoch: i64,
+    /// 0–100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<f64>,
+}
+
+/// Body of `POST /worker/heartbeat`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    /// Processor name (defaults to the token subject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
+    /// The leases the worker still holds.
+    #[serde(default)]
+    pub leases: Vec<HeartbeatLease>,
+    /// Fresh capabilities, optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Capabilities>,
+}
+
+/// Answer of `POST /worker/heartbeat`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    /// Always `true`.
+    pub success: bool,
+    /// Leases extended.
+    pub extended: Vec<Uuid>,
+    /// Leases whose task the owner cancelled: stop them.
+    pub cancelled: Vec<Uuid>,
+    /// Leases no longer held (expired and re-leased, deleted): stop them, do not answer.
+    pub lost: Vec<Uuid>,
+    /// New deadline of the extended leases, ms since the Unix epoch.
+    pub lease_deadline: i64,
+}
+
+/// Body of `POST /worker/submit_answer` (single form; the batch form is `{"answers": [...]}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitAnswer {
+    /// Task id.
+    pub id: Uuid,
+    /// The epoch `request_task` returned (fencing).
+    pub lease_epoch: i64,
+    /// Return value: exactly one of `answer` and `error`.
+    #[serde(
+        default,
+        deserialize_with = "crate::present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub answer: Option<Value>,
+    /// Failure: `kind` retryable or fatal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<TaskError>,
+    /// Measured run time, ms (server measures lease→answer when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_ms: Option<f64>,
+}
+
+/// Per-answer outcome in the batch form's response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubmitAnswerResult {
+    /// Task id.
+    pub id: Uuid,
+    /// 200 accepted (or already accepted), 404 unknown, 409 stale lease, 422 invalid.
+    pub status: u16,
+    /// snake_case code for non-200.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}

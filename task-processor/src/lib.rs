@@ -1,0 +1,6 @@
+//! crpc task processor: pulls tasks over HTTP, installs packages, runs WASM components and
+//! native programs in slots.
+//!
+//! Empty on purpose until its issue lands; it is a workspace member now so the layout of
+//! DESIGN.md builds from the first commit.
+#![forbid(unsafe_code)]

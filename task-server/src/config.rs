@@ -1,0 +1,110 @@
+//! Command line and environment: typed, with `--help` for every flag.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use task_api::Role;
+
+/// crpc task server: durable task queue with leases, runtime statistics and estimates.
+#[derive(Debug, Parser)]
+#[command(name = "task-server", version, about)]
+pub struct Cli {
+    /// Server settings (used when no subcommand is given).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Other actions.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a signed JWT for a user, worker, publisher or admin.
+    Token(TokenArgs),
+}
+
+/// `task-server token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Data directory holding the secret (created with a fresh secret if missing).
+    #[arg(long, env = "CRPC_DATA_DIR", default_value = "./crpc-data")]
+    pub data_dir: PathBuf,
+    /// Role: user, worker, publisher or admin.
+    #[arg(long)]
+    pub role: Role,
+    /// Subject: the user or worker name.
+    #[arg(long)]
+    pub sub: String,
+    /// Lifetime, e.g. 30d, 12h, 90m.
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// Secret file instead of DATA_DIR/jwt_secret.
+    #[arg(long, env = "CRPC_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+}
+
+/// Settings of the running server.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the real one is printed).
+    #[arg(long, env = "CRPC_BIND", default_value = "127.0.0.1:7700")]
+    pub bind: SocketAddr,
+    /// Directory for the SQLite database and the generated JWT secret.
+    #[arg(long, env = "CRPC_DATA_DIR", default_value = "./crpc-data")]
+    pub data_dir: PathBuf,
+    /// Database URL: `sqlite:PATH` (default: DATA_DIR/crpc.db).
+    #[arg(long, env = "CRPC_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// File holding the JWT secret (default: DATA_DIR/jwt_secret, generated on first start).
+    #[arg(long, env = "CRPC_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Accept every request as admin `anonymous`. Local experiments only.
+    #[arg(long)]
+    pub no_auth: bool,
+    /// Lease length; a processor that stops heartbeating loses its tasks after this.
+    #[arg(long, env = "CRPC_LEASE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub lease_ttl: Duration,
+    /// Attempts of a task that names no max_attempts.
+    #[arg(long, env = "CRPC_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt.
+    #[arg(long, env = "CRPC_RETRY_BACKOFF", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub retry_backoff: Duration,
+    /// Longest retry delay.
+    #[arg(long, env = "CRPC_RETRY_BACKOFF_MAX", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub retry_backoff_max: Duration,
+    /// How long finished tasks and their answers are kept (a task's ttl_s overrides).
+    #[arg(long, env = "CRPC_RESULT_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub result_ttl: Duration,
+    /// Largest request body, bytes (every route but the batch ones).
+    #[arg(long, env = "CRPC_MAX_BODY_BYTES", default_value_t = 2 << 20)]
+    pub max_body_bytes: usize,
+    /// Largest body of submit_batch and the batch answer form, bytes.
+    #[arg(long, env = "CRPC_MAX_BATCH_BODY_BYTES", default_value_t = 64 << 20)]
+    pub max_batch_body_bytes: usize,
+    /// Most tasks in one submit_batch.
+    #[arg(long, env = "CRPC_MAX_BATCH_TASKS", default_value_t = 10_000)]
+    pub max_batch_tasks: usize,
+    /// How often expired leases and results are swept.
+    #[arg(long, env = "CRPC_REAP_INTERVAL", default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub reap_interval: Duration,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "CRPC_HTTP_WORKERS")]
+    pub http_workers: Option<usize>,
+    /// Log JSON lines instead of text.
+    #[arg(long, env = "CRPC_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl ServeArgs {
+    /// Defaults with a given data dir and port 0, for tests.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        let cli = Cli::parse_from(["task-server", "--bind", "127.0.0.1:0"]);
+        ServeArgs {
+            data_dir,
+            ..cli.serve
+        }
+    }
+}

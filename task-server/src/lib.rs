@@ -1,0 +1,16 @@
+//! crpc task server: a durable task queue over HTTP with leases, fencing, retries, runtime
+//! statistics and queue estimates. `main.rs` only parses flags and calls [`startup::Application`].
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod queue;
+pub mod reaper;
+pub mod routes;
+pub mod startup;
+pub mod stats;
+pub mod store;
+pub mod waiters;
+
+pub use startup::Application;

@@ -1,0 +1,40 @@
+//! `task-server`: run the server, or `task-server token …` to mint a JWT.
+use std::io::{IsTerminal, Write};
+
+use clap::Parser;
+use task_server::auth::{mint, Secret};
+use task_server::config::{Cli, Command};
+use task_server::Application;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.serve.log_json);
+    if let Some(Command::Token(t)) = cli.command {
+        let secret = Secret::load(
+            std::env::var("CRPC_JWT_SECRET").ok().as_deref(),
+            t.jwt_secret_file.as_deref(),
+            &t.data_dir,
+        )?;
+        println!("{}", mint(&secret, &t.sub, t.role, t.ttl)?);
+        return Ok(());
+    }
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(cli.serve).await?;
+        println!("listening on http://{}", app.addr());
+        std::io::stdout().flush()?;
+        app.run_until_stopped().await
+    })
+}
+
+fn init_tracing(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CRPC_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}

@@ -1,0 +1,42 @@
+//! `GET /user/batches/{id}/results[?after=&limit=&wait=]`
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::auth::UserCaller;
+use crate::error::ApiError;
+use crate::queue::Queue;
+use crate::routes::ok;
+
+/// Query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Query {
+    /// `next` from the previous page (0 or absent: from the start).
+    pub after: Option<i64>,
+    /// Page size (1-1000, default 100).
+    pub limit: Option<u32>,
+    /// Seconds to wait when nothing new finished yet.
+    pub wait: Option<f64>,
+}
+
+/// Finished results in completion order (imap_unordered without polling); `done` once all are out.
+pub async fn handle(
+    queue: web::Data<Queue>,
+    UserCaller(caller): UserCaller,
+    path: web::Path<String>,
+    q: web::Query<Query>,
+) -> Result<HttpResponse, ApiError> {
+    let id = Uuid::parse_str(&path)
+        .map_err(|_| ApiError::not_found(format!("no batch with id {path}")))?;
+    let out = queue
+        .batch_results(
+            &caller,
+            id,
+            q.after.unwrap_or(0),
+            q.limit.unwrap_or(100),
+            q.wait,
+        )
+        .await?;
+    Ok(ok(&out))
+}

@@ -1,0 +1,20 @@
+//! `POST /user/tasks/{id}/cancel`
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use crate::auth::UserCaller;
+use crate::error::ApiError;
+use crate::queue::Queue;
+use crate::routes::{ok, task_id};
+
+/// Queued or running → cancelled (a running task's processor is told at its next heartbeat);
+/// 409 when it already finished.
+pub async fn handle(
+    queue: web::Data<Queue>,
+    UserCaller(caller): UserCaller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = task_id(&path)?;
+    let state = queue.cancel(&caller, id).await?;
+    Ok(ok(&json!({"success": true, "id": id, "state": state})))
+}

@@ -1,0 +1,21 @@
+//! `DELETE /user/tasks/{id}`
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use crate::auth::UserCaller;
+use crate::error::ApiError;
+use crate::queue::Queue;
+use crate::routes::{ok, task_id};
+
+/// Removes the task and its result; a processor running it loses the lease.
+pub async fn handle(
+    queue: web::Data<Queue>,
+    UserCaller(caller): UserCaller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = task_id(&path)?;
+    let was = queue.delete(&caller, id).await?;
+    Ok(ok(
+        &json!({"success": true, "id": id, "deleted": true, "state_was": was}),
+    ))
+}

@@ -1,0 +1,40 @@
+//! `GET /user/tasks[?state=&limit=&cursor=]`
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use task_api::TaskState;
+
+use crate::auth::UserCaller;
+use crate::error::ApiError;
+use crate::queue::Queue;
+use crate::routes::ok;
+
+/// Query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Query {
+    /// Only tasks in this state.
+    pub state: Option<String>,
+    /// Page size (1-1000, default 100).
+    pub limit: Option<u32>,
+    /// `next` from the previous page.
+    pub cursor: Option<i64>,
+}
+
+/// The caller's tasks (an admin's: everyone's), newest first.
+pub async fn handle(
+    queue: web::Data<Queue>,
+    UserCaller(caller): UserCaller,
+    q: web::Query<Query>,
+) -> Result<HttpResponse, ApiError> {
+    let state = q
+        .state
+        .as_deref()
+        .map(|s| s.parse::<TaskState>())
+        .transpose()
+        .map_err(|e| ApiError::bad_request("bad_query", e))?;
+    let (tasks, next) = queue
+        .list(&caller, state, q.cursor, q.limit.unwrap_or(100))
+        .await?;
+    Ok(ok(&json!({"success": true, "tasks": tasks, "next": next})))
+}

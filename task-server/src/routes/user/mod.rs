@@ -1,0 +1,22 @@
+//! `/user` routes: submit, read, wait, cancel, estimate.
+pub mod batch_results;
+pub mod cancel_task;
+pub mod delete_task;
+pub mod estimate_time_left;
+pub mod get_batch;
+pub mod list_tasks;
+pub mod list_workers;
+pub mod request_answer;
+pub mod stats;
+pub mod submit_batch;
+pub mod submit_task;
+
+use serde::Deserialize;
+
+/// `?wait=SECONDS` on long-poll routes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    /// Seconds to wait for a change.
+    pub wait: Option<f64>,
+}

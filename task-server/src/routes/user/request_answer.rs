@@ -1,0 +1,19 @@
+//! `GET /user/request_answer/{id}[?wait=SECONDS]`
+use actix_web::{web, HttpResponse};
+
+use super::WaitQuery;
+use crate::auth::UserCaller;
+use crate::error::ApiError;
+use crate::queue::Queue;
+use crate::routes::{ok, task_id};
+
+/// State, answer or error, progress; `wait` long-polls until the task is terminal.
+pub async fn handle(
+    queue: web::Data<Queue>,
+    UserCaller(caller): UserCaller,
+    path: web::Path<String>,
+    q: web::Query<WaitQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = task_id(&path)?;
+    Ok(ok(&queue.request_answer(&caller, id, q.wait).await?))
+}

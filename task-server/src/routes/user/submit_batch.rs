@@ -1,0 +1,17 @@
+//! `POST /user/submit_batch`
+use actix_web::{web, HttpResponse};
+use task_api::SubmitBatch;
+
+use crate::auth::UserCaller;
+use crate::error::ApiError;
+use crate::queue::Queue;
+use crate::routes::Body;
+
+/// 201 `{success, batch_id, ids}`.
+pub async fn handle(
+    queue: web::Data<Queue>,
+    UserCaller(caller): UserCaller,
+    Body(batch): Body<SubmitBatch>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Created().json(queue.submit_batch(&caller, batch).await?))
+}

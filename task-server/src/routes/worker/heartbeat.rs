@@ -1,0 +1,17 @@
+//! `POST /worker/heartbeat`
+use actix_web::{web, HttpResponse};
+use task_api::HeartbeatRequest;
+
+use crate::auth::WorkerCaller;
+use crate::error::ApiError;
+use crate::queue::Queue;
+use crate::routes::{ok, Body};
+
+/// Extends leases, records progress (0–100), answers which tasks were cancelled or lost.
+pub async fn handle(
+    queue: web::Data<Queue>,
+    WorkerCaller(caller): WorkerCaller,
+    Body(hb): Body<HeartbeatRequest>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(ok(&queue.heartbeat(&caller, hb).await?))
+}

@@ -1,0 +1,57 @@
+//! `GET|POST /worker/request_task`
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use task_api::{Capabilities, RequestTask};
+
+use crate::auth::WorkerCaller;
+use crate::error::ApiError;
+use crate::queue::Queue;
+use crate::routes::{ok, Body};
+
+/// Batch form: up to `max_tasks` leases, long-polling up to `wait_s` (≤ 30 s, default 30).
+pub async fn handle_post(
+    queue: web::Data<Queue>,
+    WorkerCaller(caller): WorkerCaller,
+    Body(body): Body<RequestTask>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(ok(&queue.request_tasks(&caller, body).await?))
+}
+
+/// Query of the seed's single form.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Query {
+    /// Processor name (default: the token subject).
+    pub worker_id: Option<String>,
+    /// Seconds to long-poll (default 0: answer at once, like the seed).
+    pub wait: Option<f64>,
+}
+
+/// The seed's single-task form: `{success, id, task, lease_epoch, lease_deadline}`, with `id` and
+/// `task` null when nothing is queued.
+pub async fn handle_get(
+    queue: web::Data<Queue>,
+    WorkerCaller(caller): WorkerCaller,
+    q: web::Query<Query>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let resp = queue
+        .request_tasks(
+            &caller,
+            RequestTask {
+                worker_id: q.worker_id,
+                max_tasks: 1,
+                capabilities: Capabilities::default(),
+                wait_s: Some(q.wait.unwrap_or(0.0)),
+            },
+        )
+        .await?;
+    Ok(ok(&match resp.leases.into_iter().next() {
+        Some(l) => json!({
+            "success": true, "id": l.id, "task": l.task, "lease_epoch": l.lease_epoch,
+            "lease_deadline": l.lease_deadline, "heartbeat_interval_ms": resp.heartbeat_interval_ms,
+        }),
+        None => json!({"success": true, "id": null, "task": null}),
+    }))
+}

@@ -1,0 +1,79 @@
+//! `POST /worker/submit_answer` (single form, or `{"answers": [...]}`)
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use serde_json::{json, Value};
+use task_api::{SubmitAnswer, SubmitAnswerResult};
+
+use crate::auth::WorkerCaller;
+use crate::error::ApiError;
+use crate::queue::Queue;
+use crate::routes::{ok, parse_value, Body};
+use crate::store::AnswerOutcome;
+
+/// Single form: 200 accepted (also for a replay of an accepted answer), 409 stale lease (nothing
+/// changes), 404 unknown task. Batch form: 200 with a status per answer.
+pub async fn handle(
+    queue: web::Data<Queue>,
+    WorkerCaller(_): WorkerCaller,
+    Body(body): Body<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let batch = body.as_object().and_then(|o| o.get("answers")).is_some();
+    if !batch {
+        let answer: SubmitAnswer = parse_value(body)?;
+        let id = answer.id;
+        let epoch = answer.lease_epoch;
+        let outcome = queue
+            .submit_answers(vec![answer])
+            .await?
+            .pop()
+            .expect("one result")?;
+        return match outcome {
+            AnswerOutcome::Accepted { .. } => Ok(ok(&json!({"success": true, "id": id}))),
+            AnswerOutcome::Duplicate => {
+                Ok(ok(&json!({"success": true, "id": id, "duplicate": true})))
+            }
+            AnswerOutcome::Stale { state } => Err(stale(id, epoch, state)),
+            AnswerOutcome::NotFound => Err(ApiError::no_task(id)),
+        };
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Batch {
+        answers: Vec<SubmitAnswer>,
+    }
+    let Batch { answers } = parse_value(body)?;
+    let ids: Vec<_> = answers.iter().map(|a| a.id).collect();
+    let results = queue.submit_answers(answers).await?;
+    let per: Vec<SubmitAnswerResult> = ids
+        .into_iter()
+        .zip(results)
+        .map(|(id, r)| {
+            let (status, code) = match r {
+                Ok(AnswerOutcome::Accepted { .. }) | Ok(AnswerOutcome::Duplicate) => {
+                    (StatusCode::OK, None)
+                }
+                Ok(AnswerOutcome::Stale { .. }) => {
+                    (StatusCode::CONFLICT, Some("stale_lease".to_string()))
+                }
+                Ok(AnswerOutcome::NotFound) => {
+                    (StatusCode::NOT_FOUND, Some("not_found".to_string()))
+                }
+                Err(e) => (e.status, Some(e.code.to_string())),
+            };
+            SubmitAnswerResult {
+                id,
+                status: status.as_u16(),
+                code,
+            }
+        })
+        .collect();
+    Ok(ok(&json!({"success": true, "results": per})))
+}
+
+fn stale(id: uuid::Uuid, epoch: i64, state: task_api::TaskState) -> ApiError {
+    ApiError::conflict(
+        "stale_lease",
+        format!("lease epoch {epoch} of task {id} is no longer current (the task is {state}); the answer was not recorded"),
+    )
+    .with_details(json!({"state": state}))
+}

@@ -1,0 +1,153 @@
+//! Building and running the application: `Application::build(args)` binds (port 0 allowed) and
+//! returns a handle with the real port; `run_until_stopped` serves until SIGTERM/SIGINT, then
+//! drains: long-polls return at once, in-flight requests finish, pending writes commit.
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{Authenticator, Secret};
+use crate::config::ServeArgs;
+use crate::queue::{Queue, QueueConfig};
+use crate::routes::{self, Limits};
+use crate::store::{SqliteStore, Store, StoreConfig};
+
+/// A bound, not yet running server.
+pub struct Application {
+    addr: SocketAddr,
+    server: Server,
+    queue: Arc<Queue>,
+    shutdown: CancellationToken,
+    reaper: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    /// Opens the store, loads the secret, binds the listener.
+    pub async fn build(args: ServeArgs) -> anyhow::Result<Application> {
+        std::fs::create_dir_all(&args.data_dir)?;
+        let store_cfg = StoreConfig {
+            backoff_base_ms: args.retry_backoff.as_millis() as i64,
+            backoff_max_ms: args.retry_backoff_max.as_millis() as i64,
+            default_result_ttl_s: args.result_ttl.as_secs() as i64,
+            ..StoreConfig::default()
+        };
+        let store: Arc<dyn Store> = match args.database_url.as_deref() {
+            None => Arc::new(SqliteStore::open(&args.data_dir.join("crpc.db"), store_cfg).await?),
+            Some(url) if url.starts_with("sqlite:") => {
+                Arc::new(SqliteStore::open_url(url, store_cfg).await?)
+            }
+            Some(url) => anyhow::bail!(
+                "unsupported --database-url `{}`: this build speaks sqlite: URLs",
+                url.split('@').next_back().unwrap_or(url)
+            ),
+        };
+        let auth = if args.no_auth {
+            tracing::warn!(
+                "AUTHENTICATION IS DISABLED (--no-auth): anyone who can reach this port is admin"
+            );
+            Authenticator::Disabled
+        } else {
+            let inline = std::env::var("CRPC_JWT_SECRET").ok();
+            Authenticator::jwt(&Secret::load(
+                inline.as_deref(),
+                args.jwt_secret_file.as_deref(),
+                &args.data_dir,
+            )?)
+        };
+        let shutdown = CancellationToken::new();
+        let queue = Arc::new(Queue::new(
+            store,
+            QueueConfig {
+                lease_ttl: args.lease_ttl,
+                default_max_attempts: args.max_attempts.clamp(1, 100),
+                max_batch_tasks: args.max_batch_tasks,
+                ..QueueConfig::default()
+            },
+            shutdown.clone(),
+        ));
+        let reaper = tokio::spawn(crate::reaper::run(
+            queue.clone(),
+            args.reap_interval,
+            shutdown.clone(),
+        ));
+
+        let limits = Limits {
+            body_bytes: args.max_body_bytes,
+            batch_body_bytes: args.max_batch_body_bytes,
+        };
+        let listener = TcpListener::bind(args.bind)?;
+        let addr = listener.local_addr()?;
+        let queue_data = web::Data::from(queue.clone());
+        let auth_data = web::Data::new(Arc::new(auth));
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(queue_data.clone())
+                .app_data(auth_data.clone())
+                .app_data(routes::query_config())
+                .app_data(web::PathConfig::default().error_handler(|err, _| {
+                    crate::error::ApiError::not_found(format!("path: {err}")).into()
+                }))
+                .configure(|cfg| routes::configure(cfg, limits))
+                .default_service(web::to(routes::not_found))
+        })
+        .disable_signals()
+        .shutdown_timeout(10)
+        .backlog(2048);
+        if let Some(n) = args.http_workers {
+            server = server.workers(n.max(1));
+        }
+        let server = server.listen(listener)?.run();
+        Ok(Application {
+            addr,
+            server,
+            queue,
+            shutdown,
+            reaper,
+        })
+    }
+
+    /// The bound address (real port when 0 was asked for).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until SIGTERM/SIGINT (or `stop`), then drains.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal(shutdown.clone()).await;
+            tracing::info!("shutting down: draining in-flight requests");
+            shutdown.cancel();
+            handle.stop(true).await;
+        });
+        self.server.await?;
+        self.shutdown.cancel();
+        let _ = self.reaper.await;
+        self.queue.store().close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn wait_for_signal(token: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+            _ = token.cancelled() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = token.cancelled() => {}
+        }
+    }
+}

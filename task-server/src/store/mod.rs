@@ -1,0 +1,446 @@
+//! Durable state. The [`Store`] trait is the only place SQL lives behind; each backend keeps its
+//! dialect to itself and the conformance suite (`tests/it/store_conformance.rs`) runs unchanged
+//! against every backend.
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use task_api::{HeartbeatLease, Lease, TaskError, TaskState};
+use uuid::Uuid;
+
+use crate::stats::{FunctionStats, QueueLoad};
+
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// Store failures. Bad input never gets here: the domain layer validates first.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database said no.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A stored JSON column did not parse.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The store is shutting down.
+    #[error("the store is closed")]
+    Closed,
+    /// Migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+/// Policy the store applies when it moves tasks between states.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// First retry delay, ms; doubles each attempt.
+    pub backoff_base_ms: i64,
+    /// Cap of the retry delay, ms.
+    pub backoff_max_ms: i64,
+    /// How long finished tasks are kept when the task names no `ttl_s`, seconds.
+    pub default_result_ttl_s: i64,
+    /// Slack past `timeout_s` before the server fails a running task itself (the processor
+    /// enforces the timeout exactly; this is the backstop for a processor that hangs).
+    pub timeout_grace_ms: i64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backoff_base_ms: 1000,
+            backoff_max_ms: 300_000,
+            default_result_ttl_s: 7 * 24 * 3600,
+            timeout_grace_ms: 1000,
+        }
+    }
+}
+
+/// A validated task, ready to insert. Serialized as one element of the insert's JSON array.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewTask {
+    /// UUID v7.
+    pub id: Uuid,
+    /// '' when none.
+    pub package: String,
+    /// '' when none.
+    pub version: String,
+    /// Function name.
+    pub function: String,
+    /// Positional arguments.
+    pub args: Vec<Value>,
+    /// Keyword arguments.
+    pub kwargs: Map<String, Value>,
+    /// Higher first.
+    pub priority: i32,
+    /// ≥ 1.
+    pub max_attempts: u32,
+    /// Per-attempt limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u32>,
+    /// Result retention.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl_s: Option<u64>,
+    /// Owner-scoped dedup key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// sha256 of the request body (idempotency comparisons).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_hash: Option<String>,
+    /// sha256 of package@version/function/args/kwargs (memoization).
+    pub args_hash: String,
+    /// Reuse finished answers.
+    pub memoize: bool,
+    /// GPUs needed.
+    pub req_gpus: u32,
+    /// Memory needed, MiB.
+    pub req_memory_mb: u64,
+    /// Datasets needed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub req_datasets: Vec<String>,
+}
+
+/// Result of a single submit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SubmitOutcome {
+    /// Inserted.
+    Created,
+    /// Same owner, key and body as an existing task: that task.
+    Existing {
+        /// The existing task.
+        id: Uuid,
+        /// Its state now.
+        state: TaskState,
+    },
+    /// Same owner and key, different body.
+    Conflict {
+        /// The task holding the key.
+        id: Uuid,
+    },
+}
+
+/// What a worker asks for.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// Who takes the leases.
+    pub worker_id: String,
+    /// At most this many.
+    pub max_tasks: u32,
+    /// GPUs free on the asking worker.
+    pub gpus: u32,
+    /// Memory per task, MiB (`None`: unlimited).
+    pub memory_mb: Option<u64>,
+    /// Datasets the worker holds.
+    pub datasets: Vec<String>,
+    /// Now, ms.
+    pub now: i64,
+    /// Lease length, ms.
+    pub lease_ttl_ms: i64,
+}
+
+/// A heartbeat.
+#[derive(Debug, Clone)]
+pub struct HeartbeatIn {
+    /// The leases still held.
+    pub leases: Vec<HeartbeatLease>,
+    /// Now, ms.
+    pub now: i64,
+    /// Lease length, ms.
+    pub lease_ttl_ms: i64,
+}
+
+/// What became of each lease in a heartbeat.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HeartbeatOutcome {
+    /// Extended.
+    pub extended: Vec<Uuid>,
+    /// Cancelled by the owner: stop.
+    pub cancelled: Vec<Uuid>,
+    /// Not held any more: stop, do not answer.
+    pub lost: Vec<Uuid>,
+}
+
+/// How an attempt ended, as the worker reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnswerKind {
+    /// Return value.
+    Ok(Value),
+    /// Never retry.
+    Fatal(TaskError),
+    /// Retry if attempts are left.
+    Retryable(TaskError),
+}
+
+/// One answer from a worker.
+#[derive(Debug, Clone)]
+pub struct AnswerIn {
+    /// Task.
+    pub id: Uuid,
+    /// Fencing token.
+    pub lease_epoch: i64,
+    /// Outcome.
+    pub kind: AnswerKind,
+    /// Worker-measured runtime.
+    pub runtime_ms: Option<f64>,
+}
+
+/// A task that reached a terminal state (for waking waiters).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    /// Task.
+    pub id: Uuid,
+    /// Its batch.
+    pub batch_id: Option<Uuid>,
+    /// Terminal state.
+    pub state: TaskState,
+}
+
+/// What became of one answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnswerOutcome {
+    /// Applied; `finished` when the task is now terminal, else it went back to the queue.
+    Accepted {
+        /// Set when terminal.
+        finished: Option<Finished>,
+    },
+    /// This very lease's answer was already accepted (a retried request): nothing changed.
+    Duplicate,
+    /// The lease is no longer current (expired and re-leased, cancelled): nothing changed.
+    Stale {
+        /// State now.
+        state: TaskState,
+    },
+    /// No such task.
+    NotFound,
+}
+
+/// What the reaper did.
+#[derive(Debug, Clone, Default)]
+pub struct ReapOutcome {
+    /// Expired leases put back in the queue.
+    pub requeued: usize,
+    /// Expired leases failed for good (out of attempts, or timed out).
+    pub failed: Vec<Finished>,
+    /// Finished tasks past their retention, deleted.
+    pub deleted: usize,
+}
+
+/// What became of a cancel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// Now cancelled; a worker holding it learns at its next heartbeat.
+    Cancelled(Finished),
+    /// Already terminal.
+    AlreadyFinished(TaskState),
+    /// No such task.
+    NotFound,
+}
+
+/// A task row as read back.
+#[derive(Debug, Clone)]
+pub struct TaskRecord {
+    /// Task id.
+    pub id: Uuid,
+    /// Queue position (also the list cursor).
+    pub seq: i64,
+    /// Submitter.
+    pub owner: String,
+    /// '' when none.
+    pub package: String,
+    /// '' when none.
+    pub version: String,
+    /// Function.
+    pub function: String,
+    /// State.
+    pub state: TaskState,
+    /// Priority.
+    pub priority: i32,
+    /// Attempts started.
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// Progress 0–100.
+    pub progress: Option<f64>,
+    /// Answer JSON.
+    pub answer: Option<Value>,
+    /// Last error.
+    pub error: Option<TaskError>,
+    /// Runtime of the answered attempt.
+    pub runtime_ms: Option<f64>,
+    /// ms.
+    pub created_at: i64,
+    /// ms.
+    pub finished_at: Option<i64>,
+    /// Batch.
+    pub batch_id: Option<Uuid>,
+}
+
+/// A batch row.
+#[derive(Debug, Clone)]
+pub struct BatchRecord {
+    /// Batch id.
+    pub id: Uuid,
+    /// Submitter.
+    pub owner: String,
+    /// Tasks in it.
+    pub total: u64,
+    /// ms.
+    pub created_at: i64,
+}
+
+/// One finished task of a batch, in completion order.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchResult {
+    /// Task id.
+    pub id: Uuid,
+    /// Position in the submitted list.
+    pub index: u64,
+    /// Terminal state.
+    pub state: TaskState,
+    /// Answer when succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Value>,
+    /// Error when failed or cancelled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<TaskError>,
+    /// Completion cursor.
+    #[serde(skip)]
+    pub finish_seq: i64,
+}
+
+/// A processor as last seen.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerRecord {
+    /// Processor name.
+    pub worker_id: String,
+    /// Token subject it authenticated as.
+    pub owner: String,
+    /// Slots it runs.
+    pub slots: u32,
+    /// What it advertised.
+    pub capabilities: Value,
+    /// ms.
+    pub first_seen: i64,
+    /// ms.
+    pub last_seen: i64,
+    /// Tasks it holds now (filled on read).
+    pub running: u64,
+}
+
+/// Filter for listing tasks.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    /// Only this owner's tasks (`None`: everyone's, admin only).
+    pub owner: Option<String>,
+    /// Only this state.
+    pub state: Option<TaskState>,
+    /// Only tasks older than this cursor (seq).
+    pub before: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// The durable queue. Every method is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Inserts one task, honouring its idempotency key.
+    async fn submit_one(
+        &self,
+        owner: &str,
+        task: NewTask,
+        now: i64,
+    ) -> Result<SubmitOutcome, StoreError>;
+    /// Inserts a batch and its tasks (no idempotency keys inside batches).
+    async fn submit_batch(
+        &self,
+        owner: &str,
+        batch_id: Uuid,
+        tasks: Vec<NewTask>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// Leases up to `max_tasks` ready tasks in priority, then FIFO, order; one statement.
+    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Lease>, StoreError>;
+    /// Extends the given leases.
+    async fn heartbeat(&self, hb: HeartbeatIn) -> Result<HeartbeatOutcome, StoreError>;
+    /// Applies answers (fenced by lease epoch) and updates runtime statistics.
+    async fn answer(
+        &self,
+        answers: Vec<AnswerIn>,
+        now: i64,
+    ) -> Result<Vec<AnswerOutcome>, StoreError>;
+    /// Cancels a non-terminal task.
+    async fn cancel(&self, id: Uuid, by: &str, now: i64) -> Result<CancelOutcome, StoreError>;
+    /// Deletes a task; returns what it was.
+    async fn delete(&self, id: Uuid) -> Result<Option<Finished>, StoreError>;
+    /// Expired leases back to the queue (or failed), expired results deleted.
+    async fn reap(&self, now: i64) -> Result<ReapOutcome, StoreError>;
+    /// Records a processor sighting.
+    async fn upsert_worker(&self, w: WorkerRecord) -> Result<(), StoreError>;
+    /// Refreshes a known processor's last_seen.
+    async fn touch_worker(&self, worker_id: &str, now: i64) -> Result<(), StoreError>;
+
+    /// The newest memoizing task of `owner` with these arguments that is not failed or cancelled.
+    async fn find_memoized(
+        &self,
+        owner: &str,
+        args_hash: &str,
+    ) -> Result<Option<(Uuid, TaskState)>, StoreError>;
+    /// One task.
+    async fn get_task(&self, id: Uuid) -> Result<Option<TaskRecord>, StoreError>;
+    /// A page of tasks, newest first.
+    async fn list_tasks(&self, q: ListQuery) -> Result<Vec<TaskRecord>, StoreError>;
+    /// One batch.
+    async fn get_batch(&self, id: Uuid) -> Result<Option<BatchRecord>, StoreError>;
+    /// Task counts of a batch by state.
+    async fn batch_counts(&self, id: Uuid) -> Result<HashMap<TaskState, u64>, StoreError>;
+    /// Finished tasks of a batch after `after` (completion cursor), in completion order.
+    async fn batch_results(
+        &self,
+        id: Uuid,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<BatchResult>, StoreError>;
+    /// What is queued/running: whole queue, one batch, or the part ahead of (and including) a task.
+    async fn queue_load(&self, scope: LoadScope, now: i64) -> Result<QueueLoad, StoreError>;
+    /// All runtime statistics.
+    async fn stats(&self) -> Result<Vec<FunctionStats>, StoreError>;
+    /// Processors seen since `since` (ms).
+    async fn workers(&self, since: i64) -> Result<Vec<WorkerRecord>, StoreError>;
+    /// Whether a delayed (backoff) task became ready in `(after, upto]`.
+    async fn became_ready(&self, after: i64, upto: i64) -> Result<bool, StoreError>;
+    /// Cheap liveness probe of the database.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Flushes pending writes and closes.
+    async fn close(&self);
+}
+
+/// Which part of the queue an estimate covers.
+#[derive(Debug, Clone, Copy)]
+pub enum LoadScope {
+    /// Everything.
+    All,
+    /// One batch.
+    Batch(Uuid),
+    /// Tasks that run before (or are) the task at this priority and seq.
+    Ahead {
+        /// Its priority.
+        priority: i32,
+        /// Its seq.
+        seq: i64,
+    },
+}
+
+pub(crate) fn parse_uuid(s: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(format!("bad uuid {s:?}: {e}")))
+}
+
+pub(crate) fn parse_state(s: &str) -> Result<TaskState, StoreError> {
+    s.parse().map_err(StoreError::Corrupt)
+}

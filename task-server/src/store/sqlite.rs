@@ -1,0 +1,1155 @@
+//! Embedded SQLite store: WAL, `synchronous=NORMAL`, ONE writer connection fed by a channel that
+//! group-commits whatever is pending in one transaction, and a pool of read-only connections.
+//!
+//! Because the writer is the only one, it keeps two pieces of state in memory that a multi-writer
+//! backend would keep in the database: the next completion sequence number and the runtime
+//! statistics cache (authoritative copy, written through on every change).
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Connection, Row};
+use task_api::{Lease, Resources, TaskError, TaskPayload, TaskState};
+use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::*;
+use crate::stats::{FnKey, FunctionStats, QueueLoad, Sketch};
+
+/// Jobs a single group commit takes at most; bounds one transaction's latency.
+const MAX_GROUP: usize = 256;
+/// Writer queue depth: submitters wait (backpressure) rather than queue without bound.
+const WRITER_QUEUE: usize = 4096;
+/// Rows the reaper touches per pass.
+const REAP_LIMIT: i64 = 1000;
+
+/// The embedded default store.
+pub struct SqliteStore {
+    tx: mpsc::Sender<Job>,
+    read: SqlitePool,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+enum Op {
+    SubmitOne {
+        owner: String,
+        task: NewTask,
+        now: i64,
+    },
+    SubmitBatch {
+        owner: String,
+        batch_id: Uuid,
+        tasks: Vec<NewTask>,
+        now: i64,
+    },
+    Claim(ClaimRequest),
+    Heartbeat(HeartbeatIn),
+    Answer {
+        answers: Vec<AnswerIn>,
+        now: i64,
+    },
+    Cancel {
+        id: Uuid,
+        by: String,
+        now: i64,
+    },
+    Delete {
+        id: Uuid,
+    },
+    Reap {
+        now: i64,
+    },
+    UpsertWorker(WorkerRecord),
+    TouchWorker {
+        worker_id: String,
+        now: i64,
+    },
+    /// Commit what is pending, then stop taking jobs.
+    Shutdown,
+}
+
+enum Reply {
+    Submit(SubmitOutcome),
+    Unit,
+    Claim(Vec<Lease>),
+    Heartbeat(HeartbeatOutcome),
+    Answer(Vec<AnswerOutcome>),
+    Cancel(CancelOutcome),
+    Delete(Option<Finished>),
+    Reap(ReapOutcome),
+}
+
+struct Job {
+    op: Op,
+    reply: oneshot::Sender<Result<Reply, StoreError>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file and runs migrations.
+    pub async fn open(path: &Path, config: StoreConfig) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-32000");
+        Self::open_with(opts, config).await
+    }
+
+    /// Opens from a `sqlite:` URL.
+    pub async fn open_url(url: &str, config: StoreConfig) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10));
+        Self::open_with(opts, config).await
+    }
+
+    async fn open_with(
+        opts: SqliteConnectOptions,
+        config: StoreConfig,
+    ) -> Result<Self, StoreError> {
+        let mut conn = SqliteConnection::connect_with(&opts).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&mut conn).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .connect_with(opts.read_only(true))
+            .await?;
+        let mut writer = Writer::load(conn, config).await?;
+        let (tx, mut rx) = mpsc::channel::<Job>(WRITER_QUEUE);
+        let handle = tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut jobs = vec![first];
+                while jobs.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(j) => jobs.push(j),
+                        Err(_) => break,
+                    }
+                }
+                let stop = jobs.iter().position(|j| matches!(j.op, Op::Shutdown));
+                let stopper = stop.map(|i| jobs.remove(i));
+                if !jobs.is_empty() {
+                    writer.run_group(jobs).await;
+                }
+                if let Some(stopper) = stopper {
+                    rx.close();
+                    // Jobs that raced in before close() still get done.
+                    let mut late = Vec::new();
+                    while let Ok(j) = rx.try_recv() {
+                        late.push(j);
+                    }
+                    late.retain(|j| !matches!(j.op, Op::Shutdown));
+                    if !late.is_empty() {
+                        writer.run_group(late).await;
+                    }
+                    let _ = stopper.reply.send(Ok(Reply::Unit));
+                    break;
+                }
+            }
+            writer.close().await;
+        });
+        Ok(SqliteStore {
+            tx,
+            read,
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    async fn call(&self, op: Op) -> Result<Reply, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job { op, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+macro_rules! expect_reply {
+    ($r:expr, $v:path) => {
+        match $r? {
+            $v(x) => Ok(x),
+            _ => unreachable!("writer answered with the wrong reply kind"),
+        }
+    };
+}
+
+/// The writer's in-memory state, staged per transaction so a rollback forgets it.
+struct Writer {
+    conn: SqliteConnection,
+    config: StoreConfig,
+    next_finish_seq: i64,
+    stats: HashMap<FnKey, FunctionStats>,
+}
+
+#[derive(Default)]
+struct Staged {
+    finish_seq_used: i64,
+    stats: HashMap<FnKey, FunctionStats>,
+}
+
+impl Writer {
+    async fn load(mut conn: SqliteConnection, config: StoreConfig) -> Result<Self, StoreError> {
+        let max: Option<i64> = sqlx::query_scalar("SELECT max(finish_seq) FROM tasks")
+            .fetch_one(&mut conn)
+            .await?;
+        let rows = sqlx::query("SELECT * FROM function_stats")
+            .fetch_all(&mut conn)
+            .await?;
+        let mut stats = HashMap::new();
+        for row in rows {
+            let st = stats_from_row(&row)?;
+            stats.insert(st.key.clone(), st);
+        }
+        Ok(Writer {
+            conn,
+            config,
+            next_finish_seq: max.unwrap_or(0) + 1,
+            stats,
+        })
+    }
+
+    async fn close(mut self) {
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut self.conn)
+            .await;
+        let _ = self.conn.close().await;
+    }
+
+    /// Runs every job in one transaction. If the transaction fails as a whole, each job is run
+    /// again alone so one bad job cannot fail its neighbours.
+    async fn run_group(&mut self, jobs: Vec<Job>) {
+        if jobs.len() > 1 {
+            match self.try_group(&jobs).await {
+                Ok(replies) => {
+                    for (job, r) in jobs.into_iter().zip(replies) {
+                        let _ = job.reply.send(Ok(r));
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, jobs = jobs.len(), "group commit failed; retrying jobs one by one")
+                }
+            }
+        }
+        for job in jobs {
+            let r = self.try_group(std::slice::from_ref(&job)).await;
+            let _ = job
+                .reply
+                .send(r.map(|mut v| v.pop().expect("one reply per job")));
+        }
+    }
+
+    async fn try_group(&mut self, jobs: &[Job]) -> Result<Vec<Reply>, StoreError> {
+        let mut staged = Staged::default();
+        let mut tx = self.conn.begin().await?;
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let base = self.next_finish_seq + staged.finish_seq_used;
+            let r = exec(
+                &mut tx,
+                &self.config,
+                &self.stats,
+                &mut staged,
+                base,
+                &job.op,
+            )
+            .await;
+            match r {
+                Ok(reply) => replies.push(reply),
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    return Err(e);
+                }
+            }
+        }
+        tx.commit().await?;
+        self.next_finish_seq += staged.finish_seq_used;
+        self.stats.extend(staged.stats);
+        Ok(replies)
+    }
+}
+
+/// Inserts tasks from a JSON array in one statement.
+const INSERT_TASKS: &str = r#"
+INSERT INTO tasks (id, owner, package, version, function, args, kwargs, state, priority, max_attempts,
+                   timeout_s, available_at, created_at, ttl_s, idempotency_key, request_hash, batch_id,
+                   batch_index, args_hash, memoize, req_gpus, req_memory_mb, req_datasets)
+SELECT j.value->>'id', ?2, j.value->>'package', j.value->>'version', j.value->>'function',
+       j.value->'args', j.value->'kwargs', 'queued', j.value->>'priority', j.value->>'max_attempts',
+       j.value->>'timeout_s', ?3, ?3, j.value->>'ttl_s', j.value->>'idempotency_key',
+       j.value->>'request_hash', ?4, CASE WHEN ?4 IS NULL THEN NULL ELSE j.key END,
+       j.value->>'args_hash', j.value->>'memoize', j.value->>'req_gpus', j.value->>'req_memory_mb',
+       j.value->'req_datasets'
+FROM json_each(?1) AS j
+"#;
+
+const CLAIM: &str = r#"
+UPDATE tasks SET state = 'leased', lease_epoch = lease_epoch + 1, attempt = attempt + 1,
+       lease_worker = ?1, leased_at = ?2, progress = NULL,
+       timeout_at = CASE WHEN timeout_s IS NULL THEN NULL ELSE ?2 + timeout_s * 1000 + ?8 END,
+       lease_deadline = CASE WHEN timeout_s IS NULL THEN ?3 ELSE min(?3, ?2 + timeout_s * 1000 + ?8) END
+WHERE seq IN (
+    SELECT seq FROM tasks
+    WHERE state = 'queued' AND available_at <= ?2 AND req_gpus <= ?4 AND req_memory_mb <= ?5
+      AND (req_datasets IS NULL OR NOT EXISTS (
+            SELECT 1 FROM json_each(tasks.req_datasets) AS d
+            WHERE d.value NOT IN (SELECT value FROM json_each(?6))))
+    ORDER BY priority DESC, seq
+    LIMIT ?7)
+RETURNING id, package, version, function, args, kwargs, timeout_s, attempt, max_attempts,
+          lease_epoch, lease_deadline, req_gpus, req_memory_mb, req_datasets
+"#;
+
+const HEARTBEAT: &str = r#"
+UPDATE tasks SET lease_deadline = CASE WHEN tasks.timeout_at IS NULL THEN ?2 ELSE min(?2, tasks.timeout_at) END,
+       progress = coalesce(a.value->>'progress', tasks.progress)
+FROM json_each(?1) AS a
+WHERE tasks.id = a.value->>'id' AND tasks.state = 'leased' AND tasks.lease_epoch = a.value->>'lease_epoch'
+RETURNING tasks.id
+"#;
+
+const HEARTBEAT_CANCELLED: &str = r#"
+SELECT tasks.id FROM tasks JOIN json_each(?1) AS a ON tasks.id = a.value->>'id'
+WHERE tasks.state = 'cancelled' AND tasks.lease_epoch = a.value->>'lease_epoch'
+"#;
+
+// `requeue` below: a retryable error with attempts left.
+const ANSWER: &str = r#"
+UPDATE tasks SET
+  state = CASE WHEN a.value->>'kind' = 'ok' THEN 'succeeded'
+               WHEN a.value->>'kind' = 'fatal' OR tasks.attempt >= tasks.max_attempts THEN 'failed'
+               ELSE 'queued' END,
+  answer = CASE WHEN a.value->>'kind' = 'ok' THEN a.value->'answer' END,
+  error = CASE WHEN a.value->>'kind' = 'ok' THEN NULL ELSE a.value->'error' END,
+  runtime_ms = coalesce(a.value->>'runtime_ms', ?1 - tasks.leased_at),
+  answered_epoch = tasks.lease_epoch,
+  progress = CASE WHEN a.value->>'kind' = 'ok' THEN 100.0 ELSE tasks.progress END,
+  available_at = CASE WHEN a.value->>'kind' = 'retryable' AND tasks.attempt < tasks.max_attempts
+                      THEN ?1 + min(?2 << min(tasks.attempt - 1, 30), ?3) ELSE tasks.available_at END,
+  finished_at = CASE WHEN a.value->>'kind' = 'retryable' AND tasks.attempt < tasks.max_attempts THEN NULL ELSE ?1 END,
+  finish_seq = CASE WHEN a.value->>'kind' = 'retryable' AND tasks.attempt < tasks.max_attempts THEN NULL ELSE ?4 + a.key END,
+  expires_at = CASE WHEN a.value->>'kind' = 'retryable' AND tasks.attempt < tasks.max_attempts THEN NULL
+                    ELSE ?1 + coalesce(tasks.ttl_s, ?5) * 1000 END,
+  lease_deadline = NULL, timeout_at = NULL
+FROM json_each(?6) AS a
+WHERE tasks.id = a.value->>'id' AND tasks.state = 'leased' AND tasks.lease_epoch = a.value->>'epoch'
+RETURNING tasks.id, tasks.state, tasks.batch_id, tasks.package, tasks.version, tasks.function, tasks.runtime_ms
+"#;
+
+const REAP_SELECT: &str =
+    "SELECT id FROM tasks WHERE state = 'leased' AND lease_deadline <= ?1 ORDER BY lease_deadline LIMIT ?2";
+
+// `done` below: timed out, or out of attempts.
+const REAP_UPDATE: &str = r#"
+UPDATE tasks SET
+  state = CASE WHEN (timeout_at IS NOT NULL AND timeout_at <= ?1) OR attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
+  error = CASE WHEN timeout_at IS NOT NULL AND timeout_at <= ?1
+               THEN json_object('kind', 'timeout', 'message',
+                    'attempt ' || attempt || ' of ' || max_attempts || ' ran past its timeout of ' || timeout_s || ' s')
+               ELSE json_object('kind', 'lease_expired', 'message',
+                    'worker ' || coalesce(lease_worker, '?') || ' stopped heartbeating during attempt '
+                    || attempt || ' of ' || max_attempts) END,
+  available_at = CASE WHEN (timeout_at IS NOT NULL AND timeout_at <= ?1) OR attempt >= max_attempts THEN available_at
+                      ELSE ?1 + min(?2 << min(attempt - 1, 30), ?3) END,
+  finished_at = CASE WHEN (timeout_at IS NOT NULL AND timeout_at <= ?1) OR attempt >= max_attempts THEN ?1 END,
+  finish_seq = CASE WHEN (timeout_at IS NOT NULL AND timeout_at <= ?1) OR attempt >= max_attempts THEN ?4 + a.key END,
+  expires_at = CASE WHEN (timeout_at IS NOT NULL AND timeout_at <= ?1) OR attempt >= max_attempts
+                    THEN ?1 + coalesce(ttl_s, ?5) * 1000 END,
+  lease_deadline = NULL, timeout_at = NULL
+FROM json_each(?6) AS a
+WHERE tasks.id = a.value AND tasks.state = 'leased'
+RETURNING tasks.id, tasks.state, tasks.batch_id
+"#;
+
+const CANCEL: &str = r#"
+UPDATE tasks SET state = 'cancelled', finished_at = ?1, finish_seq = ?2,
+       expires_at = ?1 + coalesce(ttl_s, ?3) * 1000,
+       error = json_object('kind', 'cancelled', 'message', 'cancelled by ' || ?4)
+WHERE id = ?5 AND state IN ('waiting', 'queued', 'leased')
+RETURNING batch_id
+"#;
+
+const TASK_COLUMNS: &str = "id, seq, owner, package, version, function, state, priority, attempt, \
+     max_attempts, progress, answer, error, runtime_ms, created_at, finished_at, batch_id";
+
+async fn exec(
+    conn: &mut SqliteConnection,
+    config: &StoreConfig,
+    stats: &HashMap<FnKey, FunctionStats>,
+    staged: &mut Staged,
+    finish_base: i64,
+    op: &Op,
+) -> Result<Reply, StoreError> {
+    match op {
+        Op::SubmitOne { owner, task, now } => {
+            if let Some(key) = &task.idempotency_key {
+                let existing = sqlx::query(
+                    "SELECT id, request_hash, state FROM tasks WHERE owner = ?1 AND idempotency_key = ?2",
+                )
+                .bind(owner)
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await?;
+                if let Some(row) = existing {
+                    let id = parse_uuid(row.try_get("id")?)?;
+                    let hash: Option<String> = row.try_get("request_hash")?;
+                    return Ok(Reply::Submit(if hash == task.request_hash {
+                        SubmitOutcome::Existing {
+                            id,
+                            state: parse_state(row.try_get("state")?)?,
+                        }
+                    } else {
+                        SubmitOutcome::Conflict { id }
+                    }));
+                }
+            }
+            sqlx::query(INSERT_TASKS)
+                .bind(serde_json::to_string(std::slice::from_ref(task))?)
+                .bind(owner)
+                .bind(now)
+                .bind(None::<String>)
+                .execute(&mut *conn)
+                .await?;
+            Ok(Reply::Submit(SubmitOutcome::Created))
+        }
+        Op::SubmitBatch {
+            owner,
+            batch_id,
+            tasks,
+            now,
+        } => {
+            sqlx::query(
+                "INSERT INTO batches (id, owner, total, created_at) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .bind(batch_id.to_string())
+            .bind(owner)
+            .bind(tasks.len() as i64)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(INSERT_TASKS)
+                .bind(serde_json::to_string(tasks)?)
+                .bind(owner)
+                .bind(now)
+                .bind(batch_id.to_string())
+                .execute(&mut *conn)
+                .await?;
+            Ok(Reply::Unit)
+        }
+        Op::Claim(req) => {
+            let rows = sqlx::query(CLAIM)
+                .bind(&req.worker_id)
+                .bind(req.now)
+                .bind(req.now + req.lease_ttl_ms)
+                .bind(req.gpus as i64)
+                .bind(
+                    req.memory_mb
+                        .map(|m| m.min(i64::MAX as u64) as i64)
+                        .unwrap_or(i64::MAX),
+                )
+                .bind(serde_json::to_string(&req.datasets)?)
+                .bind(req.max_tasks as i64)
+                .bind(config.timeout_grace_ms)
+                .fetch_all(&mut *conn)
+                .await?;
+            let mut leases = Vec::with_capacity(rows.len());
+            for row in rows {
+                leases.push(lease_from_row(&row)?);
+            }
+            Ok(Reply::Claim(leases))
+        }
+        Op::Heartbeat(hb) => {
+            let items: Vec<Value> = hb
+                .leases
+                .iter()
+                .map(|l| json!({"id": l.id, "lease_epoch": l.lease_epoch, "progress": l.progress}))
+                .collect();
+            let items = serde_json::to_string(&items)?;
+            let extended: Vec<String> = sqlx::query_scalar(HEARTBEAT)
+                .bind(&items)
+                .bind(hb.now + hb.lease_ttl_ms)
+                .fetch_all(&mut *conn)
+                .await?;
+            let mut out = HeartbeatOutcome::default();
+            for id in &extended {
+                out.extended.push(parse_uuid(id)?);
+            }
+            if out.extended.len() < hb.leases.len() {
+                let cancelled: Vec<String> = sqlx::query_scalar(HEARTBEAT_CANCELLED)
+                    .bind(&items)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                for id in &cancelled {
+                    out.cancelled.push(parse_uuid(id)?);
+                }
+                let known: HashSet<Uuid> = out
+                    .extended
+                    .iter()
+                    .chain(out.cancelled.iter())
+                    .copied()
+                    .collect();
+                out.lost = hb
+                    .leases
+                    .iter()
+                    .map(|l| l.id)
+                    .filter(|id| !known.contains(id))
+                    .collect();
+            }
+            Ok(Reply::Heartbeat(out))
+        }
+        Op::Answer { answers, now } => {
+            let items: Vec<Value> = answers.iter().map(answer_json).collect();
+            let rows = sqlx::query(ANSWER)
+                .bind(now)
+                .bind(config.backoff_base_ms)
+                .bind(config.backoff_max_ms)
+                .bind(finish_base)
+                .bind(config.default_result_ttl_s)
+                .bind(serde_json::to_string(&items)?)
+                .fetch_all(&mut *conn)
+                .await?;
+            staged.finish_seq_used += answers.len() as i64;
+            let mut applied: HashMap<Uuid, AnswerOutcome> = HashMap::with_capacity(rows.len());
+            let mut touched: HashMap<FnKey, Vec<(f64, bool)>> = HashMap::new();
+            for row in rows {
+                let id = parse_uuid(row.try_get("id")?)?;
+                let state = parse_state(row.try_get("state")?)?;
+                let key = FnKey {
+                    package: row.try_get("package")?,
+                    version: row.try_get("version")?,
+                    function: row.try_get("function")?,
+                };
+                let runtime: Option<f64> = row.try_get("runtime_ms")?;
+                touched
+                    .entry(key)
+                    .or_default()
+                    .push((runtime.unwrap_or(0.0), state == TaskState::Succeeded));
+                let finished = state
+                    .is_terminal()
+                    .then(|| -> Result<Finished, StoreError> {
+                        Ok(Finished {
+                            id,
+                            batch_id: opt_uuid(row.try_get("batch_id")?)?,
+                            state,
+                        })
+                    });
+                applied.insert(
+                    id,
+                    AnswerOutcome::Accepted {
+                        finished: finished.transpose()?,
+                    },
+                );
+            }
+            for (key, samples) in touched {
+                let mut st = staged
+                    .stats
+                    .get(&key)
+                    .or_else(|| stats.get(&key))
+                    .cloned()
+                    .unwrap_or_else(|| FunctionStats::new(key.clone()));
+                for (ms, ok) in samples {
+                    st.record(ms, ok, *now);
+                }
+                upsert_stats(&mut *conn, &st).await?;
+                staged.stats.insert(key, st);
+            }
+            let mut out = Vec::with_capacity(answers.len());
+            let missing: Vec<&AnswerIn> = answers
+                .iter()
+                .filter(|a| !applied.contains_key(&a.id))
+                .collect();
+            let mut rest: HashMap<Uuid, (TaskState, i64, Option<i64>)> = HashMap::new();
+            if !missing.is_empty() {
+                let ids: Vec<String> = missing.iter().map(|a| a.id.to_string()).collect();
+                let rows = sqlx::query(
+                    "SELECT id, state, lease_epoch, answered_epoch FROM tasks \
+                     WHERE id IN (SELECT value FROM json_each(?1))",
+                )
+                .bind(serde_json::to_string(&ids)?)
+                .fetch_all(&mut *conn)
+                .await?;
+                for row in rows {
+                    rest.insert(
+                        parse_uuid(row.try_get("id")?)?,
+                        (
+                            parse_state(row.try_get("state")?)?,
+                            row.try_get("lease_epoch")?,
+                            row.try_get("answered_epoch")?,
+                        ),
+                    );
+                }
+            }
+            let mut seen = HashSet::new();
+            for a in answers {
+                if let Some(o) = applied.get(&a.id) {
+                    // A batch naming the same lease twice: the first one applied.
+                    out.push(if seen.insert(a.id) {
+                        o.clone()
+                    } else {
+                        AnswerOutcome::Duplicate
+                    });
+                    continue;
+                }
+                out.push(match rest.get(&a.id) {
+                    None => AnswerOutcome::NotFound,
+                    Some((_, _, Some(answered))) if *answered == a.lease_epoch => {
+                        AnswerOutcome::Duplicate
+                    }
+                    Some((state, _, _)) => AnswerOutcome::Stale { state: *state },
+                });
+            }
+            Ok(Reply::Answer(out))
+        }
+        Op::Cancel { id, by, now } => {
+            let row = sqlx::query(CANCEL)
+                .bind(now)
+                .bind(finish_base)
+                .bind(config.default_result_ttl_s)
+                .bind(by)
+                .bind(id.to_string())
+                .fetch_optional(&mut *conn)
+                .await?;
+            if let Some(row) = row {
+                staged.finish_seq_used += 1;
+                return Ok(Reply::Cancel(CancelOutcome::Cancelled(Finished {
+                    id: *id,
+                    batch_id: opt_uuid(row.try_get("batch_id")?)?,
+                    state: TaskState::Cancelled,
+                })));
+            }
+            let state: Option<String> = sqlx::query_scalar("SELECT state FROM tasks WHERE id = ?1")
+                .bind(id.to_string())
+                .fetch_optional(&mut *conn)
+                .await?;
+            Ok(Reply::Cancel(match state {
+                Some(s) => CancelOutcome::AlreadyFinished(parse_state(&s)?),
+                None => CancelOutcome::NotFound,
+            }))
+        }
+        Op::Delete { id } => {
+            let row = sqlx::query("DELETE FROM tasks WHERE id = ?1 RETURNING state, batch_id")
+                .bind(id.to_string())
+                .fetch_optional(&mut *conn)
+                .await?;
+            Ok(Reply::Delete(match row {
+                Some(row) => Some(Finished {
+                    id: *id,
+                    batch_id: opt_uuid(row.try_get("batch_id")?)?,
+                    state: parse_state(row.try_get("state")?)?,
+                }),
+                None => None,
+            }))
+        }
+        Op::Reap { now } => {
+            let ids: Vec<String> = sqlx::query_scalar(REAP_SELECT)
+                .bind(now)
+                .bind(REAP_LIMIT)
+                .fetch_all(&mut *conn)
+                .await?;
+            let mut out = ReapOutcome::default();
+            if !ids.is_empty() {
+                let rows = sqlx::query(REAP_UPDATE)
+                    .bind(now)
+                    .bind(config.backoff_base_ms)
+                    .bind(config.backoff_max_ms)
+                    .bind(finish_base)
+                    .bind(config.default_result_ttl_s)
+                    .bind(serde_json::to_string(&ids)?)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                staged.finish_seq_used += ids.len() as i64;
+                for row in rows {
+                    let state = parse_state(row.try_get("state")?)?;
+                    if state.is_terminal() {
+                        out.failed.push(Finished {
+                            id: parse_uuid(row.try_get("id")?)?,
+                            batch_id: opt_uuid(row.try_get("batch_id")?)?,
+                            state,
+                        });
+                    } else {
+                        out.requeued += 1;
+                    }
+                }
+            }
+            out.deleted = sqlx::query(
+                "DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks WHERE expires_at <= ?1 LIMIT ?2)",
+            )
+            .bind(now)
+            .bind(REAP_LIMIT)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected() as usize;
+            Ok(Reply::Reap(out))
+        }
+        Op::UpsertWorker(w) => {
+            sqlx::query(
+                "INSERT INTO workers (worker_id, owner, slots, capabilities, first_seen, last_seen) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5) \
+                 ON CONFLICT(worker_id) DO UPDATE SET owner = excluded.owner, slots = excluded.slots, \
+                 capabilities = excluded.capabilities, last_seen = excluded.last_seen",
+            )
+            .bind(&w.worker_id)
+            .bind(&w.owner)
+            .bind(w.slots as i64)
+            .bind(serde_json::to_string(&w.capabilities)?)
+            .bind(w.last_seen)
+            .execute(&mut *conn)
+            .await?;
+            Ok(Reply::Unit)
+        }
+        Op::TouchWorker { worker_id, now } => {
+            sqlx::query("UPDATE workers SET last_seen = max(last_seen, ?2) WHERE worker_id = ?1")
+                .bind(worker_id)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            Ok(Reply::Unit)
+        }
+        Op::Shutdown => Ok(Reply::Unit),
+    }
+}
+
+fn answer_json(a: &AnswerIn) -> Value {
+    let mut v = json!({"id": a.id, "epoch": a.lease_epoch, "runtime_ms": a.runtime_ms});
+    match &a.kind {
+        AnswerKind::Ok(answer) => {
+            v["kind"] = json!("ok");
+            v["answer"] = answer.clone();
+        }
+        AnswerKind::Fatal(e) => {
+            v["kind"] = json!("fatal");
+            v["error"] = json!(e);
+        }
+        AnswerKind::Retryable(e) => {
+            v["kind"] = json!("retryable");
+            v["error"] = json!(e);
+        }
+    }
+    v
+}
+
+async fn upsert_stats(conn: &mut SqliteConnection, st: &FunctionStats) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO function_stats (package, version, function, count, failures, mean_ms, var_ms, sketch, last_seen) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+         ON CONFLICT(package, version, function) DO UPDATE SET count = excluded.count, \
+         failures = excluded.failures, mean_ms = excluded.mean_ms, var_ms = excluded.var_ms, \
+         sketch = excluded.sketch, last_seen = excluded.last_seen",
+    )
+    .bind(&st.key.package)
+    .bind(&st.key.version)
+    .bind(&st.key.function)
+    .bind(st.count as i64)
+    .bind(st.failures as i64)
+    .bind(st.mean_ms)
+    .bind(st.var_ms)
+    .bind(serde_json::to_string(&st.sketch)?)
+    .bind(st.last_seen)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn stats_from_row(row: &SqliteRow) -> Result<FunctionStats, StoreError> {
+    let sketch: String = row.try_get("sketch")?;
+    Ok(FunctionStats {
+        key: FnKey {
+            package: row.try_get("package")?,
+            version: row.try_get("version")?,
+            function: row.try_get("function")?,
+        },
+        count: row.try_get::<i64, _>("count")? as u64,
+        failures: row.try_get::<i64, _>("failures")? as u64,
+        mean_ms: row.try_get("mean_ms")?,
+        var_ms: row.try_get("var_ms")?,
+        sketch: serde_json::from_str::<Sketch>(&sketch)?,
+        last_seen: row.try_get("last_seen")?,
+    })
+}
+
+fn opt_uuid(s: Option<String>) -> Result<Option<Uuid>, StoreError> {
+    s.as_deref().map(parse_uuid).transpose()
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(s: Option<String>) -> Result<Option<T>, StoreError> {
+    Ok(match s {
+        Some(s) => Some(serde_json::from_str(&s)?),
+        None => None,
+    })
+}
+
+fn lease_from_row(row: &SqliteRow) -> Result<Lease, StoreError> {
+    let package: String = row.try_get("package")?;
+    let version: String = row.try_get("version")?;
+    let args: String = row.try_get("args")?;
+    let kwargs: String = row.try_get("kwargs")?;
+    Ok(Lease {
+        id: parse_uuid(row.try_get("id")?)?,
+        task: TaskPayload {
+            package: crate::stats::non_empty(&package),
+            version: crate::stats::non_empty(&version),
+            function: row.try_get("function")?,
+            args: serde_json::from_str(&args)?,
+            kwargs: serde_json::from_str(&kwargs)?,
+            timeout_s: row
+                .try_get::<Option<i64>, _>("timeout_s")?
+                .map(|t| t as u32),
+            attempt: row.try_get::<i64, _>("attempt")? as u32,
+            max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
+            resources: Resources {
+                gpus: row.try_get::<i64, _>("req_gpus")? as u32,
+                memory_mb: row.try_get::<i64, _>("req_memory_mb")? as u64,
+                datasets: json_col(row.try_get("req_datasets")?)?.unwrap_or_default(),
+            },
+        },
+        lease_epoch: row.try_get("lease_epoch")?,
+        lease_deadline: row.try_get("lease_deadline")?,
+    })
+}
+
+fn task_from_row(row: &SqliteRow) -> Result<TaskRecord, StoreError> {
+    Ok(TaskRecord {
+        id: parse_uuid(row.try_get("id")?)?,
+        seq: row.try_get("seq")?,
+        owner: row.try_get("owner")?,
+        package: row.try_get("package")?,
+        version: row.try_get("version")?,
+        function: row.try_get("function")?,
+        state: parse_state(row.try_get("state")?)?,
+        priority: row.try_get::<i64, _>("priority")? as i32,
+        attempt: row.try_get::<i64, _>("attempt")? as u32,
+        max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
+        progress: row.try_get("progress")?,
+        answer: json_col(row.try_get("answer")?)?,
+        error: json_col::<TaskError>(row.try_get("error")?)?,
+        runtime_ms: row.try_get("runtime_ms")?,
+        created_at: row.try_get("created_at")?,
+        finished_at: row.try_get("finished_at")?,
+        batch_id: opt_uuid(row.try_get("batch_id")?)?,
+    })
+}
+
+fn key_from_row(row: &SqliteRow) -> Result<FnKey, StoreError> {
+    Ok(FnKey {
+        package: row.try_get("package")?,
+        version: row.try_get("version")?,
+        function: row.try_get("function")?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn submit_one(
+        &self,
+        owner: &str,
+        task: NewTask,
+        now: i64,
+    ) -> Result<SubmitOutcome, StoreError> {
+        let op = Op::SubmitOne {
+            owner: owner.to_string(),
+            task,
+            now,
+        };
+        expect_reply!(self.call(op).await, Reply::Submit)
+    }
+
+    async fn submit_batch(
+        &self,
+        owner: &str,
+        batch_id: Uuid,
+        tasks: Vec<NewTask>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let op = Op::SubmitBatch {
+            owner: owner.to_string(),
+            batch_id,
+            tasks,
+            now,
+        };
+        self.call(op).await.map(|_| ())
+    }
+
+    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Lease>, StoreError> {
+        expect_reply!(self.call(Op::Claim(req)).await, Reply::Claim)
+    }
+
+    async fn heartbeat(&self, hb: HeartbeatIn) -> Result<HeartbeatOutcome, StoreError> {
+        expect_reply!(self.call(Op::Heartbeat(hb)).await, Reply::Heartbeat)
+    }
+
+    async fn answer(
+        &self,
+        answers: Vec<AnswerIn>,
+        now: i64,
+    ) -> Result<Vec<AnswerOutcome>, StoreError> {
+        expect_reply!(self.call(Op::Answer { answers, now }).await, Reply::Answer)
+    }
+
+    async fn cancel(&self, id: Uuid, by: &str, now: i64) -> Result<CancelOutcome, StoreError> {
+        let op = Op::Cancel {
+            id,
+            by: by.to_string(),
+            now,
+        };
+        expect_reply!(self.call(op).await, Reply::Cancel)
+    }
+
+    async fn delete(&self, id: Uuid) -> Result<Option<Finished>, StoreError> {
+        expect_reply!(self.call(Op::Delete { id }).await, Reply::Delete)
+    }
+
+    async fn reap(&self, now: i64) -> Result<ReapOutcome, StoreError> {
+        expect_reply!(self.call(Op::Reap { now }).await, Reply::Reap)
+    }
+
+    async fn upsert_worker(&self, w: WorkerRecord) -> Result<(), StoreError> {
+        self.call(Op::UpsertWorker(w)).await.map(|_| ())
+    }
+
+    async fn touch_worker(&self, worker_id: &str, now: i64) -> Result<(), StoreError> {
+        let op = Op::TouchWorker {
+            worker_id: worker_id.to_string(),
+            now,
+        };
+        self.call(op).await.map(|_| ())
+    }
+
+    async fn find_memoized(
+        &self,
+        owner: &str,
+        args_hash: &str,
+    ) -> Result<Option<(Uuid, TaskState)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, state FROM tasks WHERE args_hash = ?1 AND memoize = 1 AND owner = ?2 \
+             AND state IN ('waiting', 'queued', 'leased', 'succeeded') ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(args_hash)
+        .bind(owner)
+        .fetch_optional(&self.read)
+        .await?;
+        match row {
+            Some(row) => Ok(Some((
+                parse_uuid(row.try_get("id")?)?,
+                parse_state(row.try_get("state")?)?,
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    async fn get_task(&self, id: Uuid) -> Result<Option<TaskRecord>, StoreError> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1");
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(task_from_row).transpose()
+    }
+
+    async fn list_tasks(&self, q: ListQuery) -> Result<Vec<TaskRecord>, StoreError> {
+        let filter = if q.owner.is_some() {
+            "owner = ?1"
+        } else {
+            "?1 IS NULL"
+        };
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE {filter} AND (?2 IS NULL OR state = ?2) \
+             AND (?3 IS NULL OR seq < ?3) ORDER BY seq DESC LIMIT ?4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(q.owner)
+            .bind(q.state.map(|s| s.as_str()))
+            .bind(q.before)
+            .bind(q.limit as i64)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    async fn get_batch(&self, id: Uuid) -> Result<Option<BatchRecord>, StoreError> {
+        let row = sqlx::query("SELECT id, owner, total, created_at FROM batches WHERE id = ?1")
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => Ok(Some(BatchRecord {
+                id: parse_uuid(row.try_get("id")?)?,
+                owner: row.try_get("owner")?,
+                total: row.try_get::<i64, _>("total")? as u64,
+                created_at: row.try_get("created_at")?,
+            })),
+        }
+    }
+
+    async fn batch_counts(&self, id: Uuid) -> Result<HashMap<TaskState, u64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT state, count(*) AS n FROM tasks WHERE batch_id = ?1 GROUP BY state",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.read)
+        .await?;
+        let mut out = HashMap::new();
+        for row in rows {
+            out.insert(
+                parse_state(row.try_get("state")?)?,
+                row.try_get::<i64, _>("n")? as u64,
+            );
+        }
+        Ok(out)
+    }
+
+    async fn batch_results(
+        &self,
+        id: Uuid,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<BatchResult>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, batch_index, state, answer, error, finish_seq FROM tasks \
+             WHERE batch_id = ?1 AND finish_seq > ?2 ORDER BY finish_seq LIMIT ?3",
+        )
+        .bind(id.to_string())
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(BatchResult {
+                    id: parse_uuid(row.try_get("id")?)?,
+                    index: row.try_get::<i64, _>("batch_index")? as u64,
+                    state: parse_state(row.try_get("state")?)?,
+                    answer: json_col(row.try_get("answer")?)?,
+                    error: json_col(row.try_get("error")?)?,
+                    finish_seq: row.try_get("finish_seq")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn queue_load(&self, scope: LoadScope, now: i64) -> Result<QueueLoad, StoreError> {
+        let (filter, a, b): (&str, Option<String>, Option<i64>) = match scope {
+            LoadScope::All => ("?1 IS NULL AND ?2 IS NULL", None, None),
+            LoadScope::Batch(id) => ("batch_id = ?1 AND ?2 IS NULL", Some(id.to_string()), None),
+            LoadScope::Ahead { priority, seq } => (
+                "(priority > CAST(?1 AS INTEGER) OR (priority = CAST(?1 AS INTEGER) AND seq <= ?2))",
+                Some(priority.to_string()),
+                Some(seq),
+            ),
+        };
+        let queued_sql = format!(
+            "SELECT package, version, function, count(*) AS n FROM tasks \
+             WHERE state = 'queued' AND {filter} GROUP BY package, version, function"
+        );
+        let rows = sqlx::query(&queued_sql)
+            .bind(&a)
+            .bind(b)
+            .fetch_all(&self.read)
+            .await?;
+        let mut load = QueueLoad::default();
+        for row in rows {
+            load.queued
+                .push((key_from_row(&row)?, row.try_get::<i64, _>("n")? as u64));
+        }
+        // Tasks ahead of a given one include everything running now.
+        let running_filter = match scope {
+            LoadScope::Batch(_) => "batch_id = ?1",
+            _ => "?1 IS NULL OR ?1 IS NOT NULL",
+        };
+        let running_sql = format!(
+            "SELECT package, version, function, leased_at FROM tasks WHERE state = 'leased' AND ({running_filter})"
+        );
+        let rows = sqlx::query(&running_sql)
+            .bind(&a)
+            .fetch_all(&self.read)
+            .await?;
+        for row in rows {
+            let leased_at: Option<i64> = row.try_get("leased_at")?;
+            load.running.push((
+                key_from_row(&row)?,
+                (now - leased_at.unwrap_or(now)).max(0) as f64,
+            ));
+        }
+        Ok(load)
+    }
+
+    async fn stats(&self) -> Result<Vec<FunctionStats>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM function_stats ORDER BY package, version, function")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(stats_from_row).collect()
+    }
+
+    async fn workers(&self, since: i64) -> Result<Vec<WorkerRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT w.worker_id, w.owner, w.slots, w.capabilities, w.first_seen, w.last_seen, \
+             (SELECT count(*) FROM tasks t WHERE t.state = 'leased' AND t.lease_worker = w.worker_id) AS running \
+             FROM workers w WHERE w.last_seen >= ?1 ORDER BY w.worker_id",
+        )
+        .bind(since)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let caps: String = row.try_get("capabilities")?;
+                Ok(WorkerRecord {
+                    worker_id: row.try_get("worker_id")?,
+                    owner: row.try_get("owner")?,
+                    slots: row.try_get::<i64, _>("slots")? as u32,
+                    capabilities: serde_json::from_str(&caps)?,
+                    first_seen: row.try_get("first_seen")?,
+                    last_seen: row.try_get("last_seen")?,
+                    running: row.try_get::<i64, _>("running")? as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn became_ready(&self, after: i64, upto: i64) -> Result<bool, StoreError> {
+        let hit: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM tasks WHERE state = 'queued' AND available_at > ?1 AND available_at <= ?2 LIMIT 1",
+        )
+        .bind(after)
+        .bind(upto)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(hit.is_some())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(Job {
+                op: Op::Shutdown,
+                reply,
+            })
+            .await
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+        if let Some(handle) = self.writer.lock().await.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+        }
+        self.read.close().await;
+    }
+}
