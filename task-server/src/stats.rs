@@ -31,7 +31,7 @@ const SKETCH_MAX_BUCKET: u16 = 1500; // 0.001 ms · 1.04^1500 ≫ a year
 
 impl Sketch {
     fn index(ms: f64) -> u16 {
-        if !(ms > SKETCH_MIN_MS) {
+        if ms.is_nan() || ms <= SKETCH_MIN_MS {
             return 0;
         }
         let i = ((ms / SKETCH_MIN_MS).ln() / SKETCH_GAMMA.ln()).floor() as i64 + 1;

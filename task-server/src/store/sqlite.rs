@@ -120,8 +120,15 @@ impl SqliteStore {
         opts: SqliteConnectOptions,
         config: StoreConfig,
     ) -> Result<Self, StoreError> {
-        let mut conn = SqliteConnection::connect_with(&opts).await?;
-        sqlx::migrate!("./migrations/sqlite").run(&mut conn).await?;
+        // Migrations through a one-connection pool: `run(&mut conn)` makes a future that is not
+        // `Send` (sqlx's Acquire is not general over lifetimes).
+        let migrate = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&migrate).await?;
+        migrate.close().await;
+        let conn = SqliteConnection::connect_with(&opts).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)

@@ -1,0 +1,457 @@
+//! Leases, fencing, retries, cancellation, batches, estimates, restarts.
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use task_api::Role;
+
+use crate::harness::{assert_error, Api, Server};
+
+fn clients(server: &Server) -> (Api, Api) {
+    let user = Api::new(&server.url, Some(server.token(Role::User, "alice")));
+    let worker = user.with_token(&server.token(Role::Worker, "w1"));
+    (user, worker)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_worker_loses_lease_and_its_late_answer_is_fenced() {
+    let server = Server::start(&["--lease-ttl", "1s", "--retry-backoff", "50ms"]);
+    let (user, worker) = clients(&server);
+    let id = user.submit(json!({"function": "slow", "args": [1]})).await;
+
+    let first = worker.lease("worker-a", 1, 1.0).await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0]["lease_epoch"], 1);
+    // worker-a now goes silent. worker-b long-polls and gets the task once the lease expires.
+    let t = Instant::now();
+    let second = worker.lease("worker-b", 1, 10.0).await;
+    let waited = t.elapsed();
+    assert_eq!(second.len(), 1, "re-leased");
+    assert_eq!(second[0]["id"], json!(id));
+    assert_eq!(second[0]["lease_epoch"], 2);
+    assert_eq!(second[0]["task"]["attempt"], 2);
+    assert!(
+        waited < Duration::from_secs(4),
+        "re-leased within the TTL plus a reaper tick: {waited:?}"
+    );
+
+    // worker-a wakes up: heartbeat says lost, answer is refused and changes nothing.
+    let (_, hb) = worker
+        .post(
+            "/worker/heartbeat",
+            &json!({"worker_id": "worker-a", "leases": [{"id": id, "lease_epoch": 1}]}),
+        )
+        .await;
+    assert_eq!(hb["lost"], json!([id]));
+    assert_error(
+        &worker.answer(&first[0], json!("from a")).await,
+        409,
+        "stale_lease",
+    );
+    let (st, _) = worker.answer(&second[0], json!("from b")).await;
+    assert_eq!(st, 200);
+    assert_error(
+        &worker.answer(&first[0], json!("from a again")).await,
+        409,
+        "stale_lease",
+    );
+    // A retried (duplicate) answer from b is accepted idempotently and changes nothing.
+    let (st, v) = worker.answer(&second[0], json!("from b")).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["duplicate"], true);
+    let v = user.wait_answer(&id, 5).await;
+    assert_eq!(v["state"], "succeeded");
+    assert_eq!(v["answer"], "from b");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_a_lease_and_carry_progress() {
+    let server = Server::start(&["--lease-ttl", "1s"]);
+    let (user, worker) = clients(&server);
+    let id = user.submit(json!({"function": "long"})).await;
+    let lease = worker.lease("w1", 1, 1.0).await.remove(0);
+    for pct in [10.0, 40.0, 75.0] {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let (st, hb) = worker
+            .post("/worker/heartbeat", &json!({"worker_id": "w1", "leases": [{"id": id, "lease_epoch": lease["lease_epoch"], "progress": pct}]}))
+            .await;
+        assert_eq!(st, 200, "{hb}");
+        assert_eq!(hb["extended"], json!([id]));
+    }
+    let (_, v) = user.get(&format!("/user/request_answer/{id}")).await;
+    assert_eq!(v["state"], "leased", "kept past 1.2 s with a 1 s TTL");
+    assert_eq!(v["progress"], 75.0);
+    assert_eq!(worker.answer(&lease, json!(1)).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_task_fails_after_max_attempts_with_last_error() {
+    let server = Server::start(&["--retry-backoff", "20ms"]);
+    let (user, worker) = clients(&server);
+    let id = user
+        .submit(json!({"function": "poison", "max_attempts": 3}))
+        .await;
+    for attempt in 1..=3 {
+        let leases = worker.lease("w1", 1, 5.0).await;
+        assert_eq!(leases.len(), 1, "attempt {attempt} leased");
+        assert_eq!(leases[0]["task"]["attempt"], attempt);
+        let (st, v) = worker
+            .post(
+                "/worker/submit_answer",
+                &json!({"id": id, "lease_epoch": leases[0]["lease_epoch"],
+                        "error": {"kind": "retryable", "message": format!("connection reset #{attempt}")}}),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+    }
+    let v = user.wait_answer(&id, 5).await;
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["attempt"], 3);
+    assert_eq!(v["error"]["kind"], "retryable");
+    assert_eq!(v["error"]["message"], "connection reset #3");
+    assert!(
+        worker.lease("w1", 1, 0.3).await.is_empty(),
+        "never leased again"
+    );
+    let (_, stats) = user.get("/user/stats").await;
+    assert_eq!(stats["functions"][0]["failures"], 3);
+
+    // A fatal error fails at once.
+    let id = user.submit(json!({"function": "bad_input"})).await;
+    let l = worker.lease("w1", 1, 5.0).await.remove(0);
+    worker
+        .post("/worker/submit_answer", &json!({"id": id, "lease_epoch": l["lease_epoch"], "error": {"kind": "fatal", "message": "ValueError"}}))
+        .await;
+    let v = user.wait_answer(&id, 5).await;
+    assert_eq!(v["state"], "failed");
+    assert_eq!(v["attempt"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_fails_a_running_task() {
+    let server = Server::start(&["--lease-ttl", "30s"]);
+    let (user, worker) = clients(&server);
+    let id = user
+        .submit(json!({"function": "hang", "timeout_s": 1}))
+        .await;
+    let lease = worker.lease("w1", 1, 1.0).await.remove(0);
+    // Heartbeats cannot extend past timeout_s (+1 s grace).
+    let v = user.wait_answer(&id, 10).await;
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["error"]["kind"], "timeout");
+    assert_error(&worker.answer(&lease, json!(1)).await, 409, "stale_lease");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_delete() {
+    let server = Server::start(&[]);
+    let (user, worker) = clients(&server);
+    // Queued → cancelled; twice → 409.
+    let queued = user.submit(json!({"function": "f", "args": [1]})).await;
+    let (st, v) = user
+        .post(&format!("/user/tasks/{queued}/cancel"), &json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["state"], "cancelled");
+    assert_error(
+        &user
+            .post(&format!("/user/tasks/{queued}/cancel"), &json!({}))
+            .await,
+        409,
+        "already_finished",
+    );
+    assert!(
+        worker.lease("w1", 1, 0.2).await.is_empty(),
+        "a cancelled task is never leased"
+    );
+
+    // Running → cancelled; the worker hears it at its heartbeat and cannot answer.
+    let running = user.submit(json!({"function": "f", "args": [2]})).await;
+    let lease = worker.lease("w1", 1, 1.0).await.remove(0);
+    let waiter = {
+        let user = user.clone();
+        let running = running.clone();
+        tokio::spawn(async move {
+            user.get(&format!("/user/request_answer/{running}?wait=10"))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        user.post(&format!("/user/tasks/{running}/cancel"), &json!({}))
+            .await
+            .0,
+        200
+    );
+    let (_, woke) = waiter.await.unwrap();
+    assert_eq!(
+        woke["state"], "cancelled",
+        "a waiting caller is woken by the cancel"
+    );
+    let (_, hb) = worker
+        .post("/worker/heartbeat", &json!({"worker_id": "w1", "leases": [{"id": running, "lease_epoch": lease["lease_epoch"]}]}))
+        .await;
+    assert_eq!(hb["cancelled"], json!([running]));
+    assert_error(&worker.answer(&lease, json!(2)).await, 409, "stale_lease");
+
+    // Delete removes it.
+    let (st, _) = user.delete(&format!("/user/tasks/{running}")).await;
+    assert_eq!(st, 200);
+    assert_error(
+        &user.get(&format!("/user/request_answer/{running}")).await,
+        404,
+        "not_found",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priorities_then_fifo() {
+    let server = Server::start(&[]);
+    let (user, worker) = clients(&server);
+    let low = user
+        .submit(json!({"function": "f", "args": ["low"], "priority": -5}))
+        .await;
+    let a = user.submit(json!({"function": "f", "args": ["a"]})).await;
+    let b = user.submit(json!({"function": "f", "args": ["b"]})).await;
+    let high = user
+        .submit(json!({"function": "f", "args": ["high"], "priority": 10}))
+        .await;
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        let (_, v) = worker.get("/worker/request_task").await;
+        order.push(v["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(order, vec![high, a, b, low]);
+    let (_, v) = worker.get("/worker/request_task").await;
+    assert_eq!(
+        v["id"],
+        Value::Null,
+        "seed form: null id when nothing is queued"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_results_stream_in_completion_order() {
+    let server = Server::start(&[]);
+    let (user, worker) = clients(&server);
+    let tasks: Vec<Value> = (0..50)
+        .map(|i| json!({"function": "square", "args": [i]}))
+        .collect();
+    let (st, v) = user
+        .post("/user/submit_batch", &json!({"tasks": tasks}))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let batch = v["batch_id"].as_str().unwrap().to_string();
+    let ids: Vec<String> = v["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 50);
+
+    // A reader long-polls for results while the worker answers in reverse order.
+    let reader = {
+        let user = user.clone();
+        let batch = batch.clone();
+        tokio::spawn(async move {
+            let mut got: Vec<(u64, i64)> = Vec::new();
+            let mut after = 0;
+            loop {
+                let (st, v) = user
+                    .get(&format!(
+                        "/user/batches/{batch}/results?after={after}&limit=7&wait=10"
+                    ))
+                    .await;
+                assert_eq!(st, 200, "{v}");
+                for r in v["results"].as_array().unwrap() {
+                    got.push((r["index"].as_u64().unwrap(), r["answer"].as_i64().unwrap()));
+                }
+                after = v["next"].as_i64().unwrap();
+                if v["done"] == true {
+                    return got;
+                }
+            }
+        })
+    };
+    let mut leases = worker.lease("w1", 50, 1.0).await;
+    assert_eq!(leases.len(), 50);
+    leases.reverse();
+    for l in &leases {
+        let i = l["task"]["args"][0].as_i64().unwrap();
+        assert_eq!(worker.answer(l, json!(i * i)).await.0, 200);
+    }
+    let got = reader.await.unwrap();
+    assert_eq!(got.len(), 50, "every result exactly once");
+    let expected: Vec<u64> = (0..50).rev().collect();
+    assert_eq!(
+        got.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        expected,
+        "completion order"
+    );
+    assert!(got.iter().all(|(i, a)| (*i * *i) as i64 == *a));
+    let (_, status) = user.get(&format!("/user/batches/{batch}?wait=1")).await;
+    assert_eq!(status["done"], true);
+    assert_eq!(status["counts"]["succeeded"], 50);
+    assert_eq!(status["total"], 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn estimate_tracks_known_runtime_within_ten_percent() {
+    let server = Server::start(&[]);
+    let (user, worker) = clients(&server);
+    // 200 tasks of a function that takes 20 ms, run by 4 simulated workers that report runtime.
+    let tasks: Vec<Value> = (0..200)
+        .map(|i| json!({"package": "sim", "function": "sleep20", "args": [i]}))
+        .collect();
+    let (st, _) = user
+        .post("/user/submit_batch", &json!({"tasks": tasks}))
+        .await;
+    assert_eq!(st, 201);
+    let mut handles = Vec::new();
+    for w in 0..4 {
+        let worker = worker.clone();
+        handles.push(tokio::spawn(async move {
+            loop {
+                let leases = worker.lease(&format!("sim-{w}"), 1, 0.5).await;
+                let Some(l) = leases.into_iter().next() else { return };
+                let t = Instant::now();
+                tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(20))).await.unwrap();
+                let ms = t.elapsed().as_secs_f64() * 1000.0;
+                let (st, _) = worker
+                    .post("/worker/submit_answer", &json!({"id": l["id"], "lease_epoch": l["lease_epoch"], "answer": null, "runtime_ms": ms}))
+                    .await;
+                assert_eq!(st, 200);
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let (_, stats) = user.get("/user/stats").await;
+    let f = &stats["functions"][0];
+    assert_eq!(f["count"], 200, "{stats}");
+    assert!(
+        (f["p50_ms"].as_f64().unwrap() - 20.0).abs() < 3.0,
+        "{stats}"
+    );
+
+    let tasks: Vec<Value> = (0..100)
+        .map(|i| json!({"package": "sim", "function": "sleep20", "args": [i]}))
+        .collect();
+    user.post("/user/submit_batch", &json!({"tasks": tasks}))
+        .await;
+    let (_, est) = user.get("/user/estimate_time_left").await;
+    let time = est["time"].as_f64().unwrap();
+    let target = 100.0 * 0.020;
+    assert!(
+        (time - target).abs() / target < 0.10,
+        "estimate {time} s vs {target} s: {est}"
+    );
+    assert_eq!(est["queued"], 100);
+    assert_eq!(est["live_slots"], 4, "{est}");
+    let eta = est["eta_s"].as_f64().unwrap();
+    assert!((eta - time / 4.0).abs() < 1e-9);
+    assert!(est["confidence"].as_f64().unwrap() > 0.9);
+    // A null answer is an answer.
+    let (_, list) = user.get("/user/tasks?state=succeeded&limit=1").await;
+    let id = list["tasks"][0]["id"].as_str().unwrap().to_string();
+    let (_, v) = user.get(&format!("/user/request_answer/{id}")).await;
+    assert_eq!(v["state"], "succeeded");
+    assert!(v.as_object().unwrap().contains_key("answer") || v["answer"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_tasks_answers_and_statistics() {
+    let mut server = Server::start(&[]);
+    let (user, worker) = clients(&server);
+    let done = user
+        .submit(json!({"package": "p", "function": "f", "args": [1]}))
+        .await;
+    let pending = user
+        .submit(json!({"package": "p", "function": "f", "args": [2]}))
+        .await;
+    let l = worker.lease("w1", 1, 1.0).await.remove(0);
+    assert_eq!(l["id"], json!(done));
+    worker
+        .post(
+            "/worker/submit_answer",
+            &json!({"id": done, "lease_epoch": 1, "answer": {"x": 1}, "runtime_ms": 123.0}),
+        )
+        .await;
+
+    let (took, status) = server.terminate();
+    assert!(status.success(), "clean exit: {status:?}\n{}", server.log());
+    assert!(took < Duration::from_secs(5), "drained in {took:?}");
+
+    server.restart();
+    let v = user.wait_answer(&done, 1).await;
+    assert_eq!(v["answer"], json!({"x": 1}));
+    let (_, v) = user.get(&format!("/user/request_answer/{pending}")).await;
+    assert_eq!(v["state"], "queued", "{v}");
+    let (_, stats) = user.get("/user/stats").await;
+    assert_eq!(stats["functions"][0]["count"], 1);
+    assert_eq!(stats["functions"][0]["mean_ms"], 123.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_long_polls_at_once() {
+    let mut server = Server::start(&[]);
+    let (_, worker) = clients(&server);
+    let parked = {
+        let worker = worker.clone();
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let r = worker
+                .try_post(
+                    "/worker/request_task",
+                    &json!({"worker_id": "parked", "max_tasks": 1, "wait_s": 30}),
+                )
+                .await;
+            (t.elapsed(), r.map(|(s, _)| s.as_u16()))
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (took, status) = server.terminate();
+    assert!(status.success());
+    assert!(took < Duration::from_secs(5), "exit took {took:?}");
+    let (elapsed, r) = parked.await.unwrap();
+    assert!(
+        elapsed < Duration::from_secs(6),
+        "long-poll returned in {elapsed:?}"
+    );
+    assert_eq!(
+        r.unwrap(),
+        200,
+        "the parked worker got an empty answer, not an error"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_are_listed_with_their_slots() {
+    let server = Server::start(&[]);
+    let (user, worker) = clients(&server);
+    worker
+        .post(
+            "/worker/request_task",
+            &json!({"worker_id": "gpu-box", "max_tasks": 2, "wait_s": 0,
+               "capabilities": {"slots": 3, "gpus": 1, "gpu_names": ["H100"]}}),
+        )
+        .await;
+    let (_, v) = user.get("/user/workers").await;
+    assert_eq!(v["live_slots"], 3);
+    assert_eq!(v["workers"][0]["worker_id"], "gpu-box");
+    assert_eq!(
+        v["workers"][0]["capabilities"]["gpu_names"],
+        json!(["H100"])
+    );
+
+    // A GPU task goes only to a worker that offers a GPU.
+    let id = user
+        .submit(json!({"function": "train", "resources": {"gpus": 1}}))
+        .await;
+    assert!(worker.lease("cpu-box", 1, 0.2).await.is_empty());
+    let (_, v) = worker
+        .post("/worker/request_task", &json!({"worker_id": "gpu-box", "max_tasks": 1, "wait_s": 1, "capabilities": {"slots": 3, "gpus": 1}}))
+        .await;
+    assert_eq!(v["leases"][0]["id"], json!(id));
+}

@@ -1,0 +1,466 @@
+//! The store conformance suite: every backend must pass these unchanged. A backend provides a
+//! `Backend` that opens the same fresh database each time `open` is called (to test reopening).
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde_json::{json, Map};
+use task_api::{HeartbeatLease, TaskError, TaskErrorKind, TaskState};
+use task_server::queue::now_ms;
+use task_server::store::*;
+use uuid::Uuid;
+
+/// Opens stores over one database.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync {
+    async fn open(&self, cfg: StoreConfig) -> Arc<dyn Store>;
+}
+
+pub struct Sqlite(tempfile::TempDir);
+
+impl Sqlite {
+    pub fn new() -> Self {
+        Sqlite(tempfile::tempdir().unwrap())
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for Sqlite {
+    async fn open(&self, cfg: StoreConfig) -> Arc<dyn Store> {
+        Arc::new(
+            SqliteStore::open(&self.0.path().join("crpc.db"), cfg)
+                .await
+                .unwrap(),
+        )
+    }
+}
+
+fn cfg() -> StoreConfig {
+    StoreConfig {
+        backoff_base_ms: 1000,
+        backoff_max_ms: 60_000,
+        default_result_ttl_s: 3600,
+        timeout_grace_ms: 0,
+    }
+}
+
+pub fn task(function: &str, priority: i32) -> NewTask {
+    NewTask {
+        id: Uuid::now_v7(),
+        package: "pkg".into(),
+        version: "1.0.0".into(),
+        function: function.into(),
+        args: vec![json!(1)],
+        kwargs: Map::new(),
+        priority,
+        max_attempts: 3,
+        timeout_s: None,
+        ttl_s: None,
+        idempotency_key: None,
+        request_hash: None,
+        args_hash: "h".into(),
+        memoize: false,
+        req_gpus: 0,
+        req_memory_mb: 0,
+        req_datasets: vec![],
+    }
+}
+
+fn claim(worker: &str, n: u32, now: i64) -> ClaimRequest {
+    ClaimRequest {
+        worker_id: worker.into(),
+        max_tasks: n,
+        gpus: 0,
+        memory_mb: None,
+        datasets: vec![],
+        now,
+        lease_ttl_ms: 10_000,
+    }
+}
+
+fn ok(id: Uuid, epoch: i64, v: serde_json::Value) -> AnswerIn {
+    AnswerIn {
+        id,
+        lease_epoch: epoch,
+        kind: AnswerKind::Ok(v),
+        runtime_ms: Some(10.0),
+    }
+}
+
+fn retry(id: Uuid, epoch: i64, msg: &str) -> AnswerIn {
+    AnswerIn {
+        id,
+        lease_epoch: epoch,
+        kind: AnswerKind::Retryable(TaskError {
+            kind: TaskErrorKind::Retryable,
+            message: msg.into(),
+        }),
+        runtime_ms: None,
+    }
+}
+
+async fn state(s: &Arc<dyn Store>, id: Uuid) -> TaskState {
+    s.get_task(id).await.unwrap().unwrap().state
+}
+
+pub async fn claims_in_priority_then_fifo_order(b: &dyn Backend) {
+    let s = b.open(cfg()).await;
+    let now = now_ms();
+    for x in [
+        task("a", 0),
+        task("b", 0),
+        task("hi", 5),
+        task("lo", -1),
+        task("c", 0),
+    ] {
+        assert_eq!(
+            s.submit_one("o", x, now).await.unwrap(),
+            SubmitOutcome::Created
+        );
+    }
+    let mut order = vec![];
+    for _ in 0..3 {
+        order.push(
+            s.claim(claim("w", 1, now))
+                .await
+                .unwrap()
+                .remove(0)
+                .task
+                .function,
+        );
+    }
+    let rest: Vec<String> = s
+        .claim(claim("w", 10, now))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.task.function)
+        .collect();
+    assert_eq!(order, vec!["hi", "a", "b"]);
+    assert_eq!(
+        rest.len(),
+        2,
+        "limit respected, the rest handed out: {rest:?}"
+    );
+    assert!(rest.contains(&"c".to_string()) && rest.contains(&"lo".to_string()));
+    assert!(s.claim(claim("w", 1, now)).await.unwrap().is_empty());
+}
+
+pub async fn concurrent_claims_never_share_a_task(b: &dyn Backend) {
+    let s = b.open(cfg()).await;
+    let now = now_ms();
+    let tasks: Vec<NewTask> = (0..200).map(|_| task("f", 0)).collect();
+    s.submit_batch("o", Uuid::now_v7(), tasks, now)
+        .await
+        .unwrap();
+    let mut hs = vec![];
+    for w in 0..8 {
+        let s = s.clone();
+        hs.push(tokio::spawn(async move {
+            let mut mine = vec![];
+            loop {
+                let got = s.claim(claim(&format!("w{w}"), 7, now)).await.unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|l| l.id));
+            }
+        }));
+    }
+    let mut all = vec![];
+    for h in hs {
+        all.extend(h.await.unwrap());
+    }
+    let distinct: HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 200);
+    assert_eq!(distinct.len(), 200);
+}
+
+pub async fn answers_are_fenced_by_epoch(b: &dyn Backend) {
+    let s = b.open(cfg()).await;
+    let now = now_ms();
+    let t = task("f", 0);
+    s.submit_one("o", t.clone(), now).await.unwrap();
+    let l = s.claim(claim("w", 1, now)).await.unwrap().remove(0);
+    assert_eq!(l.lease_epoch, 1);
+    let out = s.answer(vec![ok(t.id, 2, json!(1))], now).await.unwrap();
+    assert_eq!(
+        out,
+        vec![AnswerOutcome::Stale {
+            state: TaskState::Leased
+        }]
+    );
+    let out = s
+        .answer(
+            vec![ok(t.id, 1, json!("yes")), ok(Uuid::now_v7(), 1, json!(0))],
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&out[0], AnswerOutcome::Accepted { finished: Some(f) } if f.state == TaskState::Succeeded)
+    );
+    assert_eq!(out[1], AnswerOutcome::NotFound);
+    assert_eq!(
+        s.answer(vec![ok(t.id, 1, json!("again"))], now)
+            .await
+            .unwrap(),
+        vec![AnswerOutcome::Duplicate]
+    );
+    let rec = s.get_task(t.id).await.unwrap().unwrap();
+    assert_eq!(rec.answer, Some(json!("yes")));
+    assert_eq!(rec.state, TaskState::Succeeded);
+}
+
+pub async fn retries_back_off_then_fail(b: &dyn Backend) {
+    let s = b.open(cfg()).await;
+    let mut now = now_ms();
+    let t = task("f", 0);
+    s.submit_one("o", t.clone(), now).await.unwrap();
+    for attempt in 1..=3 {
+        let l = s.claim(claim("w", 1, now)).await.unwrap();
+        assert_eq!(l.len(), 1, "attempt {attempt}");
+        assert_eq!(l[0].task.attempt, attempt);
+        s.answer(
+            vec![retry(t.id, l[0].lease_epoch, &format!("e{attempt}"))],
+            now,
+        )
+        .await
+        .unwrap();
+        if attempt < 3 {
+            assert_eq!(state(&s, t.id).await, TaskState::Queued);
+            assert!(
+                s.claim(claim("w", 1, now)).await.unwrap().is_empty(),
+                "backoff holds it"
+            );
+            let delay = 1000 << (attempt - 1);
+            assert!(s.became_ready(now, now + delay).await.unwrap());
+            now += delay;
+        }
+    }
+    let rec = s.get_task(t.id).await.unwrap().unwrap();
+    assert_eq!(rec.state, TaskState::Failed);
+    assert_eq!(rec.error.unwrap().message, "e3");
+}
+
+pub async fn reaper_requeues_expired_leases_and_fails_timeouts(b: &dyn Backend) {
+    let s = b.open(cfg()).await;
+    let now = now_ms();
+    let t = task("f", 0);
+    let mut timed = task("g", 0);
+    timed.timeout_s = Some(1);
+    s.submit_one("o", t.clone(), now).await.unwrap();
+    s.submit_one("o", timed.clone(), now).await.unwrap();
+    let leases = s.claim(claim("w", 2, now)).await.unwrap();
+    assert_eq!(leases.len(), 2);
+    // A heartbeat before the deadline extends the plain one; the timed one stays capped.
+    let hb = s
+        .heartbeat(HeartbeatIn {
+            leases: leases
+                .iter()
+                .map(|l| HeartbeatLease {
+                    id: l.id,
+                    lease_epoch: l.lease_epoch,
+                    progress: Some(50.0),
+                })
+                .collect(),
+            now: now + 500,
+            lease_ttl_ms: 10_000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(hb.extended.len(), 2);
+    let out = s.reap(now + 1500).await.unwrap();
+    assert_eq!(out.failed.len(), 1);
+    assert_eq!(out.failed[0].id, timed.id);
+    let rec = s.get_task(timed.id).await.unwrap().unwrap();
+    assert_eq!(rec.error.unwrap().kind, TaskErrorKind::Timeout);
+    // The plain lease expires at now+500+10000.
+    let out = s.reap(now + 10_501).await.unwrap();
+    assert_eq!(out.requeued, 1);
+    let rec = s.get_task(t.id).await.unwrap().unwrap();
+    assert_eq!(rec.state, TaskState::Queued);
+    assert_eq!(rec.error.unwrap().kind, TaskErrorKind::LeaseExpired);
+    let hb = s
+        .heartbeat(HeartbeatIn {
+            leases: vec![HeartbeatLease {
+                id: t.id,
+                lease_epoch: 1,
+                progress: None,
+            }],
+            now: now + 10_600,
+            lease_ttl_ms: 10_000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(hb.lost, vec![t.id]);
+}
+
+pub async fn idempotency_keys(b: &dyn Backend) {
+    let s = b.open(cfg()).await;
+    let now = now_ms();
+    let mut t = task("f", 0);
+    t.idempotency_key = Some("k".into());
+    t.request_hash = Some("h1".into());
+    assert_eq!(
+        s.submit_one("o", t.clone(), now).await.unwrap(),
+        SubmitOutcome::Created
+    );
+    let mut again = t.clone();
+    again.id = Uuid::now_v7();
+    assert_eq!(
+        s.submit_one("o", again.clone(), now).await.unwrap(),
+        SubmitOutcome::Existing {
+            id: t.id,
+            state: TaskState::Queued
+        }
+    );
+    again.request_hash = Some("h2".into());
+    assert_eq!(
+        s.submit_one("o", again.clone(), now).await.unwrap(),
+        SubmitOutcome::Conflict { id: t.id }
+    );
+    assert_eq!(
+        s.submit_one("other", again, now).await.unwrap(),
+        SubmitOutcome::Created
+    );
+}
+
+pub async fn statistics_survive_reopen(b: &dyn Backend) {
+    let s = b.open(cfg()).await;
+    let now = now_ms();
+    for ms in [10.0, 20.0, 30.0] {
+        let t = task("f", 0);
+        s.submit_one("o", t.clone(), now).await.unwrap();
+        let l = s.claim(claim("w", 1, now)).await.unwrap().remove(0);
+        s.answer(
+            vec![AnswerIn {
+                runtime_ms: Some(ms),
+                ..ok(t.id, l.lease_epoch, json!(0))
+            }],
+            now,
+        )
+        .await
+        .unwrap();
+    }
+    s.close().await;
+    let s = b.open(cfg()).await;
+    let st = s.stats().await.unwrap();
+    assert_eq!(st.len(), 1);
+    assert_eq!(st[0].count, 3);
+    assert!((st[0].mean_ms - 20.0).abs() < 1e-9);
+    // And keep accumulating after the reopen.
+    let t = task("f", 0);
+    s.submit_one("o", t.clone(), now).await.unwrap();
+    let l = s.claim(claim("w", 1, now)).await.unwrap().remove(0);
+    s.answer(
+        vec![AnswerIn {
+            runtime_ms: Some(20.0),
+            ..ok(t.id, l.lease_epoch, json!(0))
+        }],
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.stats().await.unwrap()[0].count, 4);
+}
+
+pub async fn batches_report_counts_and_results_in_completion_order(b: &dyn Backend) {
+    let s = b.open(cfg()).await;
+    let now = now_ms();
+    let batch = Uuid::now_v7();
+    let tasks: Vec<NewTask> = (0..5).map(|_| task("f", 0)).collect();
+    s.submit_batch("o", batch, tasks.clone(), now)
+        .await
+        .unwrap();
+    let leases = s.claim(claim("w", 5, now)).await.unwrap();
+    for id in [tasks[3].id, tasks[0].id, tasks[4].id] {
+        let l = leases.iter().find(|l| l.id == id).unwrap();
+        s.answer(vec![ok(id, l.lease_epoch, json!(id.to_string()))], now)
+            .await
+            .unwrap();
+    }
+    s.cancel(tasks[1].id, "o", now).await.unwrap();
+    let counts = s.batch_counts(batch).await.unwrap();
+    assert_eq!(counts.get(&TaskState::Succeeded), Some(&3));
+    assert_eq!(counts.get(&TaskState::Cancelled), Some(&1));
+    assert_eq!(counts.get(&TaskState::Leased), Some(&1));
+    let r = s.batch_results(batch, 0, 2).await.unwrap();
+    assert_eq!(r.iter().map(|x| x.index).collect::<Vec<_>>(), vec![3, 0]);
+    let r2 = s.batch_results(batch, r[1].finish_seq, 10).await.unwrap();
+    assert_eq!(r2.iter().map(|x| x.index).collect::<Vec<_>>(), vec![4, 1]);
+    let load = s.queue_load(LoadScope::Batch(batch), now).await.unwrap();
+    assert_eq!(load.running.len(), 1);
+    assert_eq!(s.get_batch(batch).await.unwrap().unwrap().total, 5);
+}
+
+pub async fn cancel_and_expiry(b: &dyn Backend) {
+    let s = b
+        .open(StoreConfig {
+            default_result_ttl_s: 1,
+            ..cfg()
+        })
+        .await;
+    let now = now_ms();
+    let t = task("f", 0);
+    s.submit_one("o", t.clone(), now).await.unwrap();
+    assert!(matches!(
+        s.cancel(t.id, "o", now).await.unwrap(),
+        CancelOutcome::Cancelled(_)
+    ));
+    assert_eq!(
+        s.cancel(t.id, "o", now).await.unwrap(),
+        CancelOutcome::AlreadyFinished(TaskState::Cancelled)
+    );
+    assert_eq!(
+        s.cancel(Uuid::now_v7(), "o", now).await.unwrap(),
+        CancelOutcome::NotFound
+    );
+    let out = s.reap(now + 1001).await.unwrap();
+    assert_eq!(out.deleted, 1);
+    assert!(s.get_task(t.id).await.unwrap().is_none());
+}
+
+pub async fn routing_by_gpu_and_dataset(b: &dyn Backend) {
+    let s = b.open(cfg()).await;
+    let now = now_ms();
+    let mut gpu = task("train", 0);
+    gpu.req_gpus = 1;
+    let mut data = task("query", 0);
+    data.req_datasets = vec!["imagenet".into()];
+    s.submit_one("o", gpu.clone(), now).await.unwrap();
+    s.submit_one("o", data.clone(), now).await.unwrap();
+    assert!(s.claim(claim("cpu", 5, now)).await.unwrap().is_empty());
+    let mut req = claim("data", 5, now);
+    req.datasets = vec!["imagenet".into(), "coco".into()];
+    let got = s.claim(req).await.unwrap();
+    assert_eq!(got.iter().map(|l| l.id).collect::<Vec<_>>(), vec![data.id]);
+    let mut req = claim("gpu", 5, now);
+    req.gpus = 1;
+    assert_eq!(s.claim(req).await.unwrap()[0].id, gpu.id);
+}
+
+/// Generates one `#[tokio::test]` per conformance case for a backend.
+#[macro_export]
+macro_rules! conformance {
+    ($modname:ident, $backend:expr) => {
+        mod $modname {
+            use super::*;
+            conformance!(@case $backend; claims_in_priority_then_fifo_order, concurrent_claims_never_share_a_task,
+                answers_are_fenced_by_epoch, retries_back_off_then_fail,
+                reaper_requeues_expired_leases_and_fails_timeouts, idempotency_keys,
+                statistics_survive_reopen, batches_report_counts_and_results_in_completion_order,
+                cancel_and_expiry, routing_by_gpu_and_dataset);
+        }
+    };
+    (@case $backend:expr; $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(b) = $backend else { return };
+                super::$case(&b).await;
+            }
+        )*
+    };
+}
+
+conformance!(sqlite, Some(Sqlite::new()));
