@@ -1,1 +1,460 @@
-fn main() {}
+//! crpc benchmark driver: starts the release `task-server`, drives it over HTTP with concurrent
+//! submitters and simulated HTTP workers, runs the Celery peer in the same run, prints one table.
+//!
+//! `cargo run --release -p crpc-bench [-- --tasks 20000 --batched-tasks 100000]`
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use serde_json::{json, Value};
+
+/// Benchmark the crpc task server beside Celery + Redis.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Tasks for the one-request-per-task run.
+    #[arg(long, default_value_t = 20_000)]
+    tasks: usize,
+    /// Tasks for the batched run.
+    #[arg(long, default_value_t = 200_000)]
+    batched_tasks: usize,
+    /// Concurrent submitters.
+    #[arg(long, default_value_t = 16)]
+    submitters: usize,
+    /// Simulated workers.
+    #[arg(long, default_value_t = 8)]
+    workers: usize,
+    /// Round trips for the latency run.
+    #[arg(long, default_value_t = 2000)]
+    latency_samples: usize,
+    /// Tasks for the Celery peer.
+    #[arg(long, default_value_t = 5000)]
+    celery_tasks: usize,
+    /// Skip the Celery peer.
+    #[arg(long)]
+    no_celery: bool,
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    _dir: tempfile_dir::TempDir,
+}
+
+mod tempfile_dir {
+    //! A throwaway directory removed on drop (std only).
+    pub struct TempDir(pub std::path::PathBuf);
+    impl TempDir {
+        pub fn new() -> std::io::Result<TempDir> {
+            let p = std::env::temp_dir().join(format!("crpc-bench-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p)?;
+            Ok(TempDir(p))
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+fn server_binary() -> anyhow::Result<PathBuf> {
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "-p", "task-server"])
+        .current_dir(repo_root())
+        .status()
+        .context("cargo build")?;
+    if !status.success() {
+        bail!("building task-server failed");
+    }
+    let exe = std::env::current_exe()?;
+    let bin = exe.parent().expect("target dir").join("task-server");
+    if !bin.exists() {
+        bail!(
+            "{} not found; run with `cargo run --release -p crpc-bench`",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+fn start_server(bin: &Path) -> anyhow::Result<(Server, String, String)> {
+    let dir = tempfile_dir::TempDir::new()?;
+    let mut child = Command::new(bin)
+        .args(["--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir.0)
+        .env("CRPC_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .context("server address")?
+        .to_string();
+    let token = |role: &str, sub: &str| -> anyhow::Result<String> {
+        let out = Command::new(bin)
+            .args(["token", "--role", role, "--sub", sub, "--data-dir"])
+            .arg(&dir.0)
+            .output()?;
+        Ok(String::from_utf8(out.stdout)?.trim().to_string())
+    };
+    let user = token("user", "bench")?;
+    let worker = token("worker", "bench-worker")?;
+    Ok((
+        Server {
+            child,
+            url: addr,
+            _dir: dir,
+        },
+        user,
+        worker,
+    ))
+}
+
+fn rss_mib(pid: u32) -> Option<(f64, f64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+#[derive(Clone)]
+struct Http {
+    client: reqwest::Client,
+    url: String,
+}
+
+impl Http {
+    async fn post(&self, token: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let r = self
+            .client
+            .post(format!("{}{}", self.url, path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await?;
+        let st = r.status();
+        let v: Value = r.json().await?;
+        if !st.is_success() {
+            bail!("{path}: {st} {v}");
+        }
+        Ok(v)
+    }
+
+    async fn get(&self, token: &str, path: &str) -> anyhow::Result<Value> {
+        let r = self
+            .client
+            .get(format!("{}{}", self.url, path))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        Ok(r.json().await?)
+    }
+}
+
+/// Workers lease `per_lease` tasks at a time and answer them (batch form when > 1) until `target`
+/// answers were accepted in all.
+fn spawn_workers(
+    http: &Http,
+    token: &str,
+    n: usize,
+    per_lease: u32,
+    target: usize,
+    done: Arc<AtomicUsize>,
+) -> Vec<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    (0..n)
+        .map(|w| {
+            let (http, token, done) = (http.clone(), token.to_string(), done.clone());
+            tokio::spawn(async move {
+                while done.load(Ordering::Relaxed) < target {
+                    let v = http
+                        .post(&token, "/worker/request_task", &json!({"worker_id": format!("bw{w}"), "max_tasks": per_lease, "wait_s": 0.2}))
+                        .await?;
+                    let leases = v["leases"].as_array().cloned().unwrap_or_default();
+                    if leases.is_empty() {
+                        continue;
+                    }
+                    if per_lease == 1 {
+                        for l in &leases {
+                            http.post(&token, "/worker/submit_answer", &json!({"id": l["id"], "lease_epoch": l["lease_epoch"], "answer": l["task"]["args"][0], "runtime_ms": 0.0}))
+                                .await?;
+                        }
+                    } else {
+                        let answers: Vec<Value> = leases
+                            .iter()
+                            .map(|l| json!({"id": l["id"], "lease_epoch": l["lease_epoch"], "answer": l["task"]["args"][0], "runtime_ms": 0.0}))
+                            .collect();
+                        http.post(&token, "/worker/submit_answer", &json!({"answers": answers})).await?;
+                    }
+                    done.fetch_add(leases.len(), Ordering::Relaxed);
+                }
+                Ok(())
+            })
+        })
+        .collect()
+}
+
+async fn run_throughput(
+    http: &Http,
+    user: &str,
+    worker: &str,
+    args: &Args,
+    batched: bool,
+) -> anyhow::Result<f64> {
+    let (n, per) = if batched {
+        (args.batched_tasks, 100usize)
+    } else {
+        (args.tasks, 1)
+    };
+    let done = Arc::new(AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let workers = spawn_workers(http, worker, args.workers, per as u32, n, done.clone());
+    let next = Arc::new(AtomicUsize::new(0));
+    let submitters: Vec<_> = (0..args.submitters)
+        .map(|_| {
+            let (http, user, next) = (http.clone(), user.to_string(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let start = next.fetch_add(per, Ordering::Relaxed);
+                    if start >= n {
+                        return Ok::<(), anyhow::Error>(());
+                    }
+                    if per == 1 {
+                        http.post(
+                            &user,
+                            "/user/submit_task",
+                            &json!({"function": "noop", "args": [start]}),
+                        )
+                        .await?;
+                    } else {
+                        let tasks: Vec<Value> = (start..(start + per).min(n))
+                            .map(|i| json!({"function": "noop", "args": [i]}))
+                            .collect();
+                        http.post(&user, "/user/submit_batch", &json!({"tasks": tasks}))
+                            .await?;
+                    }
+                }
+            })
+        })
+        .collect();
+    for s in submitters {
+        s.await??;
+    }
+    for w in workers {
+        w.await??;
+    }
+    Ok(n as f64 / t0.elapsed().as_secs_f64())
+}
+
+async fn run_latency(
+    http: &Http,
+    user: &str,
+    worker: &str,
+    samples: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let done = Arc::new(AtomicUsize::new(0));
+    let workers = spawn_workers(http, worker, 1, 1, samples + 250, done.clone());
+    let mut lat = Vec::with_capacity(samples);
+    let (mut t_livez, mut t_submit, mut t_read) = (0.0, 0.0, 0.0);
+    for i in 0..200 {
+        let t = Instant::now();
+        http.get(user, "/livez").await?;
+        t_livez += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let v = http
+            .post(
+                user,
+                "/user/submit_task",
+                &json!({"function": "probe", "args": [i]}),
+            )
+            .await?;
+        t_submit += t.elapsed().as_secs_f64();
+        let id = v["id"].as_str().context("id")?.to_string();
+        let t = Instant::now();
+        http.get(user, &format!("/user/request_answer/{id}"))
+            .await?;
+        t_read += t.elapsed().as_secs_f64();
+    }
+    eprintln!(
+        "  breakdown (mean of 200): GET /livez {:.3} ms, submit {:.3} ms, request_answer (no wait) {:.3} ms",
+        t_livez * 5.0, t_submit * 5.0, t_read * 5.0
+    );
+    for i in 0..samples + 50 {
+        let t = Instant::now();
+        let v = http
+            .post(
+                user,
+                "/user/submit_task",
+                &json!({"function": "noop", "args": [i]}),
+            )
+            .await?;
+        let id = v["id"].as_str().context("id")?.to_string();
+        let a = http
+            .get(user, &format!("/user/request_answer/{id}?wait=10"))
+            .await?;
+        if a["state"] != "succeeded" {
+            bail!("latency task not answered: {a}");
+        }
+        if i >= 50 {
+            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    for w in workers {
+        w.abort();
+    }
+    lat.sort_by(f64::total_cmp);
+    Ok((
+        lat[lat.len() / 2],
+        lat[(lat.len() * 99 / 100).min(lat.len() - 1)],
+    ))
+}
+
+fn run_celery(n: usize) -> anyhow::Result<Value> {
+    let peer = repo_root().join("../shared/bench/celery_peer.py");
+    if !peer.exists() {
+        bail!("{} not found", peer.display());
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
+    let venv = PathBuf::from(home).join(".cache/crpc-bench/celery-venv");
+    let py = venv.join("bin/python");
+    if !py.exists() {
+        eprintln!("installing the Celery peer into {} …", venv.display());
+        let ok = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status()?
+            .success()
+            && Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", "celery[redis]>=5.4,<6"])
+                .status()?
+                .success();
+        if !ok {
+            bail!("could not install celery[redis] into {}", venv.display());
+        }
+    }
+    let out = Command::new(&py)
+        .arg(&peer)
+        .arg(n.to_string())
+        .current_dir(peer.parent().expect("dir"))
+        .stderr(Stdio::inherit())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .context("celery peer printed no JSON line")?;
+    Ok(serde_json::from_str(line)?)
+}
+
+fn ratio(ours: f64, theirs: Option<f64>, higher_is_better: bool) -> String {
+    match theirs {
+        Some(t) if t > 0.0 && ours > 0.0 => {
+            if higher_is_better {
+                format!("{:.1}×", ours / t)
+            } else {
+                format!("{:.2}× (lower is better)", ours / t)
+            }
+        }
+        _ => "n/a".into(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let bin = server_binary()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (server, user, worker) = start_server(&bin)?;
+    let http = Http {
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()?,
+        url: server.url.clone(),
+    };
+    eprintln!("crpc: one request per task ({} tasks)…", args.tasks);
+    let single = rt.block_on(run_throughput(&http, &user, &worker, &args, false))?;
+    eprintln!("crpc: batched by 100 ({} tasks)…", args.batched_tasks);
+    let batched = rt.block_on(run_throughput(&http, &user, &worker, &args, true))?;
+    eprintln!(
+        "crpc: submit→answer latency ({} round trips)…",
+        args.latency_samples
+    );
+    let (p50, p99) = rt.block_on(run_latency(&http, &user, &worker, args.latency_samples))?;
+    let rss = rss_mib(server.child.id());
+    drop(server);
+
+    let celery = if args.no_celery {
+        None
+    } else {
+        eprintln!("celery peer ({} tasks)…", args.celery_tasks);
+        match run_celery(args.celery_tasks) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                eprintln!("celery peer unavailable: {e:#}");
+                None
+            }
+        }
+    };
+    let c = |k: &str| celery.as_ref().and_then(|v| v[k].as_f64());
+    let fmt = |v: Option<f64>, d: usize| {
+        v.map(|x| format!("{x:.d$}"))
+            .unwrap_or_else(|| "n/a".into())
+    };
+
+    println!("| metric | crpc (SQLite) | Celery 5 + Redis | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| tasks/s, one request per task | {single:.0} | {} | {} |",
+        fmt(c("tasks_per_s"), 0),
+        ratio(single, c("tasks_per_s"), true)
+    );
+    println!(
+        "| tasks/s, batches of 100 | {batched:.0} | {} (no batch API) | {} |",
+        fmt(c("tasks_per_s"), 0),
+        ratio(batched, c("tasks_per_s"), true)
+    );
+    println!(
+        "| p50 submit→answer, ms | {p50:.3} | {} | {} |",
+        fmt(c("p50_ms"), 3),
+        ratio(p50, c("p50_ms"), false)
+    );
+    println!(
+        "| p99 submit→answer, ms | {p99:.3} | {} | {} |",
+        fmt(c("p99_ms"), 3),
+        ratio(p99, c("p99_ms"), false)
+    );
+    if let Some((now, peak)) = rss {
+        println!("| server RSS after the run (peak), MiB | {now:.1} ({peak:.1}) | | |");
+    }
+    Ok(())
+}

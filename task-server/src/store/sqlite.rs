@@ -72,8 +72,30 @@ enum Op {
         worker_id: String,
         now: i64,
     },
+    /// Read the writer's statistics (authoritative: the table may lag by one flush).
+    Stats,
     /// Commit what is pending, then stop taking jobs.
     Shutdown,
+}
+
+impl Op {
+    /// Ops that issue exactly one write statement (on their common path), so a group holding
+    /// only this op needs no explicit transaction.
+    fn is_single_statement(&self) -> bool {
+        match self {
+            Op::SubmitOne { task, .. } => task.idempotency_key.is_none(),
+            Op::Claim(_)
+            | Op::Delete { .. }
+            | Op::UpsertWorker(_)
+            | Op::TouchWorker { .. }
+            | Op::Shutdown => true,
+            // The answer UPDATE is one statement; the follow-up SELECT only runs for answers that
+            // did not apply, and reads what this single writer itself committed.
+            Op::Answer { .. } | Op::Heartbeat(_) | Op::Cancel { .. } => true,
+            Op::Stats => true,
+            Op::SubmitBatch { .. } | Op::Reap { .. } => false,
+        }
+    }
 }
 
 enum Reply {
@@ -85,6 +107,7 @@ enum Reply {
     Cancel(CancelOutcome),
     Delete(Option<Finished>),
     Reap(ReapOutcome),
+    Stats(Vec<FunctionStats>),
 }
 
 struct Job {
@@ -150,6 +173,7 @@ impl SqliteStore {
                 if !jobs.is_empty() {
                     writer.run_group(jobs).await;
                 }
+                writer.flush_stats().await;
                 if let Some(stopper) = stopper {
                     rx.close();
                     // Jobs that raced in before close() still get done.
@@ -199,6 +223,9 @@ struct Writer {
     config: StoreConfig,
     next_finish_seq: i64,
     stats: HashMap<FnKey, FunctionStats>,
+    /// Statistics changed by committed answers but not yet written (written right after the
+    /// replies of their group went out, so they stay off the answer's critical path).
+    dirty: HashSet<FnKey>,
 }
 
 #[derive(Default)]
@@ -225,10 +252,35 @@ impl Writer {
             config,
             next_finish_seq: max.unwrap_or(0) + 1,
             stats,
+            dirty: HashSet::new(),
         })
     }
 
+    /// Writes the statistics of answers committed since the last flush, in one transaction.
+    async fn flush_stats(&mut self) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        let keys: Vec<FnKey> = self.dirty.drain().collect();
+        let result = async {
+            let mut tx = self.conn.begin().await?;
+            for k in &keys {
+                if let Some(st) = self.stats.get(k) {
+                    upsert_stats(&mut tx, st).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok::<(), StoreError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "writing runtime statistics failed; will retry");
+            self.dirty.extend(keys);
+        }
+    }
+
     async fn close(mut self) {
+        self.flush_stats().await;
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&mut self.conn)
             .await;
@@ -261,6 +313,23 @@ impl Writer {
 
     async fn try_group(&mut self, jobs: &[Job]) -> Result<Vec<Reply>, StoreError> {
         let mut staged = Staged::default();
+        if let [job] = jobs {
+            if job.op.is_single_statement() {
+                // Autocommit: one statement is its own transaction; saves BEGIN and COMMIT.
+                let base = self.next_finish_seq;
+                let reply = exec(
+                    &mut self.conn,
+                    &self.config,
+                    &self.stats,
+                    &mut staged,
+                    base,
+                    &job.op,
+                )
+                .await?;
+                self.commit_staged(staged);
+                return Ok(vec![reply]);
+            }
+        }
         let mut tx = self.conn.begin().await?;
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -283,25 +352,78 @@ impl Writer {
             }
         }
         tx.commit().await?;
-        self.next_finish_seq += staged.finish_seq_used;
-        self.stats.extend(staged.stats);
+        self.commit_staged(staged);
         Ok(replies)
+    }
+
+    fn commit_staged(&mut self, staged: Staged) {
+        self.next_finish_seq += staged.finish_seq_used;
+        self.dirty.extend(staged.stats.keys().cloned());
+        self.stats.extend(staged.stats);
     }
 }
 
-/// Inserts tasks from a JSON array in one statement.
-const INSERT_TASKS: &str = r#"
-INSERT INTO tasks (id, owner, package, version, function, args, kwargs, state, priority, max_attempts,
-                   timeout_s, available_at, created_at, ttl_s, idempotency_key, request_hash, batch_id,
-                   batch_index, args_hash, memoize, req_gpus, req_memory_mb, req_datasets)
-SELECT j.value->>'id', ?2, j.value->>'package', j.value->>'version', j.value->>'function',
-       j.value->'args', j.value->'kwargs', 'queued', j.value->>'priority', j.value->>'max_attempts',
-       j.value->>'timeout_s', ?3, ?3, j.value->>'ttl_s', j.value->>'idempotency_key',
-       j.value->>'request_hash', ?4, CASE WHEN ?4 IS NULL THEN NULL ELSE j.key END,
-       j.value->>'args_hash', j.value->>'memoize', j.value->>'req_gpus', j.value->>'req_memory_mb',
-       j.value->'req_datasets'
-FROM json_each(?1) AS j
-"#;
+/// Columns of an inserted task, bound per row (`state` is always 'queued').
+const INSERT_COLUMNS: &str = "INSERT INTO tasks (id, owner, package, version, function, args, kwargs, state, \
+     priority, max_attempts, timeout_s, available_at, created_at, ttl_s, idempotency_key, request_hash, \
+     batch_id, batch_index, args_hash, memoize, req_gpus, req_memory_mb, req_datasets) VALUES ";
+const INSERT_ROW: &str = "(?,?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+/// Rows per INSERT statement (22 bound values each, far below SQLite's 32,766 limit).
+const INSERT_CHUNK: usize = 100;
+
+/// Inserts tasks with multi-row VALUES statements (bound parameters, no JSON parsing).
+async fn insert_tasks(
+    conn: &mut SqliteConnection,
+    owner: &str,
+    now: i64,
+    batch: Option<Uuid>,
+    tasks: &[NewTask],
+) -> Result<(), StoreError> {
+    let batch = batch.map(|b| b.to_string());
+    for (c, chunk) in tasks.chunks(INSERT_CHUNK).enumerate() {
+        let mut sql =
+            String::with_capacity(INSERT_COLUMNS.len() + chunk.len() * (INSERT_ROW.len() + 1));
+        sql.push_str(INSERT_COLUMNS);
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(INSERT_ROW);
+        }
+        let mut q = sqlx::query(&sql);
+        for (i, t) in chunk.iter().enumerate() {
+            let index = batch.as_ref().map(|_| (c * INSERT_CHUNK + i) as i64);
+            let datasets = (!t.req_datasets.is_empty())
+                .then(|| serde_json::to_string(&t.req_datasets))
+                .transpose()?;
+            q = q
+                .bind(t.id.to_string())
+                .bind(owner)
+                .bind(&t.package)
+                .bind(&t.version)
+                .bind(&t.function)
+                .bind(serde_json::to_string(&t.args)?)
+                .bind(serde_json::to_string(&t.kwargs)?)
+                .bind(t.priority)
+                .bind(t.max_attempts as i64)
+                .bind(t.timeout_s.map(|x| x as i64))
+                .bind(now)
+                .bind(now)
+                .bind(t.ttl_s.map(|x| x.min(i64::MAX as u64) as i64))
+                .bind(&t.idempotency_key)
+                .bind(&t.request_hash)
+                .bind(batch.clone())
+                .bind(index)
+                .bind(&t.args_hash)
+                .bind(t.memoize)
+                .bind(t.req_gpus as i64)
+                .bind(t.req_memory_mb.min(i64::MAX as u64) as i64)
+                .bind(datasets);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
 
 const CLAIM: &str = r#"
 UPDATE tasks SET state = 'leased', lease_epoch = lease_epoch + 1, attempt = attempt + 1,
@@ -321,10 +443,13 @@ RETURNING id, package, version, function, args, kwargs, timeout_s, attempt, max_
 "#;
 
 const HEARTBEAT: &str = r#"
+WITH a AS MATERIALIZED (
+  SELECT j.value->>'id' AS id, j.value->>'lease_epoch' AS epoch, j.value->>'progress' AS progress
+  FROM json_each(?1) AS j)
 UPDATE tasks SET lease_deadline = CASE WHEN tasks.timeout_at IS NULL THEN ?2 ELSE min(?2, tasks.timeout_at) END,
-       progress = coalesce(a.value->>'progress', tasks.progress)
-FROM json_each(?1) AS a
-WHERE tasks.id = a.value->>'id' AND tasks.state = 'leased' AND tasks.lease_epoch = a.value->>'lease_epoch'
+       progress = coalesce(a.progress, tasks.progress)
+FROM a
+WHERE tasks.id = a.id AND tasks.state = 'leased' AND tasks.lease_epoch = a.epoch
 RETURNING tasks.id
 "#;
 
@@ -333,26 +458,31 @@ SELECT tasks.id FROM tasks JOIN json_each(?1) AS a ON tasks.id = a.value->>'id'
 WHERE tasks.state = 'cancelled' AND tasks.lease_epoch = a.value->>'lease_epoch'
 "#;
 
-// `requeue` below: a retryable error with attempts left.
+// Each answer's fields are pulled out of the JSON once (MATERIALIZED), not once per use.
+// `retry` below: a retryable error with attempts left.
 const ANSWER: &str = r#"
+WITH a AS MATERIALIZED (
+  SELECT j.key AS k, j.value->>'id' AS id, j.value->>'epoch' AS epoch, j.value->>'kind' AS kind,
+         j.value->'answer' AS answer, j.value->'error' AS error, j.value->>'runtime_ms' AS runtime_ms
+  FROM json_each(?6) AS j)
 UPDATE tasks SET
-  state = CASE WHEN a.value->>'kind' = 'ok' THEN 'succeeded'
-               WHEN a.value->>'kind' = 'fatal' OR tasks.attempt >= tasks.max_attempts THEN 'failed'
+  state = CASE WHEN a.kind = 'ok' THEN 'succeeded'
+               WHEN a.kind = 'fatal' OR tasks.attempt >= tasks.max_attempts THEN 'failed'
                ELSE 'queued' END,
-  answer = CASE WHEN a.value->>'kind' = 'ok' THEN a.value->'answer' END,
-  error = CASE WHEN a.value->>'kind' = 'ok' THEN NULL ELSE a.value->'error' END,
-  runtime_ms = coalesce(a.value->>'runtime_ms', ?1 - tasks.leased_at),
+  answer = CASE WHEN a.kind = 'ok' THEN a.answer END,
+  error = CASE WHEN a.kind = 'ok' THEN NULL ELSE a.error END,
+  runtime_ms = coalesce(a.runtime_ms, ?1 - tasks.leased_at),
   answered_epoch = tasks.lease_epoch,
-  progress = CASE WHEN a.value->>'kind' = 'ok' THEN 100.0 ELSE tasks.progress END,
-  available_at = CASE WHEN a.value->>'kind' = 'retryable' AND tasks.attempt < tasks.max_attempts
+  progress = CASE WHEN a.kind = 'ok' THEN 100.0 ELSE tasks.progress END,
+  available_at = CASE WHEN a.kind = 'retryable' AND tasks.attempt < tasks.max_attempts
                       THEN ?1 + min(?2 << min(tasks.attempt - 1, 30), ?3) ELSE tasks.available_at END,
-  finished_at = CASE WHEN a.value->>'kind' = 'retryable' AND tasks.attempt < tasks.max_attempts THEN NULL ELSE ?1 END,
-  finish_seq = CASE WHEN a.value->>'kind' = 'retryable' AND tasks.attempt < tasks.max_attempts THEN NULL ELSE ?4 + a.key END,
-  expires_at = CASE WHEN a.value->>'kind' = 'retryable' AND tasks.attempt < tasks.max_attempts THEN NULL
+  finished_at = CASE WHEN a.kind = 'retryable' AND tasks.attempt < tasks.max_attempts THEN NULL ELSE ?1 END,
+  finish_seq = CASE WHEN a.kind = 'retryable' AND tasks.attempt < tasks.max_attempts THEN NULL ELSE ?4 + a.k END,
+  expires_at = CASE WHEN a.kind = 'retryable' AND tasks.attempt < tasks.max_attempts THEN NULL
                     ELSE ?1 + coalesce(tasks.ttl_s, ?5) * 1000 END,
   lease_deadline = NULL, timeout_at = NULL
-FROM json_each(?6) AS a
-WHERE tasks.id = a.value->>'id' AND tasks.state = 'leased' AND tasks.lease_epoch = a.value->>'epoch'
+FROM a
+WHERE tasks.id = a.id AND tasks.state = 'leased' AND tasks.lease_epoch = a.epoch
 RETURNING tasks.id, tasks.state, tasks.batch_id, tasks.package, tasks.version, tasks.function, tasks.runtime_ms
 "#;
 
@@ -423,13 +553,7 @@ async fn exec(
                     }));
                 }
             }
-            sqlx::query(INSERT_TASKS)
-                .bind(serde_json::to_string(std::slice::from_ref(task))?)
-                .bind(owner)
-                .bind(now)
-                .bind(None::<String>)
-                .execute(&mut *conn)
-                .await?;
+            insert_tasks(conn, owner, *now, None, std::slice::from_ref(task)).await?;
             Ok(Reply::Submit(SubmitOutcome::Created))
         }
         Op::SubmitBatch {
@@ -447,13 +571,7 @@ async fn exec(
             .bind(now)
             .execute(&mut *conn)
             .await?;
-            sqlx::query(INSERT_TASKS)
-                .bind(serde_json::to_string(tasks)?)
-                .bind(owner)
-                .bind(now)
-                .bind(batch_id.to_string())
-                .execute(&mut *conn)
-                .await?;
+            insert_tasks(conn, owner, *now, Some(*batch_id), tasks).await?;
             Ok(Reply::Unit)
         }
         Op::Claim(req) => {
@@ -570,7 +688,6 @@ async fn exec(
                 for (ms, ok) in samples {
                     st.record(ms, ok, *now);
                 }
-                upsert_stats(&mut *conn, &st).await?;
                 staged.stats.insert(key, st);
             }
             let mut out = Vec::with_capacity(answers.len());
@@ -724,6 +841,16 @@ async fn exec(
                 .execute(&mut *conn)
                 .await?;
             Ok(Reply::Unit)
+        }
+        Op::Stats => {
+            let mut all: Vec<FunctionStats> = stats
+                .iter()
+                .filter(|(k, _)| !staged.stats.contains_key(*k))
+                .map(|(_, v)| v.clone())
+                .chain(staged.stats.values().cloned())
+                .collect();
+            all.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(Reply::Stats(all))
         }
         Op::Shutdown => Ok(Reply::Unit),
     }
@@ -1094,10 +1221,7 @@ impl Store for SqliteStore {
     }
 
     async fn stats(&self) -> Result<Vec<FunctionStats>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM function_stats ORDER BY package, version, function")
-            .fetch_all(&self.read)
-            .await?;
-        rows.iter().map(stats_from_row).collect()
+        expect_reply!(self.call(Op::Stats).await, Reply::Stats)
     }
 
     async fn workers(&self, since: i64) -> Result<Vec<WorkerRecord>, StoreError> {
