@@ -314,11 +314,22 @@ impl Queue {
         let wait = self.user_wait(wait)?;
         let deadline = Instant::now() + wait;
         let waiter = self.waiters.subscribe(task_key(&id));
+        let mut checked_owner = false;
         loop {
-            let notified = waiter.notify.notified();
+            let notified = waiter.slot.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            if checked_owner {
+                if let Some(resp) = waiter
+                    .slot
+                    .finished()
+                    .and_then(|f| answer_from_snapshot(&f))
+                {
+                    return Ok(resp);
+                }
+            }
             let t = self.visible_task(caller, id).await?;
+            checked_owner = true;
             if t.state.is_terminal() || Instant::now() >= deadline || self.draining() {
                 return Ok(AnswerResponse {
                     success: true,
@@ -402,7 +413,7 @@ impl Queue {
         let deadline = Instant::now() + wait;
         let waiter = self.waiters.subscribe(batch_key(&id));
         loop {
-            let notified = waiter.notify.notified();
+            let notified = waiter.slot.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let batch = self.visible_batch(caller, id).await?;
@@ -459,7 +470,7 @@ impl Queue {
         let deadline = Instant::now() + wait;
         let waiter = self.waiters.subscribe(batch_key(&id));
         loop {
-            let notified = waiter.notify.notified();
+            let notified = waiter.slot.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let batch = self.visible_batch(caller, id).await?;
@@ -872,11 +883,33 @@ impl Queue {
     }
 
     fn finished(&self, f: &Finished) {
-        self.waiters.notify(&task_key(&f.id));
+        if f.snapshot.is_some() {
+            self.waiters.publish(&task_key(&f.id), Arc::new(f.clone()));
+        } else {
+            self.waiters.notify(&task_key(&f.id));
+        }
         if let Some(b) = &f.batch_id {
             self.waiters.notify(&batch_key(b));
         }
     }
+}
+
+/// The answer of a finished task from what the finishing statement returned.
+fn answer_from_snapshot(f: &Finished) -> Option<AnswerResponse> {
+    let snap = f.snapshot.as_ref()?;
+    let parse = |s: &Option<String>| s.as_deref().map(serde_json::from_str).transpose().ok();
+    Some(AnswerResponse {
+        success: true,
+        id: f.id,
+        state: f.state,
+        answer: parse(&snap.answer)?,
+        error: parse(&snap.error)?
+            .map(|v: Value| serde_json::from_value(v))
+            .transpose()
+            .ok()?,
+        progress: snap.progress,
+        attempt: snap.attempt,
+    })
 }
 
 fn submitted(id: Uuid, state: TaskState, version: &str) -> SubmitResponse {

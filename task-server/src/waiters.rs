@@ -8,21 +8,37 @@ use tokio::sync::Notify;
 /// Registry of parked callers.
 #[derive(Default)]
 pub struct Waiters {
-    map: Mutex<HashMap<String, Arc<Notify>>>,
+    map: Mutex<HashMap<String, Arc<Slot>>>,
+}
+
+/// One key's parked callers and what was last published for them.
+#[derive(Default)]
+pub struct Slot {
+    /// Wakes the parked callers.
+    pub notify: Notify,
+    /// The finished task, when whoever finished it could say (saves a database read).
+    pub finished: Mutex<Option<Arc<crate::store::Finished>>>,
+}
+
+impl Slot {
+    /// The published finished task, if any.
+    pub fn finished(&self) -> Option<Arc<crate::store::Finished>> {
+        self.finished.lock().expect("slot lock").clone()
+    }
 }
 
 /// A registration; dropping it forgets the key once nobody else waits on it.
 pub struct Waiter<'a> {
     owner: &'a Waiters,
     key: String,
-    /// Await `notify.notified()`.
-    pub notify: Arc<Notify>,
+    /// Await `slot.notify.notified()`.
+    pub slot: Arc<Slot>,
 }
 
 impl Waiters {
     /// Registers interest in `key`.
     pub fn subscribe(&self, key: String) -> Waiter<'_> {
-        let notify = self
+        let slot = self
             .map
             .lock()
             .expect("waiters lock")
@@ -32,14 +48,22 @@ impl Waiters {
         Waiter {
             owner: self,
             key,
-            notify,
+            slot,
         }
     }
 
     /// Wakes everyone parked on `key`.
     pub fn notify(&self, key: &str) {
         if let Some(n) = self.map.lock().expect("waiters lock").get(key) {
-            n.notify_waiters();
+            n.notify.notify_waiters();
+        }
+    }
+
+    /// Hands a finished task to everyone parked on its key, then wakes them.
+    pub fn publish(&self, key: &str, finished: Arc<crate::store::Finished>) {
+        if let Some(n) = self.map.lock().expect("waiters lock").get(key) {
+            *n.finished.lock().expect("slot lock") = Some(finished);
+            n.notify.notify_waiters();
         }
     }
 }

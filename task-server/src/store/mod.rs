@@ -200,6 +200,22 @@ pub struct Finished {
     pub batch_id: Option<Uuid>,
     /// Terminal state.
     pub state: TaskState,
+    /// The finished row as waiters see it, when the statement that finished it returned it
+    /// (answers do): lets a parked `?wait=` caller answer without reading the row again.
+    pub snapshot: Option<Snapshot>,
+}
+
+/// What `request_answer` shows of a finished task; JSON columns kept as text until needed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// Attempts started.
+    pub attempt: u32,
+    /// Progress 0–100.
+    pub progress: Option<f64>,
+    /// Answer JSON text.
+    pub answer: Option<String>,
+    /// Error JSON text.
+    pub error: Option<String>,
 }
 
 /// What became of one answer.

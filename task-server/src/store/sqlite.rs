@@ -28,6 +28,10 @@ use crate::stats::{FnKey, FunctionStats, QueueLoad, Sketch};
 const MAX_GROUP: usize = 256;
 /// Writer queue depth: submitters wait (backpressure) rather than queue without bound.
 const WRITER_QUEUE: usize = 4096;
+/// How often statistics changed by answers are written (a kill -9 loses at most this much).
+const STATS_FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// How often the WAL is checkpointed into the database file (PASSIVE: never blocks the writer).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Rows the reaper touches per pass.
 const REAP_LIMIT: i64 = 1000;
 
@@ -151,7 +155,14 @@ impl SqliteStore {
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&migrate).await?;
         migrate.close().await;
-        let conn = SqliteConnection::connect_with(&opts).await?;
+        let mut conn = SqliteConnection::connect_with(&opts).await?;
+        // Checkpoints (which fsync) run beside the writer, never inside one of its commits.
+        sqlx::query("PRAGMA wal_autocheckpoint = 0")
+            .execute(&mut conn)
+            .await?;
+        let checkpointer = tokio::spawn(checkpoint_loop(
+            SqliteConnection::connect_with(&opts).await?,
+        ));
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
@@ -160,7 +171,20 @@ impl SqliteStore {
         let mut writer = Writer::load(conn, config).await?;
         let (tx, mut rx) = mpsc::channel::<Job>(WRITER_QUEUE);
         let handle = tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
+            let mut flush = tokio::time::interval(STATS_FLUSH_EVERY);
+            flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let first = tokio::select! {
+                    biased;
+                    job = rx.recv() => match job {
+                        Some(job) => job,
+                        None => break,
+                    },
+                    _ = flush.tick() => {
+                        writer.flush_stats().await;
+                        continue;
+                    }
+                };
                 let mut jobs = vec![first];
                 while jobs.len() < MAX_GROUP {
                     match rx.try_recv() {
@@ -173,7 +197,6 @@ impl SqliteStore {
                 if !jobs.is_empty() {
                     writer.run_group(jobs).await;
                 }
-                writer.flush_stats().await;
                 if let Some(stopper) = stopper {
                     rx.close();
                     // Jobs that raced in before close() still get done.
@@ -189,6 +212,7 @@ impl SqliteStore {
                     break;
                 }
             }
+            checkpointer.abort();
             writer.close().await;
         });
         Ok(SqliteStore {
@@ -205,6 +229,20 @@ impl SqliteStore {
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+async fn checkpoint_loop(mut conn: SqliteConnection) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&mut conn)
+            .await
+        {
+            tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+        }
     }
 }
 
@@ -483,7 +521,8 @@ UPDATE tasks SET
   lease_deadline = NULL, timeout_at = NULL
 FROM a
 WHERE tasks.id = a.id AND tasks.state = 'leased' AND tasks.lease_epoch = a.epoch
-RETURNING tasks.id, tasks.state, tasks.batch_id, tasks.package, tasks.version, tasks.function, tasks.runtime_ms
+RETURNING tasks.id, tasks.state, tasks.batch_id, tasks.package, tasks.version, tasks.function, tasks.runtime_ms,
+          tasks.attempt, tasks.progress, tasks.answer, tasks.error
 "#;
 
 const REAP_SELECT: &str =
@@ -669,6 +708,12 @@ async fn exec(
                             id,
                             batch_id: opt_uuid(row.try_get("batch_id")?)?,
                             state,
+                            snapshot: Some(Snapshot {
+                                attempt: row.try_get::<i64, _>("attempt")? as u32,
+                                progress: row.try_get("progress")?,
+                                answer: row.try_get("answer")?,
+                                error: row.try_get("error")?,
+                            }),
                         })
                     });
                 applied.insert(
@@ -752,6 +797,7 @@ async fn exec(
                     id: *id,
                     batch_id: opt_uuid(row.try_get("batch_id")?)?,
                     state: TaskState::Cancelled,
+                    snapshot: None,
                 })));
             }
             let state: Option<String> = sqlx::query_scalar("SELECT state FROM tasks WHERE id = ?1")
@@ -773,6 +819,7 @@ async fn exec(
                     id: *id,
                     batch_id: opt_uuid(row.try_get("batch_id")?)?,
                     state: parse_state(row.try_get("state")?)?,
+                    snapshot: None,
                 }),
                 None => None,
             }))
@@ -802,6 +849,7 @@ async fn exec(
                             id: parse_uuid(row.try_get("id")?)?,
                             batch_id: opt_uuid(row.try_get("batch_id")?)?,
                             state,
+                            snapshot: None,
                         });
                     } else {
                         out.requeued += 1;
