@@ -2,7 +2,7 @@
 //! statistics and queue estimates. `main.rs` only parses flags and calls [`startup::Application`].
 #![forbid(unsafe_code)]
 
-pub mod auth;
+pub use crpc_service::auth;
 pub mod config;
 pub mod error;
 pub mod queue;

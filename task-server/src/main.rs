@@ -1,5 +1,7 @@
 //! `task-server`: run the server, or `task-server token …` to mint a JWT.
-use std::io::{IsTerminal, Write};
+use std::io::Write;
+
+use crpc_service::init_tracing;
 
 use clap::Parser;
 use task_server::auth::{mint, Secret};
@@ -24,17 +26,4 @@ fn main() -> anyhow::Result<()> {
         std::io::stdout().flush()?;
         app.run_until_stopped().await
     })
-}
-
-fn init_tracing(json: bool) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("CRPC_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).init();
-    }
 }

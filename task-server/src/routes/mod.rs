@@ -1,17 +1,15 @@
 //! HTTP routes: one action per file, grouped by who calls them.
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
-use serde::de::DeserializeOwned;
+use actix_web::web;
 use uuid::Uuid;
 
 use crate::error::ApiError;
 
-pub mod body;
 pub mod health;
 pub mod user;
 pub mod worker;
 
-pub use body::{Body, BodyLimit};
+pub use crpc_service::body::{Body, BodyLimit};
+pub use crpc_service::http::{not_found, ok, parse_json, parse_value, query_config, resource};
 
 /// Body size limits per route group.
 #[derive(Debug, Clone, Copy)]
@@ -73,78 +71,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: Limits) {
         );
 }
 
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
-}
-
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!("{} is not allowed on {}", req.method(), req.path()),
-    ))
-}
-
-/// JSON 404 for unknown routes.
-pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::not_found(format!(
-        "no route {} {}",
-        req.method(),
-        req.path()
-    )))
-}
-
-/// Query strings that do not parse → 400 with the JSON error body.
-pub fn query_config() -> web::QueryConfig {
-    web::QueryConfig::default().error_handler(|err, _| {
-        ApiError::bad_request("bad_query", format!("query string: {err}")).into()
-    })
-}
-
 /// A task id from the path; anything that is not a UUID is an unknown task (404).
 pub fn task_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::no_task(raw))
-}
-
-/// 200 with a JSON body.
-pub fn ok<T: serde::Serialize>(body: &T) -> HttpResponse {
-    HttpResponse::Ok().json(body)
-}
-
-/// Parses JSON with the path of the failing field in the message.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                ApiError::bad_request(
-                    "malformed_json",
-                    format!("request body is not valid JSON: {inner}"),
-                )
-            }
-            _ => {
-                let field = if path == "." {
-                    "body".to_string()
-                } else {
-                    path
-                };
-                ApiError::invalid(&field, format!("{field}: {inner}"))
-            }
-        }
-    })
-}
-
-/// Converts an already-parsed JSON value, naming the failing field (422).
-pub fn parse_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(v).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." {
-            "body".to_string()
-        } else {
-            path
-        };
-        ApiError::invalid(&field, format!("{field}: {}", e.into_inner()))
-    })
 }

@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::http::parse_json;
 
 /// Largest body a route accepts, bytes.
 #[derive(Debug, Clone, Copy)]
@@ -63,7 +64,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
                     "request body is empty; send a JSON object",
                 ));
             }
-            super::parse_json(&buf).map(Body)
+            parse_json(&buf).map(Body)
         })
     }
 }

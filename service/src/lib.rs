@@ -1,0 +1,23 @@
+//! HTTP plumbing shared by the crpc services (task server, registry): JWT auth and roles, the one
+//! JSON error body, size-limited JSON bodies, JSON 404/405, tracing set-up.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod http;
+
+/// Logs to stderr: text (coloured on a TTY) or JSON lines; level from `CRPC_LOG` (default info).
+pub fn init_tracing(json: bool) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CRPC_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
