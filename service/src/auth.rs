@@ -217,9 +217,31 @@ fn extract(req: &HttpRequest, allowed: &[Role], what: &str) -> Result<Caller, Ap
         Ok(caller)
     } else {
         Err(ApiError::forbidden(format!(
-            "a {} token cannot use {what} routes",
-            caller.role.as_str()
+            "a {} token cannot use {what} routes (it needs one of: {}admin)",
+            caller.role.as_str(),
+            allowed.iter().map(|r| format!("{}, ", r.as_str())).collect::<String>()
         )))
+    }
+}
+
+/// A caller allowed to publish and yank packages (publisher or admin).
+pub struct PublisherCaller(pub Caller);
+/// Any authenticated caller (registry reads).
+pub struct AnyCaller(pub Caller);
+
+impl FromRequest for PublisherCaller {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(extract(req, &[Role::Publisher], "publishing").map(PublisherCaller))
+    }
+}
+
+impl FromRequest for AnyCaller {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(extract(req, &[Role::User, Role::Worker, Role::Publisher], "read").map(AnyCaller))
     }
 }
 

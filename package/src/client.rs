@@ -1,0 +1,212 @@
+//! Registry HTTP client used by the task server (resolution at submit), the processor (downloads)
+//! and the CLI (publish). Every download is verified before it is handed out.
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::Manifest;
+use crate::verify::{self, TrustedKeys, VerifyError};
+
+/// One published version, as the registry describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    /// Package name.
+    pub name: String,
+    /// Exact version.
+    pub version: String,
+    /// sha256 of the archive, recorded at publish.
+    pub sha256: String,
+    /// Archive size, bytes.
+    pub size: u64,
+    /// Detached ed25519 signature (hex), if the publisher sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// Yanked versions are skipped by resolution but still download by exact version.
+    pub yanked: bool,
+    /// ms since the Unix epoch.
+    pub published_at: i64,
+    /// Token subject that published it.
+    pub publisher: String,
+    /// The manifest.
+    pub manifest: Manifest,
+}
+
+/// What went wrong talking to the registry.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No answer (down, refused, timed out).
+    #[error("registry unreachable at {url}: {reason}")]
+    Unreachable {
+        /// Where.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The registry answered with an error body.
+    #[error("registry answered {status} {code}: {message}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// Error code.
+        code: String,
+        /// Error message.
+        message: String,
+    },
+    /// The bytes did not verify.
+    #[error("{0}")]
+    Verify(#[from] VerifyError),
+    /// The answer did not parse.
+    #[error("registry answer did not parse: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// HTTP status of a registry error answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A registry client.
+#[derive(Debug, Clone)]
+pub struct RegistryClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: task_api::ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct FunctionsBody {
+    packages: Vec<VersionInfo>,
+}
+
+impl RegistryClient {
+    /// A client for `base` (e.g. `http://127.0.0.1:7701`) with an optional bearer token.
+    pub fn new(base: &str, token: Option<String>) -> Self {
+        RegistryClient {
+            http: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(5))
+                .timeout(std::time::Duration::from_secs(300))
+                .build()
+                .expect("HTTP client"),
+            base: base.trim_end_matches('/').to_string(),
+            token,
+        }
+    }
+
+    /// Replaces the token.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{}", self.base, path));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    async fn send(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let resp = rb.send().await.map_err(|e| ClientError::Unreachable {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        Err(match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(b) => ClientError::Status {
+                status,
+                code: b.error.code,
+                message: b.error.message,
+            },
+            Err(_) => ClientError::Status {
+                status,
+                code: "unexpected".into(),
+                message: text.chars().take(200).collect(),
+            },
+        })
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(&self, rb: reqwest::RequestBuilder) -> Result<T, ClientError> {
+        self.send(rb)
+            .await?
+            .json::<T>()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// Highest non-yanked version of `name` matching the semver requirement `req`.
+    pub async fn resolve(&self, name: &str, req: &str) -> Result<VersionInfo, ClientError> {
+        let rb = self
+            .req(reqwest::Method::GET, &format!("/v1/packages/{name}/resolve"))
+            .query(&[("req", req)]);
+        self.json(rb).await
+    }
+
+    /// One exact version.
+    pub async fn version(&self, name: &str, version: &str) -> Result<VersionInfo, ClientError> {
+        self.json(self.req(reqwest::Method::GET, &format!("/v1/packages/{name}/{version}")))
+            .await
+    }
+
+    /// The newest non-yanked version of every package that exports `function`.
+    pub async fn packages_with_function(&self, function: &str) -> Result<Vec<VersionInfo>, ClientError> {
+        let body: FunctionsBody = self
+            .json(self.req(reqwest::Method::GET, &format!("/v1/functions/{function}")))
+            .await?;
+        Ok(body.packages)
+    }
+
+    /// Downloads the archive of `info` and verifies it (digest; signature with trusted keys)
+    /// against what the registry recorded at publish. Nothing unverified is returned.
+    pub async fn download_verified(&self, info: &VersionInfo, trusted: &TrustedKeys) -> Result<Vec<u8>, ClientError> {
+        let resp = self
+            .send(self.req(
+                reqwest::Method::GET,
+                &format!("/v1/packages/{}/{}/archive", info.name, info.version),
+            ))
+            .await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                url: self.base.clone(),
+                reason: e.to_string(),
+            })?;
+        verify::verify(&bytes, &info.sha256, info.signature.as_deref(), trusted)?;
+        Ok(bytes.to_vec())
+    }
+
+    /// Publishes an archive (the manifest inside names the package and version).
+    pub async fn publish(&self, name: &str, version: &str, archive: Vec<u8>, signature: Option<&str>) -> Result<VersionInfo, ClientError> {
+        let mut rb = self
+            .req(reqwest::Method::PUT, &format!("/v1/packages/{name}/{version}"))
+            .header("content-type", "application/gzip")
+            .body(archive);
+        if let Some(sig) = signature {
+            rb = rb.header(SIGNATURE_HEADER, sig);
+        }
+        self.json(rb).await
+    }
+}
+
+/// Header carrying the detached signature (hex) at publish and download.
+pub const SIGNATURE_HEADER: &str = "x-crpc-signature";
+/// Header carrying the archive's sha256 (hex) at download.
+pub const SHA256_HEADER: &str = "x-crpc-sha256";

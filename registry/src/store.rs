@@ -1,0 +1,194 @@
+//! Registry metadata behind a trait (SQLite today; PostgreSQL can follow behind the same seam).
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use crpc_package::client::VersionInfo;
+use crpc_package::Manifest;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::Row;
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database said no.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored row did not parse.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// Registry metadata.
+#[async_trait]
+pub trait RegistryStore: Send + Sync + 'static {
+    /// Records a new version; `Ok(false)` when that version already exists (immutable).
+    async fn insert(&self, v: &VersionInfo) -> Result<bool, StoreError>;
+    /// One version.
+    async fn get(&self, name: &str, version: &str) -> Result<Option<VersionInfo>, StoreError>;
+    /// Every version of a package, newest first.
+    async fn versions(&self, name: &str) -> Result<Vec<VersionInfo>, StoreError>;
+    /// Package names with their version count and newest non-yanked version.
+    async fn packages(&self) -> Result<Vec<(String, u64, Option<String>)>, StoreError>;
+    /// Sets the yanked flag; `Ok(false)` when the version does not exist.
+    async fn set_yanked(&self, name: &str, version: &str, yanked: bool) -> Result<bool, StoreError>;
+    /// Non-yanked versions of packages exporting `function`.
+    async fn with_function(&self, function: &str) -> Result<Vec<VersionInfo>, StoreError>;
+    /// Every (name, version, sha256), for re-verifying blobs.
+    async fn all_digests(&self) -> Result<Vec<(String, String, String)>, StoreError>;
+}
+
+/// SQLite metadata store.
+pub struct SqliteRegistry {
+    pool: SqlitePool,
+}
+
+impl SqliteRegistry {
+    /// Opens (creating) `path` and migrates.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10));
+        Self::open_with(opts).await
+    }
+
+    /// Opens a `sqlite:` URL.
+    pub async fn open_url(url: &str) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal);
+        Self::open_with(opts).await
+    }
+
+    async fn open_with(opts: SqliteConnectOptions) -> Result<Self, StoreError> {
+        // One writer is plenty for publish rates; reads share the pool.
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(SqliteRegistry { pool })
+    }
+}
+
+fn info_from_row(row: &SqliteRow) -> Result<VersionInfo, StoreError> {
+    let manifest: String = row.try_get("manifest")?;
+    Ok(VersionInfo {
+        name: row.try_get("name")?,
+        version: row.try_get("version")?,
+        sha256: row.try_get("sha256")?,
+        size: row.try_get::<i64, _>("size")? as u64,
+        signature: row.try_get("signature")?,
+        yanked: row.try_get::<i64, _>("yanked")? != 0,
+        published_at: row.try_get("published_at")?,
+        publisher: row.try_get("publisher")?,
+        manifest: serde_json::from_str::<Manifest>(&manifest).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    })
+}
+
+const COLUMNS: &str = "name, version, sha256, size, signature, yanked, manifest, publisher, published_at";
+
+#[async_trait]
+impl RegistryStore for SqliteRegistry {
+    async fn insert(&self, v: &VersionInfo) -> Result<bool, StoreError> {
+        let sv = v.manifest.semver();
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "INSERT INTO versions (name, version, major, minor, patch, sha256, size, signature, yanked, manifest, publisher, published_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11) ON CONFLICT (name, version) DO NOTHING",
+        )
+        .bind(&v.name)
+        .bind(&v.version)
+        .bind(sv.major as i64)
+        .bind(sv.minor as i64)
+        .bind(sv.patch as i64)
+        .bind(&v.sha256)
+        .bind(v.size as i64)
+        .bind(&v.signature)
+        .bind(serde_json::to_string(&v.manifest).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        .bind(&v.publisher)
+        .bind(v.published_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done == 0 {
+            return Ok(false);
+        }
+        for f in v.manifest.functions.keys() {
+            sqlx::query("INSERT INTO functions (function, name, version) VALUES (?1, ?2, ?3)")
+                .bind(f)
+                .bind(&v.name)
+                .bind(&v.version)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn get(&self, name: &str, version: &str) -> Result<Option<VersionInfo>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM versions WHERE name = ?1 AND version = ?2"))
+            .bind(name)
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(info_from_row).transpose()
+    }
+
+    async fn versions(&self, name: &str) -> Result<Vec<VersionInfo>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM versions WHERE name = ?1 ORDER BY major DESC, minor DESC, patch DESC, version DESC"
+        ))
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<VersionInfo> = rows.iter().map(info_from_row).collect::<Result<_, _>>()?;
+        // Pre-releases order below their release: leave the exact order to semver.
+        out.sort_by(|a, b| b.manifest.semver().cmp(&a.manifest.semver()));
+        Ok(out)
+    }
+
+    async fn packages(&self) -> Result<Vec<(String, u64, Option<String>)>, StoreError> {
+        let names: Vec<(String, i64)> = sqlx::query_as("SELECT name, count(*) FROM versions GROUP BY name ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(names.len());
+        for (name, n) in names {
+            let latest = self.versions(&name).await?.into_iter().find(|v| !v.yanked).map(|v| v.version);
+            out.push((name, n as u64, latest));
+        }
+        Ok(out)
+    }
+
+    async fn set_yanked(&self, name: &str, version: &str, yanked: bool) -> Result<bool, StoreError> {
+        let n = sqlx::query("UPDATE versions SET yanked = ?3 WHERE name = ?1 AND version = ?2")
+            .bind(name)
+            .bind(version)
+            .bind(yanked as i64)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    async fn with_function(&self, function: &str) -> Result<Vec<VersionInfo>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM versions v JOIN functions f ON f.name = v.name AND f.version = v.version \
+             WHERE f.function = ?1 AND v.yanked = 0",
+            COLUMNS.split(", ").map(|c| format!("v.{c}")).collect::<Vec<_>>().join(", ")
+        ))
+        .bind(function)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(info_from_row).collect()
+    }
+
+    async fn all_digests(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        Ok(sqlx::query_as("SELECT name, version, sha256 FROM versions").fetch_all(&self.pool).await?)
+    }
+}
