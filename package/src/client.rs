@@ -210,3 +210,23 @@ impl RegistryClient {
 pub const SIGNATURE_HEADER: &str = "x-crpc-signature";
 /// Header carrying the archive's sha256 (hex) at download.
 pub const SHA256_HEADER: &str = "x-crpc-sha256";
+
+/// Why an install failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// Download or verification failed: nothing was written.
+    #[error("{0}")]
+    Fetch(#[from] ClientError),
+    /// The archive was refused while unpacking: nothing was installed.
+    #[error("{0}")]
+    Unpack(#[from] crate::archive::ArchiveError),
+}
+
+impl RegistryClient {
+    /// Downloads, verifies (digest; signature with trusted keys) and unpacks `info` into `dest`
+    /// atomically. Nothing is written unless the bytes verified.
+    pub async fn install_verified(&self, info: &VersionInfo, trusted: &TrustedKeys, dest: &std::path::Path, limits: &crate::archive::Limits) -> Result<crate::archive::Inspection, InstallError> {
+        let bytes = self.download_verified(info, trusted).await?;
+        Ok(crate::archive::unpack(&bytes, dest, limits)?)
+    }
+}

@@ -1,5 +1,14 @@
-//! crpc package registry (`task-registry`): publish, resolve by semver, download, verify.
+//! crpc package registry (`task-registry`): publish, resolve by semver, download, yank.
 //!
-//! Empty on purpose until its issue lands; it is a workspace member now so the layout of
-//! DESIGN.md builds from the first commit.
+//! Archives are content-addressed blobs (sha256) verified on every read; metadata (versions,
+//! manifests, yanked flags, signatures) lives behind [`store::RegistryStore`].
 #![forbid(unsafe_code)]
+
+pub mod blobs;
+pub mod config;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod store;
+
+pub use startup::Application;

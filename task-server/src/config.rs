@@ -63,6 +63,15 @@ pub struct ServeArgs {
     /// Accept every request as admin `anonymous`. Local experiments only.
     #[arg(long)]
     pub no_auth: bool,
+    /// Package registry: with it, a task's `version` requirement is resolved to an exact version
+    /// at submit and its function and arguments are checked against the package manifest.
+    /// Without it, package names are free strings.
+    #[arg(long, env = "CRPC_REGISTRY")]
+    pub registry: Option<String>,
+    /// Token for reading the registry (default: minted with this server's JWT secret, which
+    /// works when the registry shares it).
+    #[arg(long, env = "CRPC_REGISTRY_TOKEN", hide_env_values = true)]
+    pub registry_token: Option<String>,
     /// Lease length; a processor that stops heartbeating loses its tasks after this.
     #[arg(long, env = "CRPC_LEASE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub lease_ttl: Duration,

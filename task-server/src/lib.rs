@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod queue;
 pub mod reaper;
+pub mod resolver;
 pub mod routes;
 pub mod startup;
 pub mod stats;

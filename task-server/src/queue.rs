@@ -24,6 +24,7 @@ use crate::store::{
     AnswerIn, AnswerKind, AnswerOutcome, BatchResult, CancelOutcome, ClaimRequest, Finished,
     HeartbeatIn, ListQuery, LoadScope, NewTask, Store, SubmitOutcome, TaskRecord, WorkerRecord,
 };
+use crate::resolver::Resolver;
 use crate::waiters::{batch_key, task_key, Waiters};
 
 /// Milliseconds since the Unix epoch.
@@ -75,11 +76,12 @@ pub struct Queue {
     work: Notify,
     seen: Mutex<HashMap<String, (i64, u64)>>,
     shutdown: CancellationToken,
+    resolver: Option<Arc<Resolver>>,
 }
 
 impl Queue {
     /// A queue over `store`; long-polls end early when `shutdown` fires.
-    pub fn new(store: Arc<dyn Store>, cfg: QueueConfig, shutdown: CancellationToken) -> Self {
+    pub fn new(store: Arc<dyn Store>, cfg: QueueConfig, shutdown: CancellationToken, resolver: Option<Arc<Resolver>>) -> Self {
         Queue {
             store,
             cfg,
@@ -87,6 +89,7 @@ impl Queue {
             work: Notify::new(),
             seen: Mutex::new(HashMap::new()),
             shutdown,
+            resolver,
         }
     }
 
@@ -108,7 +111,7 @@ impl Queue {
         caller: &Caller,
         spec: TaskSpec,
     ) -> Result<(SubmitResponse, bool), ApiError> {
-        let task = self.new_task(spec, "")?;
+        let task = self.new_task(spec, "").await?;
         if task.memoize {
             if let Some((id, state)) = self
                 .store
@@ -163,7 +166,7 @@ impl Queue {
                     "idempotency keys are per task submit; a batch is identified by its batch_id",
                 ));
             }
-            tasks.push(self.new_task(spec, &format!("tasks[{i}]."))?);
+            tasks.push(self.new_task(spec, &format!("tasks[{i}].")).await?);
         }
         let batch_id = Uuid::now_v7();
         let ids = tasks.iter().map(|t| t.id).collect();
@@ -178,7 +181,7 @@ impl Queue {
         })
     }
 
-    fn new_task(&self, spec: TaskSpec, prefix: &str) -> Result<NewTask, ApiError> {
+    async fn new_task(&self, mut spec: TaskSpec, prefix: &str) -> Result<NewTask, ApiError> {
         let field = |f: &str| format!("{prefix}{f}");
         let name_ok = |s: &str, max: usize| {
             !s.is_empty()
@@ -259,6 +262,20 @@ impl Queue {
                 "at most 32 datasets, each 1-128 characters of letters, digits, `_ . - :`",
             ));
         }
+        // The request hash is of the body as sent, before resolution fills in the version.
+        let request_hash = spec.idempotency_key.as_ref().map(|_| {
+            let mut body = spec.clone();
+            body.idempotency_key = None;
+            sha256_hex(&json!(body))
+        });
+        if let Some(resolver) = &self.resolver {
+            let r = resolver.resolve(&spec, prefix).await?;
+            spec.package = Some(r.package);
+            spec.version = Some(r.version);
+            if spec.resources.is_empty() {
+                spec.resources = r.resources;
+            }
+        }
         let package = spec.package.clone().unwrap_or_default();
         let version = spec.version.clone().unwrap_or_default();
         let args_hash = sha256_hex(&json!([
@@ -268,11 +285,6 @@ impl Queue {
             spec.args,
             spec.kwargs
         ]));
-        let request_hash = spec.idempotency_key.as_ref().map(|_| {
-            let mut body = spec.clone();
-            body.idempotency_key = None;
-            sha256_hex(&json!(body))
-        });
         Ok(NewTask {
             id: Uuid::now_v7(),
             package,

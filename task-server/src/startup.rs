@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{Authenticator, Secret};
 use crate::config::ServeArgs;
 use crate::queue::{Queue, QueueConfig};
+use crate::resolver::Resolver;
 use crate::routes::{self, Limits};
 use crate::store::{SqliteStore, Store, StoreConfig};
 
@@ -43,19 +44,23 @@ impl Application {
                 url.split('@').next_back().unwrap_or(url)
             ),
         };
-        let auth = if args.no_auth {
-            tracing::warn!(
-                "AUTHENTICATION IS DISABLED (--no-auth): anyone who can reach this port is admin"
-            );
-            Authenticator::Disabled
+        let secret = if args.no_auth {
+            None
         } else {
             let inline = std::env::var("CRPC_JWT_SECRET").ok();
-            Authenticator::jwt(&Secret::load(
-                inline.as_deref(),
-                args.jwt_secret_file.as_deref(),
-                &args.data_dir,
-            )?)
+            Some(Secret::load(inline.as_deref(), args.jwt_secret_file.as_deref(), &args.data_dir)?)
         };
+        let auth = match &secret {
+            None => {
+                tracing::warn!("AUTHENTICATION IS DISABLED (--no-auth): anyone who can reach this port is admin");
+                Authenticator::Disabled
+            }
+            Some(s) => Authenticator::jwt(s),
+        };
+        let resolver = args.registry.as_deref().map(|url| {
+            tracing::info!(registry = url, "tasks are resolved against the package registry");
+            Arc::new(Resolver::new(url, args.registry_token.clone(), secret.clone()))
+        });
         let shutdown = CancellationToken::new();
         let queue = Arc::new(Queue::new(
             store,
@@ -66,6 +71,7 @@ impl Application {
                 ..QueueConfig::default()
             },
             shutdown.clone(),
+            resolver,
         ));
         let reaper = tokio::spawn(crate::reaper::run(
             queue.clone(),

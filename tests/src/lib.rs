@@ -1,5 +1,258 @@
-//! End-to-end tests across the task server, registry and processor processes.
-//!
-//! The server's own end-to-end tests live in `task-server/tests/it` (they need only that
-//! binary); tests that need several crpc binaries at once land here with their issues.
+//! Test harness shared by the crpc crates: start a real crpc binary on port 0 in its own data
+//! directory, kill it (-9 or TERM), restart it on the same port; a small JSON-over-HTTP client.
 #![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// A crpc binary built next to the running test (`target/<profile>/<name>`).
+pub fn sibling_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join(name);
+    assert!(bin.exists(), "{} is not built; run the tests with `cargo test --workspace`", bin.display());
+    bin
+}
+
+/// A running crpc service process with its own data directory.
+pub struct Proc {
+    child: Option<Child>,
+    binary: PathBuf,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The bound port (kept across restarts).
+    pub port: u16,
+    /// The data directory (removed when the last holder drops it).
+    pub dir: Arc<tempfile::TempDir>,
+    extra: Vec<String>,
+}
+
+impl Proc {
+    /// Starts `binary --bind 127.0.0.1:0 --data-dir <fresh temp dir> <extra…>`.
+    pub fn start(binary: &Path, extra: &[&str]) -> Proc {
+        Self::start_in(binary, Arc::new(tempfile::tempdir().expect("tempdir")), extra)
+    }
+
+    /// Same, in a given data directory.
+    pub fn start_in(binary: &Path, dir: Arc<tempfile::TempDir>, extra: &[&str]) -> Proc {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, port) = spawn(binary, dir.path(), 0, &extra).expect("service starts");
+        Proc {
+            child: Some(child),
+            binary: binary.to_path_buf(),
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            dir,
+            extra,
+        }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// SIGKILL, no goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("kill -9");
+            c.wait().expect("reap");
+        }
+    }
+
+    /// SIGTERM and wait; how long the exit took and the exit status.
+    pub fn terminate(&mut self) -> (Duration, std::process::ExitStatus) {
+        let mut c = self.child.take().expect("running");
+        let t = std::time::Instant::now();
+        let st = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(st.success());
+        let status = c.wait().expect("wait");
+        (t.elapsed(), status)
+    }
+
+    /// Starts it again on the same port and data directory.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop it first");
+        let mut last = None;
+        for _ in 0..50 {
+            match spawn(&self.binary, self.dir.path(), self.port, &self.extra) {
+                Ok((child, _)) => {
+                    self.child = Some(child);
+                    return;
+                }
+                Err(e) => {
+                    last = Some(e);
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        panic!("restart failed: {last:?}");
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("service.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn spawn(binary: &Path, dir: &Path, port: u16, extra: &[String]) -> Result<(Child, u16), String> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("service.log"))
+        .map_err(|e| e.to_string())?;
+    let mut child = Command::new(binary)
+        .arg("--bind")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(extra)
+        .env("CRPC_LOG", "info")
+        .env_remove("CRPC_JWT_SECRET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+    let port = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse::<u16>().ok());
+    match port {
+        Some(p) => Ok((child, p)),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!(
+                "{} did not print its address (got {line:?}); log: {}",
+                binary.display(),
+                std::fs::read_to_string(dir.join("service.log")).unwrap_or_default()
+            ))
+        }
+    }
+}
+
+/// JSON-over-HTTP client bound to a base URL and an optional bearer token.
+#[derive(Clone)]
+pub struct Api {
+    /// The client.
+    pub http: reqwest::Client,
+    /// Base URL.
+    pub url: String,
+    /// Bearer token.
+    pub token: Option<String>,
+}
+
+impl Api {
+    /// A client for `url`.
+    pub fn new(url: &str, token: Option<String>) -> Api {
+        Api {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+            url: url.to_string(),
+            token,
+        }
+    }
+
+    /// The same client with another token.
+    pub fn with_token(&self, token: &str) -> Api {
+        Api {
+            token: Some(token.to_string()),
+            ..self.clone()
+        }
+    }
+
+    /// A request with the token set.
+    pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{}", self.url, path));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    /// Sends; status + JSON body (Null when the body is not JSON).
+    pub async fn send(&self, rb: reqwest::RequestBuilder) -> Result<(StatusCode, Value), reqwest::Error> {
+        let resp = rb.send().await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.req(reqwest::Method::GET, path)).await.expect("GET")
+    }
+
+    /// POST JSON.
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(self.req(reqwest::Method::POST, path).json(body)).await.expect("POST")
+    }
+
+    /// POST JSON, errors (server down) returned.
+    pub async fn try_post(&self, path: &str, body: &Value) -> Result<(StatusCode, Value), reqwest::Error> {
+        self.send(self.req(reqwest::Method::POST, path).json(body)).await
+    }
+
+    /// POST raw bytes as JSON.
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
+        self.send(
+            self.req(reqwest::Method::POST, path)
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await
+        .expect("POST raw")
+    }
+
+    /// PUT raw bytes with headers.
+    pub async fn put_bytes(&self, path: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+        let mut rb = self.req(reqwest::Method::PUT, path).body(body);
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        self.send(rb).await.expect("PUT")
+    }
+
+    /// DELETE.
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.req(reqwest::Method::DELETE, path)).await.expect("DELETE")
+    }
+}
+
+/// Asserts the one JSON error body with a given status and code.
+pub fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
+    assert_eq!(got.0.as_u16(), status, "body: {}", got.1);
+    assert_eq!(got.1["success"], Value::Bool(false), "body: {}", got.1);
+    assert_eq!(got.1["error"]["code"], Value::String(code.into()), "body: {}", got.1);
+    assert!(
+        got.1["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "body: {}",
+        got.1
+    );
+}

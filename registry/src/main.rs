@@ -1,0 +1,17 @@
+//! `task-registry`: the crpc package registry.
+use std::io::Write;
+
+use clap::Parser;
+use registry::config::Args;
+use registry::Application;
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    crpc_service::init_tracing(args.log_json);
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(args).await?;
+        println!("listening on http://{}", app.addr());
+        std::io::stdout().flush()?;
+        app.run_until_stopped().await
+    })
+}

@@ -1,0 +1,41 @@
+//! Registry routes, one action per file.
+use actix_web::web;
+use crpc_service::body::BodyLimit;
+use crpc_service::http::resource;
+
+pub mod download;
+pub mod functions;
+pub mod get_package;
+pub mod get_version;
+pub mod health;
+pub mod list_packages;
+pub mod publish;
+pub mod resolve;
+pub mod yank;
+
+/// Mounts every route.
+pub fn configure(cfg: &mut web::ServiceConfig, max_archive_bytes: usize) {
+    cfg.service(resource("/livez").route(web::get().to(health::livez)))
+        .service(resource("/readyz").route(web::get().to(health::readyz)))
+        .service(resource("/v1/packages").route(web::get().to(list_packages::handle)))
+        .service(resource("/v1/functions/{function}").route(web::get().to(functions::handle)))
+        .service(resource("/v1/packages/{name}").route(web::get().to(get_package::handle)))
+        .service(resource("/v1/packages/{name}/resolve").route(web::get().to(resolve::handle)))
+        .service(
+            resource("/v1/packages/{name}/{version}")
+                .app_data(web::Data::new(BodyLimit(max_archive_bytes)))
+                .route(web::get().to(get_version::handle))
+                .route(web::put().to(publish::handle)),
+        )
+        .service(resource("/v1/packages/{name}/{version}/archive").route(web::get().to(download::handle)))
+        .service(resource("/v1/packages/{name}/{version}/yank").route(web::post().to(yank::handle)));
+}
+
+/// Adds `success: true` to a serialisable value.
+pub fn with_success<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    let mut v = serde_json::to_value(v).expect("serialisable");
+    if let Some(o) = v.as_object_mut() {
+        o.insert("success".into(), serde_json::Value::Bool(true));
+    }
+    v
+}

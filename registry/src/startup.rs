@@ -1,0 +1,85 @@
+//! Building and running the registry.
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use crpc_package::archive::Limits;
+use crpc_service::auth::{Authenticator, Secret};
+
+use crate::blobs::Blobs;
+use crate::config::Args;
+use crate::state::Registry;
+use crate::store::{RegistryStore, SqliteRegistry};
+
+/// A bound registry.
+pub struct Application {
+    addr: SocketAddr,
+    server: Server,
+}
+
+impl Application {
+    /// Opens metadata and blobs, loads the secret, binds.
+    pub async fn build(args: Args) -> anyhow::Result<Application> {
+        std::fs::create_dir_all(&args.data_dir)?;
+        let store: Arc<dyn RegistryStore> = match args.database_url.as_deref() {
+            None => Arc::new(SqliteRegistry::open(&args.data_dir.join("registry.db")).await?),
+            Some(url) if url.starts_with("sqlite:") => Arc::new(SqliteRegistry::open_url(url).await?),
+            Some(url) => anyhow::bail!("unsupported --database-url `{}`: this build speaks sqlite: URLs", url.split('@').next_back().unwrap_or(url)),
+        };
+        let auth = if args.no_auth {
+            tracing::warn!("AUTHENTICATION IS DISABLED (--no-auth): anyone who can reach this port can publish");
+            Authenticator::Disabled
+        } else {
+            let inline = std::env::var("CRPC_JWT_SECRET").ok();
+            Authenticator::jwt(&Secret::load(inline.as_deref(), args.jwt_secret_file.as_deref(), &args.data_dir)?)
+        };
+        let registry = Arc::new(Registry {
+            store,
+            blobs: Blobs::open(&args.data_dir.join("blobs"))?,
+            limits: Limits {
+                max_entries: args.max_entries,
+                max_unpacked_bytes: args.max_unpacked_bytes,
+            },
+        });
+        // Re-verify every stored archive in the background: a corrupt one is logged at start-up
+        // and refused (500 blob_corrupt) when downloaded.
+        let check = registry.clone();
+        tokio::spawn(async move {
+            match check.verify_all().await {
+                Ok(0) => tracing::info!("all stored archives verified"),
+                Ok(n) => tracing::error!(bad = n, "stored archives failed verification"),
+                Err(e) => tracing::warn!(error = %e, "could not verify stored archives"),
+            }
+        });
+        let listener = TcpListener::bind(args.bind)?;
+        let addr = listener.local_addr()?;
+        let data = web::Data::from(registry);
+        let auth = web::Data::new(Arc::new(auth));
+        let max = args.max_archive_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(auth.clone())
+                .app_data(crpc_service::http::query_config())
+                .configure(|cfg| crate::routes::configure(cfg, max))
+                .default_service(web::to(crpc_service::http::not_found))
+        })
+        .shutdown_timeout(10)
+        .listen(listener)?
+        .run();
+        Ok(Application { addr, server })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until SIGTERM/SIGINT (actix handles the signals and drains).
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.server.await?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

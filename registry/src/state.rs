@@ -1,0 +1,179 @@
+//! What every registry handler shares, and the domain rules of publishing and resolving.
+use std::sync::Arc;
+
+use crpc_package::archive::{self, ArchiveError, Limits};
+use crpc_package::client::VersionInfo;
+use crpc_package::manifest::valid_package_name;
+use crpc_package::verify::{parse_signature, sha256_hex};
+use crpc_service::error::ApiError;
+use serde_json::json;
+
+use crate::blobs::{BlobError, Blobs};
+use crate::store::{RegistryStore, StoreError};
+
+/// Shared state.
+pub struct Registry {
+    /// Metadata.
+    pub store: Arc<dyn RegistryStore>,
+    /// Archives.
+    pub blobs: Blobs,
+    /// Archive caps.
+    pub limits: Limits,
+}
+
+/// Store failures are the registry's fault: 500 with the details in the log.
+pub fn store_err(e: StoreError) -> ApiError {
+    ApiError::internal(e)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Validates a package name from a path (422 naming `name`).
+pub fn check_name(name: &str) -> Result<(), ApiError> {
+    if valid_package_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "name",
+            format!("`{name}` is not a package name: 1-64 characters of a-z, 0-9 and `-`"),
+        ))
+    }
+}
+
+impl Registry {
+    /// Validates and stores a new version.
+    pub async fn publish(&self, publisher: &str, name: &str, version: &str, bytes: Vec<u8>, signature: Option<String>) -> Result<VersionInfo, ApiError> {
+        check_name(name)?;
+        let parsed = semver::Version::parse(version)
+            .map_err(|e| ApiError::invalid("version", format!("`{version}` is not a semver version: {e}")))?;
+        if bytes.is_empty() {
+            return Err(ApiError::bad_request("bad_archive", "the body must be the package's .tar.gz"));
+        }
+        if let Some(sig) = &signature {
+            parse_signature(sig).map_err(|e| ApiError::invalid("signature", format!("x-crpc-signature: {e}")))?;
+        }
+        if self.store.get(name, version).await.map_err(store_err)?.is_some() {
+            return Err(exists(name, version));
+        }
+        let limits = self.limits;
+        let (bytes, inspected) = tokio::task::spawn_blocking(move || {
+            let r = archive::inspect(&bytes, &limits);
+            (bytes, r)
+        })
+        .await
+        .map_err(ApiError::internal)?;
+        let inspected = inspected.map_err(archive_error)?;
+        let m = inspected.manifest;
+        if m.name != name {
+            return Err(ApiError::invalid("name", format!("crpc.toml names package `{}`, but it is published as `{name}`", m.name)));
+        }
+        if m.semver() != parsed {
+            return Err(ApiError::invalid("version", format!("crpc.toml says version {}, but it is published as {version}", m.version)));
+        }
+        let sha256 = sha256_hex(&bytes);
+        let info = VersionInfo {
+            name: name.to_string(),
+            version: version.to_string(),
+            sha256: sha256.clone(),
+            size: bytes.len() as u64,
+            signature,
+            yanked: false,
+            published_at: now_ms(),
+            publisher: publisher.to_string(),
+            manifest: m,
+        };
+        let blobs = self.blobs.clone();
+        tokio::task::spawn_blocking(move || blobs.put(&sha256, &bytes))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+        if !self.store.insert(&info).await.map_err(store_err)? {
+            return Err(exists(name, version));
+        }
+        tracing::info!(name, version, sha256 = %info.sha256, size = info.size, publisher, "published");
+        Ok(info)
+    }
+
+    /// One version or 404.
+    pub async fn version(&self, name: &str, version: &str) -> Result<VersionInfo, ApiError> {
+        self.store
+            .get(name, version)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| ApiError::not_found(format!("{name}@{version} is not published")))
+    }
+
+    /// Highest non-yanked version matching `req`.
+    pub async fn resolve(&self, name: &str, req: &str) -> Result<VersionInfo, ApiError> {
+        let parsed = semver::VersionReq::parse(req)
+            .map_err(|e| ApiError::invalid("req", format!("`{req}` is not a semver requirement: {e}")))?;
+        let versions = self.store.versions(name).await.map_err(store_err)?;
+        if versions.is_empty() {
+            return Err(ApiError::not_found(format!("no package named `{name}`")));
+        }
+        versions
+            .into_iter()
+            .filter(|v| !v.yanked && parsed.matches(&v.manifest.semver()))
+            .max_by(|a, b| a.manifest.semver().cmp(&b.manifest.semver()))
+            .ok_or_else(|| {
+                ApiError::new(
+                    actix_web::http::StatusCode::NOT_FOUND,
+                    "no_match",
+                    format!("no published, non-yanked version of `{name}` matches `{req}`"),
+                )
+            })
+    }
+
+    /// The archive bytes, verified against their digest.
+    pub async fn archive(&self, info: &VersionInfo) -> Result<Vec<u8>, ApiError> {
+        let blobs = self.blobs.clone();
+        let sha = info.sha256.clone();
+        tokio::task::spawn_blocking(move || blobs.get(&sha))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|e| match e {
+                BlobError::Corrupt(_) | BlobError::Missing(_) => {
+                    tracing::error!(name = %info.name, version = %info.version, error = %e, "archive failed verification");
+                    ApiError::new(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, "blob_corrupt", format!("the stored archive of {}@{} failed verification; the operator must restore it", info.name, info.version))
+                }
+                other => ApiError::internal(other),
+            })
+    }
+
+    /// Re-verifies every stored archive; logs the bad ones. Returns how many are bad.
+    pub async fn verify_all(&self) -> Result<usize, StoreError> {
+        let mut bad = 0;
+        for (name, version, sha) in self.store.all_digests().await? {
+            let blobs = self.blobs.clone();
+            let sha2 = sha.clone();
+            let ok = tokio::task::spawn_blocking(move || blobs.get(&sha2)).await.map(|r| r.is_ok()).unwrap_or(false);
+            if !ok {
+                bad += 1;
+                tracing::error!(%name, %version, %sha, "stored archive is missing or corrupt");
+            }
+        }
+        Ok(bad)
+    }
+}
+
+fn exists(name: &str, version: &str) -> ApiError {
+    ApiError::conflict("version_exists", format!("{name}@{version} is already published; versions are immutable, publish a new version"))
+}
+
+fn archive_error(e: ArchiveError) -> ApiError {
+    match &e {
+        ArchiveError::Manifest(m) => ApiError::new(actix_web::http::StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest", format!("crpc.toml: {m}"))
+            .with_details(json!({"field": m.field})),
+        ArchiveError::NoManifest => ApiError::new(actix_web::http::StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest", e.to_string())
+            .with_details(json!({"field": "crpc.toml"})),
+        ArchiveError::Corrupt(_) => ApiError::bad_request("bad_archive", e.to_string()),
+        ArchiveError::Io(_) => ApiError::internal(e),
+        _ => ApiError::new(actix_web::http::StatusCode::UNPROCESSABLE_ENTITY, "bad_archive", e.to_string())
+            .with_details(json!({"entry": e.entry()})),
+    }
+}
