@@ -101,7 +101,9 @@ pub struct Inspection {
 
 enum Kind {
     /// A regular file; whether an execute bit was set (setuid/setgid are never kept).
-    File { exec: bool },
+    File {
+        exec: bool,
+    },
     Dir,
     Symlink(PathBuf),
     Hardlink(PathBuf),
@@ -133,7 +135,10 @@ fn inside(base_dir: &Path, target: &Path) -> Result<PathBuf, String> {
             Component::CurDir => {}
             Component::ParentDir => {
                 if parts.pop().is_none() {
-                    return Err(format!("link to `{}` leaves the package root", target.display()));
+                    return Err(format!(
+                        "link to `{}` leaves the package root",
+                        target.display()
+                    ));
                 }
             }
             Component::RootDir | Component::Prefix(_) => {
@@ -191,7 +196,11 @@ fn walk(
                 });
             }
             Kind::File {
-                exec: entry.header().mode().map(|m| m & 0o111 != 0).unwrap_or(false),
+                exec: entry
+                    .header()
+                    .mode()
+                    .map(|m| m & 0o111 != 0)
+                    .unwrap_or(false),
             }
         } else if ty.is_dir() {
             Kind::Dir
@@ -209,14 +218,20 @@ fn walk(
             } else {
                 let resolved = inside(Path::new(""), &target).map_err(bad)?;
                 if !files.contains(&resolved.to_string_lossy().to_string()) {
-                    return Err(bad(format!("hard link to `{}`, which is not a file earlier in the archive", target.display())));
+                    return Err(bad(format!(
+                        "hard link to `{}`, which is not a file earlier in the archive",
+                        target.display()
+                    )));
                 }
                 Kind::Hardlink(resolved)
             }
         } else {
             return Err(bad("only files, directories and links inside the package are allowed (device, fifo or other special entry)".into()));
         };
-        if matches!(kind, Kind::File { .. } | Kind::Hardlink(_) | Kind::Symlink(_)) {
+        if matches!(
+            kind,
+            Kind::File { .. } | Kind::Hardlink(_) | Kind::Symlink(_)
+        ) {
             files.insert(path.to_string_lossy().to_string());
         }
         visit(&path, &kind, &mut entry)?;
@@ -240,11 +255,17 @@ pub fn inspect(bytes: &[u8], limits: &Limits) -> Result<Inspection, ArchiveError
     })?;
     let manifest = Manifest::parse(&manifest_text.ok_or(ArchiveError::NoManifest)?)?;
     if let Some(c) = &manifest.component {
-        let c = clean(Path::new(c)).ok().flatten().map(|p| p.to_string_lossy().to_string());
+        let c = clean(Path::new(c))
+            .ok()
+            .flatten()
+            .map(|p| p.to_string_lossy().to_string());
         if !c.as_ref().is_some_and(|c| files.contains(c)) {
             return Err(ArchiveError::Manifest(ManifestError {
                 field: "component".into(),
-                message: format!("`{}` is not a file in the archive", manifest.component.as_deref().unwrap_or("")),
+                message: format!(
+                    "`{}` is not a file in the archive",
+                    manifest.component.as_deref().unwrap_or("")
+                ),
             }));
         }
     }
@@ -277,7 +298,10 @@ pub fn unpack(bytes: &[u8], dest: &Path, limits: &Limits) -> Result<Inspection, 
         match kind {
             Kind::Dir => fs::create_dir_all(&target)?,
             Kind::File { exec } => {
-                let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&target)?;
+                let mut f = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&target)?;
                 io::copy(reader, &mut f)?;
                 f.flush()?;
                 #[cfg(unix)]
@@ -330,7 +354,11 @@ pub fn build(dir: &Path) -> io::Result<Vec<u8>> {
         for e in names {
             let name = e.file_name();
             let name_s = name.to_string_lossy();
-            if name_s == ".git" || name_s == "target" || name_s == ".venv" || name_s == "__pycache__" {
+            if name_s == ".git"
+                || name_s == "target"
+                || name_s == ".venv"
+                || name_s == "__pycache__"
+            {
                 continue;
             }
             let rel_path = rel.join(&name);
@@ -412,7 +440,11 @@ mod tests {
     #[test]
     fn build_round_trips_a_directory() {
         let src = tempfile::tempdir().unwrap();
-        fs::write(src.path().join("crpc.toml"), testing::manifest("demo", "2.0.0")).unwrap();
+        fs::write(
+            src.path().join("crpc.toml"),
+            testing::manifest("demo", "2.0.0"),
+        )
+        .unwrap();
         fs::write(src.path().join("pi.wasm"), b"x").unwrap();
         fs::create_dir(src.path().join("target")).unwrap();
         fs::write(src.path().join("target/junk"), b"x").unwrap();

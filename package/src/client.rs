@@ -143,7 +143,10 @@ impl RegistryClient {
         })
     }
 
-    async fn json<T: serde::de::DeserializeOwned>(&self, rb: reqwest::RequestBuilder) -> Result<T, ClientError> {
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
         self.send(rb)
             .await?
             .json::<T>()
@@ -154,19 +157,28 @@ impl RegistryClient {
     /// Highest non-yanked version of `name` matching the semver requirement `req`.
     pub async fn resolve(&self, name: &str, req: &str) -> Result<VersionInfo, ClientError> {
         let rb = self
-            .req(reqwest::Method::GET, &format!("/v1/packages/{name}/resolve"))
+            .req(
+                reqwest::Method::GET,
+                &format!("/v1/packages/{name}/resolve"),
+            )
             .query(&[("req", req)]);
         self.json(rb).await
     }
 
     /// One exact version.
     pub async fn version(&self, name: &str, version: &str) -> Result<VersionInfo, ClientError> {
-        self.json(self.req(reqwest::Method::GET, &format!("/v1/packages/{name}/{version}")))
-            .await
+        self.json(self.req(
+            reqwest::Method::GET,
+            &format!("/v1/packages/{name}/{version}"),
+        ))
+        .await
     }
 
     /// The newest non-yanked version of every package that exports `function`.
-    pub async fn packages_with_function(&self, function: &str) -> Result<Vec<VersionInfo>, ClientError> {
+    pub async fn packages_with_function(
+        &self,
+        function: &str,
+    ) -> Result<Vec<VersionInfo>, ClientError> {
         let body: FunctionsBody = self
             .json(self.req(reqwest::Method::GET, &format!("/v1/functions/{function}")))
             .await?;
@@ -175,28 +187,38 @@ impl RegistryClient {
 
     /// Downloads the archive of `info` and verifies it (digest; signature with trusted keys)
     /// against what the registry recorded at publish. Nothing unverified is returned.
-    pub async fn download_verified(&self, info: &VersionInfo, trusted: &TrustedKeys) -> Result<Vec<u8>, ClientError> {
+    pub async fn download_verified(
+        &self,
+        info: &VersionInfo,
+        trusted: &TrustedKeys,
+    ) -> Result<Vec<u8>, ClientError> {
         let resp = self
             .send(self.req(
                 reqwest::Method::GET,
                 &format!("/v1/packages/{}/{}/archive", info.name, info.version),
             ))
             .await?;
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Unreachable {
-                url: self.base.clone(),
-                reason: e.to_string(),
-            })?;
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Unreachable {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })?;
         verify::verify(&bytes, &info.sha256, info.signature.as_deref(), trusted)?;
         Ok(bytes.to_vec())
     }
 
     /// Publishes an archive (the manifest inside names the package and version).
-    pub async fn publish(&self, name: &str, version: &str, archive: Vec<u8>, signature: Option<&str>) -> Result<VersionInfo, ClientError> {
+    pub async fn publish(
+        &self,
+        name: &str,
+        version: &str,
+        archive: Vec<u8>,
+        signature: Option<&str>,
+    ) -> Result<VersionInfo, ClientError> {
         let mut rb = self
-            .req(reqwest::Method::PUT, &format!("/v1/packages/{name}/{version}"))
+            .req(
+                reqwest::Method::PUT,
+                &format!("/v1/packages/{name}/{version}"),
+            )
             .header("content-type", "application/gzip")
             .body(archive);
         if let Some(sig) = signature {
@@ -225,7 +247,13 @@ pub enum InstallError {
 impl RegistryClient {
     /// Downloads, verifies (digest; signature with trusted keys) and unpacks `info` into `dest`
     /// atomically. Nothing is written unless the bytes verified.
-    pub async fn install_verified(&self, info: &VersionInfo, trusted: &TrustedKeys, dest: &std::path::Path, limits: &crate::archive::Limits) -> Result<crate::archive::Inspection, InstallError> {
+    pub async fn install_verified(
+        &self,
+        info: &VersionInfo,
+        trusted: &TrustedKeys,
+        dest: &std::path::Path,
+        limits: &crate::archive::Limits,
+    ) -> Result<crate::archive::Inspection, InstallError> {
         let bytes = self.download_verified(info, trusted).await?;
         Ok(crate::archive::unpack(&bytes, dest, limits)?)
     }

@@ -144,7 +144,9 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> ManifestError {
 pub fn valid_package_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-')
 }
@@ -152,7 +154,9 @@ pub fn valid_package_name(name: &str) -> bool {
 fn valid_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -173,7 +177,11 @@ impl Manifest {
             let path = e.path().to_string();
             let inner = e.into_inner();
             let msg = inner.message().to_string();
-            let field = if path == "." { missing_field(&msg).unwrap_or_else(|| "crpc.toml".into()) } else { path };
+            let field = if path == "." {
+                missing_field(&msg).unwrap_or_else(|| "crpc.toml".into())
+            } else {
+                path
+            };
             err(field, msg)
         })?;
         m.validate()?;
@@ -183,10 +191,17 @@ impl Manifest {
     /// Checks everything serde cannot.
     pub fn validate(&self) -> Result<(), ManifestError> {
         if !valid_package_name(&self.name) {
-            return Err(err("name", "must be 1-64 characters of a-z, 0-9 and `-`, not starting or ending with `-`"));
+            return Err(err(
+                "name",
+                "must be 1-64 characters of a-z, 0-9 and `-`, not starting or ending with `-`",
+            ));
         }
-        semver::Version::parse(&self.version)
-            .map_err(|e| err("version", format!("`{}` is not a semver version: {e}", self.version)))?;
+        semver::Version::parse(&self.version).map_err(|e| {
+            err(
+                "version",
+                format!("`{}` is not a semver version: {e}", self.version),
+            )
+        })?;
         match self.kind {
             Kind::Wasm => match &self.component {
                 None => return Err(err("component", "a wasm package names its component file")),
@@ -201,24 +216,39 @@ impl Manifest {
             },
         }
         if self.functions.is_empty() {
-            return Err(err("functions", "a package exports at least one function ([functions.NAME])"));
+            return Err(err(
+                "functions",
+                "a package exports at least one function ([functions.NAME])",
+            ));
         }
         for (name, f) in &self.functions {
             if !valid_identifier(name) {
-                return Err(err(format!("functions.{name}"), "function names are identifiers: letters, digits, `_`"));
+                return Err(err(
+                    format!("functions.{name}"),
+                    "function names are identifiers: letters, digits, `_`",
+                ));
             }
             let mut seen = std::collections::HashSet::new();
             let mut optional_seen = false;
             for (i, a) in f.args.iter().enumerate() {
                 let field = format!("functions.{name}.args[{i}]");
                 if !valid_identifier(&a.name) {
-                    return Err(err(format!("{field}.name"), "argument names are identifiers: letters, digits, `_`"));
+                    return Err(err(
+                        format!("{field}.name"),
+                        "argument names are identifiers: letters, digits, `_`",
+                    ));
                 }
                 if !seen.insert(a.name.as_str()) {
-                    return Err(err(format!("{field}.name"), format!("argument `{}` appears twice", a.name)));
+                    return Err(err(
+                        format!("{field}.name"),
+                        format!("argument `{}` appears twice", a.name),
+                    ));
                 }
                 if optional_seen && !a.optional {
-                    return Err(err(format!("{field}.optional"), "a required argument cannot follow an optional one"));
+                    return Err(err(
+                        format!("{field}.optional"),
+                        "a required argument cannot follow an optional one",
+                    ));
                 }
                 optional_seen |= a.optional;
             }
@@ -252,7 +282,12 @@ pub struct ArgError {
 
 impl FunctionSig {
     /// Checks call arguments against the signature.
-    pub fn check(&self, function: &str, args: &[Value], kwargs: &Map<String, Value>) -> Result<(), ArgError> {
+    pub fn check(
+        &self,
+        function: &str,
+        args: &[Value],
+        kwargs: &Map<String, Value>,
+    ) -> Result<(), ArgError> {
         if args.len() > self.args.len() {
             return Err(ArgError {
                 field: format!("args[{}]", self.args.len()),
@@ -275,14 +310,19 @@ impl FunctionSig {
                 return Err(ArgError {
                     field: format!("kwargs.{k}"),
                     argument: Some(k.clone()),
-                    message: format!("{function} has no argument `{k}` (it takes: {})", names.join(", ")),
+                    message: format!(
+                        "{function} has no argument `{k}` (it takes: {})",
+                        names.join(", ")
+                    ),
                 });
             };
             if pos < args.len() {
                 return Err(ArgError {
                     field: format!("kwargs.{k}"),
                     argument: Some(k.clone()),
-                    message: format!("argument `{k}` of {function} is given both positionally and by keyword"),
+                    message: format!(
+                        "argument `{k}` of {function} is given both positionally and by keyword"
+                    ),
                 });
             }
             let spec = &self.args[pos];
@@ -295,7 +335,11 @@ impl FunctionSig {
                 return Err(ArgError {
                     field: format!("args[{i}]"),
                     argument: Some(spec.name.clone()),
-                    message: format!("{function} is missing argument `{}` ({})", spec.name, spec.ty.article()),
+                    message: format!(
+                        "{function} is missing argument `{}` ({})",
+                        spec.name,
+                        spec.ty.article()
+                    ),
                 });
             }
         }
@@ -314,7 +358,11 @@ fn type_error(function: &str, field: String, spec: &ArgSpec, v: &Value) -> ArgEr
         Value::Object(_) => "an object".to_string(),
     };
     ArgError {
-        message: format!("argument `{}` ({field}) of {function} must be {}, got {got}", spec.name, spec.ty.article()),
+        message: format!(
+            "argument `{}` ({field}) of {function} must be {}, got {got}",
+            spec.name,
+            spec.ty.article()
+        ),
         field,
         argument: Some(spec.name.clone()),
     }
@@ -356,7 +404,10 @@ returns = "number"
             (GOOD.replace("name = \"monte-carlo-pi\"\n", ""), "name"),
             (GOOD.replace("1.2.0", "1.2"), "version"),
             (GOOD.replace("kind = \"wasm\"", "kind = \"jar\""), "kind"),
-            (GOOD.replace("type = \"integer\" }, {", "type = \"complex\" }, {"), "functions.estimate_pi.args[0].type"),
+            (
+                GOOD.replace("type = \"integer\" }, {", "type = \"complex\" }, {"),
+                "functions.estimate_pi.args[0].type",
+            ),
             (GOOD.replace("component = \"pi.wasm\"\n", ""), "component"),
             (GOOD.replace("pi.wasm", "../pi.wasm"), "component"),
             (GOOD.replace("monte-carlo-pi", "Monte_Carlo"), "name"),
@@ -376,15 +427,23 @@ returns = "number"
         let e = f.check("estimate_pi", &[json!("x")], &none).unwrap_err();
         assert_eq!(e.field, "args[0]");
         assert_eq!(e.argument.as_deref(), Some("samples"));
-        assert!(e.message.contains("samples") && e.message.contains("integer"), "{e}");
+        assert!(
+            e.message.contains("samples") && e.message.contains("integer"),
+            "{e}"
+        );
         let e = f.check("estimate_pi", &[], &none).unwrap_err();
         assert!(e.message.contains("missing argument `samples`"));
         let mut kw = Map::new();
         kw.insert("samples".into(), json!(5));
         assert!(f.check("estimate_pi", &[], &kw).is_ok());
         kw.insert("bogus".into(), json!(1));
-        assert_eq!(f.check("estimate_pi", &[], &kw).unwrap_err().field, "kwargs.bogus");
-        assert!(f.check("estimate_pi", &[json!(1), json!(2), json!(3)], &none).is_err());
+        assert_eq!(
+            f.check("estimate_pi", &[], &kw).unwrap_err().field,
+            "kwargs.bogus"
+        );
+        assert!(f
+            .check("estimate_pi", &[json!(1), json!(2), json!(3)], &none)
+            .is_err());
         assert!(f.check("estimate_pi", &[json!(1.5)], &none).is_err());
     }
 }

@@ -57,7 +57,9 @@ impl Raw {
     /// A regular file of `size` zero bytes, streamed (for bombs).
     pub fn zeros(mut self, path: &str, size: u64) -> Self {
         let h = Self::header(path, EntryType::Regular, size, None);
-        self.tar.append(&h, std::io::repeat(0).take(size)).expect("append");
+        self.tar
+            .append(&h, std::io::repeat(0).take(size))
+            .expect("append");
         self
     }
 
@@ -106,19 +108,51 @@ pub fn good_with(name: &str, version: &str, component: &[u8]) -> Vec<u8> {
 /// Every hostile archive, with the entry a refusal must name: (label, archive, entry).
 pub fn hostile(name: &str, version: &str) -> Vec<(&'static str, Vec<u8>, String)> {
     let m = manifest(name, version);
-    let base = || Raw::default().file("crpc.toml", m.as_bytes()).file("pi.wasm", b"x");
+    let base = || {
+        Raw::default()
+            .file("crpc.toml", m.as_bytes())
+            .file("pi.wasm", b"x")
+    };
     let mut flood = base();
     for i in 0..100_000 {
         flood = flood.file(&format!("f/{i}"), b"");
     }
     vec![
-        ("dot-dot escape", base().file("../escape", b"pwned").finish(), "../escape".into()),
-        ("absolute path", base().file("/abs/path", b"pwned").finish(), "/abs/path".into()),
-        ("symlink to /etc", base().symlink("etc", "/etc").finish(), "etc".into()),
-        ("symlink up and out", base().symlink("up", "../../..").finish(), "up".into()),
-        ("hardlink out", base().hardlink("passwd", "../../etc/passwd").finish(), "passwd".into()),
-        ("device file", base().device("dev/null").finish(), "dev/null".into()),
+        (
+            "dot-dot escape",
+            base().file("../escape", b"pwned").finish(),
+            "../escape".into(),
+        ),
+        (
+            "absolute path",
+            base().file("/abs/path", b"pwned").finish(),
+            "/abs/path".into(),
+        ),
+        (
+            "symlink to /etc",
+            base().symlink("etc", "/etc").finish(),
+            "etc".into(),
+        ),
+        (
+            "symlink up and out",
+            base().symlink("up", "../../..").finish(),
+            "up".into(),
+        ),
+        (
+            "hardlink out",
+            base().hardlink("passwd", "../../etc/passwd").finish(),
+            "passwd".into(),
+        ),
+        (
+            "device file",
+            base().device("dev/null").finish(),
+            "dev/null".into(),
+        ),
         ("100k tiny entries", flood.finish(), "f/9998".into()),
-        ("1 GiB bomb", base().zeros("bomb.bin", 1 << 30).finish(), "bomb.bin".into()),
+        (
+            "1 GiB bomb",
+            base().zeros("bomb.bin", 1 << 30).finish(),
+            "bomb.bin".into(),
+        ),
     ]
 }

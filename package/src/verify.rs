@@ -89,7 +89,12 @@ fn parse_public(k: &str) -> Result<VerifyingKey, VerifyError> {
 }
 
 /// Checks the digest, then (with trusted keys) the signature.
-pub fn verify(bytes: &[u8], expected_sha256: &str, signature_hex: Option<&str>, trusted: &TrustedKeys) -> Result<(), VerifyError> {
+pub fn verify(
+    bytes: &[u8],
+    expected_sha256: &str,
+    signature_hex: Option<&str>,
+    trusted: &TrustedKeys,
+) -> Result<(), VerifyError> {
     let actual = sha256_hex(bytes);
     if !actual.eq_ignore_ascii_case(expected_sha256) {
         return Err(VerifyError::Digest {
@@ -115,7 +120,9 @@ pub fn parse_signature(sig: &str) -> Result<Signature, VerifyError> {
     let bytes: [u8; 64] = hex::decode(sig.trim())
         .map_err(|e| VerifyError::Malformed(e.to_string()))?
         .try_into()
-        .map_err(|_| VerifyError::Malformed("a signature is 64 bytes (128 hex characters)".into()))?;
+        .map_err(|_| {
+            VerifyError::Malformed("a signature is 64 bytes (128 hex characters)".into())
+        })?;
     Ok(Signature::from_bytes(&bytes))
 }
 
@@ -132,7 +139,10 @@ pub fn signing_key(secret_hex: &str) -> Result<SigningKey, VerifyError> {
 pub fn generate_key() -> (String, String) {
     let secret: [u8; 32] = rand::random();
     let key = SigningKey::from_bytes(&secret);
-    (hex::encode(secret), hex::encode(key.verifying_key().to_bytes()))
+    (
+        hex::encode(secret),
+        hex::encode(key.verifying_key().to_bytes()),
+    )
 }
 
 /// Signs an archive: hex signature over its digest.
@@ -157,9 +167,18 @@ mod tests {
         assert!(verify(&bytes, &digest, None, &TrustedKeys::default()).is_ok());
         let mut flipped = bytes.clone();
         flipped[3] ^= 1;
-        assert!(matches!(verify(&flipped, &digest, Some(&sig), &trusted), Err(VerifyError::Digest { .. })));
+        assert!(matches!(
+            verify(&flipped, &digest, Some(&sig), &trusted),
+            Err(VerifyError::Digest { .. })
+        ));
         let wrong = TrustedKeys::from_hex([other_public.as_str()]).unwrap();
-        assert_eq!(verify(&bytes, &digest, Some(&sig), &wrong), Err(VerifyError::Untrusted));
-        assert_eq!(verify(&bytes, &digest, None, &trusted), Err(VerifyError::Unsigned));
+        assert_eq!(
+            verify(&bytes, &digest, Some(&sig), &wrong),
+            Err(VerifyError::Untrusted)
+        );
+        assert_eq!(
+            verify(&bytes, &digest, None, &trusted),
+            Err(VerifyError::Unsigned)
+        );
     }
 }

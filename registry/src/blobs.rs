@@ -29,7 +29,9 @@ impl Blobs {
     /// Uses `root` (created if missing).
     pub fn open(root: &Path) -> std::io::Result<Blobs> {
         std::fs::create_dir_all(root.join("sha256"))?;
-        Ok(Blobs { root: root.to_path_buf() })
+        Ok(Blobs {
+            root: root.to_path_buf(),
+        })
     }
 
     fn path(&self, sha: &str) -> PathBuf {
@@ -61,7 +63,9 @@ impl Blobs {
     pub fn get(&self, sha: &str) -> Result<Vec<u8>, BlobError> {
         let bytes = match std::fs::read(self.path(sha)) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::Missing(sha.into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(BlobError::Missing(sha.into()))
+            }
             Err(e) => return Err(e.into()),
         };
         if sha256_hex(&bytes) != sha {

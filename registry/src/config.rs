@@ -12,7 +12,11 @@ pub struct Args {
     #[arg(long, env = "CRPC_REGISTRY_BIND", default_value = "127.0.0.1:7701")]
     pub bind: SocketAddr,
     /// Directory for metadata (SQLite) and archives (blobs/).
-    #[arg(long, env = "CRPC_REGISTRY_DATA_DIR", default_value = "./crpc-registry")]
+    #[arg(
+        long,
+        env = "CRPC_REGISTRY_DATA_DIR",
+        default_value = "./crpc-registry"
+    )]
     pub data_dir: PathBuf,
     /// Metadata database URL: `sqlite:PATH` (default: DATA_DIR/registry.db).
     #[arg(long, env = "CRPC_REGISTRY_DATABASE_URL")]

@@ -24,15 +24,24 @@ impl Application {
         std::fs::create_dir_all(&args.data_dir)?;
         let store: Arc<dyn RegistryStore> = match args.database_url.as_deref() {
             None => Arc::new(SqliteRegistry::open(&args.data_dir.join("registry.db")).await?),
-            Some(url) if url.starts_with("sqlite:") => Arc::new(SqliteRegistry::open_url(url).await?),
-            Some(url) => anyhow::bail!("unsupported --database-url `{}`: this build speaks sqlite: URLs", url.split('@').next_back().unwrap_or(url)),
+            Some(url) if url.starts_with("sqlite:") => {
+                Arc::new(SqliteRegistry::open_url(url).await?)
+            }
+            Some(url) => anyhow::bail!(
+                "unsupported --database-url `{}`: this build speaks sqlite: URLs",
+                url.split('@').next_back().unwrap_or(url)
+            ),
         };
         let auth = if args.no_auth {
             tracing::warn!("AUTHENTICATION IS DISABLED (--no-auth): anyone who can reach this port can publish");
             Authenticator::Disabled
         } else {
             let inline = std::env::var("CRPC_JWT_SECRET").ok();
-            Authenticator::jwt(&Secret::load(inline.as_deref(), args.jwt_secret_file.as_deref(), &args.data_dir)?)
+            Authenticator::jwt(&Secret::load(
+                inline.as_deref(),
+                args.jwt_secret_file.as_deref(),
+                &args.data_dir,
+            )?)
         };
         let registry = Arc::new(Registry {
             store,

@@ -47,17 +47,38 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
 
 impl Registry {
     /// Validates and stores a new version.
-    pub async fn publish(&self, publisher: &str, name: &str, version: &str, bytes: Vec<u8>, signature: Option<String>) -> Result<VersionInfo, ApiError> {
+    pub async fn publish(
+        &self,
+        publisher: &str,
+        name: &str,
+        version: &str,
+        bytes: Vec<u8>,
+        signature: Option<String>,
+    ) -> Result<VersionInfo, ApiError> {
         check_name(name)?;
-        let parsed = semver::Version::parse(version)
-            .map_err(|e| ApiError::invalid("version", format!("`{version}` is not a semver version: {e}")))?;
+        let parsed = semver::Version::parse(version).map_err(|e| {
+            ApiError::invalid(
+                "version",
+                format!("`{version}` is not a semver version: {e}"),
+            )
+        })?;
         if bytes.is_empty() {
-            return Err(ApiError::bad_request("bad_archive", "the body must be the package's .tar.gz"));
+            return Err(ApiError::bad_request(
+                "bad_archive",
+                "the body must be the package's .tar.gz",
+            ));
         }
         if let Some(sig) = &signature {
-            parse_signature(sig).map_err(|e| ApiError::invalid("signature", format!("x-crpc-signature: {e}")))?;
+            parse_signature(sig)
+                .map_err(|e| ApiError::invalid("signature", format!("x-crpc-signature: {e}")))?;
         }
-        if self.store.get(name, version).await.map_err(store_err)?.is_some() {
+        if self
+            .store
+            .get(name, version)
+            .await
+            .map_err(store_err)?
+            .is_some()
+        {
             return Err(exists(name, version));
         }
         let limits = self.limits;
@@ -70,10 +91,22 @@ impl Registry {
         let inspected = inspected.map_err(archive_error)?;
         let m = inspected.manifest;
         if m.name != name {
-            return Err(ApiError::invalid("name", format!("crpc.toml names package `{}`, but it is published as `{name}`", m.name)));
+            return Err(ApiError::invalid(
+                "name",
+                format!(
+                    "crpc.toml names package `{}`, but it is published as `{name}`",
+                    m.name
+                ),
+            ));
         }
         if m.semver() != parsed {
-            return Err(ApiError::invalid("version", format!("crpc.toml says version {}, but it is published as {version}", m.version)));
+            return Err(ApiError::invalid(
+                "version",
+                format!(
+                    "crpc.toml says version {}, but it is published as {version}",
+                    m.version
+                ),
+            ));
         }
         let sha256 = sha256_hex(&bytes);
         let info = VersionInfo {
@@ -110,8 +143,9 @@ impl Registry {
 
     /// Highest non-yanked version matching `req`.
     pub async fn resolve(&self, name: &str, req: &str) -> Result<VersionInfo, ApiError> {
-        let parsed = semver::VersionReq::parse(req)
-            .map_err(|e| ApiError::invalid("req", format!("`{req}` is not a semver requirement: {e}")))?;
+        let parsed = semver::VersionReq::parse(req).map_err(|e| {
+            ApiError::invalid("req", format!("`{req}` is not a semver requirement: {e}"))
+        })?;
         let versions = self.store.versions(name).await.map_err(store_err)?;
         if versions.is_empty() {
             return Err(ApiError::not_found(format!("no package named `{name}`")));
@@ -151,7 +185,10 @@ impl Registry {
         for (name, version, sha) in self.store.all_digests().await? {
             let blobs = self.blobs.clone();
             let sha2 = sha.clone();
-            let ok = tokio::task::spawn_blocking(move || blobs.get(&sha2)).await.map(|r| r.is_ok()).unwrap_or(false);
+            let ok = tokio::task::spawn_blocking(move || blobs.get(&sha2))
+                .await
+                .map(|r| r.is_ok())
+                .unwrap_or(false);
             if !ok {
                 bad += 1;
                 tracing::error!(%name, %version, %sha, "stored archive is missing or corrupt");
@@ -162,18 +199,35 @@ impl Registry {
 }
 
 fn exists(name: &str, version: &str) -> ApiError {
-    ApiError::conflict("version_exists", format!("{name}@{version} is already published; versions are immutable, publish a new version"))
+    ApiError::conflict(
+        "version_exists",
+        format!(
+            "{name}@{version} is already published; versions are immutable, publish a new version"
+        ),
+    )
 }
 
 fn archive_error(e: ArchiveError) -> ApiError {
     match &e {
-        ArchiveError::Manifest(m) => ApiError::new(actix_web::http::StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest", format!("crpc.toml: {m}"))
-            .with_details(json!({"field": m.field})),
-        ArchiveError::NoManifest => ApiError::new(actix_web::http::StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest", e.to_string())
-            .with_details(json!({"field": "crpc.toml"})),
+        ArchiveError::Manifest(m) => ApiError::new(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_manifest",
+            format!("crpc.toml: {m}"),
+        )
+        .with_details(json!({"field": m.field})),
+        ArchiveError::NoManifest => ApiError::new(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_manifest",
+            e.to_string(),
+        )
+        .with_details(json!({"field": "crpc.toml"})),
         ArchiveError::Corrupt(_) => ApiError::bad_request("bad_archive", e.to_string()),
         ArchiveError::Io(_) => ApiError::internal(e),
-        _ => ApiError::new(actix_web::http::StatusCode::UNPROCESSABLE_ENTITY, "bad_archive", e.to_string())
-            .with_details(json!({"entry": e.entry()})),
+        _ => ApiError::new(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_archive",
+            e.to_string(),
+        )
+        .with_details(json!({"entry": e.entry()})),
     }
 }

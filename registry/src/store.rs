@@ -6,7 +6,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use crpc_package::client::VersionInfo;
 use crpc_package::Manifest;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
 use sqlx::Row;
 
 /// Store failures.
@@ -35,7 +38,8 @@ pub trait RegistryStore: Send + Sync + 'static {
     /// Package names with their version count and newest non-yanked version.
     async fn packages(&self) -> Result<Vec<(String, u64, Option<String>)>, StoreError>;
     /// Sets the yanked flag; `Ok(false)` when the version does not exist.
-    async fn set_yanked(&self, name: &str, version: &str, yanked: bool) -> Result<bool, StoreError>;
+    async fn set_yanked(&self, name: &str, version: &str, yanked: bool)
+        -> Result<bool, StoreError>;
     /// Non-yanked versions of packages exporting `function`.
     async fn with_function(&self, function: &str) -> Result<Vec<VersionInfo>, StoreError>;
     /// Every (name, version, sha256), for re-verifying blobs.
@@ -70,7 +74,10 @@ impl SqliteRegistry {
 
     async fn open_with(opts: SqliteConnectOptions) -> Result<Self, StoreError> {
         // One writer is plenty for publish rates; reads share the pool.
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(SqliteRegistry { pool })
     }
@@ -87,11 +94,13 @@ fn info_from_row(row: &SqliteRow) -> Result<VersionInfo, StoreError> {
         yanked: row.try_get::<i64, _>("yanked")? != 0,
         published_at: row.try_get("published_at")?,
         publisher: row.try_get("publisher")?,
-        manifest: serde_json::from_str::<Manifest>(&manifest).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        manifest: serde_json::from_str::<Manifest>(&manifest)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
     })
 }
 
-const COLUMNS: &str = "name, version, sha256, size, signature, yanked, manifest, publisher, published_at";
+const COLUMNS: &str =
+    "name, version, sha256, size, signature, yanked, manifest, publisher, published_at";
 
 #[async_trait]
 impl RegistryStore for SqliteRegistry {
@@ -132,11 +141,13 @@ impl RegistryStore for SqliteRegistry {
     }
 
     async fn get(&self, name: &str, version: &str) -> Result<Option<VersionInfo>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM versions WHERE name = ?1 AND version = ?2"))
-            .bind(name)
-            .bind(version)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM versions WHERE name = ?1 AND version = ?2"
+        ))
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(info_from_row).transpose()
     }
 
@@ -149,23 +160,34 @@ impl RegistryStore for SqliteRegistry {
         .await?;
         let mut out: Vec<VersionInfo> = rows.iter().map(info_from_row).collect::<Result<_, _>>()?;
         // Pre-releases order below their release: leave the exact order to semver.
-        out.sort_by(|a, b| b.manifest.semver().cmp(&a.manifest.semver()));
+        out.sort_by_key(|v| std::cmp::Reverse(v.manifest.semver()));
         Ok(out)
     }
 
     async fn packages(&self) -> Result<Vec<(String, u64, Option<String>)>, StoreError> {
-        let names: Vec<(String, i64)> = sqlx::query_as("SELECT name, count(*) FROM versions GROUP BY name ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let names: Vec<(String, i64)> =
+            sqlx::query_as("SELECT name, count(*) FROM versions GROUP BY name ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
         let mut out = Vec::with_capacity(names.len());
         for (name, n) in names {
-            let latest = self.versions(&name).await?.into_iter().find(|v| !v.yanked).map(|v| v.version);
+            let latest = self
+                .versions(&name)
+                .await?
+                .into_iter()
+                .find(|v| !v.yanked)
+                .map(|v| v.version);
             out.push((name, n as u64, latest));
         }
         Ok(out)
     }
 
-    async fn set_yanked(&self, name: &str, version: &str, yanked: bool) -> Result<bool, StoreError> {
+    async fn set_yanked(
+        &self,
+        name: &str,
+        version: &str,
+        yanked: bool,
+    ) -> Result<bool, StoreError> {
         let n = sqlx::query("UPDATE versions SET yanked = ?3 WHERE name = ?1 AND version = ?2")
             .bind(name)
             .bind(version)
@@ -189,6 +211,8 @@ impl RegistryStore for SqliteRegistry {
     }
 
     async fn all_digests(&self) -> Result<Vec<(String, String, String)>, StoreError> {
-        Ok(sqlx::query_as("SELECT name, version, sha256 FROM versions").fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as("SELECT name, version, sha256 FROM versions")
+            .fetch_all(&self.pool)
+            .await?)
     }
 }

@@ -219,7 +219,10 @@ fn extract(req: &HttpRequest, allowed: &[Role], what: &str) -> Result<Caller, Ap
         Err(ApiError::forbidden(format!(
             "a {} token cannot use {what} routes (it needs one of: {}admin)",
             caller.role.as_str(),
-            allowed.iter().map(|r| format!("{}, ", r.as_str())).collect::<String>()
+            allowed
+                .iter()
+                .map(|r| format!("{}, ", r.as_str()))
+                .collect::<String>()
         )))
     }
 }

@@ -23,7 +23,11 @@ pub struct Body<T>(pub T);
 pub struct RawBody(pub web::Bytes);
 
 /// Reads the whole body, refusing it (413) past the route's [`BodyLimit`] (default 1 MiB).
-async fn read_limited(limit: usize, declared: Option<usize>, mut payload: Payload) -> Result<web::BytesMut, ApiError> {
+async fn read_limited(
+    limit: usize,
+    declared: Option<usize>,
+    mut payload: Payload,
+) -> Result<web::BytesMut, ApiError> {
     let too_large = || {
         ApiError::new(
             actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
@@ -48,7 +52,10 @@ async fn read_limited(limit: usize, declared: Option<usize>, mut payload: Payloa
 }
 
 fn limits(req: &HttpRequest) -> (usize, Option<usize>) {
-    let limit = req.app_data::<web::Data<BodyLimit>>().map(|l| l.0).unwrap_or(1 << 20);
+    let limit = req
+        .app_data::<web::Data<BodyLimit>>()
+        .map(|l| l.0)
+        .unwrap_or(1 << 20);
     let declared = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
@@ -64,7 +71,11 @@ impl FromRequest for RawBody {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let (limit, declared) = limits(req);
         let payload = payload.take();
-        Box::pin(async move { Ok(RawBody(read_limited(limit, declared, payload).await?.freeze())) })
+        Box::pin(async move {
+            Ok(RawBody(
+                read_limited(limit, declared, payload).await?.freeze(),
+            ))
+        })
     }
 }
 
@@ -78,7 +89,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
         Box::pin(async move {
             let buf = read_limited(limit, declared, payload).await?;
             if buf.is_empty() {
-                return Err(ApiError::bad_request("malformed_json", "request body is empty; send a JSON object"));
+                return Err(ApiError::bad_request(
+                    "malformed_json",
+                    "request body is empty; send a JSON object",
+                ));
             }
             parse_json(&buf).map(Body)
         })

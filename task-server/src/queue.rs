@@ -19,12 +19,12 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::resolver::Resolver;
 use crate::stats::{estimate, non_empty, Estimate, FnKey};
 use crate::store::{
     AnswerIn, AnswerKind, AnswerOutcome, BatchResult, CancelOutcome, ClaimRequest, Finished,
     HeartbeatIn, ListQuery, LoadScope, NewTask, Store, SubmitOutcome, TaskRecord, WorkerRecord,
 };
-use crate::resolver::Resolver;
 use crate::waiters::{batch_key, task_key, Waiters};
 
 /// Milliseconds since the Unix epoch.
@@ -81,7 +81,12 @@ pub struct Queue {
 
 impl Queue {
     /// A queue over `store`; long-polls end early when `shutdown` fires.
-    pub fn new(store: Arc<dyn Store>, cfg: QueueConfig, shutdown: CancellationToken, resolver: Option<Arc<Resolver>>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cfg: QueueConfig,
+        shutdown: CancellationToken,
+        resolver: Option<Arc<Resolver>>,
+    ) -> Self {
         Queue {
             store,
             cfg,

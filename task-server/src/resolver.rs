@@ -31,7 +31,10 @@ pub struct Resolved {
 
 enum Auth {
     Fixed(Option<String>),
-    Minted { secret: Secret, token: Mutex<(Instant, String)> },
+    Minted {
+        secret: Secret,
+        token: Mutex<(Instant, String)>,
+    },
 }
 
 /// Registry lookups with a short cache.
@@ -82,14 +85,20 @@ impl Resolver {
     pub async fn resolve(&self, spec: &TaskSpec, prefix: &str) -> Result<Resolved, ApiError> {
         let field = |f: &str| format!("{prefix}{f}");
         let info = match &spec.package {
-            Some(p) => self.version(p, spec.version.as_deref().unwrap_or("*"), prefix).await?,
+            Some(p) => {
+                self.version(p, spec.version.as_deref().unwrap_or("*"), prefix)
+                    .await?
+            }
             None => {
                 let found = self.with_function(&spec.function).await?;
                 match found.len() {
                     0 => {
                         return Err(ApiError::invalid(
                             &field("function"),
-                            format!("no published package exports a function named `{}`", spec.function),
+                            format!(
+                                "no published package exports a function named `{}`",
+                                spec.function
+                            ),
                         ))
                     }
                     1 => {
@@ -103,7 +112,11 @@ impl Resolver {
                         let names: Vec<String> = found.iter().map(|v| v.name.clone()).collect();
                         return Err(ApiError::invalid(
                             &field("package"),
-                            format!("`{}` is exported by several packages ({}); name the package", spec.function, names.join(", ")),
+                            format!(
+                                "`{}` is exported by several packages ({}); name the package",
+                                spec.function,
+                                names.join(", ")
+                            ),
                         ));
                     }
                 }
@@ -113,13 +126,20 @@ impl Resolver {
             let have: Vec<&str> = info.manifest.functions.keys().map(String::as_str).collect();
             return Err(ApiError::invalid(
                 &field("function"),
-                format!("{}@{} has no function `{}` (it has: {})", info.name, info.version, spec.function, have.join(", ")),
+                format!(
+                    "{}@{} has no function `{}` (it has: {})",
+                    info.name,
+                    info.version,
+                    spec.function,
+                    have.join(", ")
+                ),
             ));
         };
-        sig.check(&spec.function, &spec.args, &spec.kwargs).map_err(|e| {
-            ApiError::invalid(&field(&e.field), e.message.clone())
-                .with_details(json!({"field": field(&e.field), "argument": e.argument}))
-        })?;
+        sig.check(&spec.function, &spec.args, &spec.kwargs)
+            .map_err(|e| {
+                ApiError::invalid(&field(&e.field), e.message.clone())
+                    .with_details(json!({"field": field(&e.field), "argument": e.argument}))
+            })?;
         Ok(Resolved {
             package: info.name.clone(),
             version: info.version.clone(),
@@ -127,19 +147,38 @@ impl Resolver {
         })
     }
 
-    async fn version(&self, package: &str, req: &str, prefix: &str) -> Result<VersionInfo, ApiError> {
+    async fn version(
+        &self,
+        package: &str,
+        req: &str,
+        prefix: &str,
+    ) -> Result<VersionInfo, ApiError> {
         let key = format!("{package}\0{req}");
         if let Some((at, v)) = self.cache.lock().expect("cache lock").get(&key) {
             if at.elapsed() < CACHE_TTL {
                 return Ok(v.clone());
             }
         }
-        let v = self.client().resolve(package, req).await.map_err(|e| match e.status() {
-            Some(404) => ApiError::invalid(&format!("{prefix}package"), registry_message(&e)),
-            Some(422) => ApiError::invalid(&format!("{prefix}version"), registry_message(&e)),
-            _ => unavailable(e),
-        })?;
-        self.cache.lock().expect("cache lock").insert(key, (Instant::now(), v.clone()));
+        let v = self
+            .client()
+            .resolve(package, req)
+            .await
+            .map_err(|e| match &e {
+                ClientError::Status { code, .. } if code == "no_match" => {
+                    ApiError::invalid(&format!("{prefix}version"), registry_message(&e))
+                }
+                _ if e.status() == Some(404) => {
+                    ApiError::invalid(&format!("{prefix}package"), registry_message(&e))
+                }
+                _ if e.status() == Some(422) => {
+                    ApiError::invalid(&format!("{prefix}version"), registry_message(&e))
+                }
+                _ => unavailable(e),
+            })?;
+        self.cache
+            .lock()
+            .expect("cache lock")
+            .insert(key, (Instant::now(), v.clone()));
         Ok(v)
     }
 
@@ -149,7 +188,11 @@ impl Resolver {
                 return Ok(v.clone());
             }
         }
-        let v = self.client().packages_with_function(function).await.map_err(unavailable)?;
+        let v = self
+            .client()
+            .packages_with_function(function)
+            .await
+            .map_err(unavailable)?;
         self.functions
             .lock()
             .expect("cache lock")
@@ -173,5 +216,9 @@ fn unavailable(e: ClientError) -> ApiError {
         ),
         _ => format!("package registry unavailable: {e}; nothing was queued, retry later"),
     };
-    ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable", msg)
+    ApiError::new(
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+        "registry_unavailable",
+        msg,
+    )
 }

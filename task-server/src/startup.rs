@@ -48,7 +48,11 @@ impl Application {
             None
         } else {
             let inline = std::env::var("CRPC_JWT_SECRET").ok();
-            Some(Secret::load(inline.as_deref(), args.jwt_secret_file.as_deref(), &args.data_dir)?)
+            Some(Secret::load(
+                inline.as_deref(),
+                args.jwt_secret_file.as_deref(),
+                &args.data_dir,
+            )?)
         };
         let auth = match &secret {
             None => {
@@ -58,8 +62,15 @@ impl Application {
             Some(s) => Authenticator::jwt(s),
         };
         let resolver = args.registry.as_deref().map(|url| {
-            tracing::info!(registry = url, "tasks are resolved against the package registry");
-            Arc::new(Resolver::new(url, args.registry_token.clone(), secret.clone()))
+            tracing::info!(
+                registry = url,
+                "tasks are resolved against the package registry"
+            );
+            Arc::new(Resolver::new(
+                url,
+                args.registry_token.clone(),
+                secret.clone(),
+            ))
         });
         let shutdown = CancellationToken::new();
         let queue = Arc::new(Queue::new(

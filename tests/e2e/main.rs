@@ -1,1 +1,3 @@
-//! End-to-end tests across crpc binaries.
+//! End-to-end tests across crpc binaries (built by `cargo test --workspace`).
+mod readme;
+mod registry_resolution;

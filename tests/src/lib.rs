@@ -16,7 +16,11 @@ pub fn sibling_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = dir.join(name);
-    assert!(bin.exists(), "{} is not built; run the tests with `cargo test --workspace`", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is not built; run the tests with `cargo test --workspace`",
+        bin.display()
+    );
     bin
 }
 
@@ -36,7 +40,11 @@ pub struct Proc {
 impl Proc {
     /// Starts `binary --bind 127.0.0.1:0 --data-dir <fresh temp dir> <extra…>`.
     pub fn start(binary: &Path, extra: &[&str]) -> Proc {
-        Self::start_in(binary, Arc::new(tempfile::tempdir().expect("tempdir")), extra)
+        Self::start_in(
+            binary,
+            Arc::new(tempfile::tempdir().expect("tempdir")),
+            extra,
+        )
     }
 
     /// Same, in a given data directory.
@@ -197,7 +205,10 @@ impl Api {
     }
 
     /// Sends; status + JSON body (Null when the body is not JSON).
-    pub async fn send(&self, rb: reqwest::RequestBuilder) -> Result<(StatusCode, Value), reqwest::Error> {
+    pub async fn send(
+        &self,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, Value), reqwest::Error> {
         let resp = rb.send().await?;
         let status = resp.status();
         let text = resp.text().await?;
@@ -206,17 +217,26 @@ impl Api {
 
     /// GET.
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.send(self.req(reqwest::Method::GET, path)).await.expect("GET")
+        self.send(self.req(reqwest::Method::GET, path))
+            .await
+            .expect("GET")
     }
 
     /// POST JSON.
     pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        self.send(self.req(reqwest::Method::POST, path).json(body)).await.expect("POST")
+        self.send(self.req(reqwest::Method::POST, path).json(body))
+            .await
+            .expect("POST")
     }
 
     /// POST JSON, errors (server down) returned.
-    pub async fn try_post(&self, path: &str, body: &Value) -> Result<(StatusCode, Value), reqwest::Error> {
-        self.send(self.req(reqwest::Method::POST, path).json(body)).await
+    pub async fn try_post(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<(StatusCode, Value), reqwest::Error> {
+        self.send(self.req(reqwest::Method::POST, path).json(body))
+            .await
     }
 
     /// POST raw bytes as JSON.
@@ -231,7 +251,12 @@ impl Api {
     }
 
     /// PUT raw bytes with headers.
-    pub async fn put_bytes(&self, path: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+    pub async fn put_bytes(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
         let mut rb = self.req(reqwest::Method::PUT, path).body(body);
         for (k, v) in headers {
             rb = rb.header(*k, *v);
@@ -241,7 +266,9 @@ impl Api {
 
     /// DELETE.
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        self.send(self.req(reqwest::Method::DELETE, path)).await.expect("DELETE")
+        self.send(self.req(reqwest::Method::DELETE, path))
+            .await
+            .expect("DELETE")
     }
 }
 
@@ -249,9 +276,16 @@ impl Api {
 pub fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
     assert_eq!(got.0.as_u16(), status, "body: {}", got.1);
     assert_eq!(got.1["success"], Value::Bool(false), "body: {}", got.1);
-    assert_eq!(got.1["error"]["code"], Value::String(code.into()), "body: {}", got.1);
+    assert_eq!(
+        got.1["error"]["code"],
+        Value::String(code.into()),
+        "body: {}",
+        got.1
+    );
     assert!(
-        got.1["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        got.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
         "body: {}",
         got.1
     );

@@ -10,9 +10,18 @@ use crate::state::{store_err, Registry};
 
 /// The newest non-yanked version of each package exporting `function` (lets a task name only
 /// its function, as in the seed, when exactly one package has it).
-pub async fn handle(reg: web::Data<Registry>, _: AnyCaller, function: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn handle(
+    reg: web::Data<Registry>,
+    _: AnyCaller,
+    function: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let mut newest: BTreeMap<String, crpc_package::client::VersionInfo> = BTreeMap::new();
-    for v in reg.store.with_function(&function).await.map_err(store_err)? {
+    for v in reg
+        .store
+        .with_function(&function)
+        .await
+        .map_err(store_err)?
+    {
         match newest.get(&v.name) {
             Some(have) if have.manifest.semver() >= v.manifest.semver() => {}
             _ => {
@@ -21,5 +30,6 @@ pub async fn handle(reg: web::Data<Registry>, _: AnyCaller, function: web::Path<
         }
     }
     let packages: Vec<_> = newest.into_values().collect();
-    Ok(HttpResponse::Ok().json(json!({"success": true, "function": *function, "packages": packages})))
+    Ok(HttpResponse::Ok()
+        .json(json!({"success": true, "function": *function, "packages": packages})))
 }

@@ -7,7 +7,11 @@ use serde_json::json;
 use crate::state::{check_name, store_err, Registry};
 
 /// Every version, newest first, with yanked flags, digests and manifests.
-pub async fn handle(reg: web::Data<Registry>, _: AnyCaller, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn handle(
+    reg: web::Data<Registry>,
+    _: AnyCaller,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     check_name(&name)?;
     let versions = reg.store.versions(&name).await.map_err(store_err)?;
     if versions.is_empty() {

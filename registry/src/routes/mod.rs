@@ -27,8 +27,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_archive_bytes: usize) {
                 .route(web::get().to(get_version::handle))
                 .route(web::put().to(publish::handle)),
         )
-        .service(resource("/v1/packages/{name}/{version}/archive").route(web::get().to(download::handle)))
-        .service(resource("/v1/packages/{name}/{version}/yank").route(web::post().to(yank::handle)));
+        .service(
+            resource("/v1/packages/{name}/{version}/archive")
+                .route(web::get().to(download::handle)),
+        )
+        .service(
+            resource("/v1/packages/{name}/{version}/yank").route(web::post().to(yank::handle)),
+        );
 }
 
 /// Adds `success: true` to a serialisable value.

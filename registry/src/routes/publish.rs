@@ -10,7 +10,13 @@ use crate::state::Registry;
 
 /// 201 with the recorded version; 409 if it exists (immutable); 413 past the size cap; 422 naming
 /// the manifest field or archive entry that is wrong.
-pub async fn handle(reg: web::Data<Registry>, PublisherCaller(caller): PublisherCaller, path: web::Path<(String, String)>, req: HttpRequest, RawBody(body): RawBody) -> Result<HttpResponse, ApiError> {
+pub async fn handle(
+    reg: web::Data<Registry>,
+    PublisherCaller(caller): PublisherCaller,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+    RawBody(body): RawBody,
+) -> Result<HttpResponse, ApiError> {
     let (name, version) = path.into_inner();
     let signature = req
         .headers()
@@ -18,6 +24,8 @@ pub async fn handle(reg: web::Data<Registry>, PublisherCaller(caller): Publisher
         .map(|v| v.to_str().map(str::to_string))
         .transpose()
         .map_err(|_| ApiError::invalid("signature", "x-crpc-signature must be hex text"))?;
-    let info = reg.publish(&caller.sub, &name, &version, body.to_vec(), signature).await?;
+    let info = reg
+        .publish(&caller.sub, &name, &version, body.to_vec(), signature)
+        .await?;
     Ok(HttpResponse::Created().json(with_success(&info)))
 }

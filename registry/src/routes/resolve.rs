@@ -16,7 +16,12 @@ pub struct Query {
 }
 
 /// The highest non-yanked version matching the requirement.
-pub async fn handle(reg: web::Data<Registry>, _: AnyCaller, name: web::Path<String>, q: web::Query<Query>) -> Result<HttpResponse, ApiError> {
+pub async fn handle(
+    reg: web::Data<Registry>,
+    _: AnyCaller,
+    name: web::Path<String>,
+    q: web::Query<Query>,
+) -> Result<HttpResponse, ApiError> {
     check_name(&name)?;
     let info = reg.resolve(&name, q.req.as_deref().unwrap_or("*")).await?;
     Ok(HttpResponse::Ok().json(with_success(&info)))

@@ -21,7 +21,12 @@ fn yes() -> bool {
 }
 
 /// Yanked versions are skipped by resolution but still download by exact version.
-pub async fn handle(reg: web::Data<Registry>, PublisherCaller(caller): PublisherCaller, path: web::Path<(String, String)>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+pub async fn handle(
+    reg: web::Data<Registry>,
+    PublisherCaller(caller): PublisherCaller,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
     let (name, version) = path.into_inner();
     let yank = if body.is_empty() {
         None
@@ -29,9 +34,17 @@ pub async fn handle(reg: web::Data<Registry>, PublisherCaller(caller): Publisher
         crpc_service::http::parse_json::<Option<YankBody>>(&body)?
     }
     .unwrap_or(YankBody { yanked: true });
-    if !reg.store.set_yanked(&name, &version, yank.yanked).await.map_err(store_err)? {
-        return Err(ApiError::not_found(format!("{name}@{version} is not published")));
+    if !reg
+        .store
+        .set_yanked(&name, &version, yank.yanked)
+        .await
+        .map_err(store_err)?
+    {
+        return Err(ApiError::not_found(format!(
+            "{name}@{version} is not published"
+        )));
     }
     tracing::info!(%name, %version, yanked = yank.yanked, by = %caller.sub, "yank flag set");
-    Ok(HttpResponse::Ok().json(json!({"success": true, "name": name, "version": version, "yanked": yank.yanked})))
+    Ok(HttpResponse::Ok()
+        .json(json!({"success": true, "name": name, "version": version, "yanked": yank.yanked})))
 }

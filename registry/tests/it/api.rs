@@ -18,13 +18,26 @@ fn token(p: &Proc, role: Role, sub: &str) -> String {
     mint(&secret, sub, role, Duration::from_secs(3600)).unwrap()
 }
 
-async fn publish(api: &Api, name: &str, version: &str, bytes: Vec<u8>) -> (reqwest::StatusCode, Value) {
-    api.put_bytes(&format!("/v1/packages/{name}/{version}"), bytes, &[("content-type", "application/gzip")]).await
+async fn publish(
+    api: &Api,
+    name: &str,
+    version: &str,
+    bytes: Vec<u8>,
+) -> (reqwest::StatusCode, Value) {
+    api.put_bytes(
+        &format!("/v1/packages/{name}/{version}"),
+        bytes,
+        &[("content-type", "application/gzip")],
+    )
+    .await
 }
 
 async fn download(api: &Api, name: &str, version: &str) -> (u16, Vec<u8>) {
     let r = api
-        .req(reqwest::Method::GET, &format!("/v1/packages/{name}/{version}/archive"))
+        .req(
+            reqwest::Method::GET,
+            &format!("/v1/packages/{name}/{version}/archive"),
+        )
         .send()
         .await
         .unwrap();
@@ -50,7 +63,9 @@ async fn publish_resolve_yank_and_immutability() {
     assert_eq!(v["version"], "2.0.0", "no requirement: the newest");
 
     // Yank 1.1.0: ^1 now resolves to 1.0.0, but 1.1.0 still downloads by exact version.
-    let (st, v) = publisher.post("/v1/packages/demo-pkg/1.1.0/yank", &Value::Null).await;
+    let (st, v) = publisher
+        .post("/v1/packages/demo-pkg/1.1.0/yank", &Value::Null)
+        .await;
     assert_eq!(st, 200, "{v}");
     let (_, v) = user.get("/v1/packages/demo-pkg/resolve?req=%5E1").await;
     assert_eq!(v["version"], "1.0.0");
@@ -58,11 +73,35 @@ async fn publish_resolve_yank_and_immutability() {
     assert_eq!(st, 200);
     assert_eq!(bytes, testing::good("demo-pkg", "1.1.0"));
     let (_, v) = user.get("/v1/packages/demo-pkg").await;
-    let yanked: Vec<(String, bool)> = v["versions"].as_array().unwrap().iter()
-        .map(|x| (x["version"].as_str().unwrap().to_string(), x["yanked"].as_bool().unwrap())).collect();
-    assert_eq!(yanked, vec![("2.0.0".into(), false), ("1.1.0".into(), true), ("1.0.0".into(), false)]);
-    assert_error(&user.get("/v1/packages/demo-pkg/resolve?req=%5E3").await, 404, "no_match");
-    assert_error(&user.get("/v1/packages/demo-pkg/resolve?req=banana").await, 422, "validation_failed");
+    let yanked: Vec<(String, bool)> = v["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["version"].as_str().unwrap().to_string(),
+                x["yanked"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        yanked,
+        vec![
+            ("2.0.0".into(), false),
+            ("1.1.0".into(), true),
+            ("1.0.0".into(), false)
+        ]
+    );
+    assert_error(
+        &user.get("/v1/packages/demo-pkg/resolve?req=%5E3").await,
+        404,
+        "no_match",
+    );
+    assert_error(
+        &user.get("/v1/packages/demo-pkg/resolve?req=banana").await,
+        422,
+        "validation_failed",
+    );
     let (_, list) = user.get("/v1/packages").await;
     assert_eq!(list["packages"][0]["latest"], "2.0.0");
     let (_, f) = user.get("/v1/functions/estimate_pi").await;
@@ -72,26 +111,73 @@ async fn publish_resolve_yank_and_immutability() {
     let original = testing::good("demo-pkg", "1.0.0");
     let other = testing::good_with("demo-pkg", "1.0.0", b"different component");
     assert_ne!(original, other);
-    assert_error(&publish(&publisher, "demo-pkg", "1.0.0", other).await, 409, "version_exists");
+    assert_error(
+        &publish(&publisher, "demo-pkg", "1.0.0", other).await,
+        409,
+        "version_exists",
+    );
     assert_eq!(download(&user, "demo-pkg", "1.0.0").await.1, original);
 
     // Manifest and path must agree.
-    assert_error(&publish(&publisher, "demo-pkg", "3.0.0", testing::good("demo-pkg", "3.0.1")).await, 422, "validation_failed");
-    assert_error(&publish(&publisher, "other", "1.0.0", testing::good("demo-pkg", "1.0.0")).await, 422, "validation_failed");
+    assert_error(
+        &publish(
+            &publisher,
+            "demo-pkg",
+            "3.0.0",
+            testing::good("demo-pkg", "3.0.1"),
+        )
+        .await,
+        422,
+        "validation_failed",
+    );
+    assert_error(
+        &publish(
+            &publisher,
+            "other",
+            "1.0.0",
+            testing::good("demo-pkg", "1.0.0"),
+        )
+        .await,
+        422,
+        "validation_failed",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_publishers_write_and_every_role_reads() {
     let reg = Proc::start(&binary(), &[]);
     let anon = Api::new(&reg.url, None);
-    assert_error(&publish(&anon, "demo", "1.0.0", testing::good("demo", "1.0.0")).await, 401, "unauthorized");
+    assert_error(
+        &publish(&anon, "demo", "1.0.0", testing::good("demo", "1.0.0")).await,
+        401,
+        "unauthorized",
+    );
     let user = anon.with_token(&token(&reg, Role::User, "alice"));
-    assert_error(&publish(&user, "demo", "1.0.0", testing::good("demo", "1.0.0")).await, 403, "forbidden");
+    assert_error(
+        &publish(&user, "demo", "1.0.0", testing::good("demo", "1.0.0")).await,
+        403,
+        "forbidden",
+    );
     let worker = anon.with_token(&token(&reg, Role::Worker, "w"));
-    assert_error(&publish(&worker, "demo", "1.0.0", testing::good("demo", "1.0.0")).await, 403, "forbidden");
-    assert_error(&user.post("/v1/packages/demo/1.0.0/yank", &Value::Null).await, 403, "forbidden");
+    assert_error(
+        &publish(&worker, "demo", "1.0.0", testing::good("demo", "1.0.0")).await,
+        403,
+        "forbidden",
+    );
+    assert_error(
+        &user
+            .post("/v1/packages/demo/1.0.0/yank", &Value::Null)
+            .await,
+        403,
+        "forbidden",
+    );
     let publisher = anon.with_token(&token(&reg, Role::Publisher, "ci"));
-    assert_eq!(publish(&publisher, "demo", "1.0.0", testing::good("demo", "1.0.0")).await.0, 201);
+    assert_eq!(
+        publish(&publisher, "demo", "1.0.0", testing::good("demo", "1.0.0"))
+            .await
+            .0,
+        201
+    );
     assert_error(&anon.get("/v1/packages/demo").await, 401, "unauthorized");
     for api in [&user, &worker, &publisher] {
         assert_eq!(api.get("/v1/packages/demo").await.0, 200);
@@ -101,12 +187,38 @@ async fn only_publishers_write_and_every_role_reads() {
     // Limits and bad input.
     let big = Proc::start(&binary(), &["--max-archive-bytes", "1000"]);
     let p2 = Api::new(&big.url, Some(token(&big, Role::Publisher, "ci")));
-    assert_error(&publish(&p2, "demo", "1.0.0", vec![0u8; 5000]).await, 413, "payload_too_large");
-    assert_error(&publish(&publisher, "demo", "1.0.1", b"not a tarball".to_vec()).await, 400, "bad_archive");
-    assert_error(&publish(&publisher, "Bad_Name", "1.0.0", testing::good("demo", "1.0.0")).await, 422, "validation_failed");
-    assert_error(&publish(&publisher, "demo", "1.0", testing::good("demo", "1.0.0")).await, 422, "validation_failed");
+    assert_error(
+        &publish(&p2, "demo", "1.0.0", vec![0u8; 5000]).await,
+        413,
+        "payload_too_large",
+    );
+    assert_error(
+        &publish(&publisher, "demo", "1.0.1", b"not a tarball".to_vec()).await,
+        400,
+        "bad_archive",
+    );
+    assert_error(
+        &publish(
+            &publisher,
+            "Bad_Name",
+            "1.0.0",
+            testing::good("demo", "1.0.0"),
+        )
+        .await,
+        422,
+        "validation_failed",
+    );
+    assert_error(
+        &publish(&publisher, "demo", "1.0", testing::good("demo", "1.0.0")).await,
+        422,
+        "validation_failed",
+    );
     assert_error(&user.get("/v1/packages/nope").await, 404, "not_found");
-    assert_error(&user.get("/v1/packages/demo/9.9.9/archive").await, 404, "not_found");
+    assert_error(
+        &user.get("/v1/packages/demo/9.9.9/archive").await,
+        404,
+        "not_found",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,12 +228,24 @@ async fn manifest_errors_name_the_field() {
     let m = testing::manifest("demo", "1.0.0");
     let cases = [
         (m.replace("name = \"demo\"\n", ""), "name"),
-        (m.replace("version = \"1.0.0\"", "version = \"one\""), "version"),
+        (
+            m.replace("version = \"1.0.0\"", "version = \"one\""),
+            "version",
+        ),
         (m.replace("kind = \"wasm\"", "kind = \"jar\""), "kind"),
-        (m.replace("{ name = \"samples\", type = \"integer\" }", "{ name = \"samples\", type = \"complex\" }"), "functions.estimate_pi.args[0].type"),
+        (
+            m.replace(
+                "{ name = \"samples\", type = \"integer\" }",
+                "{ name = \"samples\", type = \"complex\" }",
+            ),
+            "functions.estimate_pi.args[0].type",
+        ),
     ];
     for (text, field) in cases {
-        let archive = testing::Raw::default().file("crpc.toml", text.as_bytes()).file("pi.wasm", b"x").finish();
+        let archive = testing::Raw::default()
+            .file("crpc.toml", text.as_bytes())
+            .file("pi.wasm", b"x")
+            .finish();
         let r = publish(&publisher, "demo", "1.0.0", archive).await;
         assert_error(&r, 422, "invalid_manifest");
         assert_eq!(r.1["error"]["details"]["field"], field, "{}", r.1);
@@ -138,11 +262,19 @@ async fn hostile_archives_are_refused_naming_the_entry() {
     for (label, bytes, entry) in testing::hostile("demo", "1.0.0") {
         let r = publish(&publisher, "demo", "1.0.0", bytes).await;
         assert_error(&r, 422, "bad_archive");
-        assert_eq!(r.1["error"]["details"]["entry"], entry.as_str(), "{label}: {}", r.1);
+        assert_eq!(
+            r.1["error"]["details"]["entry"],
+            entry.as_str(),
+            "{label}: {}",
+            r.1
+        );
     }
     // Nothing was stored: no blob, no version; nothing escaped the data dir.
     let blobs: Vec<_> = walk(&reg.data_dir().join("blobs"));
-    assert!(blobs.iter().all(|p| p.is_dir()), "no blob written: {blobs:?}");
+    assert!(
+        blobs.iter().all(|p| p.is_dir()),
+        "no blob written: {blobs:?}"
+    );
     assert_error(&publisher.get("/v1/packages/demo").await, 404, "not_found");
     let parent = reg.data_dir().parent().unwrap();
     assert!(!parent.join("escape").exists() && !std::path::Path::new("/abs/path").exists());
@@ -192,7 +324,11 @@ async fn the_verifying_client_refuses_tampered_or_untrusted_archives() {
     let sig = sign(&bytes, &signing_key(&secret).unwrap());
     let publisher = Api::new(&reg.url, Some(token(&reg, Role::Publisher, "ci")));
     let (st, v) = publisher
-        .put_bytes("/v1/packages/signed/1.0.0", bytes.clone(), &[("x-crpc-signature", &sig)])
+        .put_bytes(
+            "/v1/packages/signed/1.0.0",
+            bytes.clone(),
+            &[("x-crpc-signature", &sig)],
+        )
         .await;
     assert_eq!(st, 201, "{v}");
     let client = RegistryClient::new(&reg.url, Some(token(&reg, Role::Worker, "w")));
@@ -203,13 +339,25 @@ async fn the_verifying_client_refuses_tampered_or_untrusted_archives() {
 
     // Trusted key: installs.
     let trusted = TrustedKeys::from_hex([public.as_str()]).unwrap();
-    client.install_verified(&info, &trusted, &dir.path().join("ok"), &limits).await.unwrap();
+    client
+        .install_verified(&info, &trusted, &dir.path().join("ok"), &limits)
+        .await
+        .unwrap();
     assert!(dir.path().join("ok/crpc.toml").is_file());
 
     // Signed by a key not in the trusted set: refused, nothing unpacked.
     let others = TrustedKeys::from_hex([stranger.as_str()]).unwrap();
-    let e = client.install_verified(&info, &others, &dir.path().join("untrusted"), &limits).await.unwrap_err();
-    assert!(matches!(e, InstallError::Fetch(ClientError::Verify(VerifyError::Untrusted))), "{e}");
+    let e = client
+        .install_verified(&info, &others, &dir.path().join("untrusted"), &limits)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            InstallError::Fetch(ClientError::Verify(VerifyError::Untrusted))
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("not made by any trusted key"), "{e}");
     assert!(!dir.path().join("untrusted").exists());
 
@@ -218,8 +366,22 @@ async fn the_verifying_client_refuses_tampered_or_untrusted_archives() {
     let mid = flipped.len() / 2;
     flipped[mid] ^= 0x01;
     let mirror = RegistryClient::new(&tampering_mirror(flipped).await, None);
-    let e = mirror.install_verified(&info, &TrustedKeys::default(), &dir.path().join("flipped"), &limits).await.unwrap_err();
-    assert!(matches!(e, InstallError::Fetch(ClientError::Verify(VerifyError::Digest { .. }))), "{e}");
+    let e = mirror
+        .install_verified(
+            &info,
+            &TrustedKeys::default(),
+            &dir.path().join("flipped"),
+            &limits,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            InstallError::Fetch(ClientError::Verify(VerifyError::Digest { .. }))
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("sha256 mismatch"), "{e}");
     assert!(!dir.path().join("flipped").exists());
 }
@@ -229,20 +391,34 @@ async fn restart_keeps_everything_and_reverifies_blobs() {
     let mut reg = Proc::start(&binary(), &[]);
     let publisher = Api::new(&reg.url, Some(token(&reg, Role::Publisher, "ci")));
     for v in ["1.0.0", "1.1.0"] {
-        assert_eq!(publish(&publisher, "keep", v, testing::good("keep", v)).await.0, 201);
+        assert_eq!(
+            publish(&publisher, "keep", v, testing::good("keep", v))
+                .await
+                .0,
+            201
+        );
     }
-    publisher.post("/v1/packages/keep/1.1.0/yank", &Value::Null).await;
+    publisher
+        .post("/v1/packages/keep/1.1.0/yank", &Value::Null)
+        .await;
     let (_, before) = publisher.get("/v1/packages/keep").await;
     reg.kill9();
     reg.restart();
     let (st, after) = publisher.get("/v1/packages/keep").await;
     assert_eq!(st, 200);
     assert_eq!(before["versions"], after["versions"]);
-    assert_eq!(download(&publisher, "keep", "1.0.0").await.1, testing::good("keep", "1.0.0"));
+    assert_eq!(
+        download(&publisher, "keep", "1.0.0").await.1,
+        testing::good("keep", "1.0.0")
+    );
 
     // Corrupt one blob on disk: the restart logs it and downloads refuse it.
     let sha = after["versions"][1]["sha256"].as_str().unwrap().to_string();
-    let blob = reg.data_dir().join("blobs/sha256").join(&sha[..2]).join(&sha);
+    let blob = reg
+        .data_dir()
+        .join("blobs/sha256")
+        .join(&sha[..2])
+        .join(&sha);
     let mut b = std::fs::read(&blob).unwrap();
     b[10] ^= 0xff;
     std::fs::write(&blob, b).unwrap();
@@ -258,5 +434,8 @@ async fn restart_keeps_everything_and_reverifies_blobs() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("start-up verification did not report the corrupt blob: {}", reg.log());
+    panic!(
+        "start-up verification did not report the corrupt blob: {}",
+        reg.log()
+    );
 }

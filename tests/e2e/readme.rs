@@ -1,0 +1,67 @@
+//! The README's registry walkthrough, run as written.
+use std::process::Command;
+
+use crpc_tests::{sibling_binary, Proc};
+
+fn block(marker: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let start = readme.find(marker).expect("marker in README.md");
+    let rest = &readme[start..];
+    let open = rest.find("```bash\n").expect("bash block") + "```bash\n".len();
+    let close = rest[open..].find("\n```\n").expect("closing fence");
+    rest[open..open + close + 1].to_string()
+}
+
+#[test]
+fn readme_registry_walkthrough_works_as_written() {
+    let server_dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    // The server creates the secret the registry then shares.
+    let mut probe = Proc::start_in(&sibling_binary("task-server"), server_dir.clone(), &[]);
+    probe.kill9();
+    let secret = server_dir.path().join("jwt_secret");
+    let registry = Proc::start(
+        &sibling_binary("task-registry"),
+        &["--jwt-secret-file", secret.to_str().unwrap()],
+    );
+    let server = Proc::start_in(
+        &sibling_binary("task-server"),
+        server_dir.clone(),
+        &["--registry", &registry.url.clone()],
+    );
+    let script = block("<!-- registry-walkthrough -->")
+        .replace("http://127.0.0.1:7701", &registry.url)
+        .replace("http://127.0.0.1:7700", &server.url)
+        .replace(
+            "cargo run -q --release -p task-server --",
+            &sibling_binary("task-server").display().to_string(),
+        )
+        .replace("./crpc-data", &server_dir.path().display().to_string());
+    let work = tempfile::tempdir().unwrap();
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(work.path())
+        .output()
+        .expect("bash");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "walkthrough failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].contains(r#""version":"1.0.0""#) && lines[0].contains(r#""success":true"#),
+        "publish: {stdout}"
+    );
+    assert!(lines[1].contains(r#""latest":"1.0.0""#), "list: {stdout}");
+    assert!(lines[2].contains(r#""sha256""#), "resolve: {stdout}");
+    assert!(
+        lines[3].contains("validation_failed") && lines[3].contains("must be an integer"),
+        "bad submit: {stdout}"
+    );
+    assert!(
+        lines[4].contains(r#""version":"1.0.0""#) && lines[4].contains(r#""state":"queued""#),
+        "good submit: {stdout}"
+    );
+}
