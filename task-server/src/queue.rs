@@ -23,7 +23,8 @@ use crate::resolver::Resolver;
 use crate::stats::{estimate, non_empty, Estimate, FnKey};
 use crate::store::{
     AnswerIn, AnswerKind, AnswerOutcome, BatchResult, CancelOutcome, ClaimRequest, Finished,
-    HeartbeatIn, ListQuery, LoadScope, NewTask, Store, SubmitOutcome, TaskRecord, WorkerRecord,
+    HeartbeatIn, ListQuery, LoadScope, NewTask, Store, StoreEvent, SubmitOutcome, TaskRecord,
+    WorkerRecord,
 };
 use crate::waiters::{batch_key, task_key, Waiters};
 
@@ -96,6 +97,31 @@ impl Queue {
             shutdown,
             resolver,
         }
+    }
+
+    /// Wakes this replica's long-polls when other replicas sharing the database queue or finish
+    /// work (a no-op for single-writer stores).
+    pub fn forward_store_events(self: &Arc<Self>) {
+        let Some(mut rx) = self.store.events() else {
+            return;
+        };
+        let queue = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let ev = match rx.recv().await {
+                    Ok(ev) => ev,
+                    // Missed some: wake everything; parked callers re-check the database.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => StoreEvent::Work,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                let Some(queue) = queue.upgrade() else { return };
+                match ev {
+                    StoreEvent::Work => queue.work.notify_waiters(),
+                    StoreEvent::Task(id) => queue.waiters.notify(&task_key(&id)),
+                    StoreEvent::Batch(id) => queue.waiters.notify(&batch_key(&id)),
+                }
+            }
+        });
     }
 
     /// The store (health checks, shutdown).
@@ -491,23 +517,20 @@ impl Queue {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let batch = self.visible_batch(caller, id).await?;
+            // Whether every task had finished is read BEFORE the results: a task finishing
+            // between the two reads must not let us say `done` without having returned it.
+            let counts = self.store.batch_counts(id).await?;
+            let finished: u64 = counts
+                .iter()
+                .filter(|(s, _)| s.is_terminal())
+                .map(|(_, n)| n)
+                .sum();
+            let all_finished = finished >= batch.total;
             let results: Vec<BatchResult> = self.store.batch_results(id, after, limit).await?;
-            let all_finished = || async {
-                let counts = self.store.batch_counts(id).await?;
-                let finished: u64 = counts
-                    .iter()
-                    .filter(|(s, _)| s.is_terminal())
-                    .map(|(_, n)| n)
-                    .sum();
-                Ok::<bool, ApiError>(finished >= batch.total)
-            };
-            if !results.is_empty()
-                || Instant::now() >= deadline
-                || self.draining()
-                || all_finished().await?
+            if !results.is_empty() || all_finished || Instant::now() >= deadline || self.draining()
             {
                 let next = results.last().map(|r| r.finish_seq).unwrap_or(after);
-                let done = (results.len() as u32) < limit && all_finished().await?;
+                let done = all_finished && (results.len() as u32) < limit;
                 return Ok(json!({
                     "success": true,
                     "batch_id": id,

@@ -13,7 +13,7 @@ use crate::config::ServeArgs;
 use crate::queue::{Queue, QueueConfig};
 use crate::resolver::Resolver;
 use crate::routes::{self, Limits};
-use crate::store::{SqliteStore, Store, StoreConfig};
+use crate::store::{PgStore, SqliteStore, Store, StoreConfig};
 
 /// A bound, not yet running server.
 pub struct Application {
@@ -39,8 +39,11 @@ impl Application {
             Some(url) if url.starts_with("sqlite:") => {
                 Arc::new(SqliteStore::open_url(url, store_cfg).await?)
             }
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Arc::new(PgStore::open(url, store_cfg).await?)
+            }
             Some(url) => anyhow::bail!(
-                "unsupported --database-url `{}`: this build speaks sqlite: URLs",
+                "unsupported --database-url `{}`: use sqlite:PATH or postgres://…",
                 url.split('@').next_back().unwrap_or(url)
             ),
         };
@@ -84,6 +87,7 @@ impl Application {
             shutdown.clone(),
             resolver,
         ));
+        queue.forward_store_events();
         let reaper = tokio::spawn(crate::reaper::run(
             queue.clone(),
             args.reap_interval,

@@ -11,8 +11,10 @@ use uuid::Uuid;
 
 use crate::stats::{FunctionStats, QueueLoad};
 
+pub mod postgres;
 pub mod sqlite;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// Store failures. Bad input never gets here: the domain layer validates first.
@@ -435,6 +437,43 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
     /// Flushes pending writes and closes.
     async fn close(&self);
+    /// What other server replicas sharing this database did (work queued, tasks finished), for
+    /// waking this replica's long-polls. `None` when the store has a single writer in-process.
+    fn events(&self) -> Option<tokio::sync::broadcast::Receiver<StoreEvent>> {
+        None
+    }
+}
+
+/// A change another replica made that parked callers here care about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreEvent {
+    /// Tasks became ready to lease.
+    Work,
+    /// A task finished.
+    Task(Uuid),
+    /// A task of this batch finished.
+    Batch(Uuid),
+}
+
+/// One answer as the JSON element the batch answer statements read.
+pub(crate) fn answer_json(a: &AnswerIn) -> serde_json::Value {
+    use serde_json::json;
+    let mut v = json!({"id": a.id, "epoch": a.lease_epoch, "runtime_ms": a.runtime_ms});
+    match &a.kind {
+        AnswerKind::Ok(answer) => {
+            v["kind"] = json!("ok");
+            v["answer"] = answer.clone();
+        }
+        AnswerKind::Fatal(e) => {
+            v["kind"] = json!("fatal");
+            v["error"] = json!(e);
+        }
+        AnswerKind::Retryable(e) => {
+            v["kind"] = json!("retryable");
+            v["error"] = json!(e);
+        }
+    }
+    v
 }
 
 /// Which part of the queue an estimate covers.

@@ -904,25 +904,6 @@ async fn exec(
     }
 }
 
-fn answer_json(a: &AnswerIn) -> Value {
-    let mut v = json!({"id": a.id, "epoch": a.lease_epoch, "runtime_ms": a.runtime_ms});
-    match &a.kind {
-        AnswerKind::Ok(answer) => {
-            v["kind"] = json!("ok");
-            v["answer"] = answer.clone();
-        }
-        AnswerKind::Fatal(e) => {
-            v["kind"] = json!("fatal");
-            v["error"] = json!(e);
-        }
-        AnswerKind::Retryable(e) => {
-            v["kind"] = json!("retryable");
-            v["error"] = json!(e);
-        }
-    }
-    v
-}
-
 async fn upsert_stats(conn: &mut SqliteConnection, st: &FunctionStats) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO function_stats (package, version, function, count, failures, mean_ms, var_ms, sketch, last_seen) \

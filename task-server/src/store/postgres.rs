@@ -1,0 +1,919 @@
+//! PostgreSQL store for several stateless server replicas on one database.
+//!
+//! Every method is one transaction on a pooled connection; claims lock rows with
+//! `FOR UPDATE SKIP LOCKED` inside the one claiming statement; the reaper does the same, so it can
+//! run on every replica at once. Runtime statistics are updated under a row lock in the answer's
+//! transaction (keys in sorted order, so replicas cannot deadlock), which merges concurrent writers
+//! exactly. Replicas wake each other with `LISTEN/NOTIFY` on one channel.
+//!
+//! Batch-result cursors: with many writers, a number handed out at finish time could become
+//! visible after a higher one and a reader would skip it. So `finish_seq` is assigned when results
+//! are read, under a per-batch advisory lock, only to rows already committed: numbers follow
+//! visibility order, and a cursor never skips.
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use task_api::{Lease, Resources, TaskError, TaskPayload, TaskState};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use super::*;
+use crate::stats::{FnKey, FunctionStats, QueueLoad, Sketch};
+
+const CHANNEL: &str = "crpc_events";
+const REAP_LIMIT: i64 = 1000;
+
+/// The scale-out store.
+pub struct PgStore {
+    pool: PgPool,
+    config: StoreConfig,
+    events: broadcast::Sender<StoreEvent>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+const INSERT: &str = r#"
+INSERT INTO tasks (id, owner, package, version, function, args, kwargs, state, priority, max_attempts,
+                   timeout_s, available_at, created_at, ttl_s, idempotency_key, request_hash, batch_id,
+                   batch_index, args_hash, memoize, req_gpus, req_memory_mb, req_datasets)
+SELECT (v->>'id')::uuid, $2, v->>'package', v->>'version', v->>'function', v->'args', v->'kwargs', 'queued',
+       (v->>'priority')::bigint, (v->>'max_attempts')::bigint, (v->>'timeout_s')::bigint, $3, $3,
+       (v->>'ttl_s')::bigint, v->>'idempotency_key', v->>'request_hash', $4::uuid,
+       CASE WHEN $4::uuid IS NULL THEN NULL ELSE e.n - 1 END, v->>'args_hash', (v->>'memoize')::boolean,
+       (v->>'req_gpus')::bigint, (v->>'req_memory_mb')::bigint, v->'req_datasets'
+FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(v, n)
+"#;
+
+const CLAIM: &str = r#"
+UPDATE tasks SET state = 'leased', lease_epoch = lease_epoch + 1, attempt = attempt + 1,
+       lease_worker = $1, leased_at = $2, progress = NULL,
+       timeout_at = CASE WHEN timeout_s IS NULL THEN NULL ELSE $2 + timeout_s * 1000 + $8 END,
+       lease_deadline = CASE WHEN timeout_s IS NULL THEN $3 ELSE LEAST($3, $2 + timeout_s * 1000 + $8) END
+WHERE seq IN (
+    SELECT seq FROM tasks
+    WHERE state = 'queued' AND available_at <= $2 AND req_gpus <= $4 AND req_memory_mb <= $5
+      AND (req_datasets IS NULL OR req_datasets <@ $6::jsonb)
+    ORDER BY priority DESC, seq
+    LIMIT $7
+    FOR UPDATE SKIP LOCKED)
+RETURNING id, package, version, function, args::text AS args, kwargs::text AS kwargs, timeout_s, attempt,
+          max_attempts, lease_epoch, lease_deadline, req_gpus, req_memory_mb, req_datasets::text AS req_datasets
+"#;
+
+const HEARTBEAT: &str = r#"
+WITH a AS (SELECT (v->>'id')::uuid AS id, (v->>'lease_epoch')::bigint AS epoch, (v->>'progress')::float8 AS progress
+           FROM jsonb_array_elements($1::jsonb) v)
+UPDATE tasks t SET lease_deadline = CASE WHEN t.timeout_at IS NULL THEN $2 ELSE LEAST($2, t.timeout_at) END,
+       progress = COALESCE(a.progress, t.progress)
+FROM a WHERE t.id = a.id AND t.state = 'leased' AND t.lease_epoch = a.epoch
+RETURNING t.id
+"#;
+
+const HEARTBEAT_CANCELLED: &str = r#"
+SELECT t.id FROM tasks t JOIN jsonb_array_elements($1::jsonb) v ON t.id = (v->>'id')::uuid
+WHERE t.state = 'cancelled' AND t.lease_epoch = (v->>'lease_epoch')::bigint
+"#;
+
+// `retry` below: a retryable error with attempts left.
+const ANSWER: &str = r#"
+WITH a AS (SELECT (v->>'id')::uuid AS id, (v->>'epoch')::bigint AS epoch, v->>'kind' AS kind,
+                  v->'answer' AS answer, v->'error' AS error, (v->>'runtime_ms')::float8 AS runtime_ms
+           FROM jsonb_array_elements($4::jsonb) v)
+UPDATE tasks t SET
+  state = CASE WHEN a.kind = 'ok' THEN 'succeeded'
+               WHEN a.kind = 'fatal' OR t.attempt >= t.max_attempts THEN 'failed'
+               ELSE 'queued' END,
+  answer = CASE WHEN a.kind = 'ok' THEN a.answer END,
+  error = CASE WHEN a.kind = 'ok' THEN NULL ELSE a.error END,
+  runtime_ms = COALESCE(a.runtime_ms, ($1 - t.leased_at)::float8),
+  answered_epoch = t.lease_epoch,
+  progress = CASE WHEN a.kind = 'ok' THEN 100.0 ELSE t.progress END,
+  available_at = CASE WHEN a.kind = 'retryable' AND t.attempt < t.max_attempts
+                      THEN $1 + LEAST($2 * (1::bigint << LEAST(t.attempt - 1, 30)::int), $3) ELSE t.available_at END,
+  finished_at = CASE WHEN a.kind = 'retryable' AND t.attempt < t.max_attempts THEN NULL ELSE $1 END,
+  finish_order = CASE WHEN a.kind = 'retryable' AND t.attempt < t.max_attempts THEN NULL ELSE nextval('finish_order_counter') END,
+  expires_at = CASE WHEN a.kind = 'retryable' AND t.attempt < t.max_attempts THEN NULL
+                    ELSE $1 + COALESCE(t.ttl_s, $5) * 1000 END,
+  lease_deadline = NULL, timeout_at = NULL
+FROM a WHERE t.id = a.id AND t.state = 'leased' AND t.lease_epoch = a.epoch
+RETURNING t.id, t.state, t.batch_id, t.package, t.version, t.function, t.runtime_ms, t.attempt, t.progress,
+          t.answer::text AS answer, t.error::text AS error
+"#;
+
+// `done` below: timed out, or out of attempts.
+const REAP: &str = r#"
+WITH expired AS (SELECT id FROM tasks WHERE state = 'leased' AND lease_deadline <= $1
+                 ORDER BY lease_deadline LIMIT $5 FOR UPDATE SKIP LOCKED)
+UPDATE tasks t SET
+  state = CASE WHEN (t.timeout_at IS NOT NULL AND t.timeout_at <= $1) OR t.attempt >= t.max_attempts THEN 'failed' ELSE 'queued' END,
+  error = CASE WHEN t.timeout_at IS NOT NULL AND t.timeout_at <= $1
+               THEN jsonb_build_object('kind', 'timeout', 'message',
+                    'attempt ' || t.attempt || ' of ' || t.max_attempts || ' ran past its timeout of ' || t.timeout_s || ' s')
+               ELSE jsonb_build_object('kind', 'lease_expired', 'message',
+                    'worker ' || COALESCE(t.lease_worker, '?') || ' stopped heartbeating during attempt '
+                    || t.attempt || ' of ' || t.max_attempts) END,
+  available_at = CASE WHEN (t.timeout_at IS NOT NULL AND t.timeout_at <= $1) OR t.attempt >= t.max_attempts THEN t.available_at
+                      ELSE $1 + LEAST($2 * (1::bigint << LEAST(t.attempt - 1, 30)::int), $3) END,
+  finished_at = CASE WHEN (t.timeout_at IS NOT NULL AND t.timeout_at <= $1) OR t.attempt >= t.max_attempts THEN $1 END,
+  finish_order = CASE WHEN (t.timeout_at IS NOT NULL AND t.timeout_at <= $1) OR t.attempt >= t.max_attempts
+                      THEN nextval('finish_order_counter') END,
+  expires_at = CASE WHEN (t.timeout_at IS NOT NULL AND t.timeout_at <= $1) OR t.attempt >= t.max_attempts
+                    THEN $1 + COALESCE(t.ttl_s, $4) * 1000 END,
+  lease_deadline = NULL, timeout_at = NULL
+FROM expired WHERE t.id = expired.id
+RETURNING t.id, t.state, t.batch_id
+"#;
+
+const CANCEL: &str = r#"
+UPDATE tasks SET state = 'cancelled', finished_at = $1, finish_order = nextval('finish_order_counter'), expires_at = $1 + COALESCE(ttl_s, $2) * 1000,
+       error = jsonb_build_object('kind', 'cancelled', 'message', 'cancelled by ' || $3::text)
+WHERE id = $4 AND state IN ('waiting', 'queued', 'leased')
+RETURNING batch_id
+"#;
+
+const TASK_COLUMNS: &str = "id, seq, owner, package, version, function, state, priority, attempt, max_attempts, \
+     progress, answer::text AS answer, error::text AS error, runtime_ms, created_at, finished_at, batch_id";
+
+impl PgStore {
+    /// Connects, migrates (safe with several replicas starting at once: sqlx takes an advisory
+    /// lock) and starts listening for other replicas' events.
+    pub async fn open(url: &str, config: StoreConfig) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let (events, _) = broadcast::channel(4096);
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.listen(CHANNEL).await?;
+        let tx = events.clone();
+        let listener = tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(n) => {
+                        let p = n.payload();
+                        let ev = match p.split_once(':') {
+                            None if p == "w" => Some(StoreEvent::Work),
+                            Some(("t", id)) => Uuid::parse_str(id).ok().map(StoreEvent::Task),
+                            Some(("b", id)) => Uuid::parse_str(id).ok().map(StoreEvent::Batch),
+                            _ => None,
+                        };
+                        if let Some(ev) = ev {
+                            let _ = tx.send(ev);
+                        }
+                    }
+                    Err(e) => {
+                        // PgListener reconnects on the next recv; wake everyone in case we missed
+                        // notifications meanwhile (parked callers re-check the database).
+                        tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                        let _ = tx.send(StoreEvent::Work);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        });
+        Ok(PgStore {
+            pool,
+            config,
+            events,
+            listener,
+        })
+    }
+}
+
+async fn notify(
+    tx: &mut Transaction<'_, Postgres>,
+    payloads: impl IntoIterator<Item = String>,
+) -> Result<(), StoreError> {
+    // Delivered at commit; identical payloads in one transaction are folded by PostgreSQL.
+    let payloads: Vec<String> = payloads.into_iter().collect();
+    if !payloads.is_empty() {
+        sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+            .bind(CHANNEL)
+            .bind(&payloads)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+fn finished_payloads(f: &[Finished]) -> Vec<String> {
+    let mut out = HashSet::new();
+    for f in f {
+        out.insert(format!("t:{}", f.id));
+        if let Some(b) = f.batch_id {
+            out.insert(format!("b:{b}"));
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn json_text<T: serde::de::DeserializeOwned>(s: Option<String>) -> Result<Option<T>, StoreError> {
+    Ok(match s {
+        Some(s) => Some(serde_json::from_str(&s)?),
+        None => None,
+    })
+}
+
+fn key_from_row(row: &PgRow) -> Result<FnKey, StoreError> {
+    Ok(FnKey {
+        package: row.try_get("package")?,
+        version: row.try_get("version")?,
+        function: row.try_get("function")?,
+    })
+}
+
+fn task_from_row(row: &PgRow) -> Result<TaskRecord, StoreError> {
+    Ok(TaskRecord {
+        id: row.try_get("id")?,
+        seq: row.try_get("seq")?,
+        owner: row.try_get("owner")?,
+        package: row.try_get("package")?,
+        version: row.try_get("version")?,
+        function: row.try_get("function")?,
+        state: parse_state(row.try_get("state")?)?,
+        priority: row.try_get::<i64, _>("priority")? as i32,
+        attempt: row.try_get::<i64, _>("attempt")? as u32,
+        max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
+        progress: row.try_get("progress")?,
+        answer: json_text(row.try_get("answer")?)?,
+        error: json_text::<TaskError>(row.try_get("error")?)?,
+        runtime_ms: row.try_get("runtime_ms")?,
+        created_at: row.try_get("created_at")?,
+        finished_at: row.try_get("finished_at")?,
+        batch_id: row.try_get("batch_id")?,
+    })
+}
+
+fn lease_from_row(row: &PgRow) -> Result<Lease, StoreError> {
+    let package: String = row.try_get("package")?;
+    let version: String = row.try_get("version")?;
+    let args: String = row.try_get("args")?;
+    let kwargs: String = row.try_get("kwargs")?;
+    Ok(Lease {
+        id: row.try_get("id")?,
+        task: TaskPayload {
+            package: crate::stats::non_empty(&package),
+            version: crate::stats::non_empty(&version),
+            function: row.try_get("function")?,
+            args: serde_json::from_str(&args)?,
+            kwargs: serde_json::from_str(&kwargs)?,
+            timeout_s: row
+                .try_get::<Option<i64>, _>("timeout_s")?
+                .map(|t| t as u32),
+            attempt: row.try_get::<i64, _>("attempt")? as u32,
+            max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
+            resources: Resources {
+                gpus: row.try_get::<i64, _>("req_gpus")? as u32,
+                memory_mb: row.try_get::<i64, _>("req_memory_mb")? as u64,
+                datasets: json_text(row.try_get("req_datasets")?)?.unwrap_or_default(),
+            },
+        },
+        lease_epoch: row.try_get("lease_epoch")?,
+        lease_deadline: row.try_get("lease_deadline")?,
+    })
+}
+
+fn stats_from_row(row: &PgRow) -> Result<FunctionStats, StoreError> {
+    let sketch: String = row.try_get("sketch")?;
+    Ok(FunctionStats {
+        key: key_from_row(row)?,
+        count: row.try_get::<i64, _>("count")? as u64,
+        failures: row.try_get::<i64, _>("failures")? as u64,
+        mean_ms: row.try_get("mean_ms")?,
+        var_ms: row.try_get("var_ms")?,
+        sketch: serde_json::from_str::<Sketch>(&sketch)?,
+        last_seen: row.try_get("last_seen")?,
+    })
+}
+
+fn ms(v: u64) -> i64 {
+    v.min(i64::MAX as u64) as i64
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn submit_one(
+        &self,
+        owner: &str,
+        task: NewTask,
+        now: i64,
+    ) -> Result<SubmitOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "{INSERT} ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id"
+        );
+        let inserted: Option<Uuid> = sqlx::query_scalar(&sql)
+            .bind(serde_json::to_string(std::slice::from_ref(&task))?)
+            .bind(owner)
+            .bind(now)
+            .bind(None::<Uuid>)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let outcome = match inserted {
+            Some(_) => {
+                notify(&mut tx, ["w".to_string()]).await?;
+                SubmitOutcome::Created
+            }
+            None => {
+                let row = sqlx::query("SELECT id, request_hash, state FROM tasks WHERE owner = $1 AND idempotency_key = $2")
+                    .bind(owner)
+                    .bind(&task.idempotency_key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let id: Uuid = row.try_get("id")?;
+                let hash: Option<String> = row.try_get("request_hash")?;
+                if hash == task.request_hash {
+                    SubmitOutcome::Existing {
+                        id,
+                        state: parse_state(row.try_get("state")?)?,
+                    }
+                } else {
+                    SubmitOutcome::Conflict { id }
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn submit_batch(
+        &self,
+        owner: &str,
+        batch_id: Uuid,
+        tasks: Vec<NewTask>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO batches (id, owner, total, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(batch_id)
+            .bind(owner)
+            .bind(tasks.len() as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(INSERT)
+            .bind(serde_json::to_string(&tasks)?)
+            .bind(owner)
+            .bind(now)
+            .bind(Some(batch_id))
+            .execute(&mut *tx)
+            .await?;
+        notify(&mut tx, ["w".to_string()]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Lease>, StoreError> {
+        let rows = sqlx::query(CLAIM)
+            .bind(&req.worker_id)
+            .bind(req.now)
+            .bind(req.now + req.lease_ttl_ms)
+            .bind(req.gpus as i64)
+            .bind(req.memory_mb.map(ms).unwrap_or(i64::MAX))
+            .bind(serde_json::to_string(&req.datasets)?)
+            .bind(req.max_tasks as i64)
+            .bind(self.config.timeout_grace_ms)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(lease_from_row).collect()
+    }
+
+    async fn heartbeat(&self, hb: HeartbeatIn) -> Result<HeartbeatOutcome, StoreError> {
+        let items: Vec<Value> = hb
+            .leases
+            .iter()
+            .map(|l| json!({"id": l.id, "lease_epoch": l.lease_epoch, "progress": l.progress}))
+            .collect();
+        let items = serde_json::to_string(&items)?;
+        let mut out = HeartbeatOutcome {
+            extended: sqlx::query_scalar(HEARTBEAT)
+                .bind(&items)
+                .bind(hb.now + hb.lease_ttl_ms)
+                .fetch_all(&self.pool)
+                .await?,
+            ..Default::default()
+        };
+        if out.extended.len() < hb.leases.len() {
+            out.cancelled = sqlx::query_scalar(HEARTBEAT_CANCELLED)
+                .bind(&items)
+                .fetch_all(&self.pool)
+                .await?;
+            let known: HashSet<Uuid> = out
+                .extended
+                .iter()
+                .chain(out.cancelled.iter())
+                .copied()
+                .collect();
+            out.lost = hb
+                .leases
+                .iter()
+                .map(|l| l.id)
+                .filter(|id| !known.contains(id))
+                .collect();
+        }
+        Ok(out)
+    }
+
+    async fn answer(
+        &self,
+        answers: Vec<AnswerIn>,
+        now: i64,
+    ) -> Result<Vec<AnswerOutcome>, StoreError> {
+        let items: Vec<Value> = answers.iter().map(answer_json).collect();
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(ANSWER)
+            .bind(now)
+            .bind(self.config.backoff_base_ms)
+            .bind(self.config.backoff_max_ms)
+            .bind(serde_json::to_string(&items)?)
+            .bind(self.config.default_result_ttl_s)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut applied: HashMap<Uuid, AnswerOutcome> = HashMap::with_capacity(rows.len());
+        let mut touched: BTreeMap<FnKey, Vec<(f64, bool)>> = BTreeMap::new();
+        let mut finished = Vec::new();
+        let mut requeued = false;
+        for row in &rows {
+            let id: Uuid = row.try_get("id")?;
+            let state = parse_state(row.try_get("state")?)?;
+            let runtime: Option<f64> = row.try_get("runtime_ms")?;
+            touched
+                .entry(key_from_row(row)?)
+                .or_default()
+                .push((runtime.unwrap_or(0.0), state == TaskState::Succeeded));
+            let f = if state.is_terminal() {
+                let f = Finished {
+                    id,
+                    batch_id: row.try_get("batch_id")?,
+                    state,
+                    snapshot: Some(Snapshot {
+                        attempt: row.try_get::<i64, _>("attempt")? as u32,
+                        progress: row.try_get("progress")?,
+                        answer: row.try_get("answer")?,
+                        error: row.try_get("error")?,
+                    }),
+                };
+                finished.push(f.clone());
+                Some(f)
+            } else {
+                requeued = true;
+                None
+            };
+            applied.insert(id, AnswerOutcome::Accepted { finished: f });
+        }
+        // Sorted keys: two replicas lock the same statistics rows in the same order.
+        for (key, samples) in touched {
+            sqlx::query(
+                "INSERT INTO function_stats (package, version, function, count, failures, mean_ms, var_ms, sketch, last_seen) \
+                 VALUES ($1, $2, $3, 0, 0, 0, 0, '{}', 0) ON CONFLICT DO NOTHING",
+            )
+            .bind(&key.package)
+            .bind(&key.version)
+            .bind(&key.function)
+            .execute(&mut *tx)
+            .await?;
+            let row = sqlx::query("SELECT * FROM function_stats WHERE package = $1 AND version = $2 AND function = $3 FOR UPDATE")
+                .bind(&key.package)
+                .bind(&key.version)
+                .bind(&key.function)
+                .fetch_one(&mut *tx)
+                .await?;
+            let mut st = stats_from_row(&row)?;
+            for (ms, ok) in samples {
+                st.record(ms, ok, now);
+            }
+            sqlx::query(
+                "UPDATE function_stats SET count = $4, failures = $5, mean_ms = $6, var_ms = $7, sketch = $8, last_seen = $9 \
+                 WHERE package = $1 AND version = $2 AND function = $3",
+            )
+            .bind(&key.package)
+            .bind(&key.version)
+            .bind(&key.function)
+            .bind(st.count as i64)
+            .bind(st.failures as i64)
+            .bind(st.mean_ms)
+            .bind(st.var_ms)
+            .bind(serde_json::to_string(&st.sketch)?)
+            .bind(st.last_seen)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let mut payloads = finished_payloads(&finished);
+        if requeued {
+            payloads.push("w".into());
+        }
+        notify(&mut tx, payloads).await?;
+        let missing: Vec<Uuid> = answers
+            .iter()
+            .map(|a| a.id)
+            .filter(|id| !applied.contains_key(id))
+            .collect();
+        let mut rest: HashMap<Uuid, (TaskState, Option<i64>)> = HashMap::new();
+        if !missing.is_empty() {
+            for row in sqlx::query("SELECT id, state, answered_epoch FROM tasks WHERE id = ANY($1)")
+                .bind(&missing)
+                .fetch_all(&mut *tx)
+                .await?
+            {
+                rest.insert(
+                    row.try_get("id")?,
+                    (
+                        parse_state(row.try_get("state")?)?,
+                        row.try_get("answered_epoch")?,
+                    ),
+                );
+            }
+        }
+        tx.commit().await?;
+        let mut seen = HashSet::new();
+        Ok(answers
+            .iter()
+            .map(|a| {
+                if let Some(o) = applied.get(&a.id) {
+                    return if seen.insert(a.id) {
+                        o.clone()
+                    } else {
+                        AnswerOutcome::Duplicate
+                    };
+                }
+                match rest.get(&a.id) {
+                    None => AnswerOutcome::NotFound,
+                    Some((_, Some(answered))) if *answered == a.lease_epoch => {
+                        AnswerOutcome::Duplicate
+                    }
+                    Some((state, _)) => AnswerOutcome::Stale { state: *state },
+                }
+            })
+            .collect())
+    }
+
+    async fn cancel(&self, id: Uuid, by: &str, now: i64) -> Result<CancelOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(CANCEL)
+            .bind(now)
+            .bind(self.config.default_result_ttl_s)
+            .bind(by)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let out = match row {
+            Some(row) => {
+                let f = Finished {
+                    id,
+                    batch_id: row.try_get("batch_id")?,
+                    state: TaskState::Cancelled,
+                    snapshot: None,
+                };
+                notify(&mut tx, finished_payloads(std::slice::from_ref(&f))).await?;
+                CancelOutcome::Cancelled(f)
+            }
+            None => match sqlx::query_scalar::<_, String>("SELECT state FROM tasks WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+            {
+                Some(s) => CancelOutcome::AlreadyFinished(parse_state(&s)?),
+                None => CancelOutcome::NotFound,
+            },
+        };
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn delete(&self, id: Uuid) -> Result<Option<Finished>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("DELETE FROM tasks WHERE id = $1 RETURNING state, batch_id")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let out = match row {
+            Some(row) => {
+                let f = Finished {
+                    id,
+                    batch_id: row.try_get("batch_id")?,
+                    state: parse_state(row.try_get("state")?)?,
+                    snapshot: None,
+                };
+                notify(&mut tx, finished_payloads(std::slice::from_ref(&f))).await?;
+                Some(f)
+            }
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn reap(&self, now: i64) -> Result<ReapOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(REAP)
+            .bind(now)
+            .bind(self.config.backoff_base_ms)
+            .bind(self.config.backoff_max_ms)
+            .bind(self.config.default_result_ttl_s)
+            .bind(REAP_LIMIT)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut out = ReapOutcome::default();
+        for row in rows {
+            let state = parse_state(row.try_get("state")?)?;
+            if state.is_terminal() {
+                out.failed.push(Finished {
+                    id: row.try_get("id")?,
+                    batch_id: row.try_get("batch_id")?,
+                    state,
+                    snapshot: None,
+                });
+            } else {
+                out.requeued += 1;
+            }
+        }
+        out.deleted = sqlx::query(
+            "DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(now)
+        .bind(REAP_LIMIT)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected() as usize;
+        let mut payloads = finished_payloads(&out.failed);
+        if out.requeued > 0 {
+            payloads.push("w".into());
+        }
+        notify(&mut tx, payloads).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn upsert_worker(&self, w: WorkerRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO workers (worker_id, owner, slots, capabilities, first_seen, last_seen) VALUES ($1, $2, $3, $4::jsonb, $5, $5) \
+             ON CONFLICT (worker_id) DO UPDATE SET owner = excluded.owner, slots = excluded.slots, \
+             capabilities = excluded.capabilities, last_seen = GREATEST(workers.last_seen, excluded.last_seen)",
+        )
+        .bind(&w.worker_id)
+        .bind(&w.owner)
+        .bind(w.slots as i64)
+        .bind(serde_json::to_string(&w.capabilities)?)
+        .bind(w.last_seen)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn touch_worker(&self, worker_id: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE workers SET last_seen = GREATEST(last_seen, $2) WHERE worker_id = $1")
+            .bind(worker_id)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn find_memoized(
+        &self,
+        owner: &str,
+        args_hash: &str,
+    ) -> Result<Option<(Uuid, TaskState)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, state FROM tasks WHERE args_hash = $1 AND memoize AND owner = $2 \
+             AND state IN ('waiting', 'queued', 'leased', 'succeeded') ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(args_hash)
+        .bind(owner)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(Some((
+                row.try_get("id")?,
+                parse_state(row.try_get("state")?)?,
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    async fn get_task(&self, id: Uuid) -> Result<Option<TaskRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(task_from_row).transpose()
+    }
+
+    async fn list_tasks(&self, q: ListQuery) -> Result<Vec<TaskRecord>, StoreError> {
+        let filter = if q.owner.is_some() {
+            "owner = $1"
+        } else {
+            "$1::text IS NULL"
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE {filter} AND ($2::text IS NULL OR state = $2) \
+             AND ($3::bigint IS NULL OR seq < $3) ORDER BY seq DESC LIMIT $4"
+        ))
+        .bind(q.owner)
+        .bind(q.state.map(|s| s.as_str()))
+        .bind(q.before)
+        .bind(q.limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    async fn get_batch(&self, id: Uuid) -> Result<Option<BatchRecord>, StoreError> {
+        let row = sqlx::query("SELECT id, owner, total, created_at FROM batches WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => Ok(Some(BatchRecord {
+                id: row.try_get("id")?,
+                owner: row.try_get("owner")?,
+                total: row.try_get::<i64, _>("total")? as u64,
+                created_at: row.try_get("created_at")?,
+            })),
+        }
+    }
+
+    async fn batch_counts(&self, id: Uuid) -> Result<HashMap<TaskState, u64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT state, count(*) AS n FROM tasks WHERE batch_id = $1 GROUP BY state",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = HashMap::new();
+        for row in rows {
+            out.insert(
+                parse_state(row.try_get("state")?)?,
+                row.try_get::<i64, _>("n")? as u64,
+            );
+        }
+        Ok(out)
+    }
+
+    async fn batch_results(
+        &self,
+        id: Uuid,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<BatchResult>, StoreError> {
+        // Number the batch's newly visible finished rows, one sequencer per batch at a time.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE tasks t SET finish_seq = o.fs FROM \
+             (SELECT seq, nextval('finish_seq_counter') AS fs FROM \
+               (SELECT seq FROM tasks WHERE batch_id = $1 AND finished_at IS NOT NULL AND finish_seq IS NULL \
+                ORDER BY finish_order, seq) x) o \
+             WHERE t.seq = o.seq",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let rows = sqlx::query(
+            "SELECT id, batch_index, state, answer::text AS answer, error::text AS error, finish_seq FROM tasks \
+             WHERE batch_id = $1 AND finish_seq > $2 ORDER BY finish_seq LIMIT $3",
+        )
+        .bind(id)
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(BatchResult {
+                    id: row.try_get("id")?,
+                    index: row.try_get::<i64, _>("batch_index")? as u64,
+                    state: parse_state(row.try_get("state")?)?,
+                    answer: json_text(row.try_get("answer")?)?,
+                    error: json_text(row.try_get("error")?)?,
+                    finish_seq: row.try_get("finish_seq")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn queue_load(&self, scope: LoadScope, now: i64) -> Result<QueueLoad, StoreError> {
+        let (filter, batch, prio, seq): (&str, Option<Uuid>, Option<i64>, Option<i64>) = match scope
+        {
+            LoadScope::All => (
+                "$1::uuid IS NULL AND $2::bigint IS NULL AND $3::bigint IS NULL",
+                None,
+                None,
+                None,
+            ),
+            LoadScope::Batch(id) => (
+                "batch_id = $1 AND $2::bigint IS NULL AND $3::bigint IS NULL",
+                Some(id),
+                None,
+                None,
+            ),
+            LoadScope::Ahead { priority, seq } => (
+                "$1::uuid IS NULL AND (priority > $2 OR (priority = $2 AND seq <= $3))",
+                None,
+                Some(priority as i64),
+                Some(seq),
+            ),
+        };
+        let mut load = QueueLoad::default();
+        let rows = sqlx::query(&format!(
+            "SELECT package, version, function, count(*) AS n FROM tasks WHERE state = 'queued' AND {filter} \
+             GROUP BY package, version, function"
+        ))
+        .bind(batch)
+        .bind(prio)
+        .bind(seq)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            load.queued
+                .push((key_from_row(&row)?, row.try_get::<i64, _>("n")? as u64));
+        }
+        let running_filter = if matches!(scope, LoadScope::Batch(_)) {
+            "batch_id = $1"
+        } else {
+            "$1::uuid IS NULL"
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT package, version, function, leased_at FROM tasks WHERE state = 'leased' AND {running_filter}"
+        ))
+        .bind(batch)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            let leased_at: Option<i64> = row.try_get("leased_at")?;
+            load.running.push((
+                key_from_row(&row)?,
+                (now - leased_at.unwrap_or(now)).max(0) as f64,
+            ));
+        }
+        Ok(load)
+    }
+
+    async fn stats(&self) -> Result<Vec<FunctionStats>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM function_stats WHERE count > 0 ORDER BY package, version, function",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(stats_from_row).collect()
+    }
+
+    async fn workers(&self, since: i64) -> Result<Vec<WorkerRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT w.worker_id, w.owner, w.slots, w.capabilities::text AS capabilities, w.first_seen, w.last_seen, \
+             (SELECT count(*) FROM tasks t WHERE t.state = 'leased' AND t.lease_worker = w.worker_id) AS running \
+             FROM workers w WHERE w.last_seen >= $1 ORDER BY w.worker_id",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let caps: String = row.try_get("capabilities")?;
+                Ok(WorkerRecord {
+                    worker_id: row.try_get("worker_id")?,
+                    owner: row.try_get("owner")?,
+                    slots: row.try_get::<i64, _>("slots")? as u32,
+                    capabilities: serde_json::from_str(&caps)?,
+                    first_seen: row.try_get("first_seen")?,
+                    last_seen: row.try_get("last_seen")?,
+                    running: row.try_get::<i64, _>("running")? as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn became_ready(&self, after: i64, upto: i64) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE state = 'queued' AND available_at > $1 AND available_at <= $2)",
+        )
+        .bind(after)
+        .bind(upto)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.listener.abort();
+        self.pool.close().await;
+    }
+
+    fn events(&self) -> Option<broadcast::Receiver<StoreEvent>> {
+        Some(self.events.subscribe())
+    }
+}
