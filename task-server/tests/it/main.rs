@@ -5,4 +5,5 @@ mod crash;
 mod harness;
 mod lifecycle;
 mod readme;
+mod replicas;
 mod store_conformance;

@@ -74,6 +74,13 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// URL of this test's database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
