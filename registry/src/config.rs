@@ -18,7 +18,7 @@ pub struct Args {
         default_value = "./crpc-registry"
     )]
     pub data_dir: PathBuf,
-    /// Metadata database URL: `sqlite:PATH` (default: DATA_DIR/registry.db).
+    /// Metadata database URL: `sqlite:PATH` or `postgres://…` (default: DATA_DIR/registry.db).
     #[arg(long, env = "CRPC_REGISTRY_DATABASE_URL")]
     pub database_url: Option<String>,
     /// File holding the JWT secret shared with the task server (e.g. its DATA_DIR/jwt_secret);

@@ -10,7 +10,7 @@ use crpc_service::auth::{Authenticator, Secret};
 use crate::blobs::Blobs;
 use crate::config::Args;
 use crate::state::Registry;
-use crate::store::{RegistryStore, SqliteRegistry};
+use crate::store::{PgRegistry, RegistryStore, SqliteRegistry};
 
 /// A bound registry.
 pub struct Application {
@@ -27,8 +27,11 @@ impl Application {
             Some(url) if url.starts_with("sqlite:") => {
                 Arc::new(SqliteRegistry::open_url(url).await?)
             }
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Arc::new(PgRegistry::open(url).await?)
+            }
             Some(url) => anyhow::bail!(
-                "unsupported --database-url `{}`: this build speaks sqlite: URLs",
+                "unsupported --database-url `{}`: use sqlite:PATH or postgres://…",
                 url.split('@').next_back().unwrap_or(url)
             ),
         };

@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use crpc_package::client::VersionInfo;
 use crpc_package::Manifest;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -158,10 +159,10 @@ impl RegistryStore for SqliteRegistry {
         .bind(name)
         .fetch_all(&self.pool)
         .await?;
-        let mut out: Vec<VersionInfo> = rows.iter().map(info_from_row).collect::<Result<_, _>>()?;
-        // Pre-releases order below their release: leave the exact order to semver.
-        out.sort_by_key(|v| std::cmp::Reverse(v.manifest.semver()));
-        Ok(out)
+        // Semver decides the order (pre-releases sort below their release).
+        Ok(newest_first(
+            rows.iter().map(info_from_row).collect::<Result<_, _>>()?,
+        ))
     }
 
     async fn packages(&self) -> Result<Vec<(String, u64, Option<String>)>, StoreError> {
@@ -208,6 +209,156 @@ impl RegistryStore for SqliteRegistry {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(info_from_row).collect()
+    }
+
+    async fn all_digests(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        Ok(sqlx::query_as("SELECT name, version, sha256 FROM versions")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+}
+
+/// PostgreSQL metadata store (several registry replicas may share it; blobs then need a shared
+/// directory).
+pub struct PgRegistry {
+    pool: PgPool,
+}
+
+impl PgRegistry {
+    /// Connects and migrates.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new().max_connections(8).connect(url).await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(PgRegistry { pool })
+    }
+}
+
+fn pg_info_from_row(row: &PgRow) -> Result<VersionInfo, StoreError> {
+    let manifest: String = row.try_get("manifest")?;
+    Ok(VersionInfo {
+        name: row.try_get("name")?,
+        version: row.try_get("version")?,
+        sha256: row.try_get("sha256")?,
+        size: row.try_get::<i64, _>("size")? as u64,
+        signature: row.try_get("signature")?,
+        yanked: row.try_get("yanked")?,
+        published_at: row.try_get("published_at")?,
+        publisher: row.try_get("publisher")?,
+        manifest: serde_json::from_str::<Manifest>(&manifest)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    })
+}
+
+fn newest_first(mut v: Vec<VersionInfo>) -> Vec<VersionInfo> {
+    v.sort_by_key(|v| std::cmp::Reverse(v.manifest.semver()));
+    v
+}
+
+#[async_trait]
+impl RegistryStore for PgRegistry {
+    async fn insert(&self, v: &VersionInfo) -> Result<bool, StoreError> {
+        let sv = v.manifest.semver();
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "INSERT INTO versions (name, version, major, minor, patch, sha256, size, signature, yanked, manifest, publisher, published_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, FALSE, $9, $10, $11) ON CONFLICT (name, version) DO NOTHING",
+        )
+        .bind(&v.name)
+        .bind(&v.version)
+        .bind(sv.major as i64)
+        .bind(sv.minor as i64)
+        .bind(sv.patch as i64)
+        .bind(&v.sha256)
+        .bind(v.size as i64)
+        .bind(&v.signature)
+        .bind(serde_json::to_string(&v.manifest).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        .bind(&v.publisher)
+        .bind(v.published_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done == 0 {
+            return Ok(false);
+        }
+        for f in v.manifest.functions.keys() {
+            sqlx::query("INSERT INTO functions (function, name, version) VALUES ($1, $2, $3)")
+                .bind(f)
+                .bind(&v.name)
+                .bind(&v.version)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn get(&self, name: &str, version: &str) -> Result<Option<VersionInfo>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM versions WHERE name = $1 AND version = $2"
+        ))
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(pg_info_from_row).transpose()
+    }
+
+    async fn versions(&self, name: &str) -> Result<Vec<VersionInfo>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM versions WHERE name = $1"))
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(newest_first(
+            rows.iter()
+                .map(pg_info_from_row)
+                .collect::<Result<_, _>>()?,
+        ))
+    }
+
+    async fn packages(&self) -> Result<Vec<(String, u64, Option<String>)>, StoreError> {
+        let names: Vec<(String, i64)> =
+            sqlx::query_as("SELECT name, count(*) FROM versions GROUP BY name ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut out = Vec::with_capacity(names.len());
+        for (name, n) in names {
+            let latest = self
+                .versions(&name)
+                .await?
+                .into_iter()
+                .find(|v| !v.yanked)
+                .map(|v| v.version);
+            out.push((name, n as u64, latest));
+        }
+        Ok(out)
+    }
+
+    async fn set_yanked(
+        &self,
+        name: &str,
+        version: &str,
+        yanked: bool,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query("UPDATE versions SET yanked = $3 WHERE name = $1 AND version = $2")
+            .bind(name)
+            .bind(version)
+            .bind(yanked)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    async fn with_function(&self, function: &str) -> Result<Vec<VersionInfo>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM versions v JOIN functions f ON f.name = v.name AND f.version = v.version \
+             WHERE f.function = $1 AND NOT v.yanked",
+            COLUMNS.split(", ").map(|c| format!("v.{c}")).collect::<Vec<_>>().join(", ")
+        ))
+        .bind(function)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(pg_info_from_row).collect()
     }
 
     async fn all_digests(&self) -> Result<Vec<(String, String, String)>, StoreError> {

@@ -290,3 +290,72 @@ pub fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
         got.1
     );
 }
+
+/// A fresh PostgreSQL database per test, dropped afterwards.
+pub struct TestDatabase {
+    admin_url: String,
+    url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    /// `None` (test skipped) without `CRPC_TEST_POSTGRES_URL`, unless `CI=true`: then a missing
+    /// PostgreSQL fails the run.
+    pub async fn new() -> Option<Self> {
+        let Ok(admin_url) = std::env::var("CRPC_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CRPC_TEST_POSTGRES_URL is required under CI=true (PostgreSQL tests must run)"
+            );
+            eprintln!("skipped: set CRPC_TEST_POSTGRES_URL to run the PostgreSQL store tests");
+            return None;
+        };
+        let name = format!("crpc_test_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
+            .await
+            .expect("connect to CRPC_TEST_POSTGRES_URL");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        let base = admin_url.split('?').next().unwrap();
+        let url = format!(
+            "{}/{name}",
+            &base[..base.rfind('/').expect("database in URL")]
+        );
+        Some(TestDatabase {
+            admin_url,
+            url,
+            name,
+        })
+    }
+}
+
+impl TestDatabase {
+    /// URL of this test's database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut c) =
+                    <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await
+                {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut c)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}

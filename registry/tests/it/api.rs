@@ -46,7 +46,19 @@ async fn download(api: &Api, name: &str, version: &str) -> (u16, Vec<u8>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_resolve_yank_and_immutability() {
-    let reg = Proc::start(&binary(), &[]);
+    publish_resolve_yank(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_resolve_yank_and_immutability_on_postgres() {
+    let Some(db) = crpc_tests::TestDatabase::new().await else {
+        return;
+    };
+    publish_resolve_yank(&["--database-url", db.url()]).await;
+}
+
+async fn publish_resolve_yank(flags: &[&str]) {
+    let reg = Proc::start(&binary(), flags);
     let publisher = Api::new(&reg.url, Some(token(&reg, Role::Publisher, "ci")));
     for v in ["1.0.0", "1.1.0", "2.0.0"] {
         let (st, body) = publish(&publisher, "demo-pkg", v, testing::good("demo-pkg", v)).await;
