@@ -37,7 +37,23 @@ struct Args {
     /// Skip the Celery peer.
     #[arg(long)]
     no_celery: bool,
+    /// PostgreSQL server for the replicated run (a fresh database is created and dropped).
+    #[arg(
+        long,
+        env = "CRPC_BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    postgres: String,
+    /// Server replicas for the PostgreSQL run.
+    #[arg(long, default_value_t = 2)]
+    replicas: usize,
+    /// Skip the PostgreSQL run.
+    #[arg(long)]
+    no_postgres: bool,
 }
+
+/// One secret for every replica of a run (they must accept each other's tokens).
+const BENCH_SECRET: &str = "crpc-bench-secret-not-for-production";
 
 struct Server {
     child: Child,
@@ -49,8 +65,8 @@ mod tempfile_dir {
     //! A throwaway directory removed on drop (std only).
     pub struct TempDir(pub std::path::PathBuf);
     impl TempDir {
-        pub fn new() -> std::io::Result<TempDir> {
-            let p = std::env::temp_dir().join(format!("crpc-bench-{}", std::process::id()));
+        pub fn new(tag: &str) -> std::io::Result<TempDir> {
+            let p = std::env::temp_dir().join(format!("crpc-bench-{}-{tag}", std::process::id()));
             let _ = std::fs::remove_dir_all(&p);
             std::fs::create_dir_all(&p)?;
             Ok(TempDir(p))
@@ -97,12 +113,18 @@ fn server_binary() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-fn start_server(bin: &Path) -> anyhow::Result<(Server, String, String)> {
-    let dir = tempfile_dir::TempDir::new()?;
+fn start_server(
+    bin: &Path,
+    extra: &[String],
+    tag: &str,
+) -> anyhow::Result<(Server, String, String)> {
+    let dir = tempfile_dir::TempDir::new(tag)?;
     let mut child = Command::new(bin)
         .args(["--bind", "127.0.0.1:0", "--data-dir"])
         .arg(&dir.0)
+        .args(extra)
         .env("CRPC_LOG", "warn")
+        .env("CRPC_JWT_SECRET", BENCH_SECRET)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
@@ -117,6 +139,7 @@ fn start_server(bin: &Path) -> anyhow::Result<(Server, String, String)> {
         let out = Command::new(bin)
             .args(["token", "--role", role, "--sub", sub, "--data-dir"])
             .arg(&dir.0)
+            .env("CRPC_JWT_SECRET", BENCH_SECRET)
             .output()?;
         Ok(String::from_utf8(out.stdout)?.trim().to_string())
     };
@@ -152,6 +175,14 @@ struct Http {
 }
 
 impl Http {
+    /// The same client aimed at replica `i` of `urls`.
+    fn at(&self, urls: &[String], i: usize) -> Http {
+        Http {
+            client: self.client.clone(),
+            url: urls[i % urls.len()].clone(),
+        }
+    }
+
     async fn post(&self, token: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
         let r = self
             .client
@@ -183,6 +214,7 @@ impl Http {
 /// answers were accepted in all.
 fn spawn_workers(
     http: &Http,
+    urls: &[String],
     token: &str,
     n: usize,
     per_lease: u32,
@@ -191,7 +223,7 @@ fn spawn_workers(
 ) -> Vec<tokio::task::JoinHandle<anyhow::Result<()>>> {
     (0..n)
         .map(|w| {
-            let (http, token, done) = (http.clone(), token.to_string(), done.clone());
+            let (http, token, done) = (http.at(urls, w), token.to_string(), done.clone());
             tokio::spawn(async move {
                 while done.load(Ordering::Relaxed) < target {
                     let v = http
@@ -223,6 +255,7 @@ fn spawn_workers(
 
 async fn run_throughput(
     http: &Http,
+    urls: &[String],
     user: &str,
     worker: &str,
     args: &Args,
@@ -235,11 +268,19 @@ async fn run_throughput(
     };
     let done = Arc::new(AtomicUsize::new(0));
     let t0 = Instant::now();
-    let workers = spawn_workers(http, worker, args.workers, per as u32, n, done.clone());
+    let workers = spawn_workers(
+        http,
+        urls,
+        worker,
+        args.workers,
+        per as u32,
+        n,
+        done.clone(),
+    );
     let next = Arc::new(AtomicUsize::new(0));
     let submitters: Vec<_> = (0..args.submitters)
-        .map(|_| {
-            let (http, user, next) = (http.clone(), user.to_string(), next.clone());
+        .map(|i| {
+            let (http, user, next) = (http.at(urls, i), user.to_string(), next.clone());
             tokio::spawn(async move {
                 loop {
                     let start = next.fetch_add(per, Ordering::Relaxed);
@@ -275,12 +316,16 @@ async fn run_throughput(
 
 async fn run_latency(
     http: &Http,
+    urls: &[String],
     user: &str,
     worker: &str,
     samples: usize,
 ) -> anyhow::Result<(f64, f64)> {
     let done = Arc::new(AtomicUsize::new(0));
-    let workers = spawn_workers(http, worker, 1, 1, samples + 250, done.clone());
+    // The worker long-polls the last replica, the client talks to the first: across replicas the
+    // wake-up goes through the database (LISTEN/NOTIFY).
+    let last = &urls[urls.len() - 1..];
+    let workers = spawn_workers(http, last, worker, 1, 1, samples + 250, done.clone());
     let mut lat = Vec::with_capacity(samples);
     let (mut t_livez, mut t_submit, mut t_read) = (0.0, 0.0, 0.0);
     for i in 0..200 {
@@ -388,30 +433,130 @@ fn ratio(ours: f64, theirs: Option<f64>, higher_is_better: bool) -> String {
     }
 }
 
+/// One configuration's figures.
+struct Figures {
+    single: f64,
+    batched: f64,
+    p50: f64,
+    p99: f64,
+    rss: Option<(f64, f64)>,
+}
+
+fn run_cluster(
+    rt: &tokio::runtime::Runtime,
+    bin: &Path,
+    args: &Args,
+    extra: &[String],
+    replicas: usize,
+    label: &str,
+) -> anyhow::Result<Figures> {
+    let mut servers = Vec::new();
+    let (mut user, mut worker) = (String::new(), String::new());
+    for i in 0..replicas {
+        let (s, u, w) = start_server(bin, extra, &format!("{label}-{i}"))?;
+        servers.push(s);
+        user = u;
+        worker = w;
+    }
+    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
+    let http = Http {
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()?,
+        url: urls[0].clone(),
+    };
+    eprintln!("{label}: one request per task ({} tasks)…", args.tasks);
+    let single = rt.block_on(run_throughput(&http, &urls, &user, &worker, args, false))?;
+    eprintln!("{label}: batched by 100 ({} tasks)…", args.batched_tasks);
+    let batched = rt.block_on(run_throughput(&http, &urls, &user, &worker, args, true))?;
+    eprintln!(
+        "{label}: submit→answer latency ({} round trips)…",
+        args.latency_samples
+    );
+    let (p50, p99) = rt.block_on(run_latency(
+        &http,
+        &urls,
+        &user,
+        &worker,
+        args.latency_samples,
+    ))?;
+    let rss = servers
+        .iter()
+        .filter_map(|s| rss_mib(s.child.id()))
+        .fold(None, |acc: Option<(f64, f64)>, (a, b)| {
+            Some(acc.map_or((a, b), |(x, y)| (x.max(a), y.max(b))))
+        });
+    Ok(Figures {
+        single,
+        batched,
+        p50,
+        p99,
+        rss,
+    })
+}
+
+/// Creates a throwaway database on the PostgreSQL server; returns its URL and a dropper.
+fn fresh_database(
+    rt: &tokio::runtime::Runtime,
+    admin_url: &str,
+) -> anyhow::Result<(String, impl FnOnce())> {
+    use sqlx::Connection;
+    let name = format!("crpc_bench_{}", std::process::id());
+    rt.block_on(async {
+        let mut c = sqlx::PgConnection::connect(admin_url).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut c)
+            .await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut c)
+            .await?;
+        Ok::<(), anyhow::Error>(())
+    })?;
+    let base = admin_url.split('?').next().unwrap_or(admin_url);
+    let url = format!(
+        "{}/{name}",
+        &base[..base.rfind('/').context("database in URL")?]
+    );
+    let admin = admin_url.to_string();
+    let drop = move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _ = rt.block_on(async {
+            let mut c = sqlx::PgConnection::connect(&admin).await?;
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut c)
+                .await?;
+            Ok::<(), anyhow::Error>(())
+        });
+    };
+    Ok((url, drop))
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bin = server_binary()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (server, user, worker) = start_server(&bin)?;
-    let http = Http {
-        client: reqwest::Client::builder()
-            .pool_max_idle_per_host(64)
-            .build()?,
-        url: server.url.clone(),
+    let sqlite = run_cluster(&rt, &bin, &args, &[], 1, "sqlite")?;
+    let pg = if args.no_postgres {
+        None
+    } else {
+        match fresh_database(&rt, &args.postgres) {
+            Ok((url, drop)) => {
+                let extra = vec!["--database-url".to_string(), url];
+                let r = run_cluster(&rt, &bin, &args, &extra, args.replicas.max(1), "postgres");
+                drop();
+                Some(r?)
+            }
+            Err(e) => {
+                eprintln!("PostgreSQL run skipped: {e:#}");
+                None
+            }
+        }
     };
-    eprintln!("crpc: one request per task ({} tasks)…", args.tasks);
-    let single = rt.block_on(run_throughput(&http, &user, &worker, &args, false))?;
-    eprintln!("crpc: batched by 100 ({} tasks)…", args.batched_tasks);
-    let batched = rt.block_on(run_throughput(&http, &user, &worker, &args, true))?;
-    eprintln!(
-        "crpc: submit→answer latency ({} round trips)…",
-        args.latency_samples
-    );
-    let (p50, p99) = rt.block_on(run_latency(&http, &user, &worker, args.latency_samples))?;
-    let rss = rss_mib(server.child.id());
-    drop(server);
 
     let celery = if args.no_celery {
         None
@@ -430,31 +575,61 @@ fn main() -> anyhow::Result<()> {
         v.map(|x| format!("{x:.d$}"))
             .unwrap_or_else(|| "n/a".into())
     };
-
-    println!("| metric | crpc (SQLite) | Celery 5 + Redis | ratio |");
-    println!("|---|---|---|---|");
-    println!(
-        "| tasks/s, one request per task | {single:.0} | {} | {} |",
-        fmt(c("tasks_per_s"), 0),
-        ratio(single, c("tasks_per_s"), true)
+    let pgf = |f: fn(&Figures) -> f64| pg.as_ref().map(f);
+    let replicas = args.replicas.max(1);
+    println!("| metric | crpc SQLite | crpc PostgreSQL ({replicas} replicas) | Celery 5 + Redis | SQLite / Celery | PostgreSQL / Celery |");
+    println!("|---|---|---|---|---|---|");
+    let row =
+        |name: &str, ours: f64, pg: Option<f64>, theirs: Option<f64>, higher: bool, d: usize| {
+            println!(
+                "| {name} | {} | {} | {} | {} | {} |",
+                fmt(Some(ours), d),
+                fmt(pg, d),
+                fmt(theirs, d),
+                ratio(ours, theirs, higher),
+                pg.map(|p| ratio(p, theirs, higher))
+                    .unwrap_or_else(|| "n/a".into())
+            )
+        };
+    row(
+        "tasks/s, one request per task",
+        sqlite.single,
+        pgf(|f| f.single),
+        c("tasks_per_s"),
+        true,
+        0,
     );
-    println!(
-        "| tasks/s, batches of 100 | {batched:.0} | {} (no batch API) | {} |",
-        fmt(c("tasks_per_s"), 0),
-        ratio(batched, c("tasks_per_s"), true)
+    row(
+        "tasks/s, batches of 100 (Celery: no batch API)",
+        sqlite.batched,
+        pgf(|f| f.batched),
+        c("tasks_per_s"),
+        true,
+        0,
     );
-    println!(
-        "| p50 submit→answer, ms | {p50:.3} | {} | {} |",
-        fmt(c("p50_ms"), 3),
-        ratio(p50, c("p50_ms"), false)
+    row(
+        "p50 submit→answer, ms",
+        sqlite.p50,
+        pgf(|f| f.p50),
+        c("p50_ms"),
+        false,
+        3,
     );
-    println!(
-        "| p99 submit→answer, ms | {p99:.3} | {} | {} |",
-        fmt(c("p99_ms"), 3),
-        ratio(p99, c("p99_ms"), false)
+    row(
+        "p99 submit→answer, ms",
+        sqlite.p99,
+        pgf(|f| f.p99),
+        c("p99_ms"),
+        false,
+        3,
     );
-    if let Some((now, peak)) = rss {
-        println!("| server RSS after the run (peak), MiB | {now:.1} ({peak:.1}) | | |");
+    if let Some((now, peak)) = sqlite.rss {
+        let pg_rss = pg
+            .as_ref()
+            .and_then(|f| f.rss)
+            .map(|(n, p)| format!("{n:.1} ({p:.1})"))
+            .unwrap_or_else(|| "n/a".into());
+        println!("| server RSS after the run (peak), MiB, largest replica | {now:.1} ({peak:.1}) | {pg_rss} | | | |");
     }
     Ok(())
 }

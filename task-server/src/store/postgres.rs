@@ -30,6 +30,11 @@ const REAP_LIMIT: i64 = 1000;
 /// The scale-out store.
 pub struct PgStore {
     pool: PgPool,
+    /// Same database, `synchronous_commit = off`: for leases, heartbeats and worker sightings,
+    /// whose loss in a PostgreSQL crash is harmless (a lost lease leaves the task queued, and its
+    /// holder's answer is refused with 409 and the task runs again: at-least-once execution,
+    /// exactly-once acceptance). Submits and answers stay on the durable pool.
+    fast: PgPool,
     config: StoreConfig,
     events: broadcast::Sender<StoreEvent>,
     listener: tokio::task::JoinHandle<()>,
@@ -147,6 +152,14 @@ impl PgStore {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let fast_opts = url
+            .parse::<sqlx::postgres::PgConnectOptions>()?
+            .options([("synchronous_commit", "off")]);
+        let fast = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(fast_opts)
+            .await?;
         let (events, _) = broadcast::channel(4096);
         let mut listener = PgListener::connect_with(&pool).await?;
         listener.listen(CHANNEL).await?;
@@ -178,6 +191,7 @@ impl PgStore {
         });
         Ok(PgStore {
             pool,
+            fast,
             config,
             events,
             listener,
@@ -303,42 +317,41 @@ impl Store for PgStore {
         task: NewTask,
         now: i64,
     ) -> Result<SubmitOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        // One statement (its own transaction) on the common path: insert, and notify the
+        // replicas only when a row was inserted.
         let sql = format!(
-            "{INSERT} ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id"
+            "WITH ins AS ({INSERT} ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL \
+             DO NOTHING RETURNING id), woke AS (SELECT pg_notify($5, 'w') FROM ins) \
+             SELECT ins.id FROM ins, (SELECT count(*) FROM woke) w"
         );
         let inserted: Option<Uuid> = sqlx::query_scalar(&sql)
             .bind(serde_json::to_string(std::slice::from_ref(&task))?)
             .bind(owner)
             .bind(now)
             .bind(None::<Uuid>)
-            .fetch_optional(&mut *tx)
+            .bind(CHANNEL)
+            .fetch_optional(&self.pool)
             .await?;
-        let outcome = match inserted {
-            Some(_) => {
-                notify(&mut tx, ["w".to_string()]).await?;
-                SubmitOutcome::Created
+        if inserted.is_some() {
+            return Ok(SubmitOutcome::Created);
+        }
+        let row = sqlx::query(
+            "SELECT id, request_hash, state FROM tasks WHERE owner = $1 AND idempotency_key = $2",
+        )
+        .bind(owner)
+        .bind(&task.idempotency_key)
+        .fetch_one(&self.pool)
+        .await?;
+        let id: Uuid = row.try_get("id")?;
+        let hash: Option<String> = row.try_get("request_hash")?;
+        Ok(if hash == task.request_hash {
+            SubmitOutcome::Existing {
+                id,
+                state: parse_state(row.try_get("state")?)?,
             }
-            None => {
-                let row = sqlx::query("SELECT id, request_hash, state FROM tasks WHERE owner = $1 AND idempotency_key = $2")
-                    .bind(owner)
-                    .bind(&task.idempotency_key)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let id: Uuid = row.try_get("id")?;
-                let hash: Option<String> = row.try_get("request_hash")?;
-                if hash == task.request_hash {
-                    SubmitOutcome::Existing {
-                        id,
-                        state: parse_state(row.try_get("state")?)?,
-                    }
-                } else {
-                    SubmitOutcome::Conflict { id }
-                }
-            }
-        };
-        tx.commit().await?;
-        Ok(outcome)
+        } else {
+            SubmitOutcome::Conflict { id }
+        })
     }
 
     async fn submit_batch(
@@ -378,7 +391,7 @@ impl Store for PgStore {
             .bind(serde_json::to_string(&req.datasets)?)
             .bind(req.max_tasks as i64)
             .bind(self.config.timeout_grace_ms)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.fast)
             .await?;
         rows.iter().map(lease_from_row).collect()
     }
@@ -394,7 +407,7 @@ impl Store for PgStore {
             extended: sqlx::query_scalar(HEARTBEAT)
                 .bind(&items)
                 .bind(hb.now + hb.lease_ttl_ms)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.fast)
                 .await?,
             ..Default::default()
         };
@@ -660,7 +673,7 @@ impl Store for PgStore {
         .bind(w.slots as i64)
         .bind(serde_json::to_string(&w.capabilities)?)
         .bind(w.last_seen)
-        .execute(&self.pool)
+        .execute(&self.fast)
         .await?;
         Ok(())
     }
@@ -669,7 +682,7 @@ impl Store for PgStore {
         sqlx::query("UPDATE workers SET last_seen = GREATEST(last_seen, $2) WHERE worker_id = $1")
             .bind(worker_id)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.fast)
             .await?;
         Ok(())
     }
