@@ -82,3 +82,8 @@ CREATE TABLE workers (
     first_seen   BIGINT NOT NULL,
     last_seen    BIGINT NOT NULL
 );
+
+-- A queue table turns rows over fast: every claim leaves a dead entry at the front of tasks_ready
+-- that later claims must step over until vacuum removes it. Vacuum it early and without throttling.
+ALTER TABLE tasks SET (autovacuum_vacuum_scale_factor = 0.0, autovacuum_vacuum_threshold = 5000,
+                       autovacuum_vacuum_cost_delay = 0, autovacuum_analyze_scale_factor = 0.05);

@@ -11,6 +11,7 @@
 //! are read, under a per-batch advisory lock, only to rows already committed: numbers follow
 //! visibility order, and a cursor never skips.
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -38,6 +39,76 @@ pub struct PgStore {
     config: StoreConfig,
     events: broadcast::Sender<StoreEvent>,
     listener: tokio::task::JoinHandle<()>,
+    /// Runtime samples of committed answers not yet merged into `function_stats`.
+    pending: Arc<Pending>,
+    flusher: tokio::task::JoinHandle<()>,
+}
+
+/// Runtime samples (ms, succeeded, when) per function, waiting to be merged.
+type Pending = std::sync::Mutex<BTreeMap<FnKey, Vec<(f64, bool, i64)>>>;
+
+/// How often this replica merges its samples into the shared statistics rows. Locking the row
+/// inside every answer's transaction would serialise all answers to one function on that lock
+/// for the length of a commit (an fsync): ~500 answers/s at most, whatever the replica count.
+const STATS_FLUSH_EVERY: Duration = Duration::from_millis(250);
+
+/// Merges samples into the statistics rows, each under its row lock (keys in sorted order, so
+/// replicas cannot deadlock). Replaying raw samples keeps the merge exact across replicas.
+async fn flush_stats(pool: &PgPool, pending: &Pending) -> Result<(), StoreError> {
+    let batch = std::mem::take(&mut *pending.lock().expect("pending lock"));
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let result = async {
+        let mut tx = pool.begin().await?;
+        for (key, samples) in &batch {
+            sqlx::query(
+                "INSERT INTO function_stats (package, version, function, count, failures, mean_ms, var_ms, sketch, last_seen) \
+                 VALUES ($1, $2, $3, 0, 0, 0, 0, '{}', 0) ON CONFLICT DO NOTHING",
+            )
+            .bind(&key.package)
+            .bind(&key.version)
+            .bind(&key.function)
+            .execute(&mut *tx)
+            .await?;
+            let row = sqlx::query("SELECT * FROM function_stats WHERE package = $1 AND version = $2 AND function = $3 FOR UPDATE")
+                .bind(&key.package)
+                .bind(&key.version)
+                .bind(&key.function)
+                .fetch_one(&mut *tx)
+                .await?;
+            let mut st = stats_from_row(&row)?;
+            for (ms, ok, at) in samples {
+                st.record(*ms, *ok, *at);
+            }
+            sqlx::query(
+                "UPDATE function_stats SET count = $4, failures = $5, mean_ms = $6, var_ms = $7, sketch = $8, last_seen = $9 \
+                 WHERE package = $1 AND version = $2 AND function = $3",
+            )
+            .bind(&key.package)
+            .bind(&key.version)
+            .bind(&key.function)
+            .bind(st.count as i64)
+            .bind(st.failures as i64)
+            .bind(st.mean_ms)
+            .bind(st.var_ms)
+            .bind(serde_json::to_string(&st.sketch)?)
+            .bind(st.last_seen)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok::<(), StoreError>(())
+    }
+    .await;
+    if result.is_err() {
+        // Put them back for the next flush.
+        let mut p = pending.lock().expect("pending lock");
+        for (k, v) in batch {
+            p.entry(k).or_default().extend(v);
+        }
+    }
+    result
 }
 
 const INSERT: &str = r#"
@@ -57,13 +128,13 @@ UPDATE tasks SET state = 'leased', lease_epoch = lease_epoch + 1, attempt = atte
        lease_worker = $1, leased_at = $2, progress = NULL,
        timeout_at = CASE WHEN timeout_s IS NULL THEN NULL ELSE $2 + timeout_s * 1000 + $8 END,
        lease_deadline = CASE WHEN timeout_s IS NULL THEN $3 ELSE LEAST($3, $2 + timeout_s * 1000 + $8) END
-WHERE seq IN (
+WHERE seq = ANY(ARRAY(
     SELECT seq FROM tasks
     WHERE state = 'queued' AND available_at <= $2 AND req_gpus <= $4 AND req_memory_mb <= $5
       AND (req_datasets IS NULL OR req_datasets <@ $6::jsonb)
     ORDER BY priority DESC, seq
     LIMIT $7
-    FOR UPDATE SKIP LOCKED)
+    FOR UPDATE SKIP LOCKED))
 RETURNING id, package, version, function, args::text AS args, kwargs::text AS kwargs, timeout_s, attempt,
           max_attempts, lease_epoch, lease_deadline, req_gpus, req_memory_mb, req_datasets::text AS req_datasets
 "#;
@@ -110,8 +181,6 @@ RETURNING t.id, t.state, t.batch_id, t.package, t.version, t.function, t.runtime
 
 // `done` below: timed out, or out of attempts.
 const REAP: &str = r#"
-WITH expired AS (SELECT id FROM tasks WHERE state = 'leased' AND lease_deadline <= $1
-                 ORDER BY lease_deadline LIMIT $5 FOR UPDATE SKIP LOCKED)
 UPDATE tasks t SET
   state = CASE WHEN (t.timeout_at IS NOT NULL AND t.timeout_at <= $1) OR t.attempt >= t.max_attempts THEN 'failed' ELSE 'queued' END,
   error = CASE WHEN t.timeout_at IS NOT NULL AND t.timeout_at <= $1
@@ -128,7 +197,8 @@ UPDATE tasks t SET
   expires_at = CASE WHEN (t.timeout_at IS NOT NULL AND t.timeout_at <= $1) OR t.attempt >= t.max_attempts
                     THEN $1 + COALESCE(t.ttl_s, $4) * 1000 END,
   lease_deadline = NULL, timeout_at = NULL
-FROM expired WHERE t.id = expired.id
+WHERE t.seq = ANY(ARRAY(SELECT seq FROM tasks WHERE state = 'leased' AND lease_deadline <= $1
+                         ORDER BY lease_deadline LIMIT $5 FOR UPDATE SKIP LOCKED))
 RETURNING t.id, t.state, t.batch_id
 "#;
 
@@ -189,12 +259,26 @@ impl PgStore {
                 }
             }
         });
+        let pending: Arc<Pending> = Arc::default();
+        let (fpool, fpending) = (pool.clone(), pending.clone());
+        let flusher = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(STATS_FLUSH_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = flush_stats(&fpool, &fpending).await {
+                    tracing::warn!(error = %e, "writing runtime statistics failed; will retry");
+                }
+            }
+        });
         Ok(PgStore {
             pool,
             fast,
             config,
             events,
             listener,
+            pending,
+            flusher,
         })
     }
 }
@@ -479,43 +563,6 @@ impl Store for PgStore {
             };
             applied.insert(id, AnswerOutcome::Accepted { finished: f });
         }
-        // Sorted keys: two replicas lock the same statistics rows in the same order.
-        for (key, samples) in touched {
-            sqlx::query(
-                "INSERT INTO function_stats (package, version, function, count, failures, mean_ms, var_ms, sketch, last_seen) \
-                 VALUES ($1, $2, $3, 0, 0, 0, 0, '{}', 0) ON CONFLICT DO NOTHING",
-            )
-            .bind(&key.package)
-            .bind(&key.version)
-            .bind(&key.function)
-            .execute(&mut *tx)
-            .await?;
-            let row = sqlx::query("SELECT * FROM function_stats WHERE package = $1 AND version = $2 AND function = $3 FOR UPDATE")
-                .bind(&key.package)
-                .bind(&key.version)
-                .bind(&key.function)
-                .fetch_one(&mut *tx)
-                .await?;
-            let mut st = stats_from_row(&row)?;
-            for (ms, ok) in samples {
-                st.record(ms, ok, now);
-            }
-            sqlx::query(
-                "UPDATE function_stats SET count = $4, failures = $5, mean_ms = $6, var_ms = $7, sketch = $8, last_seen = $9 \
-                 WHERE package = $1 AND version = $2 AND function = $3",
-            )
-            .bind(&key.package)
-            .bind(&key.version)
-            .bind(&key.function)
-            .bind(st.count as i64)
-            .bind(st.failures as i64)
-            .bind(st.mean_ms)
-            .bind(st.var_ms)
-            .bind(serde_json::to_string(&st.sketch)?)
-            .bind(st.last_seen)
-            .execute(&mut *tx)
-            .await?;
-        }
         let mut payloads = finished_payloads(&finished);
         if requeued {
             payloads.push("w".into());
@@ -543,6 +590,14 @@ impl Store for PgStore {
             }
         }
         tx.commit().await?;
+        {
+            let mut p = self.pending.lock().expect("pending lock");
+            for (key, samples) in touched {
+                p.entry(key)
+                    .or_default()
+                    .extend(samples.into_iter().map(|(ms, ok)| (ms, ok, now)));
+            }
+        }
         let mut seen = HashSet::new();
         Ok(answers
             .iter()
@@ -646,7 +701,7 @@ impl Store for PgStore {
             }
         }
         out.deleted = sqlx::query(
-            "DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            "DELETE FROM tasks WHERE seq = ANY(ARRAY(SELECT seq FROM tasks WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED))",
         )
         .bind(now)
         .bind(REAP_LIMIT)
@@ -873,6 +928,8 @@ impl Store for PgStore {
     }
 
     async fn stats(&self) -> Result<Vec<FunctionStats>, StoreError> {
+        // This replica's own recent samples first, so its readers never see them missing.
+        flush_stats(&self.pool, &self.pending).await?;
         let rows = sqlx::query(
             "SELECT * FROM function_stats WHERE count > 0 ORDER BY package, version, function",
         )
@@ -922,6 +979,10 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
+        self.flusher.abort();
+        if let Err(e) = flush_stats(&self.pool, &self.pending).await {
+            tracing::warn!(error = %e, "could not write the last runtime statistics");
+        }
         self.listener.abort();
         self.pool.close().await;
     }
