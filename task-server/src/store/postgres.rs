@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::Row;
 use task_api::{Lease, Resources, TaskError, TaskPayload, TaskState};
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -42,6 +42,8 @@ pub struct PgStore {
     /// Runtime samples of committed answers not yet merged into `function_stats`.
     pending: Arc<Pending>,
     flusher: tokio::task::JoinHandle<()>,
+    announcer: Arc<Announcer>,
+    announce_task: tokio::task::JoinHandle<()>,
 }
 
 /// Runtime samples (ms, succeeded, when) per function, waiting to be merged.
@@ -238,15 +240,16 @@ impl PgStore {
             loop {
                 match listener.recv().await {
                     Ok(n) => {
-                        let p = n.payload();
-                        let ev = match p.split_once(':') {
-                            None if p == "w" => Some(StoreEvent::Work),
-                            Some(("t", id)) => Uuid::parse_str(id).ok().map(StoreEvent::Task),
-                            Some(("b", id)) => Uuid::parse_str(id).ok().map(StoreEvent::Batch),
-                            _ => None,
-                        };
-                        if let Some(ev) = ev {
-                            let _ = tx.send(ev);
+                        for p in n.payload().split(',') {
+                            let ev = match p.split_once(':') {
+                                None if p == "w" => Some(StoreEvent::Work),
+                                Some(("t", id)) => Uuid::parse_str(id).ok().map(StoreEvent::Task),
+                                Some(("b", id)) => Uuid::parse_str(id).ok().map(StoreEvent::Batch),
+                                _ => None,
+                            };
+                            if let Some(ev) = ev {
+                                let _ = tx.send(ev);
+                            }
                         }
                     }
                     Err(e) => {
@@ -271,7 +274,11 @@ impl PgStore {
                 }
             }
         });
+        let announcer = Arc::new(Announcer::default());
+        let announce_task = tokio::spawn(announce_loop(pool.clone(), announcer.clone()));
         Ok(PgStore {
+            announcer,
+            announce_task,
             pool,
             fast,
             config,
@@ -283,20 +290,60 @@ impl PgStore {
     }
 }
 
-async fn notify(
-    tx: &mut Transaction<'_, Postgres>,
-    payloads: impl IntoIterator<Item = String>,
-) -> Result<(), StoreError> {
-    // Delivered at commit; identical payloads in one transaction are folded by PostgreSQL.
-    let payloads: Vec<String> = payloads.into_iter().collect();
-    if !payloads.is_empty() {
-        sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+/// Coalesces notifications. Hot transactions never NOTIFY themselves: PostgreSQL serialises the
+/// commits of transactions that notified on one global lock. Instead, after a commit, the items are
+/// handed here, and a background task sends what accumulated every ~2 ms as a few NOTIFYs of
+/// comma-separated items.
+#[derive(Default)]
+struct Announcer {
+    pending: std::sync::Mutex<HashSet<String>>,
+    wake: tokio::sync::Notify,
+}
+
+/// Largest NOTIFY payload sent (PostgreSQL's limit is 8000 bytes).
+const PAYLOAD_MAX: usize = 7000;
+
+impl Announcer {
+    /// Queues items for the next NOTIFY; call only after the change they announce committed.
+    fn announce(&self, items: impl IntoIterator<Item = String>) {
+        let mut p = self.pending.lock().expect("announcer lock");
+        let before = p.len();
+        p.extend(items);
+        if p.len() > before {
+            self.wake.notify_one();
+        }
+    }
+}
+
+async fn announce_loop(pool: PgPool, ann: Arc<Announcer>) {
+    loop {
+        ann.wake.notified().await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let items = std::mem::take(&mut *ann.pending.lock().expect("announcer lock"));
+        let mut payloads: Vec<String> = Vec::new();
+        let mut cur = String::new();
+        for item in items {
+            if !cur.is_empty() && cur.len() + item.len() + 1 > PAYLOAD_MAX {
+                payloads.push(std::mem::take(&mut cur));
+            }
+            if !cur.is_empty() {
+                cur.push(',');
+            }
+            cur.push_str(&item);
+        }
+        if !cur.is_empty() {
+            payloads.push(cur);
+        }
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
             .bind(CHANNEL)
             .bind(&payloads)
-            .execute(&mut **tx)
-            .await?;
+            .execute(&pool)
+            .await
+        {
+            // Parked callers also time out and re-check; nothing is lost, only woken later.
+            tracing::warn!(error = %e, "NOTIFY failed");
+        }
     }
-    Ok(())
 }
 
 fn finished_payloads(f: &[Finished]) -> Vec<String> {
@@ -405,18 +452,17 @@ impl Store for PgStore {
         // replicas only when a row was inserted.
         let sql = format!(
             "WITH ins AS ({INSERT} ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL \
-             DO NOTHING RETURNING id), woke AS (SELECT pg_notify($5, 'w') FROM ins) \
-             SELECT ins.id FROM ins, (SELECT count(*) FROM woke) w"
+             DO NOTHING RETURNING id) SELECT id FROM ins"
         );
         let inserted: Option<Uuid> = sqlx::query_scalar(&sql)
             .bind(serde_json::to_string(std::slice::from_ref(&task))?)
             .bind(owner)
             .bind(now)
             .bind(None::<Uuid>)
-            .bind(CHANNEL)
             .fetch_optional(&self.pool)
             .await?;
         if inserted.is_some() {
+            self.announcer.announce(["w".to_string()]);
             return Ok(SubmitOutcome::Created);
         }
         let row = sqlx::query(
@@ -460,8 +506,8 @@ impl Store for PgStore {
             .bind(Some(batch_id))
             .execute(&mut *tx)
             .await?;
-        notify(&mut tx, ["w".to_string()]).await?;
         tx.commit().await?;
+        self.announcer.announce(["w".to_string()]);
         Ok(())
     }
 
@@ -567,7 +613,6 @@ impl Store for PgStore {
         if requeued {
             payloads.push("w".into());
         }
-        notify(&mut tx, payloads).await?;
         let missing: Vec<Uuid> = answers
             .iter()
             .map(|a| a.id)
@@ -590,6 +635,7 @@ impl Store for PgStore {
             }
         }
         tx.commit().await?;
+        self.announcer.announce(payloads);
         {
             let mut p = self.pending.lock().expect("pending lock");
             for (key, samples) in touched {
@@ -637,7 +683,6 @@ impl Store for PgStore {
                     state: TaskState::Cancelled,
                     snapshot: None,
                 };
-                notify(&mut tx, finished_payloads(std::slice::from_ref(&f))).await?;
                 CancelOutcome::Cancelled(f)
             }
             None => match sqlx::query_scalar::<_, String>("SELECT state FROM tasks WHERE id = $1")
@@ -650,6 +695,10 @@ impl Store for PgStore {
             },
         };
         tx.commit().await?;
+        if let CancelOutcome::Cancelled(f) = &out {
+            self.announcer
+                .announce(finished_payloads(std::slice::from_ref(f)));
+        }
         Ok(out)
     }
 
@@ -667,12 +716,15 @@ impl Store for PgStore {
                     state: parse_state(row.try_get("state")?)?,
                     snapshot: None,
                 };
-                notify(&mut tx, finished_payloads(std::slice::from_ref(&f))).await?;
                 Some(f)
             }
             None => None,
         };
         tx.commit().await?;
+        if let Some(f) = &out {
+            self.announcer
+                .announce(finished_payloads(std::slice::from_ref(f)));
+        }
         Ok(out)
     }
 
@@ -712,8 +764,8 @@ impl Store for PgStore {
         if out.requeued > 0 {
             payloads.push("w".into());
         }
-        notify(&mut tx, payloads).await?;
         tx.commit().await?;
+        self.announcer.announce(payloads);
         Ok(out)
     }
 
@@ -980,6 +1032,7 @@ impl Store for PgStore {
 
     async fn close(&self) {
         self.flusher.abort();
+        self.announce_task.abort();
         if let Err(e) = flush_stats(&self.pool, &self.pending).await {
             tracing::warn!(error = %e, "could not write the last runtime statistics");
         }
