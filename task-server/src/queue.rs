@@ -461,11 +461,7 @@ impl Queue {
             notified.as_mut().enable();
             let batch = self.visible_batch(caller, id).await?;
             let counts = self.store.batch_counts(id).await?;
-            let finished: u64 = counts
-                .iter()
-                .filter(|(s, _)| s.is_terminal())
-                .map(|(_, n)| n)
-                .sum();
+            let finished = finished_count(&counts);
             let done = finished >= batch.total;
             if done || Instant::now() >= deadline || self.draining() {
                 let est = self.estimate_scope(LoadScope::Batch(id)).await?;
@@ -519,13 +515,7 @@ impl Queue {
             let batch = self.visible_batch(caller, id).await?;
             // Whether every task had finished is read BEFORE the results: a task finishing
             // between the two reads must not let us say `done` without having returned it.
-            let counts = self.store.batch_counts(id).await?;
-            let finished: u64 = counts
-                .iter()
-                .filter(|(s, _)| s.is_terminal())
-                .map(|(_, n)| n)
-                .sum();
-            let all_finished = finished >= batch.total;
+            let all_finished = finished_count(&self.store.batch_counts(id).await?) >= batch.total;
             let results: Vec<BatchResult> = self.store.batch_results(id, after, limit).await?;
             if !results.is_empty() || all_finished || Instant::now() >= deadline || self.draining()
             {
@@ -1012,6 +1002,15 @@ fn to_answer_in(a: SubmitAnswer) -> Result<AnswerIn, ApiError> {
         kind,
         runtime_ms: a.runtime_ms,
     })
+}
+
+/// Tasks of a batch in a terminal state.
+fn finished_count(counts: &HashMap<TaskState, u64>) -> u64 {
+    counts
+        .iter()
+        .filter(|(s, _)| s.is_terminal())
+        .map(|(_, n)| n)
+        .sum()
 }
 
 /// Wall seconds with `slots` live slots; `None` when no processor is live.

@@ -3,16 +3,6 @@ use std::process::Command;
 
 use crpc_tests::{sibling_binary, Proc};
 
-fn block(marker: &str) -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .expect("README.md");
-    let start = readme.find(marker).expect("marker in README.md");
-    let rest = &readme[start..];
-    let open = rest.find("```bash\n").expect("bash block") + "```bash\n".len();
-    let close = rest[open..].find("\n```\n").expect("closing fence");
-    rest[open..open + close + 1].to_string()
-}
-
 #[test]
 fn readme_registry_walkthrough_works_as_written() {
     let server_dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
@@ -29,7 +19,7 @@ fn readme_registry_walkthrough_works_as_written() {
         server_dir.clone(),
         &["--registry", &registry.url.clone()],
     );
-    let script = block("<!-- registry-walkthrough -->")
+    let script = crpc_tests::readme_block("<!-- registry-walkthrough -->")
         .replace("http://127.0.0.1:7701", &registry.url)
         .replace("http://127.0.0.1:7700", &server.url)
         .replace(

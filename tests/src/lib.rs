@@ -24,6 +24,19 @@ pub fn sibling_binary(name: &str) -> PathBuf {
     bin
 }
 
+/// The bash block that follows `marker` in the workspace README (docs that are tested).
+pub fn readme_block(marker: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let readme = std::fs::read_to_string(&path).expect("README.md");
+    let start = readme
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} in README.md"));
+    let rest = &readme[start..];
+    let open = rest.find("```bash\n").expect("bash block") + "```bash\n".len();
+    let close = rest[open..].find("\n```\n").expect("closing fence");
+    rest[open..open + close + 1].to_string()
+}
+
 /// A running crpc service process with its own data directory.
 pub struct Proc {
     child: Option<Child>,

@@ -3,23 +3,10 @@ use std::process::Command;
 
 use crate::harness::{binary, Server};
 
-/// The bash block after `<!-- walkthrough -->` in README.md.
-fn walkthrough() -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .expect("README.md");
-    let start = readme
-        .find("<!-- walkthrough -->")
-        .expect("walkthrough marker in README.md");
-    let rest = &readme[start..];
-    let open = rest.find("```bash\n").expect("bash block") + "```bash\n".len();
-    let close = rest[open..].find("```").expect("closing fence");
-    rest[open..open + close].to_string()
-}
-
 #[test]
 fn readme_curl_walkthrough_works_as_written() {
     let server = Server::start(&[]);
-    let script = walkthrough()
+    let script = crpc_tests::readme_block("<!-- walkthrough -->")
         .replace("http://127.0.0.1:7700", &server.url)
         .replace(
             "cargo run -q --release -p task-server --",
