@@ -55,25 +55,21 @@ pub struct SqliteRegistry {
 impl SqliteRegistry {
     /// Opens (creating) `path` and migrates.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10));
-        Self::open_with(opts).await
+        Self::open_with(SqliteConnectOptions::new().filename(path)).await
     }
 
     /// Opens a `sqlite:` URL.
     pub async fn open_url(url: &str) -> Result<Self, StoreError> {
-        let opts = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal);
-        Self::open_with(opts).await
+        Self::open_with(SqliteConnectOptions::from_str(url)?).await
     }
 
+    /// Applies the tuning every path gets (WAL, NORMAL sync, busy timeout), then opens.
     async fn open_with(opts: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let opts = opts
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10));
         // One writer is plenty for publish rates; reads share the pool.
         let pool = SqlitePoolOptions::new()
             .max_connections(4)

@@ -122,31 +122,26 @@ struct Job {
 impl SqliteStore {
     /// Opens (creating if missing) the database file and runs migrations.
     pub async fn open(path: &Path, config: StoreConfig) -> Result<Self, StoreError> {
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
+        Self::open_with(SqliteConnectOptions::new().filename(path), config).await
+    }
+
+    /// Opens from a `sqlite:` URL.
+    pub async fn open_url(url: &str, config: StoreConfig) -> Result<Self, StoreError> {
+        Self::open_with(SqliteConnectOptions::from_str(url)?, config).await
+    }
+
+    /// Applies the tuning every path gets (WAL, NORMAL sync, busy timeout, caches), then opens.
+    async fn open_with(
+        opts: SqliteConnectOptions,
+        config: StoreConfig,
+    ) -> Result<Self, StoreError> {
+        let opts = opts
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-32000");
-        Self::open_with(opts, config).await
-    }
-
-    /// Opens from a `sqlite:` URL.
-    pub async fn open_url(url: &str, config: StoreConfig) -> Result<Self, StoreError> {
-        let opts = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10));
-        Self::open_with(opts, config).await
-    }
-
-    async fn open_with(
-        opts: SqliteConnectOptions,
-        config: StoreConfig,
-    ) -> Result<Self, StoreError> {
         // Migrations through a one-connection pool: `run(&mut conn)` makes a future that is not
         // `Send` (sqlx's Acquire is not general over lifetimes).
         let migrate = SqlitePoolOptions::new()
