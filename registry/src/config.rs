@@ -41,13 +41,3 @@ pub struct Args {
     #[arg(long, env = "CRPC_LOG_JSON")]
     pub log_json: bool,
 }
-
-impl Args {
-    /// Defaults with a data dir and port 0, for tests.
-    pub fn for_tests(data_dir: PathBuf) -> Self {
-        Args {
-            data_dir,
-            ..Args::parse_from(["task-registry", "--bind", "127.0.0.1:0"])
-        }
-    }
-}

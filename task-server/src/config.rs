@@ -106,14 +106,3 @@ pub struct ServeArgs {
     #[arg(long, env = "CRPC_LOG_JSON")]
     pub log_json: bool,
 }
-
-impl ServeArgs {
-    /// Defaults with a given data dir and port 0, for tests.
-    pub fn for_tests(data_dir: PathBuf) -> Self {
-        let cli = Cli::parse_from(["task-server", "--bind", "127.0.0.1:0"]);
-        ServeArgs {
-            data_dir,
-            ..cli.serve
-        }
-    }
-}
