@@ -118,6 +118,10 @@ pub struct HeartbeatResponse {
     pub lost: Vec<Uuid>,
     /// New deadline of the extended leases, ms since the Unix epoch.
     pub lease_deadline: i64,
+    /// Broadcast payloads for every processor since its last heartbeat, oldest first (the
+    /// processor hands each to its packages' `update` hook).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broadcasts: Vec<Value>,
 }
 
 /// Body of `POST /worker/submit_answer` (single form; the batch form is `{"answers": [...]}`).

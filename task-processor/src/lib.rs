@@ -1,6 +1,29 @@
-//! crpc task processor: pulls tasks over HTTP, installs packages, runs WASM components and
-//! native programs in slots.
+//! crpc task processor: pulls tasks from the server over HTTP (works behind NAT), installs the
+//! package version each task names from the registry, and runs it — a WASM component in wasmtime
+//! or a native program over JSON lines — on one slot per GPU plus CPU slots.
 //!
-//! Empty on purpose until its issue lands; it is a workspace member now so the layout of
-//! DESIGN.md builds from the first commit.
-#![forbid(unsafe_code)]
+//! ```no_run
+//! # async fn f(handler: std::sync::Arc<dyn task_processor::TaskHandler>) -> anyhow::Result<()> {
+//! task_processor::Processor::builder()
+//!     .server("http://127.0.0.1:7700")
+//!     .token(Some("…".into()))
+//!     .handler(handler)
+//!     .build()?
+//!     .run(async { let _ = tokio::signal::ctrl_c().await; })
+//!     .await
+//! # }
+//! ```
+pub mod cache;
+pub mod client;
+pub mod config;
+pub mod gpu;
+pub mod handler;
+pub mod package_handler;
+pub mod processor;
+pub mod runtime;
+mod start;
+
+pub use handler::{Progress, TaskContext, TaskFailure, TaskHandler};
+pub use package_handler::PackageHandler;
+pub use processor::{Processor, ProcessorBuilder};
+pub use start::{build_from_config, shutdown_signal};

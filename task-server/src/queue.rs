@@ -825,6 +825,8 @@ impl Queue {
             cancelled: out.cancelled,
             lost: out.lost,
             lease_deadline: now + ttl,
+            // Filled by the broadcast route (its own issue); processors already act on it.
+            broadcasts: Vec::new(),
         })
     }
 
@@ -975,11 +977,13 @@ fn to_answer_in(a: SubmitAnswer) -> Result<AnswerIn, ApiError> {
         (Some(v), None) => AnswerKind::Ok(v),
         (None, Some(e)) => match e.kind {
             TaskErrorKind::Retryable => AnswerKind::Retryable(e),
-            TaskErrorKind::Fatal => AnswerKind::Fatal(e),
+            // A processor that stopped a task at its time limit reports `timeout`: final, like
+            // Celery's hard time limit, and shown to the owner under that kind.
+            TaskErrorKind::Fatal | TaskErrorKind::Timeout => AnswerKind::Fatal(e),
             _ => {
                 return Err(ApiError::invalid(
                     "error.kind",
-                    "a worker reports error.kind `retryable` or `fatal`",
+                    "a worker reports error.kind `retryable`, `fatal` or `timeout`",
                 ))
             }
         },

@@ -1,3 +1,4 @@
 //! End-to-end tests across crpc binaries (built by `cargo test --workspace`).
+mod processor;
 mod readme;
 mod registry_resolution;

@@ -8,8 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::time::Instant;
+
+use crpc_service::auth::{mint, Secret};
 use reqwest::StatusCode;
 use serde_json::Value;
+use task_api::Role;
 
 /// A crpc binary built next to the running test (`target/<profile>/<name>`).
 pub fn sibling_binary(name: &str) -> PathBuf {
@@ -172,6 +176,245 @@ fn spawn(binary: &Path, dir: &Path, port: u16, extra: &[String]) -> Result<(Chil
                 binary.display(),
                 std::fs::read_to_string(dir.join("service.log")).unwrap_or_default()
             ))
+        }
+    }
+}
+
+/// A running `task-processor` with its own package cache.
+pub struct Worker {
+    child: Option<Child>,
+    /// The cache directory (kept across restarts).
+    pub cache: Arc<tempfile::TempDir>,
+    args: Vec<String>,
+}
+
+impl Worker {
+    /// Starts `task-processor --server S --registry R --token T --cache-dir <fresh> <extra…>` and
+    /// waits until it pulls.
+    pub fn start(server: &str, registry: &str, token: &str, extra: &[&str]) -> Worker {
+        let mut args: Vec<String> = ["--server", server, "--registry", registry, "--token", token]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut w = Worker {
+            child: None,
+            cache: Arc::new(tempfile::tempdir().expect("tempdir")),
+            args,
+        };
+        w.restart();
+        w
+    }
+
+    /// Starts it again with the same cache.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop it first");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.cache.path().join("processor.log"))
+            .expect("log");
+        let mut child = Command::new(sibling_binary("task-processor"))
+            .args(&self.args)
+            .arg("--cache-dir")
+            .arg(self.cache.path().join("cache"))
+            .env("CRPC_LOG", "info,task_processor=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("task-processor starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+        assert!(
+            line.contains("pulling from"),
+            "task-processor did not start (printed {line:?}); log: {}",
+            self.log()
+        );
+        self.child = Some(child);
+    }
+
+    /// The exit status, once it exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        c.wait().expect("wait")
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.cache.path().join("processor.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// An example package directory (`examples/NAME`), checked to hold what
+/// `scripts/build-examples` builds.
+pub fn example_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name);
+    let built = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.flatten().any(|e| {
+                let n = e.file_name().to_string_lossy().to_string();
+                n.ends_with(".wasm") || n == "wheels"
+            })
+        })
+        .unwrap_or(false);
+    assert!(
+        built,
+        "{} lacks its built component or wheel: run ./scripts/build-examples (./scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
+/// A task server wired to a registry, with tokens for each role, for tests that run processors.
+pub struct Cluster {
+    /// The registry.
+    pub registry: Proc,
+    /// The server (started with `--registry`).
+    pub server: Proc,
+    /// Client with a `user` token (alice).
+    pub user: Api,
+    /// Registry client with a `publisher` token.
+    pub publisher: Api,
+    /// A `worker` token.
+    pub worker_token: String,
+}
+
+impl Cluster {
+    /// Starts both; `server_extra` are more server flags.
+    pub fn start(server_extra: &[&str]) -> Cluster {
+        let registry = Proc::start(&sibling_binary("task-registry"), &[]);
+        let secret_file = registry.data_dir().join("jwt_secret");
+        let mut args = vec![
+            "--registry",
+            registry.url.as_str(),
+            "--jwt-secret-file",
+            secret_file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(server_extra);
+        let server = Proc::start(&sibling_binary("task-server"), &args);
+        let secret = Secret::load(None, Some(&secret_file), registry.data_dir()).unwrap();
+        let tok = |role, sub: &str| mint(&secret, sub, role, Duration::from_secs(3600)).unwrap();
+        Cluster {
+            user: Api::new(&server.url, Some(tok(Role::User, "alice"))),
+            publisher: Api::new(&registry.url, Some(tok(Role::Publisher, "ci"))),
+            worker_token: tok(Role::Worker, "proc"),
+            registry,
+            server,
+        }
+    }
+
+    /// Publishes `examples/NAME`, optionally under another version.
+    pub async fn publish(&self, name: &str, version: Option<&str>) {
+        let src = example_dir(name);
+        let tmp = tempfile::tempdir().unwrap();
+        copy_dir(&src, tmp.path());
+        let manifest = tmp.path().join("crpc.toml");
+        let mut text = std::fs::read_to_string(&manifest).unwrap();
+        if let Some(v) = version {
+            text = text.replacen("version = \"1.0.0\"", &format!("version = \"{v}\""), 1);
+            std::fs::write(&manifest, &text).unwrap();
+        }
+        let v = version.unwrap_or("1.0.0");
+        let archive = crpc_package::archive::build(tmp.path()).unwrap();
+        let (st, b) = self
+            .publisher
+            .put_bytes(&format!("/v1/packages/{name}/{v}"), archive, &[])
+            .await;
+        assert_eq!(st, 201, "publish {name}@{v}: {b}");
+    }
+
+    /// Starts a processor against this cluster.
+    pub fn processor(&self, extra: &[&str]) -> Worker {
+        Worker::start(
+            &self.server.url,
+            &self.registry.url,
+            &self.worker_token,
+            extra,
+        )
+    }
+
+    /// Submits as alice; the task id.
+    pub async fn submit(&self, body: Value) -> String {
+        let (st, v) = self.user.post("/user/submit_task", &body).await;
+        assert_eq!(st, 201, "{body} → {v}");
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    /// `request_answer` without waiting.
+    pub async fn answer(&self, id: &str) -> Value {
+        self.user.get(&format!("/user/request_answer/{id}")).await.1
+    }
+
+    /// Waits (long-poll) until the task is finished.
+    pub async fn wait(&self, id: &str, limit: Duration) -> Value {
+        let until = Instant::now() + limit;
+        loop {
+            let (_, v) = self
+                .user
+                .get(&format!("/user/request_answer/{id}?wait=5"))
+                .await;
+            if matches!(
+                v["state"].as_str(),
+                Some("succeeded" | "failed" | "cancelled")
+            ) {
+                return v;
+            }
+            assert!(Instant::now() < until, "task {id} not finished: {v}");
+        }
+    }
+}
+
+/// Copies a directory tree (without venvs and caches).
+pub fn copy_dir(src: &Path, dst: &Path) {
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            if e.file_name() == ".venv" || e.file_name() == "__pycache__" {
+                continue;
+            }
+            std::fs::create_dir_all(&to).unwrap();
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
         }
     }
 }

@@ -1,0 +1,35 @@
+//! Estimates π by throwing random points at the unit square.
+
+crpc_guest::export! {
+    /// π from `samples` random points; reports progress every 1 %.
+    fn estimate_pi(samples: u64) -> crpc_guest::Result<f64> {
+        if samples == 0 {
+            return Err("samples must be at least 1".into());
+        }
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ samples);
+        let step = (samples / 100).max(1);
+        let mut inside = 0u64;
+        for i in 0..samples {
+            let (x, y) = (rng.unit(), rng.unit());
+            if x * x + y * y <= 1.0 {
+                inside += 1;
+            }
+            if (i + 1) % step == 0 {
+                crpc_guest::progress(100.0 * (i + 1) as f64 / samples as f64);
+            }
+        }
+        Ok(4.0 * inside as f64 / samples as f64)
+    }
+}
+
+/// A small, fast, deterministic generator (no WASI randomness needed).
+struct XorShift(u64);
+
+impl XorShift {
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}

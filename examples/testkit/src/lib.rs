@@ -1,0 +1,64 @@
+//! Functions that exercise the processor's sandbox and hot path: the test suite and the
+//! benchmarks use them. Not an example to copy.
+use serde_json::Value;
+
+crpc_guest::export! {
+    /// Returns its argument.
+    fn echo(value: Value) -> crpc_guest::Result<Value> {
+        Ok(value)
+    }
+
+    /// Does nothing (the cost of a call).
+    fn noop() -> crpc_guest::Result<()> {
+        Ok(())
+    }
+
+    /// Spins for `ms` milliseconds of wall time (a task of known length).
+    fn busy_ms(ms: u64) -> crpc_guest::Result<u64> {
+        let start = std::time::Instant::now();
+        while start.elapsed().as_millis() < ms as u128 {
+            std::hint::spin_loop();
+        }
+        Ok(ms)
+    }
+
+    /// Never returns: the processor's timeout must stop it.
+    fn spin() -> crpc_guest::Result<()> {
+        let mut x: u64 = 0;
+        loop {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+    }
+
+    /// Allocates and touches `mb` MiB: the processor's memory cap must stop it.
+    fn alloc_mb(mb: u64) -> crpc_guest::Result<u64> {
+        let mut v = vec![0u8; (mb as usize) << 20];
+        for i in (0..v.len()).step_by(4096) {
+            v[i] = 1;
+        }
+        Ok(std::hint::black_box(v).len() as u64 >> 20)
+    }
+
+    /// Reads a file: with no preopened directories this must be denied.
+    fn read_file(path: String) -> crpc_guest::Result<String> {
+        Ok(std::fs::read_to_string(path)?)
+    }
+
+    /// Reports progress in `steps` steps, `ms` apart.
+    fn progress_steps(steps: u32, ms: u64) -> crpc_guest::Result<u32> {
+        for i in 1..=steps {
+            busy_ms(ms)?;
+            crpc_guest::progress(100.0 * i as f64 / steps as f64);
+        }
+        Ok(steps)
+    }
+
+    /// Fails with the given kind ("retryable" or anything else for fatal).
+    fn fail(kind: String, message: String) -> crpc_guest::Result<()> {
+        Err(if kind == "retryable" {
+            crpc_guest::Error::retryable(message)
+        } else {
+            crpc_guest::Error::fatal(message)
+        })
+    }
+}

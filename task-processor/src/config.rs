@@ -1,0 +1,99 @@
+//! Command-line flags (with environment fallbacks) of `task-processor`.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Pulls tasks from a crpc server over HTTP, installs their packages from the registry and runs
+/// them: WASM components in wasmtime, native programs over JSON lines. One slot per GPU plus
+/// `--cpu-slots` CPU slots; each slot runs one task at a time.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "task-processor", version)]
+pub struct Config {
+    /// Task server base URL.
+    #[arg(long, env = "CRPC_SERVER", default_value = "http://127.0.0.1:7700")]
+    pub server: String,
+
+    /// Package registry base URL.
+    #[arg(long, env = "CRPC_REGISTRY", default_value = "http://127.0.0.1:7701")]
+    pub registry: String,
+
+    /// Bearer token with the `worker` role (mint one with `task-server token --role worker`).
+    #[arg(long, env = "CRPC_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Token for the registry, when it differs from `--token`.
+    #[arg(long, env = "CRPC_REGISTRY_TOKEN", hide_env_values = true)]
+    pub registry_token: Option<String>,
+
+    /// Name this processor reports (default: the token's subject, as the server sees it).
+    #[arg(long, env = "CRPC_WORKER_ID")]
+    pub worker_id: Option<String>,
+
+    /// CPU slots (default: the number of cores).
+    #[arg(long, env = "CRPC_CPU_SLOTS")]
+    pub cpu_slots: Option<u32>,
+
+    /// Ignore GPUs even when NVML finds some.
+    #[arg(long, env = "CRPC_NO_GPU")]
+    pub no_gpu: bool,
+
+    /// Package cache (default: ~/.cache/crpc).
+    #[arg(long, env = "CRPC_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Evict least-recently-used package versions when the cache grows past this, MiB.
+    #[arg(long, env = "CRPC_CACHE_MAX_MB", default_value_t = 10_240)]
+    pub cache_max_mb: u64,
+
+    /// Hex ed25519 public key whose signatures are trusted (repeatable). With any key given,
+    /// unsigned or wrongly signed packages are refused.
+    #[arg(long = "trusted-key", env = "CRPC_TRUSTED_KEYS", value_delimiter = ',')]
+    pub trusted_keys: Vec<String>,
+
+    /// Memory cap of one WASM instance, MiB.
+    #[arg(long, env = "CRPC_WASM_MEMORY_MB", default_value_t = 256)]
+    pub wasm_memory_mb: u64,
+
+    /// Time limit of a task that sets no `timeout_s`.
+    #[arg(long, env = "CRPC_DEFAULT_TIMEOUT", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub default_timeout: Duration,
+
+    /// Time limit of a native package's `setup` commands (once per version).
+    #[arg(long, env = "CRPC_SETUP_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub setup_timeout: Duration,
+
+    /// On SIGTERM, wait this long for running tasks before handing them back.
+    #[arg(long, env = "CRPC_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Datasets held on this machine (repeatable); tasks needing them are routed here.
+    #[arg(long = "dataset", env = "CRPC_DATASETS", value_delimiter = ',')]
+    pub datasets: Vec<String>,
+
+    /// Logs as JSON lines.
+    #[arg(long, env = "CRPC_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl Config {
+    /// The cache directory in effect.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir.clone().unwrap_or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .unwrap_or_else(|| PathBuf::from(".cache"))
+                .join("crpc")
+        })
+    }
+
+    /// CPU slots in effect.
+    pub fn cpu_slots(&self) -> u32 {
+        self.cpu_slots.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1)
+        })
+    }
+}

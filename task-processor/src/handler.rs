@@ -1,0 +1,124 @@
+//! The pluggable part of a processor: what running one task means (the seed's overridable
+//! `process_task`). The default, [`crate::PackageHandler`], installs the task's package and runs
+//! it; tests and embedders may plug in their own.
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+use task_api::{TaskErrorKind, TaskPayload};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::gpu::Slot;
+
+/// How an attempt failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct TaskFailure {
+    /// `retryable`, `fatal` or `timeout` (a timeout is final, like Celery's time limit).
+    pub kind: TaskErrorKind,
+    /// Shown to the task's owner.
+    pub message: String,
+}
+
+impl TaskFailure {
+    /// Not worth another attempt.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        TaskFailure {
+            kind: TaskErrorKind::Fatal,
+            message: message.into(),
+        }
+    }
+    /// Worth another attempt.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        TaskFailure {
+            kind: TaskErrorKind::Retryable,
+            message: message.into(),
+        }
+    }
+    /// Ran past its time limit.
+    pub fn timeout(message: impl Into<String>) -> Self {
+        TaskFailure {
+            kind: TaskErrorKind::Timeout,
+            message: message.into(),
+        }
+    }
+    /// Stopped because the owner cancelled it or the lease was lost (never sent back).
+    pub fn cancelled(message: impl Into<String>) -> Self {
+        TaskFailure {
+            kind: TaskErrorKind::Cancelled,
+            message: message.into(),
+        }
+    }
+}
+
+/// Progress of one running task, shared with the heartbeat loop.
+#[derive(Debug)]
+pub struct Progress {
+    bits: AtomicU64,
+    changed: Arc<Notify>,
+}
+
+impl Progress {
+    pub(crate) fn new(changed: Arc<Notify>) -> Progress {
+        Progress {
+            bits: AtomicU64::new(f64::NAN.to_bits()),
+            changed,
+        }
+    }
+
+    /// Sets progress (clamped to 0–100; NaN ignored) and wakes the heartbeat loop.
+    pub fn set(&self, pct: f64) {
+        if pct.is_nan() {
+            return;
+        }
+        let pct = pct.clamp(0.0, 100.0);
+        let old = f64::from_bits(self.bits.swap(pct.to_bits(), Ordering::Relaxed));
+        if old != pct {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Last value set, if any.
+    pub fn get(&self) -> Option<f64> {
+        let v = f64::from_bits(self.bits.load(Ordering::Relaxed));
+        (!v.is_nan()).then_some(v)
+    }
+}
+
+/// What a handler gets besides the task.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    /// Task id.
+    pub id: Uuid,
+    /// The slot it runs on.
+    pub slot: Slot,
+    /// Report progress here.
+    pub progress: Arc<Progress>,
+    /// Cancelled when the owner cancels, the lease is lost, or the processor hands tasks back.
+    pub cancel: CancellationToken,
+    /// When the attempt must be over (its `timeout_s` or the processor's default).
+    pub deadline: Instant,
+}
+
+/// Runs tasks. One call per task; calls for different slots run concurrently, never two for
+/// the same slot.
+#[async_trait::async_trait]
+pub trait TaskHandler: Send + Sync + 'static {
+    /// Runs one task and returns its answer.
+    async fn process_task(
+        &self,
+        task: &TaskPayload,
+        ctx: &TaskContext,
+    ) -> Result<Value, TaskFailure>;
+
+    /// A broadcast from the server to every processor.
+    async fn update(&self, _payload: &Value) {}
+
+    /// `name@version` of packages ready to run here (advertised for routing).
+    fn cached_packages(&self) -> Vec<String> {
+        Vec::new()
+    }
+}

@@ -1,0 +1,25 @@
+//! `task-processor`: the worker users run on their machines.
+use clap::Parser;
+use task_processor::config::Config;
+
+fn main() -> std::process::ExitCode {
+    let config = Config::parse();
+    crpc_service::init_tracing(config.log_json);
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let result = rt.block_on(async {
+        let processor = task_processor::build_from_config(&config)?;
+        println!(
+            "processor {} pulling from {}",
+            processor.worker_id(),
+            config.server
+        );
+        processor.run(task_processor::shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("task-processor: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The default handler: install the task's package version and run the function in it, keeping
+//! one live instance (WASM) or child program (native) per slot between tasks.
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crpc_package::manifest::{Kind, Manifest};
+use serde_json::{Map, Value};
+use task_api::TaskPayload;
+
+use crate::cache::{Installed, PackageCache, Prepare};
+use crate::handler::{TaskContext, TaskFailure, TaskHandler};
+use crate::runtime::native::{run_setup, NativeChild};
+use crate::runtime::wasm::{Instance, RunOutcome, WasmRuntime};
+
+/// What a slot keeps alive between tasks.
+enum Live {
+    Wasm(Arc<Installed>, Instance),
+    Native(Arc<Installed>, Box<NativeChild>),
+}
+
+impl Live {
+    fn installed(&self) -> &Arc<Installed> {
+        match self {
+            Live::Wasm(i, _) | Live::Native(i, _) => i,
+        }
+    }
+}
+
+struct Preparer {
+    wasm: Arc<WasmRuntime>,
+    setup_timeout: Duration,
+}
+
+#[async_trait::async_trait]
+impl Prepare for Preparer {
+    async fn prepare(&self, dir: &Path, manifest: &Manifest) -> Result<(), TaskFailure> {
+        match manifest.kind {
+            Kind::Wasm => {
+                let wasm = self.wasm.clone();
+                let dir = dir.to_path_buf();
+                let component = manifest.component.clone().expect("validated manifest");
+                tokio::task::spawn_blocking(move || wasm.precompile(&dir, &component))
+                    .await
+                    .map_err(|e| TaskFailure::retryable(format!("precompile: {e}")))?
+            }
+            Kind::Native if manifest.setup.is_empty() => Ok(()),
+            Kind::Native => {
+                tracing::info!(package = %format!("{}@{}", manifest.name, manifest.version), "running setup ({} command(s))", manifest.setup.len());
+                run_setup(dir, &manifest.setup, self.setup_timeout).await
+            }
+        }
+    }
+
+    fn evicted(&self, dir: &Path) {
+        self.wasm.unload(dir);
+    }
+}
+
+/// Installs packages from the registry and runs them.
+pub struct PackageHandler {
+    cache: PackageCache,
+    preparer: Preparer,
+    slots: Vec<Mutex<Option<Live>>>,
+}
+
+impl PackageHandler {
+    /// A handler for `slots` slots over `cache`, with WASM run by `wasm`.
+    pub fn new(
+        cache: PackageCache,
+        wasm: Arc<WasmRuntime>,
+        setup_timeout: Duration,
+        slots: usize,
+    ) -> PackageHandler {
+        PackageHandler {
+            cache,
+            preparer: Preparer {
+                wasm,
+                setup_timeout,
+            },
+            slots: (0..slots).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+
+    fn take_live(&self, slot: usize, inst: &Arc<Installed>) -> Option<Live> {
+        let mut s = self.slots[slot].lock().unwrap();
+        match s.take() {
+            Some(l) if Arc::ptr_eq(l.installed(), inst) => Some(l),
+            // Another package held the slot: its instance or child goes (dropping a child
+            // kills its process group).
+            _ => None,
+        }
+    }
+
+    fn put_live(&self, slot: usize, live: Live) {
+        *self.slots[slot].lock().unwrap() = Some(live);
+    }
+}
+
+/// Positional arguments for a WASM call: keyword arguments are placed by the signature.
+fn positional(
+    manifest: &Manifest,
+    function: &str,
+    args: &[Value],
+    kwargs: &Map<String, Value>,
+) -> Result<Vec<Value>, TaskFailure> {
+    let sig = manifest.functions.get(function).ok_or_else(|| {
+        TaskFailure::fatal(format!(
+            "package {}@{} has no function `{function}`",
+            manifest.name, manifest.version
+        ))
+    })?;
+    sig.check(function, args, kwargs)
+        .map_err(|e| TaskFailure::fatal(e.message))?;
+    let mut out = args.to_vec();
+    for spec in sig.args.iter().skip(args.len()) {
+        out.push(kwargs.get(&spec.name).cloned().unwrap_or(Value::Null));
+    }
+    while out.last().is_some_and(Value::is_null) && out.len() > args.len() {
+        out.pop();
+    }
+    Ok(out)
+}
+
+#[async_trait::async_trait]
+impl TaskHandler for PackageHandler {
+    async fn process_task(
+        &self,
+        task: &TaskPayload,
+        ctx: &TaskContext,
+    ) -> Result<Value, TaskFailure> {
+        let (Some(name), Some(version)) = (&task.package, &task.version) else {
+            return Err(TaskFailure::fatal(
+                "the task names no exact package version (start the server with --registry so it resolves one at submit)",
+            ));
+        };
+        let inst = tokio::select! {
+            r = self.cache.get(name, version, &self.preparer) => r?,
+            _ = ctx.cancel.cancelled() => return Err(TaskFailure::cancelled("cancelled while installing")),
+            _ = tokio::time::sleep_until(ctx.deadline.into()) => return Err(TaskFailure::timeout("the time limit ran out while the package was being installed")),
+        };
+        let slot = ctx.slot.index;
+        match inst.manifest.kind {
+            Kind::Wasm => {
+                let args = positional(&inst.manifest, &task.function, &task.args, &task.kwargs)?;
+                let live = self.take_live(slot, &inst);
+                let wasm = self.preparer.wasm.clone();
+                let inst2 = inst.clone();
+                let gpus = ctx.slot.gpus.clone();
+                let (id, function) = (ctx.id, task.function.clone());
+                let (progress, cancel, deadline) =
+                    (ctx.progress.clone(), ctx.cancel.clone(), ctx.deadline);
+                let (outcome, keep) = tokio::task::spawn_blocking(move || {
+                    let mut instance = match live {
+                        Some(Live::Wasm(_, i)) => i,
+                        _ => match wasm.instantiate(&inst2.dir, &gpus) {
+                            Ok(i) => i,
+                            Err(e) => return (Err(e), None),
+                        },
+                    };
+                    match instance.run(id, &function, &args, progress, cancel, deadline) {
+                        RunOutcome::Returned(r) => (r, Some(Live::Wasm(inst2, instance))),
+                        RunOutcome::Trapped(f) => (Err(f), None),
+                    }
+                })
+                .await
+                .map_err(|e| TaskFailure::fatal(format!("the WASM runtime panicked: {e}")))?;
+                if let Some(live) = keep {
+                    self.put_live(slot, live);
+                }
+                outcome
+            }
+            Kind::Native => {
+                let alive = match self.take_live(slot, &inst) {
+                    Some(Live::Native(_, mut c)) => c.is_alive().then_some(c),
+                    _ => None,
+                };
+                let mut child = match alive {
+                    Some(c) => c,
+                    None => {
+                        let command = inst.manifest.command.clone().expect("validated manifest");
+                        Box::new(
+                            NativeChild::start(
+                                &inst.dir,
+                                &command,
+                                &ctx.slot.cuda_visible_devices(),
+                                slot,
+                            )
+                            .await?,
+                        )
+                    }
+                };
+                let r = child.run(task, ctx).await;
+                // A failure reported by the program keeps it; a killed or dead one is dropped
+                // (and the next task gets a fresh one).
+                if child.is_alive()
+                    && !matches!(&r, Err(f) if matches!(f.kind, task_api::TaskErrorKind::Timeout | task_api::TaskErrorKind::Cancelled))
+                {
+                    self.put_live(slot, Live::Native(inst, child));
+                }
+                r
+            }
+        }
+    }
+
+    async fn update(&self, payload: &Value) {
+        // Idle slots get the update now; a slot that is running a task holds its instance or
+        // child itself and misses this one (broadcasts are best effort, between runs).
+        for (slot, cell) in self.slots.iter().enumerate() {
+            let Some(live) = cell.lock().unwrap().take() else {
+                continue;
+            };
+            let live = match live {
+                Live::Native(inst, mut c) => match c.update(payload).await {
+                    Ok(()) => Some(Live::Native(inst, c)),
+                    Err(e) => {
+                        tracing::warn!(slot, "update to a native program failed: {e}");
+                        None
+                    }
+                },
+                Live::Wasm(inst, mut w) => {
+                    let payload = payload.to_string();
+                    match tokio::task::spawn_blocking(move || w.update(&payload).map(|()| w)).await
+                    {
+                        Ok(Ok(w)) => Some(Live::Wasm(inst, w)),
+                        Ok(Err(e)) => {
+                            tracing::warn!(slot, "update trapped; the instance is discarded: {e}");
+                            None
+                        }
+                        Err(_) => None,
+                    }
+                }
+            };
+            if let Some(live) = live {
+                let mut c = cell.lock().unwrap();
+                if c.is_none() {
+                    *c = Some(live);
+                }
+            }
+        }
+    }
+
+    fn cached_packages(&self) -> Vec<String> {
+        self.cache.ready()
+    }
+}

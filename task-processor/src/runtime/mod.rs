@@ -1,0 +1,3 @@
+//! How packages run: WASM components in wasmtime, native programs over JSON lines.
+pub mod native;
+pub mod wasm;

@@ -1,0 +1,64 @@
+//! The processor against a server that goes away: it reconnects with backoff and delivers the
+//! answers it could not send, so nothing is lost and nothing runs twice.
+use std::time::Duration;
+
+use crpc_tests::Cluster;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_a_server_restart_and_delivers_held_answers() {
+    let mut c = Cluster::start(&["--lease-ttl", "20s"]);
+    c.publish("testkit", None).await;
+    let p = c.processor(&["--cpu-slots", "2"]);
+    let warm = c
+        .submit(json!({"package": "testkit", "function": "echo", "args": [0]}))
+        .await;
+    assert_eq!(c.wait(&warm, Duration::from_secs(60)).await["answer"], 0);
+
+    // Two tasks that finish while the server is down: their answers wait in the outbox.
+    let a = c
+        .submit(json!({"package": "testkit", "function": "busy_ms", "args": [1500]}))
+        .await;
+    let b = c
+        .submit(json!({"package": "testkit", "function": "busy_ms", "args": [1600]}))
+        .await;
+    while c.answer(&b).await["state"] != "leased" || c.answer(&a).await["state"] != "leased" {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.server.kill9();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    c.server.restart();
+    for (id, ms) in [(&a, 1500), (&b, 1600)] {
+        let v = c.wait(id, Duration::from_secs(60)).await;
+        assert_eq!(v["state"], "succeeded", "{v}; log: {}", p.log());
+        assert_eq!(v["answer"], ms);
+        assert_eq!(v["attempt"], 1, "answered from the outbox, not re-run: {v}");
+    }
+    let log = p.log();
+    assert!(log.contains("could not deliver"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    // And it keeps pulling.
+    let id = c
+        .submit(json!({"package": "testkit", "function": "echo", "args": ["again"]}))
+        .await;
+    assert_eq!(
+        c.wait(&id, Duration::from_secs(60)).await["answer"],
+        "again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_stops_the_processor_with_a_clear_error() {
+    let c = Cluster::start(&[]);
+    let mut w = crpc_tests::Worker::start(&c.server.url, &c.registry.url, "not-a-token", &[]);
+    let status = loop {
+        if let Some(s) = w.try_wait() {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success());
+    let log = w.log();
+    assert!(log.contains("refused this processor's token (401"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+}
