@@ -69,6 +69,11 @@ impl Progress {
         }
     }
 
+    /// A progress cell nobody listens to (benchmarks, embedders running instances directly).
+    pub fn detached() -> Progress {
+        Progress::new(Arc::new(Notify::new()))
+    }
+
     /// Sets progress (clamped to 0–100; NaN ignored) and wakes the heartbeat loop.
     pub fn set(&self, pct: f64) {
         if pct.is_nan() {

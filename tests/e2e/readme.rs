@@ -1,4 +1,4 @@
-//! The README's registry walkthrough, run as written.
+//! The README's registry and processor walkthroughs, run as written.
 use std::process::Command;
 
 use crpc_tests::{sibling_binary, Proc};
@@ -54,4 +54,41 @@ fn readme_registry_walkthrough_works_as_written() {
         lines[4].contains(r#""version":"1.0.0""#) && lines[4].contains(r#""state":"queued""#),
         "good submit: {stdout}"
     );
+}
+
+/// The README's processor walkthrough, run as written against a real processor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_processor_walkthrough_works_as_written() {
+    let c = crpc_tests::Cluster::start(&[]);
+    let _p = c.processor(&["--cpu-slots", "1"]);
+    let examples = crpc_tests::example_dir("monte-carlo-pi");
+    let script = crpc_tests::readme_block("<!-- processor-walkthrough -->")
+        .replace("http://127.0.0.1:7701", &c.registry.url)
+        .replace("http://127.0.0.1:7700", &c.server.url)
+        .replace(
+            "cargo run -q --release -p task-server --",
+            &sibling_binary("task-server").display().to_string(),
+        )
+        .replace("./crpc-data", &c.registry.data_dir().display().to_string())
+        .replace("examples/monte-carlo-pi", &examples.display().to_string());
+    let work = tempfile::tempdir().unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .current_dir(work.path())
+            .output()
+            .expect("bash")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "walkthrough failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "publish: 201", "{stdout}");
+    assert!(lines[2].contains(r#""state":"succeeded""#), "{stdout}");
+    assert!(lines[2].contains(r#""answer":3.14"#), "{stdout}");
 }
