@@ -351,8 +351,8 @@ async fn pull_loop(shared: Arc<Shared>, pool: Arc<Pool>) {
                     }
                 }
             }
-            Err(CallError::Auth { .. }) => {
-                let e = resp.err().unwrap().to_string();
+            Err(e @ CallError::Auth { .. }) => {
+                let e = e.to_string();
                 tracing::error!("{e}; stopping");
                 *shared.fatal.lock().unwrap() = Some(e);
                 shared.stop_pulling.cancel();

@@ -135,6 +135,18 @@ impl Drop for Proc {
     }
 }
 
+/// The first line a just-started child prints on stdout (empty after 30 s of silence).
+fn first_stdout_line(child: &mut Child) -> String {
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default()
+}
+
 fn spawn(binary: &Path, dir: &Path, port: u16, extra: &[String]) -> Result<(Child, u16), String> {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -153,14 +165,7 @@ fn spawn(binary: &Path, dir: &Path, port: u16, extra: &[String]) -> Result<(Chil
         .stderr(Stdio::from(log))
         .spawn()
         .map_err(|e| e.to_string())?;
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+    let line = first_stdout_line(&mut child);
     let port = line
         .trim()
         .strip_prefix("listening on http://")
@@ -223,14 +228,7 @@ impl Worker {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("task-processor starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+        let line = first_stdout_line(&mut child);
         assert!(
             line.contains("pulling from"),
             "task-processor did not start (printed {line:?}); log: {}",
