@@ -1,5 +1,55 @@
-//! `crpc` command-line client.
-//!
-//! Empty on purpose until its issue lands; it is a workspace member now so the layout of
-//! DESIGN.md builds from the first commit.
+//! `crpc`, the command-line client: submit and map tasks, wait for answers, publish packages,
+//! mint tokens, and `crpc dev` (server + registry + processor in one process).
 #![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod output;
+pub mod spec;
+
+use cli::{Cli, Command};
+use client::Api;
+use config::{Given, Settings};
+use error::{CliError, CliResult};
+
+/// Runs a parsed command line (`crpc dev` has its own runtime: see [`commands::dev::run`]).
+pub async fn run(cli: Cli) -> CliResult {
+    let given = Given {
+        server: cli.global.server.clone(),
+        registry: cli.global.registry.clone(),
+        token: cli.global.token.clone(),
+    };
+    let json = cli.global.json;
+    let api = || -> CliResult<Api> {
+        let s = Settings::resolve(&given)?;
+        Api::new(&s.server, s.token)
+    };
+    match cli.command {
+        Command::Dev(_) => Err(CliError::Other(
+            "`crpc dev` runs on its own runtime: call commands::dev::run".into(),
+        )),
+        Command::New(a) => commands::new::run(&a),
+        Command::Package(a) => commands::packaging::package(&a, json),
+        Command::Keygen(a) => commands::keygen::run(&a, json),
+        Command::Token(a) => commands::token::run(&a, config::load()?.data_dir),
+        Command::Login => commands::login::run(&Settings::resolve(&given)?).await,
+        Command::Publish(a) => {
+            let s = Settings::resolve(&given)?;
+            client::check_url("registry", &s.registry)?;
+            let registry = crpc_package::client::RegistryClient::new(&s.registry, s.token);
+            commands::packaging::publish(&registry, &a, json).await
+        }
+        Command::Submit(a) => commands::submit::run(&api()?, &a, json).await,
+        Command::Map(a) => commands::map::run(&api()?, &a, json).await,
+        Command::Result(a) => commands::result::run(&api()?, &a.id, json).await,
+        Command::Wait(a) => commands::wait::run(&api()?, &a, json).await,
+        Command::Cancel(a) => commands::cancel::run(&api()?, &a.ids, json).await,
+        Command::Tasks(a) => commands::tasks::run(&api()?, &a, json).await,
+        Command::Estimate(a) => commands::estimate::run(&api()?, a.task.as_deref(), json).await,
+        Command::Stats => commands::stats::run(&api()?, json).await,
+        Command::Workers(a) => commands::workers::run(&api()?, a.all, json).await,
+    }
+}

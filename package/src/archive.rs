@@ -341,12 +341,15 @@ pub fn unpack(bytes: &[u8], dest: &Path, limits: &Limits) -> Result<Inspection, 
     }
 }
 
-/// Builds a `.tar.gz` of a directory (sorted, files and directories only, no links followed),
+/// Builds a reproducible `.tar.gz` of a directory (sorted, files and directories only, no links followed),
 /// skipping `target/`, `.git/` and dot-directories of tools.
 pub fn build(dir: &Path) -> io::Result<Vec<u8>> {
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
     tar.follow_symlinks(false);
+    // No mtimes or owners in the headers: the same files always make the same bytes (and the
+    // same digest), so republishing an unchanged package is recognisably a no-op.
+    tar.mode(tar::HeaderMode::Deterministic);
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let mut names: Vec<_> = fs::read_dir(dir.join(&rel))?.collect::<Result<_, _>>()?;

@@ -77,6 +77,7 @@ impl Application {
                 .configure(|cfg| crate::routes::configure(cfg, max))
                 .default_service(web::to(crpc_service::http::not_found))
         })
+        .disable_signals()
         .shutdown_timeout(10)
         .listen(listener)?
         .run();
@@ -88,8 +89,22 @@ impl Application {
         self.addr
     }
 
-    /// Serves until SIGTERM/SIGINT (actix handles the signals and drains).
+    /// Serves until SIGTERM/SIGINT, then drains in-flight requests.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(crpc_service::shutdown_signal()).await
+    }
+
+    /// Serves until `stop` resolves (the embedder owns the signals), then drains.
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        tokio::spawn(async move {
+            stop.await;
+            tracing::info!("shutting down: draining in-flight requests");
+            handle.stop(true).await;
+        });
         self.server.await?;
         tracing::info!("stopped");
         Ok(())

@@ -21,3 +21,27 @@ pub fn init_tracing(json: bool) {
         builder.with_ansi(std::io::stderr().is_terminal()).init();
     }
 }
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT). Every binary stops on this; `crpc dev` uses it once
+/// and stops its parts in order.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -134,12 +134,22 @@ impl Application {
         self.addr
     }
 
-    /// Serves until SIGTERM/SIGINT (or `stop`), then drains.
+    /// Serves until SIGTERM/SIGINT, then drains.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let token = self.shutdown.clone();
+        self.run_until(wait_for_signal(token)).await
+    }
+
+    /// Serves until `stop` resolves (no signal handling: the embedder owns the signals, as
+    /// `crpc dev` does to stop its processor before the server), then drains.
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
-            wait_for_signal(shutdown.clone()).await;
+            stop.await;
             tracing::info!("shutting down: draining in-flight requests");
             shutdown.cancel();
             handle.stop(true).await;
@@ -154,21 +164,8 @@ impl Application {
 }
 
 async fn wait_for_signal(token: CancellationToken) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-            _ = token.cancelled() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = token.cancelled() => {}
-        }
+    tokio::select! {
+        _ = crpc_service::shutdown_signal() => {}
+        _ = token.cancelled() => {}
     }
 }

@@ -1,0 +1,34 @@
+//! `crpc login`: check the server answers and save server, registry and token.
+use crate::client::check_url;
+use crate::config::{self, Settings};
+use crate::error::{root_cause, CliError, CliResult};
+
+/// Runs the command.
+pub async fn run(s: &Settings) -> CliResult {
+    check_url("server", &s.server)?;
+    check_url("registry", &s.registry)?;
+    let token = s.token.clone().ok_or_else(|| {
+        CliError::Other("no token to save: pass --token or set CRPC_TOKEN".into())
+    })?;
+    let live = format!("{}/livez", s.server);
+    reqwest::get(&live)
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| CliError::Unreachable {
+            what: "server",
+            url: s.server.clone(),
+            reason: root_cause(&e),
+        })?;
+    let mut cfg = config::load()?;
+    cfg.server = Some(s.server.clone());
+    cfg.registry = Some(s.registry.clone());
+    cfg.token = Some(token);
+    let path = config::save(&cfg)?;
+    println!(
+        "saved server {} and registry {} to {}",
+        s.server,
+        s.registry,
+        path.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! `crpc map PKG.FUNC --inputs FILE.jsonl`: one task per input line, submitted in batches;
+//! results stream to stdout as JSON lines in completion order (`index` is the input line's
+//! position, counting from 0); a progress bar with the server's ETA on stderr; Ctrl-C cancels
+//! what has not finished, on the server.
+use std::collections::HashSet;
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::Value;
+use task_api::TaskState;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::cli::MapArgs;
+use crate::client::{Api, BatchResults};
+use crate::error::{CliError, CliResult};
+use crate::{output, spec};
+
+/// How long one results long-poll lasts, seconds.
+const POLL_S: f64 = 10.0;
+/// Concurrent cancel requests after Ctrl-C.
+const CANCEL_CONCURRENCY: usize = 32;
+
+/// One line of output: the input's position, the task, how it ended.
+#[derive(serde::Serialize)]
+struct MapLine {
+    index: u64,
+    id: Uuid,
+    state: TaskState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answer: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<task_api::TaskError>,
+}
+
+struct Batch {
+    id: Uuid,
+    offset: u64,
+    ids: Vec<Uuid>,
+}
+
+/// Runs the command.
+pub async fn run(api: &Api, args: &MapArgs, _json: bool) -> CliResult {
+    let started = Instant::now();
+    let common = spec::parse_kwargs(args.opts.kwargs.as_deref())?;
+    let inputs = read_inputs(&args.inputs)?;
+    if inputs.is_empty() {
+        return Err(CliError::Other(format!(
+            "{}: no inputs (one JSON value per line)",
+            args.inputs.display()
+        )));
+    }
+    let total = inputs.len() as u64;
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} ({per_sec}) {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar.set_message("submitting");
+    // One SIGINT listener for the whole run: a Ctrl-C between two polls is not lost.
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+
+    // Submit in chunks; Ctrl-C here cancels what was already accepted.
+    let mut batches: Vec<Batch> = Vec::new();
+    let mut offset = 0u64;
+    let mut iter = inputs.into_iter();
+    loop {
+        let chunk: Vec<_> = iter.by_ref().take(args.chunk as usize).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let n = chunk.len() as u64;
+        let specs = chunk
+            .into_iter()
+            .map(|(a, k)| {
+                let mut kwargs = common.clone();
+                kwargs.extend(k);
+                spec::build(&args.target, a, kwargs, &args.opts)
+            })
+            .collect::<CliResult<Vec<_>>>()?;
+        tokio::select! {
+            r = api.submit_batch(specs) => {
+                let r = r.inspect_err(|_| {
+                    bar.finish_and_clear();
+                    if offset > 0 {
+                        eprintln!("crpc: inputs {offset}.. were not submitted; the first {offset} were");
+                    }
+                })?;
+                batches.push(Batch { id: r.batch_id, offset, ids: r.ids });
+            }
+            _ = sigint.recv() => {
+                return interrupted(api, &bar, &batches, &HashSet::new()).await;
+            }
+        }
+        offset += n;
+    }
+    bar.set_message("");
+
+    // One long-polling results stream per batch, merged.
+    let (tx, mut rx) = mpsc::channel::<(u64, CliResult<BatchResults>)>(64);
+    for b in &batches {
+        let (api, tx, id, off) = (api.clone(), tx.clone(), b.id, b.offset);
+        tokio::spawn(async move {
+            let mut after = 0;
+            loop {
+                let page = api.batch_results(id, after, POLL_S).await;
+                let stop = match &page {
+                    Ok(p) => {
+                        after = p.next;
+                        p.done
+                    }
+                    Err(_) => true,
+                };
+                if tx.send((off, page)).await.is_err() || stop {
+                    return;
+                }
+            }
+        });
+    }
+    drop(tx);
+
+    let tty = std::io::stdout().is_terminal();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut done: HashSet<Uuid> = HashSet::new();
+    let mut failed = 0u64;
+    let mut eta_tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            msg = rx.recv() => {
+                let Some((off, page)) = msg else { break };
+                let page = match page {
+                    Ok(p) => p,
+                    Err(e) => {
+                        bar.finish_and_clear();
+                        let _ = out.flush();
+                        eprintln!("crpc: lost the results stream; {} of {total} results were printed; \
+                                   the tasks go on (see `crpc tasks`)", done.len());
+                        return Err(e);
+                    }
+                };
+                let mut lines = String::new();
+                for r in page.results {
+                    if !done.insert(r.id) {
+                        continue;
+                    }
+                    if r.state != TaskState::Succeeded {
+                        failed += 1;
+                    }
+                    let line = MapLine { index: off + r.index, id: r.id, state: r.state, answer: r.answer, error: r.error };
+                    lines.push_str(&serde_json::to_string(&line).unwrap_or_default());
+                    lines.push('\n');
+                    bar.inc(1);
+                }
+                if tty {
+                    bar.suspend(|| { let _ = out.write_all(lines.as_bytes()); let _ = out.flush(); });
+                } else {
+                    out.write_all(lines.as_bytes())?;
+                }
+                if done.len() as u64 >= total {
+                    break;
+                }
+            }
+            _ = eta_tick.tick() => {
+                if let Some(eta) = server_eta(api, &batches).await {
+                    bar.set_message(format!("server ETA {}", output::seconds(eta)));
+                }
+            }
+            _ = sigint.recv() => {
+                let _ = out.flush();
+                return interrupted(api, &bar, &batches, &done).await;
+            }
+        }
+    }
+    out.flush()?;
+    bar.finish_and_clear();
+    eprintln!(
+        "crpc: {total} task(s) in {}: {} succeeded, {failed} did not",
+        output::seconds(started.elapsed().as_secs_f64()),
+        total - failed
+    );
+    if failed > 0 {
+        return Err(CliError::TaskFailed(format!(
+            "{failed} of {total} task(s) did not succeed (their lines have \"state\" and \"error\")"
+        )));
+    }
+    Ok(())
+}
+
+/// Reads the inputs: one JSON value per non-empty line.
+fn read_inputs(path: &std::path::Path) -> CliResult<Vec<spec::Input>> {
+    let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::io::BufReader::new(std::fs::File::open(path).map_err(
+            |e| CliError::Other(format!("--inputs {}: {e}", path.display())),
+        )?))
+    };
+    let mut out = Vec::new();
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| CliError::Other(format!("{}: {e}", path.display())))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = |e: String| CliError::Other(format!("{} line {}: {e}", path.display(), n + 1));
+        let v: Value = serde_json::from_str(&line).map_err(|e| at(e.to_string()))?;
+        out.push(spec::input_line(v).map_err(|e| at(e.to_string()))?);
+    }
+    Ok(out)
+}
+
+/// The server's ETA for what is left of our batches, seconds.
+async fn server_eta(api: &Api, batches: &[Batch]) -> Option<f64> {
+    let mut sum = 0.0;
+    for b in batches {
+        let v: Value = api.get(&format!("/user/batches/{}", b.id)).await.ok()?;
+        if !v["done"].as_bool().unwrap_or(false) {
+            sum += v["eta_s"].as_f64()?;
+        }
+    }
+    Some(sum)
+}
+
+/// Ctrl-C: cancels every task not seen finished, then exits 130.
+async fn interrupted(
+    api: &Api,
+    bar: &ProgressBar,
+    batches: &[Batch],
+    done: &HashSet<Uuid>,
+) -> CliResult {
+    let left: Vec<Uuid> = batches
+        .iter()
+        .flat_map(|b| b.ids.iter().copied())
+        .filter(|id| !done.contains(id))
+        .collect();
+    bar.set_message(format!("interrupted: cancelling {} task(s)", left.len()));
+    let cancelled = stream::iter(left.iter())
+        .map(|id| async move { api.cancel(&id.to_string()).await.is_ok() })
+        .buffer_unordered(CANCEL_CONCURRENCY)
+        .filter(|ok| std::future::ready(*ok))
+        .count()
+        .await;
+    bar.finish_and_clear();
+    Err(CliError::Interrupted(format!(
+        "interrupted: cancelled {cancelled} unfinished task(s) on the server ({} had finished meanwhile)",
+        left.len() - cancelled
+    )))
+}
