@@ -1,4 +1,5 @@
 //! End-to-end tests across crpc binaries (built by `cargo test --workspace`).
+mod cli;
 mod processor;
 mod readme;
 mod registry_resolution;

@@ -613,3 +613,196 @@ impl Drop for TestDatabase {
         .join();
     }
 }
+
+/// A running `crpc dev` (server + registry + processor in one process) in a fresh directory,
+/// with the `export` lines it printed, and helpers to run the `crpc` CLI against it.
+pub struct Dev {
+    child: Option<Child>,
+    /// Working directory of the CLI commands; holds `data/`, `config.toml` and `dev.log`.
+    pub dir: tempfile::TempDir,
+    /// `CRPC_SERVER`, `CRPC_REGISTRY`, `CRPC_TOKEN` (and `PATH` when printed) as exported.
+    pub exports: Vec<(String, String)>,
+    /// From spawning `crpc dev` to its export lines.
+    pub ready_after: Duration,
+}
+
+impl Dev {
+    /// Starts `crpc dev` on free ports with `--cpu-slots 2` and `extra`, and reads its exports.
+    pub fn start(extra: &[&str]) -> Dev {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = std::fs::File::create(dir.path().join("dev.log")).expect("log");
+        let started = Instant::now();
+        let mut child = Command::new(sibling_binary("crpc"))
+            .args([
+                "dev",
+                "--bind",
+                "127.0.0.1:0",
+                "--registry-bind",
+                "127.0.0.1:0",
+            ])
+            .args(["--cpu-slots", "2", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(extra)
+            .current_dir(dir.path())
+            .env("CRPC_CONFIG", dir.path().join("config.toml"))
+            .env("CRPC_LOG", "info")
+            .env_remove("CRPC_JWT_SECRET")
+            .env_remove("CRPC_SERVER")
+            .env_remove("CRPC_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("crpc dev starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut exports = Vec::new();
+        while !exports
+            .iter()
+            .any(|(k, _): &(String, String)| k == "CRPC_TOKEN")
+        {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "crpc dev printed no exports; log: {}",
+                        std::fs::read_to_string(dir.path().join("dev.log")).unwrap_or_default()
+                    )
+                });
+            let (k, v) = line
+                .trim()
+                .strip_prefix("export ")
+                .and_then(|kv| kv.split_once('='))
+                .unwrap_or_else(|| panic!("not an export line: {line:?}"));
+            exports.push((k.to_string(), v.trim_matches('"').to_string()));
+        }
+        Dev {
+            child: Some(child),
+            dir,
+            exports,
+            ready_after: started.elapsed(),
+        }
+    }
+
+    /// An exported value.
+    pub fn export(&self, key: &str) -> &str {
+        self.exports
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no export {key}"))
+    }
+
+    /// The directory of the `crpc` and `task-processor` binaries under test.
+    pub fn bin_dir() -> PathBuf {
+        sibling_binary("crpc")
+            .parent()
+            .expect("bin dir")
+            .to_path_buf()
+    }
+
+    /// A command with the exports in its environment (the binaries' dir first on `PATH`), run in
+    /// the dev directory with its own config file.
+    pub fn command(&self, program: &str) -> Command {
+        let path = std::env::var("PATH").unwrap_or_default();
+        let mut c = Command::new(program);
+        c.current_dir(self.dir.path())
+            .env("PATH", format!("{}:{path}", Self::bin_dir().display()))
+            .env("CRPC_CONFIG", self.dir.path().join("config.toml"))
+            .env_remove("CRPC_JWT_SECRET")
+            .env_remove("CRPC_DATA_DIR");
+        for (k, v) in &self.exports {
+            if k != "PATH" {
+                c.env(k, v);
+            }
+        }
+        c
+    }
+
+    /// `crpc ARGS…` to completion.
+    pub fn crpc(&self, args: &[&str]) -> std::process::Output {
+        self.command(&sibling_binary("crpc").display().to_string())
+            .args(args)
+            .output()
+            .expect("crpc runs")
+    }
+
+    /// `bash -euo pipefail -c SCRIPT` to completion.
+    pub fn bash(&self, script: &str) -> std::process::Output {
+        self.command("bash")
+            .args(["-euo", "pipefail", "-c", script])
+            .output()
+            .expect("bash runs")
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dev.log")).unwrap_or_default()
+    }
+
+    /// SIGINT (Ctrl-C) and the exit status.
+    pub fn interrupt(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        Command::new("kill")
+            .args(["-INT", &c.id().to_string()])
+            .status()
+            .expect("kill -INT");
+        c.wait().expect("wait")
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A child started in its own process group (`process_group(0)`): `terminate` sends SIGTERM to
+/// the whole group and waits; dropping it (a failed assert, say) SIGKILLs the group, so no
+/// process outlives its test.
+pub struct ProcessGroup(Option<std::process::Child>);
+
+impl ProcessGroup {
+    /// Spawns `cmd` as the leader of a new process group.
+    pub fn spawn(cmd: &mut Command) -> Self {
+        use std::os::unix::process::CommandExt;
+        Self(Some(cmd.process_group(0).spawn().expect("spawn")))
+    }
+
+    fn signal(pid: u32, sig: &str) {
+        let _ = Command::new("kill")
+            .args(["-s", sig, "--", &format!("-{pid}")])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+
+    /// SIGTERM to the group, then the leader's exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let mut c = self.0.take().expect("running");
+        Self::signal(c.id(), "TERM");
+        c.wait().expect("wait")
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            Self::signal(c.id(), "KILL");
+            let _ = c.wait();
+        }
+    }
+}

@@ -132,6 +132,9 @@ async fn dev(args: DevArgs) -> CliResult {
     }
 
     let mut out = std::io::stdout().lock();
+    if let Some(bin) = bin_dir_missing_from_path() {
+        writeln!(out, "export PATH=\"{}:$PATH\"", bin.display())?;
+    }
     writeln!(out, "export CRPC_SERVER={server_url}")?;
     writeln!(out, "export CRPC_REGISTRY={registry_url}")?;
     writeln!(out, "export CRPC_TOKEN={admin}")?;
@@ -177,6 +180,19 @@ async fn dev(args: DevArgs) -> CliResult {
         tracing::warn!(error = %e, "registry stopped with an error");
     }
     processor_result.map_err(|e| CliError::Other(format!("processor: {e}")))
+}
+
+/// This executable's directory (where `crpc` and `task-processor` were built), when `PATH` does
+/// not already hold it: the export lines then put both on the `PATH` of another terminal.
+fn bin_dir_missing_from_path() -> Option<PathBuf> {
+    let dir = std::env::current_exe()
+        .ok()?
+        .parent()?
+        .canonicalize()
+        .ok()?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let listed = std::env::split_paths(&path).any(|p| p.canonicalize().ok().as_ref() == Some(&dir));
+    (!listed).then_some(dir)
 }
 
 struct RunningProcessor {
