@@ -1,7 +1,11 @@
 //! crpc benchmark driver: starts the release `task-server`, drives it over HTTP with concurrent
-//! submitters and simulated HTTP workers, runs the Celery peer in the same run, prints one table.
+//! submitters and simulated HTTP workers, then end to end with the registry and real
+//! `task-processor`s running a WASM package; runs the Celery peer in the same run; prints one
+//! table.
 //!
 //! `cargo run --release -p crpc-bench [-- --tasks 20000 --batched-tasks 100000]`
+mod processors;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -50,6 +54,18 @@ struct Args {
     /// Skip the PostgreSQL run.
     #[arg(long)]
     no_postgres: bool,
+    /// Real `task-processor` processes in the end-to-end run.
+    #[arg(long, default_value_t = 2)]
+    processors: usize,
+    /// Slots per processor.
+    #[arg(long, default_value_t = 1)]
+    processor_slots: usize,
+    /// Tasks per measurement of the end-to-end run.
+    #[arg(long, default_value_t = 10_000)]
+    real_tasks: usize,
+    /// Skip the end-to-end run with real processors.
+    #[arg(long)]
+    no_real: bool,
 }
 
 /// One secret for every replica of a run (they must accept each other's tokens).
@@ -58,6 +74,7 @@ const BENCH_SECRET: &str = "crpc-bench-secret-not-for-production";
 struct Server {
     child: Child,
     url: String,
+    bin: PathBuf,
     _dir: tempfile_dir::TempDir,
 }
 
@@ -95,12 +112,22 @@ fn repo_root() -> PathBuf {
 
 fn server_binary() -> anyhow::Result<PathBuf> {
     let status = Command::new("cargo")
-        .args(["build", "--release", "--quiet", "-p", "task-server"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "task-server",
+            "-p",
+            "registry",
+            "-p",
+            "task-processor",
+        ])
         .current_dir(repo_root())
         .status()
         .context("cargo build")?;
     if !status.success() {
-        bail!("building task-server failed");
+        bail!("building task-server, task-registry and task-processor failed");
     }
     let exe = std::env::current_exe()?;
     let bin = exe.parent().expect("target dir").join("task-server");
@@ -128,32 +155,39 @@ fn start_server(
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
+    let addr = read_listening(&mut child)?;
+    let server = Server {
+        child,
+        url: addr,
+        bin: bin.to_path_buf(),
+        _dir: dir,
+    };
+    let user = server.token("user")?;
+    let worker = server.token("worker")?;
+    Ok((server, user, worker))
+}
+
+/// The address a service prints on its first stdout line (`listening on URL`).
+fn read_listening(child: &mut Child) -> anyhow::Result<String> {
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line)?;
-    let addr = line
+    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    Ok(line
         .trim()
         .strip_prefix("listening on ")
-        .context("server address")?
-        .to_string();
-    let token = |role: &str, sub: &str| -> anyhow::Result<String> {
-        let out = Command::new(bin)
-            .args(["token", "--role", role, "--sub", sub, "--data-dir"])
-            .arg(&dir.0)
+        .with_context(|| format!("expected `listening on URL`, got {line:?}"))?
+        .to_string())
+}
+
+impl Server {
+    /// A token for `role` signed with the run's secret.
+    fn token(&self, role: &str) -> anyhow::Result<String> {
+        let out = Command::new(&self.bin)
+            .args(["token", "--role", role, "--sub", "bench", "--data-dir"])
+            .arg(&self._dir.0)
             .env("CRPC_JWT_SECRET", BENCH_SECRET)
             .output()?;
         Ok(String::from_utf8(out.stdout)?.trim().to_string())
-    };
-    let user = token("user", "bench")?;
-    let worker = token("worker", "bench-worker")?;
-    Ok((
-        Server {
-            child,
-            url: addr,
-            _dir: dir,
-        },
-        user,
-        worker,
-    ))
+    }
 }
 
 fn rss_mib(pid: u32) -> Option<(f64, f64)> {
@@ -534,28 +568,84 @@ fn fresh_database(
     Ok((url, drop))
 }
 
+/// The end-to-end run with real processors on one configuration.
+fn run_real(
+    rt: &tokio::runtime::Runtime,
+    bin: &Path,
+    args: &Args,
+    extra: &[String],
+    replicas: usize,
+    label: &str,
+) -> anyhow::Result<processors::RealFigures> {
+    processors::run(
+        rt,
+        &processors::Plan {
+            bin_dir: bin.parent().context("bin dir")?,
+            extra,
+            replicas,
+            processors: args.processors.max(1),
+            slots: args.processor_slots.max(1),
+            tasks: args.real_tasks.max(100),
+            label,
+        },
+    )
+}
+
+/// Runs `f` against a fresh PostgreSQL database (created, then dropped); `None` when it cannot
+/// be created.
+fn on_postgres<T>(
+    rt: &tokio::runtime::Runtime,
+    args: &Args,
+    f: impl FnOnce(&[String]) -> anyhow::Result<T>,
+) -> anyhow::Result<Option<T>> {
+    match fresh_database(rt, &args.postgres) {
+        Ok((url, drop)) => {
+            let r = f(&["--database-url".to_string(), url]);
+            drop();
+            Ok(Some(r?))
+        }
+        Err(e) => {
+            eprintln!("PostgreSQL run skipped: {e:#}");
+            Ok(None)
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bin = server_binary()?;
+    if !args.no_real {
+        let status = Command::new(repo_root().join("scripts/build-examples"))
+            .stdout(std::io::stderr())
+            .status()?;
+        if !status.success() {
+            bail!("scripts/build-examples failed");
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let replicas = args.replicas.max(1);
     let sqlite = run_cluster(&rt, &bin, &args, &[], 1, "sqlite")?;
     let pg = if args.no_postgres {
         None
     } else {
-        match fresh_database(&rt, &args.postgres) {
-            Ok((url, drop)) => {
-                let extra = vec!["--database-url".to_string(), url];
-                let r = run_cluster(&rt, &bin, &args, &extra, args.replicas.max(1), "postgres");
-                drop();
-                Some(r?)
-            }
-            Err(e) => {
-                eprintln!("PostgreSQL run skipped: {e:#}");
-                None
-            }
-        }
+        on_postgres(&rt, &args, |extra| {
+            run_cluster(&rt, &bin, &args, extra, replicas, "postgres")
+        })?
+    };
+    let (real_sqlite, real_pg) = if args.no_real {
+        (None, None)
+    } else {
+        let s = run_real(&rt, &bin, &args, &[], 1, "sqlite")?;
+        let p = if args.no_postgres {
+            None
+        } else {
+            on_postgres(&rt, &args, |extra| {
+                run_real(&rt, &bin, &args, extra, replicas, "postgres")
+            })?
+        };
+        (Some(s), p)
     };
 
     let celery = if args.no_celery {
@@ -576,7 +666,6 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| "n/a".into())
     };
     let pgf = |f: fn(&Figures) -> f64| pg.as_ref().map(f);
-    let replicas = args.replicas.max(1);
     println!("| metric | crpc SQLite | crpc PostgreSQL ({replicas} replicas) | Celery 5 + Redis | SQLite / Celery | PostgreSQL / Celery |");
     println!("|---|---|---|---|---|---|");
     let row =
@@ -630,6 +719,62 @@ fn main() -> anyhow::Result<()> {
             .map(|(n, p)| format!("{n:.1} ({p:.1})"))
             .unwrap_or_else(|| "n/a".into());
         println!("| server RSS after the run (peak), MiB, largest replica | {now:.1} ({peak:.1}) | {pg_rss} | | | |");
+    }
+    if let Some(rs) = &real_sqlite {
+        let rp = real_pg.as_ref();
+        let slots = args.processors.max(1) * args.processor_slots.max(1);
+        let n = args.real_tasks.max(100);
+        row(
+            &format!("tasks/s, no-op WASM tasks, {slots} real processor slot(s), batches of 1000"),
+            rs.noop_tps,
+            rp.map(|f| f.noop_tps),
+            c("tasks_per_s"),
+            true,
+            0,
+        );
+        row(
+            &format!("tasks/s, 1 ms WASM tasks, {slots} real processor slot(s) (Celery peer: no-op only)"),
+            rs.busy_tps,
+            rp.map(|f| f.busy_tps),
+            None,
+            true,
+            0,
+        );
+        row(
+            "p50 submit→answer, no-op WASM task on a real processor, ms",
+            rs.p50,
+            rp.map(|f| f.p50),
+            c("p50_ms"),
+            false,
+            3,
+        );
+        row(
+            "p99 submit→answer, no-op WASM task on a real processor, ms",
+            rs.p99,
+            rp.map(|f| f.p99),
+            c("p99_ms"),
+            false,
+            3,
+        );
+        let eta = |f: &processors::RealFigures| {
+            format!(
+                "{:+.0} % ({:.2} s predicted, {:.2} s taken)",
+                (f.eta_predicted / f.eta_actual - 1.0) * 100.0,
+                f.eta_predicted,
+                f.eta_actual
+            )
+        };
+        println!(
+            "| ETA error, `estimate_time_left` right after submitting {n} × 1 ms | {} | {} | no ETA | | |",
+            eta(rs),
+            rp.map(eta).unwrap_or_else(|| "n/a".into())
+        );
+        println!(
+            "| processor RSS after the run, MiB, largest | {:.1} | {} | | | |",
+            rs.processor_rss,
+            rp.map(|f| format!("{:.1}", f.processor_rss))
+                .unwrap_or_else(|| "n/a".into())
+        );
     }
     Ok(())
 }

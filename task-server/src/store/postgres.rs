@@ -12,7 +12,7 @@
 //! visibility order, and a cursor never skips.
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
@@ -275,7 +275,9 @@ impl PgStore {
             }
         });
         let announcer = Arc::new(Announcer::default());
-        let announce_task = tokio::spawn(announce_loop(pool.clone(), announcer.clone()));
+        // NOTIFYs go through the `synchronous_commit = off` pool: a notification is a hint (parked
+        // callers re-check the database), so it need not wait for a WAL flush.
+        let announce_task = tokio::spawn(announce_loop(fast.clone(), announcer.clone()));
         Ok(PgStore {
             announcer,
             announce_task,
@@ -292,13 +294,16 @@ impl PgStore {
 
 /// Coalesces notifications. Hot transactions never NOTIFY themselves: PostgreSQL serialises the
 /// commits of transactions that notified on one global lock. Instead, after a commit, the items are
-/// handed here, and a background task sends what accumulated every ~2 ms as a few NOTIFYs of
-/// comma-separated items.
+/// handed here, and a background task sends them at once when idle, else what accumulated
+/// during a 2 ms window, as a few NOTIFYs of comma-separated items.
 #[derive(Default)]
 struct Announcer {
     pending: std::sync::Mutex<HashSet<String>>,
     wake: tokio::sync::Notify,
 }
+
+/// At most one NOTIFY per window while busy.
+const ANNOUNCE_WINDOW: Duration = Duration::from_millis(2);
 
 /// Largest NOTIFY payload sent (PostgreSQL's limit is 8000 bytes).
 const PAYLOAD_MAX: usize = 7000;
@@ -316,9 +321,17 @@ impl Announcer {
 }
 
 async fn announce_loop(pool: PgPool, ann: Arc<Announcer>) {
+    let mut last_sent: Option<Instant> = None;
     loop {
         ann.wake.notified().await;
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        // Idle (nothing sent within the window): send at once, so a lone submit or answer wakes the
+        // other replicas without delay. Busy: wait out the window, so a burst of commits goes
+        // out as one NOTIFY.
+        if let Some(since) = last_sent.map(|t| t.elapsed()) {
+            if since < ANNOUNCE_WINDOW {
+                tokio::time::sleep(ANNOUNCE_WINDOW - since).await;
+            }
+        }
         let items = std::mem::take(&mut *ann.pending.lock().expect("announcer lock"));
         let mut payloads: Vec<String> = Vec::new();
         let mut cur = String::new();
@@ -343,6 +356,7 @@ async fn announce_loop(pool: PgPool, ann: Arc<Announcer>) {
             // Parked callers also time out and re-check; nothing is lost, only woken later.
             tracing::warn!(error = %e, "NOTIFY failed");
         }
+        last_sent = Some(Instant::now());
     }
 }
 

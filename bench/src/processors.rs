@@ -1,0 +1,275 @@
+//! End to end with real processors: the registry, the server replica(s) started with
+//! `--registry`, the `testkit` WASM package published, and `task-processor` processes pulling
+//! from the replicas. Measures no-op and 1 ms tasks (submitted in batches, timed until the last
+//! answer is out), the sequential submit→answer latency of a no-op, the error of the queue's
+//! ETA (`estimate_time_left` right after a submission, against the time the queue really took),
+//! and the processors' RSS.
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures_util::future::try_join_all;
+use serde_json::{json, Value};
+
+use crate::{read_listening, rss_mib, start_server, tempfile_dir, Http, Server, BENCH_SECRET};
+
+/// What one configuration measured.
+pub struct RealFigures {
+    /// No-op WASM tasks per second, batched submit to last answer.
+    pub noop_tps: f64,
+    /// 1 ms WASM tasks per second.
+    pub busy_tps: f64,
+    /// Sequential no-op submit→answer, ms.
+    pub p50: f64,
+    /// Same, p99.
+    pub p99: f64,
+    /// `eta_s` right after submitting the ETA run, seconds.
+    pub eta_predicted: f64,
+    /// How long that queue really took, seconds.
+    pub eta_actual: f64,
+    /// Largest processor RSS after the run, MiB.
+    pub processor_rss: f64,
+}
+
+/// Run parameters.
+pub struct Plan<'a> {
+    pub bin_dir: &'a Path,
+    pub extra: &'a [String],
+    pub replicas: usize,
+    pub processors: usize,
+    pub slots: usize,
+    pub tasks: usize,
+    pub label: &'a str,
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const BATCH: usize = 1000;
+
+/// Submits `n` tasks of `testkit.FUNCTION(args)` in batches of 1,000; returns the batch ids.
+async fn submit(
+    http: &Http,
+    user: &str,
+    function: &str,
+    args: Value,
+    n: usize,
+) -> anyhow::Result<Vec<(String, usize)>> {
+    let mut batches = Vec::new();
+    let mut left = n;
+    while left > 0 {
+        let size = left.min(BATCH);
+        let tasks: Vec<Value> = (0..size)
+            .map(|_| json!({"package": "testkit", "function": function, "args": args}))
+            .collect();
+        let v = http
+            .post(user, "/user/submit_batch", &json!({"tasks": tasks}))
+            .await?;
+        batches.push((
+            v["batch_id"].as_str().context("batch_id")?.to_string(),
+            size,
+        ));
+        left -= size;
+    }
+    Ok(batches)
+}
+
+/// Drains every batch's results stream until all `size` results are out; fails on a failed task.
+async fn drain(http: &Http, user: &str, batches: &[(String, usize)]) -> anyhow::Result<()> {
+    try_join_all(batches.iter().map(|(id, size)| async move {
+        let (mut after, mut seen) = (0i64, 0usize);
+        while seen < *size {
+            let v = http
+                .get(
+                    user,
+                    &format!("/user/batches/{id}/results?after={after}&limit=1000&wait=10"),
+                )
+                .await?;
+            let results = v["results"].as_array().context("results")?;
+            for r in results {
+                if r["state"] != "succeeded" {
+                    bail!("task not answered: {r}");
+                }
+            }
+            seen += results.len();
+            after = v["next"].as_i64().context("next")?;
+        }
+        Ok(())
+    }))
+    .await?;
+    Ok(())
+}
+
+async fn timed(
+    http: &Http,
+    user: &str,
+    function: &str,
+    args: Value,
+    n: usize,
+) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let batches = submit(http, user, function, args, n).await?;
+    drain(http, user, &batches).await?;
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
+async fn latency(http: &Http, user: &str, samples: usize) -> anyhow::Result<(f64, f64)> {
+    let mut lat = Vec::with_capacity(samples);
+    for i in 0..samples + 20 {
+        let t = Instant::now();
+        let v = http
+            .post(
+                user,
+                "/user/submit_task",
+                &json!({"package": "testkit", "function": "noop", "args": []}),
+            )
+            .await?;
+        let id = v["id"].as_str().context("id")?;
+        let a = http
+            .get(user, &format!("/user/request_answer/{id}?wait=10"))
+            .await?;
+        if a["state"] != "succeeded" {
+            bail!("latency task not answered: {a}");
+        }
+        if i >= 20 {
+            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    Ok((
+        lat[lat.len() / 2],
+        lat[(lat.len() * 99 / 100).min(lat.len() - 1)],
+    ))
+}
+
+/// The ETA the server gives right after a submission, against the time the queue really took.
+async fn eta_error(http: &Http, user: &str, n: usize) -> anyhow::Result<(f64, f64)> {
+    let batches = submit(http, user, "busy_ms", json!([1]), n).await?;
+    let t = Instant::now();
+    let est = http.get(user, "/user/estimate_time_left").await?;
+    let predicted = est["eta_s"].as_f64().context("eta_s")?;
+    drain(http, user, &batches).await?;
+    Ok((predicted, t.elapsed().as_secs_f64()))
+}
+
+/// Starts the registry, `plan.replicas` servers and the processors; runs the measurements.
+pub fn run(rt: &tokio::runtime::Runtime, plan: &Plan) -> anyhow::Result<RealFigures> {
+    let label = plan.label;
+    let reg_dir = tempfile_dir::TempDir::new(&format!("{label}-registry"))?;
+    let mut reg = Command::new(plan.bin_dir.join("task-registry"))
+        .args(["--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(&reg_dir.0)
+        .env("CRPC_LOG", "warn")
+        .env("CRPC_JWT_SECRET", BENCH_SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("start task-registry")?;
+    let registry = read_listening(&mut reg)?;
+    let _reg = Proc(reg);
+
+    let mut extra = plan.extra.to_vec();
+    extra.extend(["--registry".to_string(), registry.clone()]);
+    let mut servers: Vec<Server> = Vec::new();
+    let (mut user, mut worker) = (String::new(), String::new());
+    for i in 0..plan.replicas {
+        let (s, u, w) = start_server(
+            &plan.bin_dir.join("task-server"),
+            &extra,
+            &format!("{label}-real-{i}"),
+        )?;
+        servers.push(s);
+        (user, worker) = (u, w);
+    }
+    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
+    let publisher = servers[0].token("publisher")?;
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("root")?;
+    let archive = crpc_package::archive::build(&root.join("examples/testkit"))
+        .context("examples/testkit (run ./scripts/build-examples)")?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    rt.block_on(async {
+        let r = client
+            .put(format!("{registry}/v1/packages/testkit/1.0.0"))
+            .bearer_auth(&publisher)
+            .body(archive)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("publish testkit: {}", r.text().await?);
+        }
+        Ok(())
+    })?;
+
+    let mut procs = Vec::new();
+    let caches = tempfile_dir::TempDir::new(&format!("{label}-caches"))?;
+    for p in 0..plan.processors {
+        let mut child = Command::new(plan.bin_dir.join("task-processor"))
+            .args(["--server", &urls[p % urls.len()], "--registry", &registry])
+            .args(["--token", &worker, "--cpu-slots", &plan.slots.to_string()])
+            .args(["--worker-id", &format!("bench-{label}-{p}")])
+            .arg("--cache-dir")
+            .arg(caches.0.join(p.to_string()))
+            .env("CRPC_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("start task-processor")?;
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().context("stdout")?),
+            &mut line,
+        )?;
+        if !line.contains("pulling from") {
+            bail!("task-processor printed {line:?}");
+        }
+        procs.push(Proc(child));
+    }
+
+    let http = Http {
+        client,
+        url: urls[0].clone(),
+    };
+    let figures = rt.block_on(async {
+        // Every processor installs the package and warms its instances first.
+        timed(&http, &user, "noop", json!([]), 200 * plan.processors).await?;
+        eprintln!("{label}, real processors: no-op ({} tasks)…", plan.tasks);
+        let noop_tps = timed(&http, &user, "noop", json!([]), plan.tasks).await?;
+        eprintln!("{label}, real processors: 1 ms ({} tasks)…", plan.tasks);
+        let busy_tps = timed(&http, &user, "busy_ms", json!([1]), plan.tasks).await?;
+        eprintln!("{label}, real processors: submit→answer latency…");
+        let (p50, p99) = latency(&http, &user, 1000).await?;
+        eprintln!("{label}, real processors: ETA of a fresh queue of 1 ms tasks…");
+        let (eta_predicted, eta_actual) = eta_error(&http, &user, plan.tasks).await?;
+        Ok::<_, anyhow::Error>((noop_tps, busy_tps, p50, p99, eta_predicted, eta_actual))
+    })?;
+    let processor_rss = procs
+        .iter()
+        .filter_map(|p| rss_mib(p.0.id()))
+        .map(|(now, _)| now)
+        .fold(0.0, f64::max);
+    drop(procs);
+    let (noop_tps, busy_tps, p50, p99, eta_predicted, eta_actual) = figures;
+    // Give the processors a moment to hand back before the servers go.
+    std::thread::sleep(Duration::from_millis(100));
+    Ok(RealFigures {
+        noop_tps,
+        busy_tps,
+        p50,
+        p99,
+        eta_predicted,
+        eta_actual,
+        processor_rss,
+    })
+}
