@@ -56,7 +56,7 @@ pub async fn run(api: &Api, args: &MapArgs, _json: bool) -> CliResult {
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} ({per_sec}) {msg}",
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} ({per_sec}, {eta} left at this rate) {msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
