@@ -180,6 +180,11 @@ impl Processor {
         &self.worker_id
     }
 
+    /// Its slots: one per GPU plus the CPU slots.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Pulls and runs tasks until `shutdown` resolves (or the server refuses the token), then
     /// drains: no new leases, running tasks get `drain_timeout` to finish, the rest are handed
     /// back, and every answer is delivered before it returns.

@@ -244,7 +244,7 @@ async fn start_processor(
                             Err(format!("{e:#}"))
                         }
                         Ok(p) => {
-                            let slots = config.cpu_slots() as usize;
+                            let slots = p.slot_count();
                             let _ = ready_tx.send(Ok((p.worker_id().to_string(), slots)));
                             p.run(async move {
                                 let _ = stop_rx.await;

@@ -42,6 +42,9 @@ pub struct PgStore {
     /// Runtime samples of committed answers not yet merged into `function_stats`.
     pending: Arc<Pending>,
     flusher: tokio::task::JoinHandle<()>,
+    /// Held by the background flusher for the whole of a flush, so `close` never aborts it
+    /// between taking the samples and committing them (they would be lost).
+    flush_lock: Arc<tokio::sync::Mutex<()>>,
     announcer: Arc<Announcer>,
     announce_task: tokio::task::JoinHandle<()>,
 }
@@ -263,12 +266,14 @@ impl PgStore {
             }
         });
         let pending: Arc<Pending> = Arc::default();
-        let (fpool, fpending) = (pool.clone(), pending.clone());
+        let flush_lock = Arc::new(tokio::sync::Mutex::new(()));
+        let (fpool, fpending, flock) = (pool.clone(), pending.clone(), flush_lock.clone());
         let flusher = tokio::spawn(async move {
             let mut tick = tokio::time::interval(STATS_FLUSH_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
+                let _flushing = flock.lock().await;
                 if let Err(e) = flush_stats(&fpool, &fpending).await {
                     tracing::warn!(error = %e, "writing runtime statistics failed; will retry");
                 }
@@ -288,6 +293,7 @@ impl PgStore {
             listener,
             pending,
             flusher,
+            flush_lock,
         })
     }
 }
@@ -1045,6 +1051,8 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
+        // Not in the middle of a flush: its samples would be lost with the aborted task.
+        let _flushing = self.flush_lock.lock().await;
         self.flusher.abort();
         self.announce_task.abort();
         if let Err(e) = flush_stats(&self.pool, &self.pending).await {
