@@ -6,7 +6,6 @@
 //! `cargo run --release -p crpc-bench [-- --tasks 20000 --batched-tasks 100000]`
 mod processors;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -68,8 +67,7 @@ struct Args {
     no_real: bool,
 }
 
-/// One secret for every replica of a run (they must accept each other's tokens).
-const BENCH_SECRET: &str = "crpc-bench-secret-not-for-production";
+use crpc_bench::{read_listening, rss_mib, SECRET as BENCH_SECRET};
 
 struct Server {
     child: Child,
@@ -103,34 +101,9 @@ impl Drop for Server {
     }
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root")
-        .to_path_buf()
-}
-
 fn server_binary() -> anyhow::Result<PathBuf> {
-    let status = Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "task-server",
-            "-p",
-            "registry",
-            "-p",
-            "task-processor",
-        ])
-        .current_dir(repo_root())
-        .status()
-        .context("cargo build")?;
-    if !status.success() {
-        bail!("building task-server, task-registry and task-processor failed");
-    }
-    let exe = std::env::current_exe()?;
-    let bin = exe.parent().expect("target dir").join("task-server");
+    let dir = crpc_bench::build_release(&["task-server", "registry", "task-processor"])?;
+    let bin = dir.join("task-server");
     if !bin.exists() {
         bail!(
             "{} not found; run with `cargo run --release -p crpc-bench`",
@@ -167,17 +140,6 @@ fn start_server(
     Ok((server, user, worker))
 }
 
-/// The address a service prints on its first stdout line (`listening on URL`).
-fn read_listening(child: &mut Child) -> anyhow::Result<String> {
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-    Ok(line
-        .trim()
-        .strip_prefix("listening on ")
-        .with_context(|| format!("expected `listening on URL`, got {line:?}"))?
-        .to_string())
-}
-
 impl Server {
     /// A token for `role` signed with the run's secret.
     fn token(&self, role: &str) -> anyhow::Result<String> {
@@ -188,18 +150,6 @@ impl Server {
             .output()?;
         Ok(String::from_utf8(out.stdout)?.trim().to_string())
     }
-}
-
-fn rss_mib(pid: u32) -> Option<(f64, f64)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        s.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .map(|kb| kb / 1024.0)
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
 #[derive(Clone)]
@@ -416,7 +366,7 @@ async fn run_latency(
 }
 
 fn run_celery(n: usize) -> anyhow::Result<Value> {
-    let peer = repo_root().join("../shared/bench/celery_peer.py");
+    let peer = crpc_bench::repo_root().join("../shared/bench/celery_peer.py");
     if !peer.exists() {
         bail!("{} not found", peer.display());
     }
@@ -615,12 +565,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bin = server_binary()?;
     if !args.no_real {
-        let status = Command::new(repo_root().join("scripts/build-examples"))
-            .stdout(std::io::stderr())
-            .status()?;
-        if !status.success() {
-            bail!("scripts/build-examples failed");
-        }
+        crpc_bench::build_examples()?;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -2,27 +2,21 @@
 //! package cache and idle footprint measured on the real binaries.
 //!
 //! `cargo run --release -p crpc-bench --bin processor-bench`
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use crpc_bench::{
+    build_examples, build_release, publish_testkit, read_listening, repo_root, rss_mib,
+    start_processor, Proc, SECRET,
+};
 use serde_json::{json, Value};
 use task_processor::gpu::Gpus;
 use task_processor::handler::Progress;
 use task_processor::runtime::wasm::{RunOutcome, WasmRuntime};
 use tokio_util::sync::CancellationToken;
-
-const SECRET: &str = "crpc-bench-secret-not-for-production";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -32,7 +26,7 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 /// Warm `run` calls and fresh instances from `InstancePre`, µs (p50, p99).
 fn wasm_hot_path() -> anyhow::Result<((f64, f64), (f64, f64))> {
     let dir = tempfile::tempdir()?;
-    let pkg = root().join("examples/testkit");
+    let pkg = repo_root().join("examples/testkit");
     std::fs::copy(pkg.join("testkit.wasm"), dir.path().join("testkit.wasm"))
         .context("examples/testkit/testkit.wasm (run ./scripts/build-examples)")?;
     let rt = WasmRuntime::new(256, 2, Arc::new(Gpus::none()))?;
@@ -74,25 +68,8 @@ fn wasm_hot_path() -> anyhow::Result<((f64, f64), (f64, f64))> {
     ))
 }
 
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn bin(name: &str) -> PathBuf {
-    std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join(name)
-}
-
-fn start(name: &str, args: &[&str], dir: &Path) -> anyhow::Result<(Service, String)> {
-    let mut child = Command::new(bin(name))
+fn start(bin_dir: &Path, name: &str, args: &[&str], dir: &Path) -> anyhow::Result<(Proc, String)> {
+    let mut child = Command::new(bin_dir.join(name))
         .args(args)
         .arg("--data-dir")
         .arg(dir)
@@ -102,68 +79,17 @@ fn start(name: &str, args: &[&str], dir: &Path) -> anyhow::Result<(Service, Stri
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("start {name}"))?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .with_context(|| format!("{name} printed {line:?}"))?
-        .to_string();
-    Ok((Service(child), url))
+    let url = read_listening(&mut child).with_context(|| name.to_string())?;
+    Ok((Proc(child), url))
 }
 
-fn token(dir: &Path, role: &str) -> anyhow::Result<String> {
-    let out = Command::new(bin("task-server"))
+fn token(bin_dir: &Path, dir: &Path, role: &str) -> anyhow::Result<String> {
+    let out = Command::new(bin_dir.join("task-server"))
         .args(["token", "--role", role, "--sub", "bench", "--data-dir"])
         .arg(dir)
         .env("CRPC_JWT_SECRET", SECRET)
         .output()?;
     Ok(String::from_utf8(out.stdout)?.trim().to_string())
-}
-
-fn start_processor(
-    server: &str,
-    registry: &str,
-    tok: &str,
-    cache: &Path,
-) -> anyhow::Result<Service> {
-    let mut child = Command::new(bin("task-processor"))
-        .args([
-            "--server",
-            server,
-            "--registry",
-            registry,
-            "--token",
-            tok,
-            "--cpu-slots",
-            "1",
-        ])
-        .arg("--cache-dir")
-        .arg(cache)
-        .env("CRPC_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
-    if !line.contains("pulling from") {
-        bail!("task-processor printed {line:?}");
-    }
-    Ok(Service(child))
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<f64>().ok())
-            })
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
 }
 
 async fn first_task_ms(http: &reqwest::Client, server: &str, user: &str) -> anyhow::Result<f64> {
@@ -193,66 +119,39 @@ async fn first_task_ms(http: &reqwest::Client, server: &str, user: &str) -> anyh
 /// First task of an uncached package, then the same after a restart with a warm cache (ms), and
 /// the idle processor's RSS (MiB).
 async fn cache_and_footprint() -> anyhow::Result<(f64, f64, f64)> {
-    let status = Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "task-server",
-            "-p",
-            "registry",
-            "-p",
-            "task-processor",
-        ])
-        .current_dir(root())
-        .status()?;
-    if !status.success() {
-        bail!("release build failed");
-    }
+    let bins = build_release(&["task-server", "registry", "task-processor"])?;
     let tmp = tempfile::tempdir()?;
     let (reg_dir, srv_dir, cache) = (
         tmp.path().join("reg"),
         tmp.path().join("srv"),
         tmp.path().join("cache"),
     );
-    let (_reg, registry) = start("task-registry", &["--bind", "127.0.0.1:0"], &reg_dir)?;
+    let (_reg, registry) = start(&bins, "task-registry", &["--bind", "127.0.0.1:0"], &reg_dir)?;
     let (_srv, server) = start(
+        &bins,
         "task-server",
         &["--bind", "127.0.0.1:0", "--registry", &registry],
         &srv_dir,
     )?;
     let (user, worker, publisher) = (
-        token(&srv_dir, "user")?,
-        token(&srv_dir, "worker")?,
-        token(&srv_dir, "publisher")?,
+        token(&bins, &srv_dir, "user")?,
+        token(&bins, &srv_dir, "worker")?,
+        token(&bins, &srv_dir, "publisher")?,
     );
     let http = reqwest::Client::new();
-    let archive = crpc_package::archive::build(&root().join("examples/testkit"))?;
-    let r = http
-        .put(format!("{registry}/v1/packages/testkit/1.0.0"))
-        .bearer_auth(&publisher)
-        .body(archive)
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        bail!("publish: {}", r.text().await?);
-    }
-    let p = start_processor(&server, &registry, &worker, &cache)?;
+    publish_testkit(&http, &registry, &publisher).await?;
+    let p = start_processor(&bins, &server, &registry, &worker, 1, None, &cache)?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle = rss_mib(p.0.id());
+    let idle = rss_mib(p.0.id()).map_or(f64::NAN, |(now, _)| now);
     let cold = first_task_ms(&http, &server, &user).await?;
     drop(p);
-    let _p = start_processor(&server, &registry, &worker, &cache)?;
+    let _p = start_processor(&bins, &server, &registry, &worker, 1, None, &cache)?;
     let warm = first_task_ms(&http, &server, &user).await?;
     Ok((cold, warm, idle))
 }
 
 fn main() -> anyhow::Result<()> {
-    let status = Command::new(root().join("scripts/build-examples")).status()?;
-    if !status.success() {
-        bail!("scripts/build-examples failed");
-    }
+    build_examples()?;
     let ((warm50, warm99), (fresh50, fresh99)) = wasm_hot_path()?;
     let rt = tokio::runtime::Runtime::new()?;
     let (cold, warm, idle) = rt.block_on(cache_and_footprint())?;

@@ -5,14 +5,16 @@
 //! ETA (`estimate_time_left` right after a submission, against the time the queue really took),
 //! and the processors' RSS.
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use futures_util::future::try_join_all;
 use serde_json::{json, Value};
 
-use crate::{read_listening, rss_mib, start_server, tempfile_dir, Http, Server, BENCH_SECRET};
+use crpc_bench::{publish_testkit, read_listening, rss_mib, start_processor, Proc};
+
+use crate::{start_server, tempfile_dir, Http, Server, BENCH_SECRET};
 
 /// What one configuration measured.
 pub struct RealFigures {
@@ -41,15 +43,6 @@ pub struct Plan<'a> {
     pub slots: usize,
     pub tasks: usize,
     pub label: &'a str,
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 const BATCH: usize = 1000;
@@ -191,50 +184,23 @@ pub fn run(rt: &tokio::runtime::Runtime, plan: &Plan) -> anyhow::Result<RealFigu
     let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
     let publisher = servers[0].token("publisher")?;
 
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("root")?;
-    let archive = crpc_package::archive::build(&root.join("examples/testkit"))
-        .context("examples/testkit (run ./scripts/build-examples)")?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;
-    rt.block_on(async {
-        let r = client
-            .put(format!("{registry}/v1/packages/testkit/1.0.0"))
-            .bearer_auth(&publisher)
-            .body(archive)
-            .send()
-            .await?;
-        if !r.status().is_success() {
-            bail!("publish testkit: {}", r.text().await?);
-        }
-        Ok(())
-    })?;
+    rt.block_on(publish_testkit(&client, &registry, &publisher))?;
 
     let mut procs = Vec::new();
     let caches = tempfile_dir::TempDir::new(&format!("{label}-caches"))?;
     for p in 0..plan.processors {
-        let mut child = Command::new(plan.bin_dir.join("task-processor"))
-            .args(["--server", &urls[p % urls.len()], "--registry", &registry])
-            .args(["--token", &worker, "--cpu-slots", &plan.slots.to_string()])
-            .args(["--worker-id", &format!("bench-{label}-{p}")])
-            .arg("--cache-dir")
-            .arg(caches.0.join(p.to_string()))
-            .env("CRPC_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("start task-processor")?;
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().context("stdout")?),
-            &mut line,
-        )?;
-        if !line.contains("pulling from") {
-            bail!("task-processor printed {line:?}");
-        }
-        procs.push(Proc(child));
+        procs.push(start_processor(
+            plan.bin_dir,
+            &urls[p % urls.len()],
+            &registry,
+            &worker,
+            plan.slots,
+            Some(&format!("bench-{label}-{p}")),
+            &caches.0.join(p.to_string()),
+        )?);
     }
 
     let http = Http {

@@ -5,15 +5,22 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn crpc(cwd: &Path, config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_crpc"))
-        .args(args)
+    crpc_with_env(cwd, config, args, &[])
+}
+
+/// `crpc ARGS` with the config file `config` and, of the CRPC_* settings, only `env`.
+fn crpc_with_env(cwd: &Path, config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crpc"));
+    cmd.args(args)
         .current_dir(cwd)
         .env("CRPC_CONFIG", config)
         .env_remove("CRPC_SERVER")
         .env_remove("CRPC_REGISTRY")
-        .env_remove("CRPC_TOKEN")
-        .output()
-        .expect("run crpc")
+        .env_remove("CRPC_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run crpc")
 }
 
 fn text(b: &[u8]) -> String {
@@ -91,24 +98,16 @@ fn settings_come_from_flag_then_env_then_config_file() {
     assert_eq!(out.status.code(), Some(6));
     assert!(stderr_line(&out).contains("http://127.0.0.1:9"));
 
-    let out = Command::new(env!("CARGO_BIN_EXE_crpc"))
-        .args(["tasks"])
-        .env("CRPC_CONFIG", &cfg)
-        .env("CRPC_SERVER", "http://127.0.0.1:10")
-        .output()
-        .unwrap();
+    let env_server = [("CRPC_SERVER", "http://127.0.0.1:10")];
+    let out = crpc_with_env(dir.path(), &cfg, &["tasks"], &env_server);
     assert_eq!(out.status.code(), Some(6));
     assert!(
         stderr_line(&out).contains("http://127.0.0.1:10"),
         "the env wins"
     );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_crpc"))
-        .args(["--server", "http://127.0.0.1:11", "tasks"])
-        .env("CRPC_CONFIG", &cfg)
-        .env("CRPC_SERVER", "http://127.0.0.1:10")
-        .output()
-        .unwrap();
+    let args = ["--server", "http://127.0.0.1:11", "tasks"];
+    let out = crpc_with_env(dir.path(), &cfg, &args, &env_server);
     assert_eq!(out.status.code(), Some(6));
     assert!(
         stderr_line(&out).contains("http://127.0.0.1:11"),
