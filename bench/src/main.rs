@@ -542,12 +542,15 @@ fn run_real(
 }
 
 /// Runs `f` against a fresh PostgreSQL database (created, then dropped); `None` when it cannot
-/// be created.
+/// be created or `--no-postgres` was given.
 fn on_postgres<T>(
     rt: &tokio::runtime::Runtime,
     args: &Args,
     f: impl FnOnce(&[String]) -> anyhow::Result<T>,
 ) -> anyhow::Result<Option<T>> {
+    if args.no_postgres {
+        return Ok(None);
+    }
     match fresh_database(rt, &args.postgres) {
         Ok((url, drop)) => {
             let r = f(&["--database-url".to_string(), url]);
@@ -572,24 +575,16 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let replicas = args.replicas.max(1);
     let sqlite = run_cluster(&rt, &bin, &args, &[], 1, "sqlite")?;
-    let pg = if args.no_postgres {
-        None
-    } else {
-        on_postgres(&rt, &args, |extra| {
-            run_cluster(&rt, &bin, &args, extra, replicas, "postgres")
-        })?
-    };
+    let pg = on_postgres(&rt, &args, |extra| {
+        run_cluster(&rt, &bin, &args, extra, replicas, "postgres")
+    })?;
     let (real_sqlite, real_pg) = if args.no_real {
         (None, None)
     } else {
         let s = run_real(&rt, &bin, &args, &[], 1, "sqlite")?;
-        let p = if args.no_postgres {
-            None
-        } else {
-            on_postgres(&rt, &args, |extra| {
-                run_real(&rt, &bin, &args, extra, replicas, "postgres")
-            })?
-        };
+        let p = on_postgres(&rt, &args, |extra| {
+            run_real(&rt, &bin, &args, extra, replicas, "postgres")
+        })?;
         (Some(s), p)
     };
 
