@@ -53,6 +53,9 @@ struct Args {
     /// Skip the PostgreSQL run.
     #[arg(long)]
     no_postgres: bool,
+    /// Skip the SQLite runs (to profile the PostgreSQL ones).
+    #[arg(long)]
+    no_sqlite: bool,
     /// Real `task-processor` processes in the end-to-end run.
     #[arg(long, default_value_t = 2)]
     processors: usize,
@@ -574,18 +577,26 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let replicas = args.replicas.max(1);
-    let sqlite = run_cluster(&rt, &bin, &args, &[], 1, "sqlite")?;
+    let sqlite = if args.no_sqlite {
+        None
+    } else {
+        Some(run_cluster(&rt, &bin, &args, &[], 1, "sqlite")?)
+    };
     let pg = on_postgres(&rt, &args, |extra| {
         run_cluster(&rt, &bin, &args, extra, replicas, "postgres")
     })?;
     let (real_sqlite, real_pg) = if args.no_real {
         (None, None)
     } else {
-        let s = run_real(&rt, &bin, &args, &[], 1, "sqlite")?;
+        let s = if args.no_sqlite {
+            None
+        } else {
+            Some(run_real(&rt, &bin, &args, &[], 1, "sqlite")?)
+        };
         let p = on_postgres(&rt, &args, |extra| {
             run_real(&rt, &bin, &args, extra, replicas, "postgres")
         })?;
-        (Some(s), p)
+        (s, p)
     };
 
     let celery = if args.no_celery {
@@ -606,23 +617,31 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| "n/a".into())
     };
     let pgf = |f: fn(&Figures) -> f64| pg.as_ref().map(f);
+    let sqf = |f: fn(&Figures) -> f64| sqlite.as_ref().map(f);
     println!("| metric | crpc SQLite | crpc PostgreSQL ({replicas} replicas) | Celery 5 + Redis | SQLite / Celery | PostgreSQL / Celery |");
     println!("|---|---|---|---|---|---|");
-    let row =
-        |name: &str, ours: f64, pg: Option<f64>, theirs: Option<f64>, higher: bool, d: usize| {
-            println!(
-                "| {name} | {} | {} | {} | {} | {} |",
-                fmt(Some(ours), d),
-                fmt(pg, d),
-                fmt(theirs, d),
-                ratio(ours, theirs, higher),
-                pg.map(|p| ratio(p, theirs, higher))
-                    .unwrap_or_else(|| "n/a".into())
-            )
+    let row = |name: &str,
+               ours: Option<f64>,
+               pg: Option<f64>,
+               theirs: Option<f64>,
+               higher: bool,
+               d: usize| {
+        let vs = |v: Option<f64>| {
+            v.map(|v| ratio(v, theirs, higher))
+                .unwrap_or_else(|| "n/a".into())
         };
+        println!(
+            "| {name} | {} | {} | {} | {} | {} |",
+            fmt(ours, d),
+            fmt(pg, d),
+            fmt(theirs, d),
+            vs(ours),
+            vs(pg)
+        )
+    };
     row(
         "tasks/s, one request per task",
-        sqlite.single,
+        sqf(|f| f.single),
         pgf(|f| f.single),
         c("tasks_per_s"),
         true,
@@ -630,7 +649,7 @@ fn main() -> anyhow::Result<()> {
     );
     row(
         "tasks/s, batches of 100 (Celery: no batch API)",
-        sqlite.batched,
+        sqf(|f| f.batched),
         pgf(|f| f.batched),
         c("tasks_per_s"),
         true,
@@ -638,7 +657,7 @@ fn main() -> anyhow::Result<()> {
     );
     row(
         "p50 submit→answer, ms",
-        sqlite.p50,
+        sqf(|f| f.p50),
         pgf(|f| f.p50),
         c("p50_ms"),
         false,
@@ -646,27 +665,30 @@ fn main() -> anyhow::Result<()> {
     );
     row(
         "p99 submit→answer, ms",
-        sqlite.p99,
+        sqf(|f| f.p99),
         pgf(|f| f.p99),
         c("p99_ms"),
         false,
         3,
     );
-    if let Some((now, peak)) = sqlite.rss {
-        let pg_rss = pg
-            .as_ref()
+    let rss = |f: &Option<Figures>| {
+        f.as_ref()
             .and_then(|f| f.rss)
             .map(|(n, p)| format!("{n:.1} ({p:.1})"))
-            .unwrap_or_else(|| "n/a".into());
-        println!("| server RSS after the run (peak), MiB, largest replica | {now:.1} ({peak:.1}) | {pg_rss} | | | |");
-    }
-    if let Some(rs) = &real_sqlite {
-        let rp = real_pg.as_ref();
+            .unwrap_or_else(|| "n/a".into())
+    };
+    println!(
+        "| server RSS after the run (peak), MiB, largest replica | {} | {} | | | |",
+        rss(&sqlite),
+        rss(&pg)
+    );
+    if real_sqlite.is_some() || real_pg.is_some() {
+        let (rs, rp) = (real_sqlite.as_ref(), real_pg.as_ref());
         let slots = args.processors.max(1) * args.processor_slots.max(1);
         let n = args.real_tasks.max(100);
         row(
             &format!("tasks/s, no-op WASM tasks, {slots} real processor slot(s), batches of 1000"),
-            rs.noop_tps,
+            rs.map(|f| f.noop_tps),
             rp.map(|f| f.noop_tps),
             c("tasks_per_s"),
             true,
@@ -674,7 +696,7 @@ fn main() -> anyhow::Result<()> {
         );
         row(
             &format!("tasks/s, 1 ms WASM tasks, {slots} real processor slot(s) (Celery peer: no-op only)"),
-            rs.busy_tps,
+            rs.map(|f| f.busy_tps),
             rp.map(|f| f.busy_tps),
             None,
             true,
@@ -682,7 +704,7 @@ fn main() -> anyhow::Result<()> {
         );
         row(
             "p50 submit→answer, no-op WASM task on a real processor, ms",
-            rs.p50,
+            rs.map(|f| f.p50),
             rp.map(|f| f.p50),
             c("p50_ms"),
             false,
@@ -690,7 +712,7 @@ fn main() -> anyhow::Result<()> {
         );
         row(
             "p99 submit→answer, no-op WASM task on a real processor, ms",
-            rs.p99,
+            rs.map(|f| f.p99),
             rp.map(|f| f.p99),
             c("p99_ms"),
             false,
@@ -706,14 +728,13 @@ fn main() -> anyhow::Result<()> {
         };
         println!(
             "| ETA error, `estimate_time_left` right after submitting {n} × 1 ms | {} | {} | no ETA | | |",
-            eta(rs),
+            rs.map(eta).unwrap_or_else(|| "n/a".into()),
             rp.map(eta).unwrap_or_else(|| "n/a".into())
         );
         println!(
-            "| processor RSS after the run, MiB, largest | {:.1} | {} | | | |",
-            rs.processor_rss,
-            rp.map(|f| format!("{:.1}", f.processor_rss))
-                .unwrap_or_else(|| "n/a".into())
+            "| processor RSS after the run, MiB, largest | {} | {} | | | |",
+            fmt(rs.map(|f| f.processor_rss), 1),
+            fmt(rp.map(|f| f.processor_rss), 1)
         );
     }
     Ok(())

@@ -75,6 +75,10 @@ pub struct RequestTaskResponse {
     pub leases: Vec<Lease>,
     /// Heartbeat at least this often, ms.
     pub heartbeat_interval_ms: u64,
+    /// `true` when nothing was ready at once and the request was parked (long poll): the time
+    /// it took is idle time, not dispatch overhead.
+    #[serde(default)]
+    pub waited: bool,
 }
 
 /// One lease in a heartbeat.
@@ -103,6 +107,11 @@ pub struct HeartbeatRequest {
     /// Fresh capabilities, optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<Capabilities>,
+    /// Measured dispatch overhead, ms: how long one of this processor's slots sits idle between
+    /// two tasks while work is waiting (lease round trip, hand-off), averaged over recent tasks.
+    /// The server adds it per queued task to `eta_s`. 0 to 3,600,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatch_ms: Option<f64>,
 }
 
 /// Answer of `POST /worker/heartbeat`.

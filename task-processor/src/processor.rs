@@ -130,10 +130,50 @@ struct Running {
     handed_back: AtomicBool,
 }
 
-/// Free slots of one kind (GPU or CPU).
+/// Free slots of one kind (GPU or CPU), each with when it became free (or when the last idle
+/// wait ended), to measure dispatch overhead.
 struct Pool {
     gpu: bool,
-    free: Mutex<Vec<Slot>>,
+    free: Mutex<Vec<(Slot, Instant)>>,
+}
+
+impl Pool {
+    /// The idle time so far was not overhead (nothing was ready, or the server was unreachable).
+    fn restart_clocks(&self) {
+        let now = Instant::now();
+        for (_, at) in self.free.lock().unwrap().iter_mut() {
+            *at = now;
+        }
+    }
+}
+
+/// Mean idle time of a slot between two tasks while work was waiting (the lease round trip):
+/// an exponentially weighted mean over roughly the last 50 tasks, sent with each heartbeat so
+/// the server's ETA can count it.
+#[derive(Debug, Default)]
+struct DispatchMeter {
+    mean_ms: f64,
+    samples: u64,
+}
+
+impl DispatchMeter {
+    /// Gaps longer than this are stalls (server restart, backoff), not dispatch.
+    const MAX_GAP: Duration = Duration::from_secs(5);
+
+    fn record(&mut self, gap: Duration) {
+        if gap > Self::MAX_GAP {
+            return;
+        }
+        let ms = gap.as_secs_f64() * 1000.0;
+        self.samples += 1;
+        let alpha = (1.0 / self.samples as f64).max(0.02);
+        self.mean_ms += alpha * (ms - self.mean_ms);
+    }
+
+    /// Reported once a few tasks were measured.
+    fn value(&self) -> Option<f64> {
+        (self.samples >= 5).then_some(self.mean_ms)
+    }
 }
 
 struct Shared {
@@ -149,6 +189,7 @@ struct Shared {
     all_idle: Notify,
     progress_changed: Arc<Notify>,
     heartbeat_ms: AtomicU64,
+    dispatch: Mutex<DispatchMeter>,
     outbox: mpsc::UnboundedSender<SubmitAnswer>,
     /// Stops the pull loops.
     stop_pulling: CancellationToken,
@@ -203,6 +244,7 @@ impl Processor {
             all_idle: Notify::new(),
             progress_changed: Arc::new(Notify::new()),
             heartbeat_ms: AtomicU64::new(1000),
+            dispatch: Mutex::new(DispatchMeter::default()),
             outbox: tx,
             stop_pulling: CancellationToken::new(),
             fatal: Mutex::new(None),
@@ -221,9 +263,10 @@ impl Processor {
             if slots.is_empty() {
                 continue;
             }
+            let started = Instant::now();
             let pool = Arc::new(Pool {
                 gpu,
-                free: Mutex::new(slots),
+                free: Mutex::new(slots.into_iter().map(|s| (s, started)).collect()),
             });
             pullers.push(tokio::spawn(pull_loop(shared.clone(), pool)));
         }
@@ -338,10 +381,21 @@ async fn pull_loop(shared: Arc<Shared>, pool: Arc<Pool>) {
                 shared
                     .heartbeat_ms
                     .store(r.heartbeat_interval_ms.max(100), Ordering::Relaxed);
+                if r.waited {
+                    pool.restart_clocks();
+                }
+                let granted = Instant::now();
                 for lease in r.leases {
                     let slot = pool.free.lock().unwrap().pop();
                     match slot {
-                        Some(slot) => {
+                        Some((slot, free_since)) => {
+                            if !r.waited {
+                                shared
+                                    .dispatch
+                                    .lock()
+                                    .unwrap()
+                                    .record(granted.saturating_duration_since(free_since));
+                            }
                             tokio::spawn(run_one(shared.clone(), pool.clone(), slot, lease));
                         }
                         None => {
@@ -370,6 +424,7 @@ async fn pull_loop(shared: Arc<Shared>, pool: Arc<Pool>) {
                     _ = tokio::time::sleep(wait) => {}
                     _ = shared.stop_pulling.cancelled() => return,
                 }
+                pool.restart_clocks();
             }
         }
     }
@@ -465,7 +520,7 @@ async fn run_one(shared: Arc<Shared>, pool: Arc<Pool>, slot: Slot, lease: Lease)
             shared.all_idle.notify_waiters();
         }
     }
-    pool.free.lock().unwrap().push(slot);
+    pool.free.lock().unwrap().push((slot, Instant::now()));
     shared.slot_freed.notify_waiters();
 }
 
@@ -501,6 +556,7 @@ async fn heartbeat_loop(shared: Arc<Shared>, stop: CancellationToken) {
                 })
                 .collect(),
             capabilities: None,
+            dispatch_ms: shared.dispatch.lock().unwrap().value(),
         };
         match shared.client.heartbeat(&req).await {
             Ok(resp) => {
@@ -573,5 +629,30 @@ async fn outbox_loop(client: ServerClient, mut rx: mpsc::UnboundedReceiver<Submi
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dispatch_meter_reports_recent_gaps_and_skips_stalls() {
+        let mut m = DispatchMeter::default();
+        for _ in 0..4 {
+            m.record(Duration::from_millis(2));
+        }
+        assert_eq!(m.value(), None, "too few samples to report");
+        m.record(Duration::from_millis(2));
+        assert!((m.value().unwrap() - 2.0).abs() < 1e-9);
+        m.record(Duration::from_secs(30));
+        assert!(
+            (m.value().unwrap() - 2.0).abs() < 1e-9,
+            "a stall is not dispatch"
+        );
+        for _ in 0..500 {
+            m.record(Duration::from_millis(10));
+        }
+        assert!((m.value().unwrap() - 10.0).abs() < 0.1, "tracks a change");
     }
 }

@@ -75,7 +75,9 @@ pub struct Queue {
     cfg: QueueConfig,
     waiters: Waiters,
     work: Notify,
-    seen: Mutex<HashMap<String, (i64, u64)>>,
+    /// Per worker: last row write (ms), capabilities fingerprint, whether a dispatch overhead
+    /// was stored.
+    seen: Mutex<HashMap<String, (i64, u64, bool)>>,
     shutdown: CancellationToken,
     resolver: Option<Arc<Resolver>>,
 }
@@ -465,7 +467,7 @@ impl Queue {
             let done = finished >= batch.total;
             if done || Instant::now() >= deadline || self.draining() {
                 let est = self.estimate_scope(LoadScope::Batch(id)).await?;
-                let slots = self.live_slots().await?;
+                let cap = self.capacity().await?;
                 let by_state: serde_json::Map<String, Value> = TaskState::ALL
                     .iter()
                     .map(|s| {
@@ -483,7 +485,7 @@ impl Queue {
                     "done": done,
                     "counts": by_state,
                     "time": est.time,
-                    "eta_s": eta(est.time, slots),
+                    "eta_s": cap.eta(&est),
                     "created_at": batch.created_at,
                 }));
             }
@@ -602,12 +604,13 @@ impl Queue {
             }
         };
         let est = self.estimate_scope(scope).await?;
-        let slots = self.live_slots().await?;
+        let cap = self.capacity().await?;
         let mut v = json!({
             "success": true,
             "time": est.time,
-            "eta_s": eta(est.time, slots),
-            "live_slots": slots,
+            "eta_s": cap.eta(&est),
+            "live_slots": cap.slots,
+            "dispatch_ms": cap.dispatch_ms,
             "queued": est.queued,
             "running": est.running,
             "per_function": est.per_function,
@@ -669,15 +672,10 @@ impl Queue {
         Ok(json!({"success": true, "live_slots": slots, "workers": list}))
     }
 
-    async fn live_slots(&self) -> Result<u64, ApiError> {
+    /// Live slots and their dispatch overhead.
+    async fn capacity(&self) -> Result<Capacity, ApiError> {
         let since = now_ms() - self.cfg.live_window.as_millis() as i64;
-        Ok(self
-            .store
-            .workers(since)
-            .await?
-            .iter()
-            .map(|w| w.slots as u64)
-            .sum())
+        Ok(Capacity::of(&self.store.workers(since).await?))
     }
 
     // ---------------------------------------------------------------- workers
@@ -706,10 +704,11 @@ impl Queue {
             None => self.cfg.max_worker_wait,
         };
         let caps = body.capabilities;
-        self.seen_worker(caller, &worker_id, &caps, body.max_tasks)
+        self.seen_worker(caller, &worker_id, &caps, body.max_tasks, None)
             .await?;
         let deadline = Instant::now() + wait;
         let ttl = self.cfg.lease_ttl.as_millis() as i64;
+        let mut waited = false;
         let leases = loop {
             let notified = self.work.notified();
             tokio::pin!(notified);
@@ -729,6 +728,7 @@ impl Queue {
             if !leases.is_empty() || Instant::now() >= deadline || self.draining() {
                 break leases;
             }
+            waited = true;
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep_until(deadline) => {}
@@ -736,13 +736,14 @@ impl Queue {
             }
         };
         if !wait.is_zero() {
-            self.seen_worker(caller, &worker_id, &caps, body.max_tasks)
+            self.seen_worker(caller, &worker_id, &caps, body.max_tasks, None)
                 .await?;
         }
         Ok(RequestTaskResponse {
             success: true,
             leases,
             heartbeat_interval_ms: (ttl / 3).max(100) as u64,
+            waited,
         })
     }
 
@@ -752,6 +753,7 @@ impl Queue {
         worker_id: &str,
         caps: &Capabilities,
         max_tasks: u32,
+        dispatch_ms: Option<f64>,
     ) -> Result<(), ApiError> {
         let now = now_ms();
         let caps_json = json!(caps);
@@ -764,11 +766,18 @@ impl Queue {
         {
             let mut seen = self.seen.lock().expect("seen lock");
             match seen.get(worker_id) {
-                Some((at, fp)) if *fp == fingerprint && now - at < WORKER_UPSERT_EVERY_MS => {
+                Some((at, fp, _)) if *fp == fingerprint && now - at < WORKER_UPSERT_EVERY_MS => {
                     return Ok(())
                 }
-                _ => {
-                    seen.insert(worker_id.to_string(), (now, fingerprint));
+                Some((_, _, stored)) => {
+                    let stored = *stored || dispatch_ms.is_some();
+                    seen.insert(worker_id.to_string(), (now, fingerprint, stored));
+                }
+                None => {
+                    seen.insert(
+                        worker_id.to_string(),
+                        (now, fingerprint, dispatch_ms.is_some()),
+                    );
                 }
             }
         }
@@ -781,6 +790,7 @@ impl Queue {
                 first_seen: now,
                 last_seen: now,
                 running: 0,
+                dispatch_ms,
             })
             .await?;
         Ok(())
@@ -803,11 +813,20 @@ impl Queue {
                 }
             }
         }
+        if let Some(d) = hb.dispatch_ms {
+            if !(0.0..=3_600_000.0).contains(&d) {
+                return Err(ApiError::invalid(
+                    "dispatch_ms",
+                    "dispatch_ms must be between 0 and 3600000",
+                ));
+            }
+        }
         if let Some(caps) = &hb.capabilities {
             let slots = caps.slots.unwrap_or(1);
-            self.seen_worker(caller, &worker_id, caps, slots).await?;
+            self.seen_worker(caller, &worker_id, caps, slots, hb.dispatch_ms)
+                .await?;
         } else {
-            self.touch_worker(&worker_id).await?;
+            self.touch_worker(&worker_id, hb.dispatch_ms).await?;
         }
         let now = now_ms();
         let ttl = self.cfg.lease_ttl.as_millis() as i64;
@@ -831,17 +850,29 @@ impl Queue {
     }
 
     /// Keeps a worker's last_seen fresh without knowing its capabilities (throttled).
-    async fn touch_worker(&self, worker_id: &str) -> Result<(), ApiError> {
+    async fn touch_worker(
+        &self,
+        worker_id: &str,
+        dispatch_ms: Option<f64>,
+    ) -> Result<(), ApiError> {
         let now = now_ms();
         {
             let mut seen = self.seen.lock().expect("seen lock");
             match seen.get_mut(worker_id) {
-                Some((at, _)) if now - *at < WORKER_UPSERT_EVERY_MS => return Ok(()),
-                Some((at, _)) => *at = now,
+                // Throttled, except that a worker's first dispatch figure is stored at once.
+                Some((at, _, stored))
+                    if now - *at < WORKER_UPSERT_EVERY_MS && (*stored || dispatch_ms.is_none()) =>
+                {
+                    return Ok(())
+                }
+                Some((at, _, stored)) => {
+                    *at = now;
+                    *stored |= dispatch_ms.is_some();
+                }
                 None => {}
             }
         }
-        self.store.touch_worker(worker_id, now).await?;
+        self.store.touch_worker(worker_id, now, dispatch_ms).await?;
         Ok(())
     }
 
@@ -910,7 +941,7 @@ impl Queue {
         self.seen
             .lock()
             .expect("seen lock")
-            .retain(|_, (at, _)| *at >= horizon);
+            .retain(|_, (at, _, _)| *at >= horizon);
         Ok(now)
     }
 
@@ -1017,9 +1048,37 @@ fn finished_count(counts: &HashMap<TaskState, u64>) -> u64 {
         .sum()
 }
 
-/// Wall seconds with `slots` live slots; `None` when no processor is live.
-fn eta(time: f64, slots: u64) -> Option<f64> {
-    (slots > 0).then(|| time / slots as f64)
+/// What the live processors can do, for `eta_s`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Capacity {
+    slots: u64,
+    /// Slot-weighted mean of the dispatch overhead the processors report (0 when none does).
+    dispatch_ms: f64,
+}
+
+impl Capacity {
+    fn of(workers: &[WorkerRecord]) -> Capacity {
+        let slots: u64 = workers.iter().map(|w| w.slots as u64).sum();
+        let (weighted, reported) = workers
+            .iter()
+            .filter_map(|w| w.dispatch_ms.map(|d| (d * w.slots as f64, w.slots as f64)))
+            .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+        Capacity {
+            slots,
+            dispatch_ms: if reported > 0.0 {
+                weighted / reported
+            } else {
+                0.0
+            },
+        }
+    }
+
+    /// Wall seconds to run `est` (its runtimes plus one dispatch per queued task) on these
+    /// slots; `None` when no processor is live.
+    fn eta(&self, est: &Estimate) -> Option<f64> {
+        (self.slots > 0)
+            .then(|| (est.time + est.queued as f64 * self.dispatch_ms / 1000.0) / self.slots as f64)
+    }
 }
 
 fn sha256_hex(v: &Value) -> String {
@@ -1044,5 +1103,44 @@ pub fn task_view(t: TaskRecord) -> TaskView {
         finished_at: t.finished_at,
         runtime_ms: t.runtime_ms,
         batch_id: t.batch_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(slots: u32, dispatch_ms: Option<f64>) -> WorkerRecord {
+        WorkerRecord {
+            worker_id: format!("w{slots}"),
+            owner: "o".into(),
+            slots,
+            capabilities: json!({}),
+            first_seen: 0,
+            last_seen: 0,
+            running: 0,
+            dispatch_ms,
+        }
+    }
+
+    #[test]
+    fn eta_adds_the_reported_dispatch_overhead_per_queued_task() {
+        let cap = Capacity::of(&[worker(1, Some(4.0)), worker(3, None), worker(2, Some(1.0))]);
+        assert_eq!(cap.slots, 6);
+        assert!(
+            (cap.dispatch_ms - 2.0).abs() < 1e-9,
+            "slot-weighted over reporters"
+        );
+        let est = Estimate {
+            time: 12.0,
+            queued: 3000,
+            running: 0,
+            per_function: vec![],
+            confidence: 1.0,
+        };
+        // (12 s of runtime + 3000 × 2 ms) over 6 slots.
+        assert!((cap.eta(&est).unwrap() - 3.0).abs() < 1e-9);
+        assert_eq!(Capacity::of(&[]).eta(&est), None);
+        assert_eq!(Capacity::of(&[worker(2, None)]).eta(&est), Some(6.0));
     }
 }

@@ -266,6 +266,30 @@ async fn kill9_of_one_processor_loses_and_duplicates_nothing() {
     assert_eq!(rows.len(), 200);
     assert!(rows.iter().all(|t| t["state"] == "succeeded"));
     println!("200 tasks answered once each after kill -9 of one of two processors; {retried} re-run on the survivor");
+    // The survivor measured its dispatch overhead (slot idle time between tasks while work was
+    // waiting) and reported it with a heartbeat; the ETA uses it.
+    let until = Instant::now() + Duration::from_secs(10);
+    let dispatch = loop {
+        let (_, w) = c.user.get("/user/workers").await;
+        let d: Vec<f64> = w["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|w| w["dispatch_ms"].as_f64())
+            .collect();
+        if !d.is_empty() {
+            break d;
+        }
+        assert!(Instant::now() < until, "no dispatch_ms reported: {w}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        dispatch.iter().all(|d| *d >= 0.0 && *d < 5000.0),
+        "{dispatch:?}"
+    );
+    let (_, est) = c.user.get("/user/estimate_time_left").await;
+    assert!(est["dispatch_ms"].as_f64().unwrap() > 0.0, "{est}");
+    println!("dispatch overhead reported: {dispatch:?} ms");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

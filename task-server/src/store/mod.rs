@@ -350,6 +350,8 @@ pub struct WorkerRecord {
     pub last_seen: i64,
     /// Tasks it holds now (filled on read).
     pub running: u64,
+    /// Its last reported dispatch overhead per task, ms (see `HeartbeatRequest::dispatch_ms`).
+    pub dispatch_ms: Option<f64>,
 }
 
 /// Filter for listing tasks.
@@ -401,8 +403,13 @@ pub trait Store: Send + Sync + 'static {
     async fn reap(&self, now: i64) -> Result<ReapOutcome, StoreError>;
     /// Records a processor sighting.
     async fn upsert_worker(&self, w: WorkerRecord) -> Result<(), StoreError>;
-    /// Refreshes a known processor's last_seen.
-    async fn touch_worker(&self, worker_id: &str, now: i64) -> Result<(), StoreError>;
+    /// Refreshes a known processor's last_seen and, when given, its dispatch overhead.
+    async fn touch_worker(
+        &self,
+        worker_id: &str,
+        now: i64,
+        dispatch_ms: Option<f64>,
+    ) -> Result<(), StoreError>;
 
     /// The newest memoizing task of `owner` with these arguments that is not failed or cancelled.
     async fn find_memoized(

@@ -75,6 +75,7 @@ enum Op {
     TouchWorker {
         worker_id: String,
         now: i64,
+        dispatch_ms: Option<f64>,
     },
     /// Read the writer's statistics (authoritative: the table may lag by one flush).
     Stats,
@@ -863,26 +864,36 @@ async fn exec(
         }
         Op::UpsertWorker(w) => {
             sqlx::query(
-                "INSERT INTO workers (worker_id, owner, slots, capabilities, first_seen, last_seen) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5) \
+                "INSERT INTO workers (worker_id, owner, slots, capabilities, first_seen, last_seen, dispatch_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6) \
                  ON CONFLICT(worker_id) DO UPDATE SET owner = excluded.owner, slots = excluded.slots, \
-                 capabilities = excluded.capabilities, last_seen = excluded.last_seen",
+                 capabilities = excluded.capabilities, last_seen = excluded.last_seen, \
+                 dispatch_ms = COALESCE(excluded.dispatch_ms, workers.dispatch_ms)",
             )
             .bind(&w.worker_id)
             .bind(&w.owner)
             .bind(w.slots as i64)
             .bind(serde_json::to_string(&w.capabilities)?)
             .bind(w.last_seen)
+            .bind(w.dispatch_ms)
             .execute(&mut *conn)
             .await?;
             Ok(Reply::Unit)
         }
-        Op::TouchWorker { worker_id, now } => {
-            sqlx::query("UPDATE workers SET last_seen = max(last_seen, ?2) WHERE worker_id = ?1")
-                .bind(worker_id)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
+        Op::TouchWorker {
+            worker_id,
+            now,
+            dispatch_ms,
+        } => {
+            sqlx::query(
+                "UPDATE workers SET last_seen = max(last_seen, ?2), \
+                 dispatch_ms = COALESCE(?3, dispatch_ms) WHERE worker_id = ?1",
+            )
+            .bind(worker_id)
+            .bind(now)
+            .bind(dispatch_ms)
+            .execute(&mut *conn)
+            .await?;
             Ok(Reply::Unit)
         }
         Op::Stats => {
@@ -1077,10 +1088,16 @@ impl Store for SqliteStore {
         self.call(Op::UpsertWorker(w)).await.map(|_| ())
     }
 
-    async fn touch_worker(&self, worker_id: &str, now: i64) -> Result<(), StoreError> {
+    async fn touch_worker(
+        &self,
+        worker_id: &str,
+        now: i64,
+        dispatch_ms: Option<f64>,
+    ) -> Result<(), StoreError> {
         let op = Op::TouchWorker {
             worker_id: worker_id.to_string(),
             now,
+            dispatch_ms,
         };
         self.call(op).await.map(|_| ())
     }
@@ -1250,7 +1267,7 @@ impl Store for SqliteStore {
 
     async fn workers(&self, since: i64) -> Result<Vec<WorkerRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT w.worker_id, w.owner, w.slots, w.capabilities, w.first_seen, w.last_seen, \
+            "SELECT w.worker_id, w.owner, w.slots, w.capabilities, w.first_seen, w.last_seen, w.dispatch_ms, \
              (SELECT count(*) FROM tasks t WHERE t.state = 'leased' AND t.lease_worker = w.worker_id) AS running \
              FROM workers w WHERE w.last_seen >= ?1 ORDER BY w.worker_id",
         )
@@ -1268,6 +1285,7 @@ impl Store for SqliteStore {
                     first_seen: row.try_get("first_seen")?,
                     last_seen: row.try_get("last_seen")?,
                     running: row.try_get::<i64, _>("running")? as u64,
+                    dispatch_ms: row.try_get("dispatch_ms")?,
                 })
             })
             .collect()

@@ -351,8 +351,39 @@ async fn estimate_tracks_known_runtime_within_ten_percent() {
     assert_eq!(est["queued"], 100);
     assert_eq!(est["live_slots"], 4, "{est}");
     let eta = est["eta_s"].as_f64().unwrap();
-    assert!((eta - time / 4.0).abs() < 1e-9);
+    assert!(
+        (eta - time / 4.0).abs() < 1e-9,
+        "no overhead reported yet: {est}"
+    );
+    assert_eq!(est["dispatch_ms"], 0.0);
     assert!(est["confidence"].as_f64().unwrap() > 0.9);
+
+    // Processors report how long a slot idles between tasks (the lease round trip): the ETA
+    // adds it once per queued task, and `/user/workers` shows it.
+    let (st, e) = worker
+        .post(
+            "/worker/heartbeat",
+            &json!({"worker_id": "sim-0", "dispatch_ms": -1.0}),
+        )
+        .await;
+    assert_eq!(st, 422, "{e}");
+    assert_eq!(e["error"]["code"], "validation_failed", "{e}");
+    for w in 0..4 {
+        let (st, _) = worker
+            .post(
+                "/worker/heartbeat",
+                &json!({"worker_id": format!("sim-{w}"), "dispatch_ms": 8.0}),
+            )
+            .await;
+        assert_eq!(st, 200);
+    }
+    let (_, est) = user.get("/user/estimate_time_left").await;
+    assert_eq!(est["dispatch_ms"], 8.0, "{est}");
+    let eta = est["eta_s"].as_f64().unwrap();
+    let time = est["time"].as_f64().unwrap();
+    assert!((eta - (time + 100.0 * 0.008) / 4.0).abs() < 1e-9, "{est}");
+    let (_, workers) = user.get("/user/workers").await;
+    assert_eq!(workers["workers"][0]["dispatch_ms"], 8.0, "{workers}");
     // A null answer is an answer.
     let (_, list) = user.get("/user/tasks?state=succeeded&limit=1").await;
     let id = list["tasks"][0]["id"].as_str().unwrap().to_string();
