@@ -536,22 +536,20 @@ impl Store for PgStore {
         tasks: Vec<NewTask>,
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO batches (id, owner, total, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(batch_id)
-            .bind(owner)
-            .bind(tasks.len() as i64)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(INSERT)
+        // One statement, so one round trip and its own transaction: the batch row and its tasks
+        // commit together. (A BEGIN … COMMIT here kept backends idle in transaction, waiting
+        // for a CPU-starved replica's next command.)
+        let sql = format!(
+            "WITH b AS (INSERT INTO batches (id, owner, total, created_at) VALUES ($4, $2, $5, $3)) {INSERT}"
+        );
+        sqlx::query(&sql)
             .bind(serde_json::to_string(&tasks)?)
             .bind(owner)
             .bind(now)
             .bind(Some(batch_id))
-            .execute(&mut *tx)
+            .bind(tasks.len() as i64)
+            .execute(&self.pool)
             .await?;
-        tx.commit().await?;
         self.announcer.announce(["w".to_string()]);
         Ok(())
     }
@@ -613,14 +611,16 @@ impl Store for PgStore {
         now: i64,
     ) -> Result<Vec<AnswerOutcome>, StoreError> {
         let items: Vec<Value> = answers.iter().map(answer_json).collect();
-        let mut tx = self.pool.begin().await?;
+        // The UPDATE is its own transaction (one round trip). Answers it did not apply are
+        // classified afterwards by a read that, under READ COMMITTED, would see the same
+        // committed rows inside a transaction as outside one.
         let rows = sqlx::query(ANSWER)
             .bind(now)
             .bind(self.config.backoff_base_ms)
             .bind(self.config.backoff_max_ms)
             .bind(serde_json::to_string(&items)?)
             .bind(self.config.default_result_ttl_s)
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.pool)
             .await?;
         let mut applied: HashMap<Uuid, AnswerOutcome> = HashMap::with_capacity(rows.len());
         let mut touched: BTreeMap<FnKey, Vec<(f64, bool)>> = BTreeMap::new();
@@ -658,6 +658,16 @@ impl Store for PgStore {
         if requeued {
             payloads.push("w".into());
         }
+        // Committed: wake the waiters and keep the runtime samples before anything else can fail.
+        self.announcer.announce(payloads);
+        {
+            let mut p = self.pending.lock().expect("pending lock");
+            for (key, samples) in touched {
+                p.entry(key)
+                    .or_default()
+                    .extend(samples.into_iter().map(|(ms, ok)| (ms, ok, now)));
+            }
+        }
         let missing: Vec<Uuid> = answers
             .iter()
             .map(|a| a.id)
@@ -667,7 +677,7 @@ impl Store for PgStore {
         if !missing.is_empty() {
             for row in sqlx::query("SELECT id, state, answered_epoch FROM tasks WHERE id = ANY($1)")
                 .bind(&missing)
-                .fetch_all(&mut *tx)
+                .fetch_all(&self.pool)
                 .await?
             {
                 rest.insert(
@@ -677,16 +687,6 @@ impl Store for PgStore {
                         row.try_get("answered_epoch")?,
                     ),
                 );
-            }
-        }
-        tx.commit().await?;
-        self.announcer.announce(payloads);
-        {
-            let mut p = self.pending.lock().expect("pending lock");
-            for (key, samples) in touched {
-                p.entry(key)
-                    .or_default()
-                    .extend(samples.into_iter().map(|(ms, ok)| (ms, ok, now)));
             }
         }
         let mut seen = HashSet::new();
