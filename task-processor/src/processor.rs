@@ -385,6 +385,9 @@ async fn pull_loop(shared: Arc<Shared>, pool: Arc<Pool>) {
                     pool.restart_clocks();
                 }
                 let granted = Instant::now();
+                // Fewer leases than asked for: the queue ran dry for the other slots, so their
+                // idle time from here on is not dispatch overhead either.
+                let ran_dry = (r.leases.len() as u32) < free;
                 for lease in r.leases {
                     let slot = pool.free.lock().unwrap().pop();
                     match slot {
@@ -408,6 +411,9 @@ async fn pull_loop(shared: Arc<Shared>, pool: Arc<Pool>) {
                             ));
                         }
                     }
+                }
+                if ran_dry {
+                    pool.restart_clocks();
                 }
             }
             Err(e @ CallError::Auth { .. }) => {
