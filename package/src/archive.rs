@@ -6,7 +6,7 @@
 //! *before* any data is inflated (so a gzip bomb is refused after reading a few bytes). Unpacking
 //! goes to a temporary directory beside the destination and is renamed into place, so a crash never
 //! leaves a half package.
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
@@ -123,30 +123,173 @@ fn clean(raw: &Path) -> Result<Option<PathBuf>, String> {
     Ok((!out.as_os_str().is_empty()).then_some(out))
 }
 
-/// Resolves `target` relative to `base_dir` (both inside the root); errors if it leaves the root.
-fn inside(base_dir: &Path, target: &Path) -> Result<PathBuf, String> {
-    if target.is_absolute() {
-        return Err(format!("link to absolute path `{}`", target.display()));
+/// What the entries seen so far made of each path: the tree that links are resolved against.
+#[derive(Default)]
+struct Tree {
+    /// Every path created so far, explicitly or as the parent of an entry.
+    nodes: HashMap<PathBuf, Node>,
+    /// Symbolic links: path → target resolved to a root-relative path.
+    links: HashMap<PathBuf, PathBuf>,
+    /// Paths some link's target was resolved through: they may not become links afterwards,
+    /// or the earlier resolution would no longer be what the kernel does.
+    walked: HashSet<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Node {
+    Dir,
+    File,
+    Link,
+}
+
+impl Tree {
+    /// Records an entry at `path` (already clean); refuses paths through links and duplicates.
+    fn add(&mut self, path: &Path, node: Node) -> Result<(), String> {
+        for dir in path.ancestors().skip(1) {
+            if dir.as_os_str().is_empty() {
+                break;
+            }
+            match self.nodes.get(dir) {
+                Some(Node::Link) => {
+                    return Err(format!("path goes through the link `{}`", dir.display()))
+                }
+                Some(Node::File) => {
+                    return Err(format!("path goes through the file `{}`", dir.display()))
+                }
+                _ => {}
+            }
+        }
+        match self.nodes.get(path) {
+            Some(Node::Dir) if node == Node::Dir => return Ok(()),
+            Some(_) => return Err("the archive holds this path twice".into()),
+            None => {}
+        }
+        if node == Node::Link && self.walked.contains(path) {
+            return Err("an earlier link resolves through this path".into());
+        }
+        for dir in path.ancestors().skip(1) {
+            if !dir.as_os_str().is_empty() {
+                self.nodes.insert(dir.to_path_buf(), Node::Dir);
+            }
+        }
+        self.nodes.insert(path.to_path_buf(), node);
+        Ok(())
     }
-    let mut parts: Vec<_> = base_dir.components().collect();
-    for c in target.components() {
-        match c {
-            Component::Normal(_) => parts.push(c),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if parts.pop().is_none() {
-                    return Err(format!(
-                        "link to `{}` leaves the package root",
-                        target.display()
-                    ));
+
+    /// Resolves the target of a link at `at`, following the links already in the archive the
+    /// way the kernel would; errors if it leaves the root at any step.
+    fn resolve(&mut self, at: &Path, target: &Path) -> Result<PathBuf, String> {
+        let leaves = || format!("link to `{}` leaves the package root", target.display());
+        let mut cur: Vec<std::ffi::OsString> = at
+            .parent()
+            .map(|p| p.iter().map(|c| c.to_os_string()).collect())
+            .unwrap_or_default();
+        for c in target.components() {
+            match c {
+                Component::Normal(part) => {
+                    cur.push(part.to_os_string());
+                    let here: PathBuf = cur.iter().collect();
+                    if let Some(to) = self.links.get(&here) {
+                        cur = to.iter().map(|c| c.to_os_string()).collect();
+                    }
+                    self.walked.insert(here);
+                }
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    cur.pop().ok_or_else(leaves)?;
+                }
+                Component::RootDir | Component::Prefix(_) => {
+                    return Err(format!("link to absolute path `{}`", target.display()))
                 }
             }
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(format!("link to absolute path `{}`", target.display()))
+        }
+        Ok(cur.iter().collect())
+    }
+}
+
+/// Caps on the extension headers (GNU long names, PAX records) that the `tar` crate reads into
+/// memory whole before an entry is seen: checked first, from the raw headers.
+const MAX_LONG_NAME: u64 = 4 << 10;
+const MAX_PAX: u64 = 64 << 10;
+
+/// A first pass over the raw headers, before the `tar` crate interprets any of them: refuses
+/// oversized long-name and PAX headers (a 255 KiB upload could otherwise make it allocate
+/// gigabytes), too many entries, and too many unpacked bytes, reading no more than that.
+fn check_headers(bytes: &[u8], limits: &Limits) -> Result<(), ArchiveError> {
+    let mut archive = tar::Archive::new(GzDecoder::new(bytes));
+    let corrupt = |e: io::Error| ArchiveError::Corrupt(e.to_string());
+    let (mut count, mut extensions, mut total) = (0usize, 0usize, 0u64);
+    for entry in archive.entries().map_err(corrupt)?.raw(true) {
+        let mut entry = entry.map_err(corrupt)?;
+        let header = entry.header().clone();
+        let ty = header.entry_type();
+        let shown = || String::from_utf8_lossy(&header.path_bytes()).into_owned();
+        let size = header.entry_size().map_err(corrupt)?;
+        if ty.is_gnu_sparse() {
+            return Err(ArchiveError::Entry {
+                entry: shown(),
+                reason: "sparse files are not allowed".into(),
+            });
+        }
+        let cap = if ty.is_gnu_longname() || ty.is_gnu_longlink() {
+            Some(MAX_LONG_NAME)
+        } else if ty.is_pax_local_extensions() || ty.is_pax_global_extensions() {
+            Some(MAX_PAX)
+        } else {
+            None
+        };
+        if let Some(cap) = cap {
+            if size > cap {
+                return Err(ArchiveError::Entry {
+                    entry: shown(),
+                    reason: format!("extension header of {size} bytes (at most {cap})"),
+                });
+            }
+            // A PAX `size` record moves where the next header starts for the `tar` crate but
+            // not for this raw pass, so the two would see different archives: refused (only
+            // files over 8 GiB need one, far past the unpacked-size cap).
+            if ty.is_pax_local_extensions() {
+                let pax = entry
+                    .pax_extensions()
+                    .map_err(corrupt)?
+                    .into_iter()
+                    .flatten();
+                for record in pax {
+                    if record.map_err(corrupt)?.key_bytes() == b"size" {
+                        return Err(ArchiveError::Entry {
+                            entry: shown(),
+                            reason: "PAX `size` records are not allowed".into(),
+                        });
+                    }
+                }
+            }
+            extensions += 1;
+            if extensions > 3 * limits.max_entries + 3 {
+                return Err(ArchiveError::TooManyEntries {
+                    limit: limits.max_entries,
+                    entry: shown(),
+                });
+            }
+            continue;
+        }
+        count += 1;
+        if count > limits.max_entries {
+            return Err(ArchiveError::TooManyEntries {
+                limit: limits.max_entries,
+                entry: shown(),
+            });
+        }
+        if ty.is_file() || ty.is_contiguous() {
+            total = total.saturating_add(size);
+            if total > limits.max_unpacked_bytes {
+                return Err(ArchiveError::TooLarge {
+                    limit: limits.max_unpacked_bytes,
+                    entry: shown(),
+                });
             }
         }
     }
-    Ok(parts.iter().collect())
+    Ok(())
 }
 
 /// Walks every entry with all checks; `visit` gets the clean path, the kind and the entry reader.
@@ -159,7 +302,7 @@ fn walk(
     let mut count = 0usize;
     let mut total = 0u64;
     let mut files = HashSet::new();
-    let mut links: Vec<PathBuf> = Vec::new();
+    let mut tree = Tree::default();
     let corrupt = |e: io::Error| ArchiveError::Corrupt(e.to_string());
     for entry in archive.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
@@ -183,9 +326,6 @@ fn walk(
         let Some(path) = clean(&raw).map_err(bad)? else {
             continue;
         };
-        if let Some(l) = links.iter().find(|l| path.starts_with(l) && path != **l) {
-            return Err(bad(format!("path goes through the link `{}`", l.display())));
-        }
         let kind = if ty.is_file() || ty.is_contiguous() {
             let size = entry.size();
             total = total.saturating_add(size);
@@ -195,6 +335,7 @@ fn walk(
                     entry: shown,
                 });
             }
+            tree.add(&path, Node::File).map_err(bad)?;
             Kind::File {
                 exec: entry
                     .header()
@@ -203,6 +344,7 @@ fn walk(
                     .unwrap_or(false),
             }
         } else if ty.is_dir() {
+            tree.add(&path, Node::Dir).map_err(bad)?;
             Kind::Dir
         } else if ty.is_symlink() || ty.is_hard_link() {
             let target = entry
@@ -211,27 +353,33 @@ fn walk(
                 .ok_or_else(|| bad("link without a target".into()))?
                 .into_owned();
             if ty.is_symlink() {
-                let base = path.parent().unwrap_or(Path::new(""));
-                inside(base, &target).map_err(bad)?;
-                links.push(path.clone());
+                if tree.walked.contains(&path) {
+                    return Err(bad("an earlier link resolves through this path".into()));
+                }
+                let resolved = tree.resolve(&path, &target).map_err(bad)?;
+                tree.add(&path, Node::Link).map_err(bad)?;
+                tree.links.insert(path.clone(), resolved);
                 Kind::Symlink(target)
             } else {
-                let resolved = inside(Path::new(""), &target).map_err(bad)?;
-                if !files.contains(&resolved.to_string_lossy().to_string()) {
-                    return Err(bad(format!(
-                        "hard link to `{}`, which is not a file earlier in the archive",
-                        target.display()
-                    )));
-                }
-                Kind::Hardlink(resolved)
+                // Only to a regular file written earlier: never to a link (which would copy the
+                // link, unlisted), a directory or anything not yet there.
+                let src = clean(&target)
+                    .ok()
+                    .flatten()
+                    .filter(|src| tree.nodes.get(src) == Some(&Node::File))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "hard link to `{}`, which is not a regular file earlier in the archive",
+                            target.display()
+                        ))
+                    })?;
+                tree.add(&path, Node::File).map_err(bad)?;
+                Kind::Hardlink(src)
             }
         } else {
             return Err(bad("only files, directories and links inside the package are allowed (device, fifo or other special entry)".into()));
         };
-        if matches!(
-            kind,
-            Kind::File { .. } | Kind::Hardlink(_) | Kind::Symlink(_)
-        ) {
+        if !matches!(kind, Kind::Dir) {
             files.insert(path.to_string_lossy().to_string());
         }
         visit(&path, &kind, &mut entry)?;
@@ -241,6 +389,7 @@ fn walk(
 
 /// Checks an archive without writing anything; returns its validated manifest.
 pub fn inspect(bytes: &[u8], limits: &Limits) -> Result<Inspection, ArchiveError> {
+    check_headers(bytes, limits)?;
     let mut manifest_text: Option<String> = None;
     let (entries, unpacked_bytes, files) = walk(bytes, limits, |path, kind, reader| {
         if matches!(kind, Kind::File { .. }) && path == Path::new(MANIFEST_FILE) {
@@ -292,6 +441,7 @@ pub fn unpack(bytes: &[u8], dest: &Path, limits: &Limits) -> Result<Inspection, 
     fs::create_dir(&tmp)?;
     let result = walk(bytes, limits, |path, kind, reader| {
         let target = tmp.join(path);
+        no_link_on_the_way(&tmp, path)?;
         if let Some(p) = target.parent() {
             fs::create_dir_all(p)?;
         }
@@ -339,6 +489,27 @@ pub fn unpack(bytes: &[u8], dest: &Path, limits: &Limits) -> Result<Inspection, 
             Err(e)
         }
     }
+}
+
+/// Belt and braces for the checks of [`Tree`]: no directory between `root` and `root/path` that
+/// already exists is a symbolic link, so creating the entry cannot be redirected outside.
+fn no_link_on_the_way(root: &Path, path: &Path) -> Result<(), ArchiveError> {
+    let mut at = root.to_path_buf();
+    for part in path.parent().into_iter().flat_map(|p| p.iter()) {
+        at.push(part);
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(ArchiveError::Entry {
+                    entry: path.display().to_string(),
+                    reason: format!("path goes through the link `{}`", at.display()),
+                })
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Builds a reproducible `.tar.gz` of a directory (sorted, files and directories only, no links followed),
@@ -455,5 +626,113 @@ mod tests {
         let i = inspect(&bytes, &Limits::default()).unwrap();
         assert_eq!(i.manifest.version, "2.0.0");
         assert_eq!(i.files.len(), 2, "{:?}", i.files);
+    }
+
+    mod never_outside {
+        use super::*;
+        use proptest::prelude::*;
+        use sha2::{Digest, Sha256};
+
+        #[derive(Debug, Clone)]
+        enum E {
+            File(String),
+            Dir(String),
+            Symlink(String, String),
+            Hardlink(String, String),
+        }
+
+        fn path() -> impl Strategy<Value = String> {
+            prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), 1..4)
+                .prop_map(|v| v.join("/"))
+        }
+
+        fn target() -> impl Strategy<Value = String> {
+            prop::collection::vec(prop::sample::select(vec!["a", "b", "c", "..", "."]), 1..6)
+                .prop_map(|v| v.join("/"))
+        }
+
+        fn entry() -> impl Strategy<Value = E> {
+            prop_oneof![
+                path().prop_map(E::File),
+                path().prop_map(E::Dir),
+                (path(), target()).prop_map(|(p, t)| E::Symlink(p, t)),
+                (path(), path()).prop_map(|(p, t)| E::Hardlink(p, t)),
+            ]
+        }
+
+        /// Every path under `root` except the installed package, with what it holds.
+        fn snapshot(root: &Path, skip: &Path) -> Vec<(PathBuf, String)> {
+            let mut out = Vec::new();
+            let mut stack = vec![root.to_path_buf()];
+            while let Some(d) = stack.pop() {
+                for e in fs::read_dir(&d).unwrap() {
+                    let p = e.unwrap().path();
+                    if p == skip {
+                        continue;
+                    }
+                    let m = fs::symlink_metadata(&p).unwrap();
+                    let what = if m.file_type().is_symlink() {
+                        format!("link {:?}", fs::read_link(&p).unwrap())
+                    } else if m.is_dir() {
+                        stack.push(p.clone());
+                        "dir".to_string()
+                    } else {
+                        hex::encode(Sha256::digest(fs::read(&p).unwrap()))
+                    };
+                    out.push((p, what));
+                }
+            }
+            out.sort();
+            out
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(400))]
+            #[test]
+            fn unpacking_never_creates_or_changes_anything_outside_the_root(
+                entries in prop::collection::vec(entry(), 1..12)
+            ) {
+                let mut raw = testing::Raw::default()
+                    .file("crpc.toml", testing::manifest("demo", "1.0.0").as_bytes())
+                    .file("pi.wasm", b"x");
+                for e in &entries {
+                    raw = match e {
+                        E::File(p) => raw.file(p, b"pwned"),
+                        E::Dir(p) => raw.dir(p),
+                        E::Symlink(p, t) => raw.symlink(p, t),
+                        E::Hardlink(p, t) => raw.hardlink(p, t),
+                    };
+                }
+                let bytes = raw.finish();
+                let root = tempfile::tempdir().unwrap();
+                for d in ["a/b/c", "outside", "box"] {
+                    fs::create_dir_all(root.path().join(d)).unwrap();
+                }
+                for f in ["a/b/c/x", "a/b/x", "outside/secret", "box/x"] {
+                    fs::write(root.path().join(f), b"keep").unwrap();
+                }
+                let dest = root.path().join("box/pkg");
+                let before = snapshot(root.path(), &dest);
+                let result = unpack(&bytes, &dest, &Limits::default());
+                prop_assert_eq!(before, snapshot(root.path(), &dest), "{:?}", result.as_ref().err());
+                if result.is_ok() {
+                    let inside = dest.canonicalize().unwrap();
+                    let mut stack = vec![dest.clone()];
+                    while let Some(d) = stack.pop() {
+                        for e in fs::read_dir(&d).unwrap() {
+                            let p = e.unwrap().path();
+                            let m = fs::symlink_metadata(&p).unwrap();
+                            if m.file_type().is_symlink() {
+                                if let Ok(to) = p.canonicalize() {
+                                    prop_assert!(to.starts_with(&inside), "{p:?} -> {to:?}");
+                                }
+                            } else if m.is_dir() {
+                                stack.push(p);
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -77,6 +77,36 @@ impl Raw {
         self
     }
 
+    /// A GNU or PAX extension header (`L`, `K`, `x`, `g`) of `size` bytes: `fill` repeated.
+    pub fn extension(mut self, kind: EntryType, size: u64, fill: &[u8]) -> Self {
+        let mut h = if kind.is_gnu_longname() || kind.is_gnu_longlink() {
+            Header::new_gnu()
+        } else {
+            Header::new_ustar()
+        };
+        h.set_path(if kind.is_gnu_longname() || kind.is_gnu_longlink() {
+            "@LongLink"
+        } else {
+            "pax"
+        })
+        .expect("path");
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_cksum();
+        let data = fill.iter().copied().cycle().take(size as usize);
+        let data: Vec<u8> = data.collect();
+        self.tar.append(&h, data.as_slice()).expect("append");
+        self
+    }
+
+    /// A directory.
+    pub fn dir(mut self, path: &str) -> Self {
+        let h = Self::header(path, EntryType::Directory, 0, None);
+        self.tar.append(&h, std::io::empty()).expect("append");
+        self
+    }
+
     /// A character device.
     pub fn device(mut self, path: &str) -> Self {
         let h = Self::header(path, EntryType::Char, 0, None);
@@ -142,6 +172,65 @@ pub fn hostile(name: &str, version: &str) -> Vec<(&'static str, Vec<u8>, String)
             "hardlink out",
             base().hardlink("passwd", "../../etc/passwd").finish(),
             "passwd".into(),
+        ),
+        (
+            // Judged lexically, `esc` stays inside; resolved through `up`, it leaves.
+            "symlink chain out",
+            base()
+                .dir("d0/d1/d2/d3")
+                .symlink("d0/d1/d2/d3/up", "../../../..")
+                .symlink("esc", "d0/d1/d2/d3/up/../../../..")
+                .file("esc/pwned", b"pwned")
+                .finish(),
+            "esc".into(),
+        ),
+        (
+            // A hard link to a symlink would be an unlisted symlink that `h/pwned` is written
+            // through.
+            "hard link to a symlink",
+            base()
+                .symlink("a/s", "..")
+                .hardlink("h", "a/s")
+                .file("h/pwned", b"pwned")
+                .finish(),
+            "h".into(),
+        ),
+        (
+            // `a` was resolved while `b` was a plain name; turning `b` into a link afterwards
+            // would make `a` point outside.
+            "walked path made a link later",
+            base()
+                .dir("c")
+                .symlink("a", "b/c/../..")
+                .symlink("b", ".")
+                .finish(),
+            "b".into(),
+        ),
+        (
+            "file written through a link",
+            base().dir("d").symlink("l", "d").file("l/x", b"x").finish(),
+            "l/x".into(),
+        ),
+        (
+            "same path twice",
+            base().file("pi.wasm", b"again").finish(),
+            "pi.wasm".into(),
+        ),
+        (
+            "GNU long-name bomb",
+            base()
+                .extension(EntryType::GNULongName, 64 << 20, b"a/")
+                .file("x", b"x")
+                .finish(),
+            "@LongLink".into(),
+        ),
+        (
+            "PAX header bomb",
+            base()
+                .extension(EntryType::XHeader, 16 << 20, b"0")
+                .file("x", b"x")
+                .finish(),
+            "pax".into(),
         ),
         (
             "device file",
