@@ -98,7 +98,7 @@ pub struct FunctionSig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// `[a-z0-9-]`, ≤ 64.
+    /// `[a-z0-9][a-z0-9_-]{0,63}`.
     pub name: String,
     /// Semver.
     pub version: String,
@@ -140,15 +140,26 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> ManifestError {
     }
 }
 
-/// Whether `name` is a valid package name: 1–64 of `[a-z0-9-]`, not starting or ending with `-`.
+/// Whether `name` is a valid package name: `[a-z0-9][a-z0-9_-]{0,63}`. Such a name is safe as
+/// one path component on every processor (no `.`, `/` or upper case).
 pub fn valid_package_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
+    let b = name.as_bytes();
+    (1..=64).contains(&b.len())
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
+}
+
+/// Whether `version` is an exact semver version (`1.2.3`, `1.0.0-rc.1+build`) of at most 64
+/// characters. Such a string holds only `[0-9A-Za-z.+-]` and never a `..` component, so it is
+/// safe as one path component.
+pub fn valid_exact_version(version: &str) -> bool {
+    version.len() <= 64 && semver::Version::parse(version).is_ok()
+}
+
+/// Whether `req` is a semver requirement (`^1.2`, `=1.0.0`, `>=1, <3`) of at most 64 characters.
+pub fn valid_version_req(req: &str) -> bool {
+    req.len() <= 64 && !req.trim().is_empty() && semver::VersionReq::parse(req).is_ok()
 }
 
 fn valid_identifier(s: &str) -> bool {
@@ -191,10 +202,7 @@ impl Manifest {
     /// Checks everything serde cannot.
     pub fn validate(&self) -> Result<(), ManifestError> {
         if !valid_package_name(&self.name) {
-            return Err(err(
-                "name",
-                "must be 1-64 characters of a-z, 0-9 and `-`, not starting or ending with `-`",
-            ));
+            return Err(err("name", "must match [a-z0-9][a-z0-9_-]{0,63}"));
         }
         semver::Version::parse(&self.version).map_err(|e| {
             err(

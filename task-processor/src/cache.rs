@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crpc_package::archive::Limits;
 use crpc_package::client::{ClientError, RegistryClient};
-use crpc_package::manifest::{Manifest, MANIFEST_FILE};
+use crpc_package::manifest::{valid_exact_version, valid_package_name, Manifest, MANIFEST_FILE};
 use crpc_package::verify::TrustedKeys;
 use tokio::sync::OnceCell;
 
@@ -118,8 +118,20 @@ impl PackageCache {
         &self.registry
     }
 
-    fn version_dir(&self, name: &str, version: &str) -> PathBuf {
-        self.root.join("pkgs").join(name).join(version)
+    /// `pkgs/{name}/{version}` under the root, or `None` unless both are valid (a package name,
+    /// an exact semver version) and the result is strictly inside the cache: task payloads come
+    /// from the server and are not trusted to be path-safe.
+    fn version_dir(&self, name: &str, version: &str) -> Option<PathBuf> {
+        if !valid_package_name(name) || !valid_exact_version(version) {
+            return None;
+        }
+        let pkgs = self.root.join("pkgs");
+        let dir = pkgs.join(name).join(version);
+        let rel = dir.strip_prefix(&pkgs).ok()?;
+        let normal = rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        (normal && rel.components().count() == 2).then_some(dir)
     }
 
     /// Loads ready versions from disk; removes half-installed ones (a crash mid-setup).
@@ -222,7 +234,11 @@ impl PackageCache {
         prepare: &dyn Prepare,
     ) -> Result<Arc<Installed>, TaskFailure> {
         let started = Instant::now();
-        let dir = self.version_dir(name, version);
+        let dir = self.version_dir(name, version).ok_or_else(|| {
+            TaskFailure::fatal(format!(
+                "refusing package `{name}` version `{version}`: not a valid package name and exact semver version"
+            ))
+        })?;
         if dir.exists() {
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -345,4 +361,49 @@ fn dir_size(dir: &Path) -> u64 {
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoPrep;
+
+    #[async_trait::async_trait]
+    impl Prepare for NoPrep {
+        async fn prepare(&self, _: &Path, _: &Manifest) -> Result<(), TaskFailure> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn names_and_versions_that_are_paths_never_reach_the_disk() {
+        let root = tempfile::tempdir().unwrap();
+        let victim = root.path().join("victim");
+        std::fs::create_dir_all(&victim).unwrap();
+        std::fs::write(victim.join("keep"), b"x").unwrap();
+        let registry = RegistryClient::new("http://127.0.0.1:9", None);
+        let cache_dir = root.path().join("c");
+        let cache =
+            PackageCache::open(&cache_dir, registry, TrustedKeys::default(), 1 << 30).unwrap();
+        for (name, version) in [
+            ("..", "../victim"),
+            ("ok", "../../victim"),
+            ("ok", "../.."),
+            ("a/b", "1.0.0"),
+            ("ok", "1.0.0/../../../victim"),
+            ("", "1.0.0"),
+        ] {
+            let e = cache.get(name, version, &NoPrep).await.unwrap_err();
+            assert_eq!(e.kind, task_api::TaskErrorKind::Fatal, "{name} {version}");
+            assert!(
+                e.message.starts_with("refusing"),
+                "{name} {version}: {}",
+                e.message
+            );
+        }
+        assert!(victim.join("keep").exists());
+        let left: Vec<_> = std::fs::read_dir(cache_dir.join("pkgs")).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
 }
