@@ -139,8 +139,13 @@ pub struct HeartbeatResponse {
 pub struct SubmitAnswer {
     /// Task id.
     pub id: Uuid,
-    /// The epoch `request_task` returned (fencing).
-    pub lease_epoch: i64,
+    /// The epoch `request_task` returned (fencing). Absent (the seed's protocol): the task's
+    /// current lease, which only its holder may answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_epoch: Option<i64>,
+    /// The worker id the lease was taken under (defaults to the token subject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
     /// Return value: exactly one of `answer` and `error`.
     #[serde(
         default,

@@ -405,6 +405,7 @@ async fn pull_loop(shared: Arc<Shared>, pool: Arc<Pool>) {
                             // Cannot happen (max_tasks = free slots); hand it back rather than hold it.
                             tracing::error!(task = %lease.id, "more leases than free slots; handing one back");
                             let _ = shared.outbox.send(failure_answer(
+                                &shared.worker_id,
                                 &lease,
                                 &TaskFailure::retryable("processor had no free slot"),
                                 0.0,
@@ -436,10 +437,16 @@ async fn pull_loop(shared: Arc<Shared>, pool: Arc<Pool>) {
     }
 }
 
-fn failure_answer(lease: &Lease, f: &TaskFailure, runtime_ms: f64) -> SubmitAnswer {
+fn failure_answer(
+    worker_id: &str,
+    lease: &Lease,
+    f: &TaskFailure,
+    runtime_ms: f64,
+) -> SubmitAnswer {
     SubmitAnswer {
         id: lease.id,
-        lease_epoch: lease.lease_epoch,
+        lease_epoch: Some(lease.lease_epoch),
+        worker_id: Some(worker_id.to_string()),
         answer: None,
         error: Some(TaskError {
             kind: f.kind,
@@ -489,6 +496,7 @@ async fn run_one(shared: Arc<Shared>, pool: Arc<Pool>, slot: Slot, lease: Lease)
     let runtime_ms = started.elapsed().as_secs_f64() * 1000.0;
     if running.handed_back.load(Ordering::SeqCst) {
         let _ = shared.outbox.send(failure_answer(
+            &shared.worker_id,
             &lease,
             &TaskFailure::retryable(
                 "the processor shut down before the task finished; handed back",
@@ -501,7 +509,8 @@ async fn run_one(shared: Arc<Shared>, pool: Arc<Pool>, slot: Slot, lease: Lease)
         let answer = match outcome {
             Ok(v) => SubmitAnswer {
                 id,
-                lease_epoch: lease.lease_epoch,
+                lease_epoch: Some(lease.lease_epoch),
+                worker_id: Some(shared.worker_id.clone()),
                 answer: Some(v),
                 error: None,
                 runtime_ms: Some(runtime_ms),
@@ -514,7 +523,7 @@ async fn run_one(shared: Arc<Shared>, pool: Arc<Pool>, slot: Slot, lease: Lease)
                     f
                 };
                 tracing::info!(task = %id, kind = ?f.kind, "task failed: {}", f.message);
-                failure_answer(&lease, &f, runtime_ms)
+                failure_answer(&shared.worker_id, &lease, &f, runtime_ms)
             }
         };
         let _ = shared.outbox.send(answer);

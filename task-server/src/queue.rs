@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crpc_package::manifest::{valid_exact_version, valid_package_name, valid_version_req};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use task_api::{
@@ -23,8 +24,8 @@ use crate::resolver::Resolver;
 use crate::stats::{estimate, non_empty, Estimate, FnKey};
 use crate::store::{
     AnswerIn, AnswerKind, AnswerOutcome, BatchResult, CancelOutcome, ClaimRequest, Finished,
-    HeartbeatIn, ListQuery, LoadScope, NewTask, Store, StoreEvent, SubmitOutcome, TaskRecord,
-    WorkerRecord,
+    HeartbeatIn, Holder, ListQuery, LoadScope, NewTask, Store, StoreEvent, SubmitOutcome,
+    TaskRecord, WorkerRecord,
 };
 use crate::waiters::{batch_key, task_key, Waiters};
 
@@ -229,18 +230,28 @@ impl Queue {
             ));
         }
         if let Some(p) = &spec.package {
-            if !name_ok(p, 64) {
+            if !valid_package_name(p) {
                 return Err(ApiError::invalid(
                     &field("package"),
-                    "package must be 1-64 characters of letters, digits, `_ . -`",
+                    "package must match [a-z0-9][a-z0-9_-]{0,63}",
                 ));
             }
         }
         if let Some(v) = &spec.version {
-            if v.trim().is_empty() || v.len() > 64 {
+            // Names and versions become cache paths on every processor: only what semver
+            // accepts gets through. Without a registry nothing resolves a requirement, so the
+            // version must be exact.
+            let (ok, what) = match self.resolver {
+                Some(_) => (valid_version_req(v), "a semver requirement such as `^1.2` or `=1.0.0`"),
+                None => (
+                    valid_exact_version(v),
+                    "an exact semver version such as `1.2.0` (this server has no --registry to resolve requirements)",
+                ),
+            };
+            if !ok {
                 return Err(ApiError::invalid(
                     &field("version"),
-                    "version must be 1-64 characters",
+                    format!("version must be {what}, at most 64 characters"),
                 ));
             }
         }
@@ -463,7 +474,7 @@ impl Queue {
             notified.as_mut().enable();
             let batch = self.visible_batch(caller, id).await?;
             let counts = self.store.batch_counts(id).await?;
-            let finished = finished_count(&counts);
+            let finished = finished_count(batch.total, &counts);
             let done = finished >= batch.total;
             if done || Instant::now() >= deadline || self.draining() {
                 let est = self.estimate_scope(LoadScope::Batch(id)).await?;
@@ -517,7 +528,8 @@ impl Queue {
             let batch = self.visible_batch(caller, id).await?;
             // Whether every task had finished is read BEFORE the results: a task finishing
             // between the two reads must not let us say `done` without having returned it.
-            let all_finished = finished_count(&self.store.batch_counts(id).await?) >= batch.total;
+            let counts = self.store.batch_counts(id).await?;
+            let all_finished = finished_count(batch.total, &counts) >= batch.total;
             let results: Vec<BatchResult> = self.store.batch_results(id, after, limit).await?;
             if !results.is_empty() || all_finished || Instant::now() >= deadline || self.draining()
             {
@@ -558,7 +570,7 @@ impl Queue {
                 "wait must be a number of seconds ≥ 0",
             ));
         }
-        Ok(Duration::from_secs_f64(w).min(self.cfg.max_user_wait))
+        Ok(clamped_secs(w, self.cfg.max_user_wait))
     }
 
     // ---------------------------------------------------------------- estimates, stats, workers
@@ -700,12 +712,17 @@ impl Queue {
                     "wait_s must be a number of seconds ≥ 0",
                 ))
             }
-            Some(w) => Duration::from_secs_f64(w).min(self.cfg.max_worker_wait),
+            Some(w) => clamped_secs(w, self.cfg.max_worker_wait),
             None => self.cfg.max_worker_wait,
         };
         let caps = body.capabilities;
+        check_capabilities(&caps)?;
         self.seen_worker(caller, &worker_id, &caps, body.max_tasks, None)
             .await?;
+        let holder = Holder {
+            worker_id: Some(worker_id.clone()),
+            owner: caller.sub.clone(),
+        };
         let deadline = Instant::now() + wait;
         let ttl = self.cfg.lease_ttl.as_millis() as i64;
         let mut waited = false;
@@ -716,7 +733,7 @@ impl Queue {
             let leases: Vec<Lease> = self
                 .store
                 .claim(ClaimRequest {
-                    worker_id: worker_id.clone(),
+                    holder: holder.clone(),
                     max_tasks: body.max_tasks,
                     gpus: caps.gpus,
                     memory_mb: caps.memory_mb,
@@ -781,7 +798,8 @@ impl Queue {
                 }
             }
         }
-        self.store
+        let taken = !self
+            .store
             .upsert_worker(WorkerRecord {
                 worker_id: worker_id.to_string(),
                 owner: caller.sub.clone(),
@@ -793,6 +811,10 @@ impl Queue {
                 dispatch_ms,
             })
             .await?;
+        if taken {
+            self.seen.lock().expect("seen lock").remove(worker_id);
+            return Err(worker_id_taken(worker_id));
+        }
         Ok(())
     }
 
@@ -802,6 +824,7 @@ impl Queue {
         caller: &Caller,
         hb: HeartbeatRequest,
     ) -> Result<HeartbeatResponse, ApiError> {
+        let named = hb.worker_id.is_some();
         let worker_id = worker_name(caller, hb.worker_id)?;
         for (i, l) in hb.leases.iter().enumerate() {
             if let Some(p) = l.progress {
@@ -822,22 +845,31 @@ impl Queue {
             }
         }
         if let Some(caps) = &hb.capabilities {
+            check_capabilities(caps)?;
             let slots = caps.slots.unwrap_or(1);
             self.seen_worker(caller, &worker_id, caps, slots, hb.dispatch_ms)
                 .await?;
         } else {
-            self.touch_worker(&worker_id, hb.dispatch_ms).await?;
+            self.touch_worker(caller, &worker_id, hb.dispatch_ms)
+                .await?;
         }
         let now = now_ms();
         let ttl = self.cfg.lease_ttl.as_millis() as i64;
         let out = self
             .store
             .heartbeat(HeartbeatIn {
+                holder: Holder {
+                    worker_id: named.then_some(worker_id),
+                    owner: caller.sub.clone(),
+                },
                 leases: hb.leases,
                 now,
                 lease_ttl_ms: ttl,
             })
             .await?;
+        if let Some(id) = out.foreign.first() {
+            return Err(not_lease_holder(*id));
+        }
         Ok(HeartbeatResponse {
             success: true,
             extended: out.extended,
@@ -852,6 +884,7 @@ impl Queue {
     /// Keeps a worker's last_seen fresh without knowing its capabilities (throttled).
     async fn touch_worker(
         &self,
+        caller: &Caller,
         worker_id: &str,
         dispatch_ms: Option<f64>,
     ) -> Result<(), ApiError> {
@@ -872,13 +905,16 @@ impl Queue {
                 None => {}
             }
         }
-        self.store.touch_worker(worker_id, now, dispatch_ms).await?;
+        self.store
+            .touch_worker(worker_id, &caller.sub, now, dispatch_ms)
+            .await?;
         Ok(())
     }
 
     /// Applies answers; one result per answer, in order.
     pub async fn submit_answers(
         &self,
+        caller: &Caller,
         answers: Vec<SubmitAnswer>,
     ) -> Result<Vec<Result<AnswerOutcome, ApiError>>, ApiError> {
         let mut results: Vec<Option<Result<AnswerOutcome, ApiError>>> =
@@ -886,7 +922,7 @@ impl Queue {
         let mut valid = Vec::new();
         let mut slots = Vec::new();
         for (i, a) in answers.into_iter().enumerate() {
-            match to_answer_in(a) {
+            match to_answer_in(caller, a) {
                 Ok(a) => {
                     valid.push(a);
                     slots.push(i);
@@ -975,6 +1011,12 @@ fn answer_from_snapshot(f: &Finished) -> Option<AnswerResponse> {
     })
 }
 
+/// `secs` (finite, ≥ 0) as a duration of at most `max`: clamped before conversion, since
+/// `Duration::from_secs_f64` panics past `u64::MAX` seconds (`?wait=1e20`).
+fn clamped_secs(secs: f64, max: Duration) -> Duration {
+    Duration::from_secs_f64(secs.min(max.as_secs_f64()))
+}
+
 fn submitted(id: Uuid, state: TaskState, version: &str) -> SubmitResponse {
     SubmitResponse {
         success: true,
@@ -995,7 +1037,70 @@ fn worker_name(caller: &Caller, given: Option<String>) -> Result<String, ApiErro
     Ok(id)
 }
 
-fn to_answer_in(a: SubmitAnswer) -> Result<AnswerIn, ApiError> {
+/// 403 for a heartbeat or answer naming another worker's current lease.
+pub fn not_lease_holder(id: Uuid) -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::FORBIDDEN,
+        "not_lease_holder",
+        format!("task {id} is leased to another worker; nothing was changed"),
+    )
+}
+
+fn worker_id_taken(worker_id: &str) -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::FORBIDDEN,
+        "worker_id_taken",
+        format!(
+            "worker id `{worker_id}` belongs to another token subject; choose another --worker-id"
+        ),
+    )
+}
+
+/// Bounds on what a worker may claim to offer: `slots` feeds every user's `eta_s`.
+fn check_capabilities(c: &Capabilities) -> Result<(), ApiError> {
+    let short = |v: &[String], n: usize| v.len() <= n && v.iter().all(|s| s.len() <= 256);
+    let checks = [
+        (
+            c.slots.is_none_or(|s| (1..=1024).contains(&s)),
+            "capabilities.slots",
+            "slots must be 1 to 1024",
+        ),
+        (c.gpus <= 64, "capabilities.gpus", "gpus must be at most 64"),
+        (
+            short(&c.gpu_names, 64),
+            "capabilities.gpu_names",
+            "at most 64 GPU names of at most 256 characters",
+        ),
+        (
+            short(&c.datasets, 256),
+            "capabilities.datasets",
+            "at most 256 datasets of at most 256 characters",
+        ),
+        (
+            short(&c.packages, 4096),
+            "capabilities.packages",
+            "at most 4096 packages of at most 256 characters",
+        ),
+        (
+            c.extra.len() <= 32,
+            "capabilities",
+            "at most 32 extra capability fields",
+        ),
+    ];
+    match checks.into_iter().find(|(ok, _, _)| !ok) {
+        Some((_, field, message)) => Err(ApiError::invalid(field, message)),
+        None => Ok(()),
+    }
+}
+
+fn to_answer_in(caller: &Caller, a: SubmitAnswer) -> Result<AnswerIn, ApiError> {
+    let named = a.worker_id.is_some();
+    let holder = Holder {
+        worker_id: named
+            .then(|| worker_name(caller, a.worker_id))
+            .transpose()?,
+        owner: caller.sub.clone(),
+    };
     if let Some(ms) = a.runtime_ms {
         if !ms.is_finite() || ms < 0.0 {
             return Err(ApiError::invalid(
@@ -1034,18 +1139,21 @@ fn to_answer_in(a: SubmitAnswer) -> Result<AnswerIn, ApiError> {
     Ok(AnswerIn {
         id: a.id,
         lease_epoch: a.lease_epoch,
+        holder,
         kind,
         runtime_ms: a.runtime_ms,
     })
 }
 
-/// Tasks of a batch in a terminal state.
-fn finished_count(counts: &HashMap<TaskState, u64>) -> u64 {
-    counts
+/// Tasks of a batch that will not change any more: terminal ones, and ones that are gone
+/// (deleted by their owner, or expired before the others finished).
+fn finished_count(total: u64, counts: &HashMap<TaskState, u64>) -> u64 {
+    let pending: u64 = counts
         .iter()
-        .filter(|(s, _)| s.is_terminal())
+        .filter(|(s, _)| !s.is_terminal())
         .map(|(_, n)| n)
-        .sum()
+        .sum();
+    total.saturating_sub(pending)
 }
 
 /// What the live processors can do, for `eta_s`.

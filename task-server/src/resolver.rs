@@ -41,8 +41,39 @@ enum Auth {
 pub struct Resolver {
     client: RegistryClient,
     auth: Auth,
-    cache: Mutex<HashMap<String, (Instant, VersionInfo)>>,
-    functions: Mutex<HashMap<String, (Instant, Vec<VersionInfo>)>>,
+    cache: TtlCache<VersionInfo>,
+    functions: TtlCache<Vec<VersionInfo>>,
+}
+
+/// Entries a resolver cache holds at most: users choose the keys (any requirement string of
+/// any package), so the caches must not grow with them.
+const CACHE_ENTRIES: usize = 4096;
+
+/// A small map of answers younger than [`CACHE_TTL`], bounded by [`CACHE_ENTRIES`].
+struct TtlCache<V>(Mutex<HashMap<String, (Instant, V)>>);
+
+impl<V: Clone> TtlCache<V> {
+    fn new() -> Self {
+        TtlCache(Mutex::new(HashMap::new()))
+    }
+
+    fn get(&self, key: &str) -> Option<V> {
+        let map = self.0.lock().expect("cache lock");
+        map.get(key)
+            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn put(&self, key: String, v: V) {
+        let mut map = self.0.lock().expect("cache lock");
+        if map.len() >= CACHE_ENTRIES {
+            map.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
+            if map.len() >= CACHE_ENTRIES {
+                map.clear();
+            }
+        }
+        map.insert(key, (Instant::now(), v));
+    }
 }
 
 impl Resolver {
@@ -59,8 +90,8 @@ impl Resolver {
         Resolver {
             client: RegistryClient::new(url, None),
             auth,
-            cache: Mutex::new(HashMap::new()),
-            functions: Mutex::new(HashMap::new()),
+            cache: TtlCache::new(),
+            functions: TtlCache::new(),
         }
     }
 
@@ -154,10 +185,8 @@ impl Resolver {
         prefix: &str,
     ) -> Result<VersionInfo, ApiError> {
         let key = format!("{package}\0{req}");
-        if let Some((at, v)) = self.cache.lock().expect("cache lock").get(&key) {
-            if at.elapsed() < CACHE_TTL {
-                return Ok(v.clone());
-            }
+        if let Some(v) = self.cache.get(&key) {
+            return Ok(v);
         }
         let v = self
             .client()
@@ -175,28 +204,20 @@ impl Resolver {
                 }
                 _ => unavailable(e),
             })?;
-        self.cache
-            .lock()
-            .expect("cache lock")
-            .insert(key, (Instant::now(), v.clone()));
+        self.cache.put(key, v.clone());
         Ok(v)
     }
 
     async fn with_function(&self, function: &str) -> Result<Vec<VersionInfo>, ApiError> {
-        if let Some((at, v)) = self.functions.lock().expect("cache lock").get(function) {
-            if at.elapsed() < CACHE_TTL && !v.is_empty() {
-                return Ok(v.clone());
-            }
+        if let Some(v) = self.functions.get(function).filter(|v| !v.is_empty()) {
+            return Ok(v);
         }
         let v = self
             .client()
             .packages_with_function(function)
             .await
             .map_err(unavailable)?;
-        self.functions
-            .lock()
-            .expect("cache lock")
-            .insert(function.to_string(), (Instant::now(), v.clone()));
+        self.functions.put(function.to_string(), v.clone());
         Ok(v)
     }
 }

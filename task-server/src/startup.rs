@@ -27,7 +27,7 @@ pub struct Application {
 impl Application {
     /// Opens the store, loads the secret, binds the listener.
     pub async fn build(args: ServeArgs) -> anyhow::Result<Application> {
-        std::fs::create_dir_all(&args.data_dir)?;
+        crpc_service::fs::private_dir(&args.data_dir)?;
         let store_cfg = StoreConfig {
             backoff_base_ms: args.retry_backoff.as_millis() as i64,
             backoff_max_ms: args.retry_backoff_max.as_millis() as i64,
@@ -35,7 +35,11 @@ impl Application {
             ..StoreConfig::default()
         };
         let store: Arc<dyn Store> = match args.database_url.as_deref() {
-            None => Arc::new(SqliteStore::open(&args.data_dir.join("crpc.db"), store_cfg).await?),
+            None => {
+                let db = args.data_dir.join("crpc.db");
+                crpc_service::fs::private_file(&db)?;
+                Arc::new(SqliteStore::open(&db, store_cfg).await?)
+            }
             Some(url) if url.starts_with("sqlite:") => {
                 Arc::new(SqliteStore::open_url(url, store_cfg).await?)
             }

@@ -1,7 +1,7 @@
 //! Durable state. The [`Store`] trait is the only place SQL lives behind; each backend keeps its
 //! dialect to itself and the conformance suite (`tests/it/store_conformance.rs`) runs unchanged
 //! against every backend.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -132,7 +132,7 @@ pub enum SubmitOutcome {
 #[derive(Debug, Clone)]
 pub struct ClaimRequest {
     /// Who takes the leases.
-    pub worker_id: String,
+    pub holder: Holder,
     /// At most this many.
     pub max_tasks: u32,
     /// GPUs free on the asking worker.
@@ -150,6 +150,8 @@ pub struct ClaimRequest {
 /// A heartbeat.
 #[derive(Debug, Clone)]
 pub struct HeartbeatIn {
+    /// Who sends it.
+    pub holder: Holder,
     /// The leases still held.
     pub leases: Vec<HeartbeatLease>,
     /// Now, ms.
@@ -167,6 +169,19 @@ pub struct HeartbeatOutcome {
     pub cancelled: Vec<Uuid>,
     /// Not held any more: stop, do not answer.
     pub lost: Vec<Uuid>,
+    /// Current leases (epoch matching) that another worker holds: nothing changed for them.
+    pub foreign: Vec<Uuid>,
+}
+
+/// Who holds a lease: the worker id and the token subject it runs under. Heartbeats and answers
+/// apply only when both match the lease; one that names no worker id speaks for every worker of
+/// its subject (the token is the credential; worker ids tell a subject's processors apart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// The worker id (`lease_worker`); always set for a claim.
+    pub worker_id: Option<String>,
+    /// Its token subject (`lease_owner`).
+    pub owner: String,
 }
 
 /// How an attempt ended, as the worker reports it.
@@ -185,8 +200,10 @@ pub enum AnswerKind {
 pub struct AnswerIn {
     /// Task.
     pub id: Uuid,
-    /// Fencing token.
-    pub lease_epoch: i64,
+    /// Fencing token; `None` (the seed's protocol): the current lease, if the sender holds it.
+    pub lease_epoch: Option<i64>,
+    /// Who sends it.
+    pub holder: Holder,
     /// Outcome.
     pub kind: AnswerKind,
     /// Worker-measured runtime.
@@ -235,11 +252,53 @@ pub enum AnswerOutcome {
         /// State now.
         state: TaskState,
     },
+    /// The current lease is someone else's: nothing changed.
+    NotHolder,
     /// No such task.
     NotFound,
 }
 
-/// What the reaper did.
+/// What a task looks like to an answer that did not apply, for [`classify_unapplied`].
+#[derive(Debug, Clone)]
+pub struct UnappliedRow {
+    /// State now.
+    pub state: TaskState,
+    /// Current lease epoch.
+    pub lease_epoch: i64,
+    /// Epoch whose answer was accepted.
+    pub answered_epoch: Option<i64>,
+    /// The current (or last) lease's worker id.
+    pub lease_worker: Option<String>,
+    /// The current (or last) lease's token subject.
+    pub lease_owner: Option<String>,
+}
+
+/// Why an answer changed nothing, decided once for every backend: another worker's lease
+/// (403), a replay of this lease's accepted answer (200 duplicate), or a lease no longer current
+/// (409).
+pub fn classify_unapplied(a: &AnswerIn, row: Option<&UnappliedRow>) -> AnswerOutcome {
+    let Some(row) = row else {
+        return AnswerOutcome::NotFound;
+    };
+    let epoch = a.lease_epoch.unwrap_or(row.lease_epoch);
+    // A lease taken before leases recorded their owner binds the worker id alone.
+    let holds = a
+        .holder
+        .worker_id
+        .as_ref()
+        .is_none_or(|w| row.lease_worker.as_ref() == Some(w))
+        && row
+            .lease_owner
+            .as_deref()
+            .is_none_or(|o| o == a.holder.owner);
+    if epoch == row.lease_epoch && row.lease_worker.is_some() && !holds {
+        return AnswerOutcome::NotHolder;
+    }
+    match row.answered_epoch {
+        Some(answered) if answered == epoch => AnswerOutcome::Duplicate,
+        _ => AnswerOutcome::Stale { state: row.state },
+    }
+}
 #[derive(Debug, Clone, Default)]
 pub struct ReapOutcome {
     /// Expired leases put back in the queue.
@@ -401,12 +460,15 @@ pub trait Store: Send + Sync + 'static {
     async fn delete(&self, id: Uuid) -> Result<Option<Finished>, StoreError>;
     /// Expired leases back to the queue (or failed), expired results deleted.
     async fn reap(&self, now: i64) -> Result<ReapOutcome, StoreError>;
-    /// Records a processor sighting.
-    async fn upsert_worker(&self, w: WorkerRecord) -> Result<(), StoreError>;
-    /// Refreshes a known processor's last_seen and, when given, its dispatch overhead.
+    /// Records a processor sighting; `false` (and nothing written) when the worker id
+    /// belongs to another token subject.
+    async fn upsert_worker(&self, w: WorkerRecord) -> Result<bool, StoreError>;
+    /// Refreshes a known processor's last_seen and, when given, its dispatch overhead (only
+    /// when `owner` is the subject the worker id belongs to).
     async fn touch_worker(
         &self,
         worker_id: &str,
+        owner: &str,
         now: i64,
         dispatch_ms: Option<f64>,
     ) -> Result<(), StoreError>;
@@ -465,7 +527,8 @@ pub enum StoreEvent {
 /// One answer as the JSON element the batch answer statements read.
 pub(crate) fn answer_json(a: &AnswerIn) -> serde_json::Value {
     use serde_json::json;
-    let mut v = json!({"id": a.id, "epoch": a.lease_epoch, "runtime_ms": a.runtime_ms});
+    let mut v = json!({"id": a.id, "epoch": a.lease_epoch, "runtime_ms": a.runtime_ms,
+                       "worker": a.holder.worker_id, "owner": a.holder.owner});
     match &a.kind {
         AnswerKind::Ok(answer) => {
             v["kind"] = json!("ok");
@@ -481,6 +544,32 @@ pub(crate) fn answer_json(a: &AnswerIn) -> serde_json::Value {
         }
     }
     v
+}
+
+/// The heartbeat leases as the JSON the heartbeat statements read.
+pub(crate) fn heartbeat_json(hb: &HeartbeatIn) -> String {
+    let items: Vec<Value> = hb
+        .leases
+        .iter()
+        .map(|l| serde_json::json!({"id": l.id, "lease_epoch": l.lease_epoch, "progress": l.progress}))
+        .collect();
+    serde_json::to_string(&items).expect("JSON values serialize")
+}
+
+/// Leases of a heartbeat neither extended nor cancelled, minus those another worker holds.
+pub(crate) fn lost_leases(hb: &HeartbeatIn, out: &HeartbeatOutcome) -> Vec<Uuid> {
+    let known: HashSet<Uuid> = out
+        .extended
+        .iter()
+        .chain(&out.cancelled)
+        .chain(&out.foreign)
+        .copied()
+        .collect();
+    hb.leases
+        .iter()
+        .map(|l| l.id)
+        .filter(|id| !known.contains(id))
+        .collect()
 }
 
 /// Which part of the queue an estimate covers.

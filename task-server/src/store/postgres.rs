@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 use task_api::{Lease, Resources, TaskError, TaskPayload, TaskState};
@@ -154,7 +154,7 @@ FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(v, n)
 
 const CLAIM: &str = r#"
 UPDATE tasks SET state = 'leased', lease_epoch = lease_epoch + 1, attempt = attempt + 1,
-       lease_worker = $1, leased_at = $2, progress = NULL,
+       lease_worker = $1, lease_owner = $9, leased_at = $2, progress = NULL,
        timeout_at = CASE WHEN timeout_s IS NULL THEN NULL ELSE $2 + timeout_s * 1000 + $8 END,
        lease_deadline = CASE WHEN timeout_s IS NULL THEN $3 ELSE LEAST($3, $2 + timeout_s * 1000 + $8) END
 WHERE seq = ANY(ARRAY(
@@ -174,17 +174,23 @@ WITH a AS (SELECT (v->>'id')::uuid AS id, (v->>'lease_epoch')::bigint AS epoch, 
 UPDATE tasks t SET lease_deadline = CASE WHEN t.timeout_at IS NULL THEN $2 ELSE LEAST($2, t.timeout_at) END,
        progress = COALESCE(a.progress, t.progress)
 FROM a WHERE t.id = a.id AND t.state = 'leased' AND t.lease_epoch = a.epoch
+  AND ($3::text IS NULL OR t.lease_worker = $3) AND COALESCE(t.lease_owner, $4) = $4
 RETURNING t.id
 "#;
 
-const HEARTBEAT_CANCELLED: &str = r#"
-SELECT t.id FROM tasks t JOIN jsonb_array_elements($1::jsonb) v ON t.id = (v->>'id')::uuid
-WHERE t.state = 'cancelled' AND t.lease_epoch = (v->>'lease_epoch')::bigint
+// Cancelled leases of this holder; current leases (epoch matching) of anyone else.
+const HEARTBEAT_OTHERS: &str = r#"
+SELECT t.id, t.state = 'cancelled' AS cancelled
+FROM tasks t JOIN jsonb_array_elements($1::jsonb) v ON t.id = (v->>'id')::uuid
+WHERE t.lease_epoch = (v->>'lease_epoch')::bigint AND (
+  (t.state = 'cancelled' AND ($2::text IS NULL OR t.lease_worker = $2) AND COALESCE(t.lease_owner, $3) = $3)
+  OR (t.state = 'leased' AND NOT (($2::text IS NULL OR t.lease_worker = $2) AND COALESCE(t.lease_owner, $3) = $3)))
 "#;
 
 // `retry` below: a retryable error with attempts left.
 const ANSWER: &str = r#"
 WITH a AS (SELECT (v->>'id')::uuid AS id, (v->>'epoch')::bigint AS epoch, v->>'kind' AS kind,
+                  v->>'worker' AS worker, v->>'owner' AS owner,
                   v->'answer' AS answer, v->'error' AS error, (v->>'runtime_ms')::float8 AS runtime_ms
            FROM jsonb_array_elements($4::jsonb) v)
 UPDATE tasks t SET
@@ -203,7 +209,8 @@ UPDATE tasks t SET
   expires_at = CASE WHEN a.kind = 'retryable' AND t.attempt < t.max_attempts THEN NULL
                     ELSE $1 + COALESCE(t.ttl_s, $5) * 1000 END,
   lease_deadline = NULL, timeout_at = NULL
-FROM a WHERE t.id = a.id AND t.state = 'leased' AND t.lease_epoch = a.epoch
+FROM a WHERE t.id = a.id AND t.state = 'leased' AND t.lease_epoch = COALESCE(a.epoch, t.lease_epoch)
+  AND (a.worker IS NULL OR t.lease_worker = a.worker) AND COALESCE(t.lease_owner, a.owner) = a.owner
 RETURNING t.id, t.state, t.batch_id, t.package, t.version, t.function, t.runtime_ms, t.attempt, t.progress,
           t.answer::text AS answer, t.error::text AS error
 "#;
@@ -556,7 +563,7 @@ impl Store for PgStore {
 
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Lease>, StoreError> {
         let rows = sqlx::query(CLAIM)
-            .bind(&req.worker_id)
+            .bind(&req.holder.worker_id)
             .bind(req.now)
             .bind(req.now + req.lease_ttl_ms)
             .bind(req.gpus as i64)
@@ -564,43 +571,39 @@ impl Store for PgStore {
             .bind(serde_json::to_string(&req.datasets)?)
             .bind(req.max_tasks as i64)
             .bind(self.config.timeout_grace_ms)
+            .bind(&req.holder.owner)
             .fetch_all(&self.fast)
             .await?;
         rows.iter().map(lease_from_row).collect()
     }
 
     async fn heartbeat(&self, hb: HeartbeatIn) -> Result<HeartbeatOutcome, StoreError> {
-        let items: Vec<Value> = hb
-            .leases
-            .iter()
-            .map(|l| json!({"id": l.id, "lease_epoch": l.lease_epoch, "progress": l.progress}))
-            .collect();
-        let items = serde_json::to_string(&items)?;
+        let items = heartbeat_json(&hb);
         let mut out = HeartbeatOutcome {
             extended: sqlx::query_scalar(HEARTBEAT)
                 .bind(&items)
                 .bind(hb.now + hb.lease_ttl_ms)
+                .bind(&hb.holder.worker_id)
+                .bind(&hb.holder.owner)
                 .fetch_all(&self.fast)
                 .await?,
             ..Default::default()
         };
         if out.extended.len() < hb.leases.len() {
-            out.cancelled = sqlx::query_scalar(HEARTBEAT_CANCELLED)
+            let others: Vec<(Uuid, bool)> = sqlx::query_as(HEARTBEAT_OTHERS)
                 .bind(&items)
+                .bind(&hb.holder.worker_id)
+                .bind(&hb.holder.owner)
                 .fetch_all(&self.pool)
                 .await?;
-            let known: HashSet<Uuid> = out
-                .extended
-                .iter()
-                .chain(out.cancelled.iter())
-                .copied()
-                .collect();
-            out.lost = hb
-                .leases
-                .iter()
-                .map(|l| l.id)
-                .filter(|id| !known.contains(id))
-                .collect();
+            for (id, cancelled) in others {
+                if cancelled {
+                    out.cancelled.push(id);
+                } else {
+                    out.foreign.push(id);
+                }
+            }
+            out.lost = lost_leases(&hb, &out);
         }
         Ok(out)
     }
@@ -673,40 +676,35 @@ impl Store for PgStore {
             .map(|a| a.id)
             .filter(|id| !applied.contains_key(id))
             .collect();
-        let mut rest: HashMap<Uuid, (TaskState, Option<i64>)> = HashMap::new();
+        let mut rest: HashMap<Uuid, UnappliedRow> = HashMap::new();
         if !missing.is_empty() {
-            for row in sqlx::query("SELECT id, state, answered_epoch FROM tasks WHERE id = ANY($1)")
-                .bind(&missing)
-                .fetch_all(&self.pool)
-                .await?
+            for row in sqlx::query(
+                "SELECT id, state, lease_epoch, answered_epoch, lease_worker, lease_owner \
+                 FROM tasks WHERE id = ANY($1)",
+            )
+            .bind(&missing)
+            .fetch_all(&self.pool)
+            .await?
             {
                 rest.insert(
                     row.try_get("id")?,
-                    (
-                        parse_state(row.try_get("state")?)?,
-                        row.try_get("answered_epoch")?,
-                    ),
+                    UnappliedRow {
+                        state: parse_state(row.try_get("state")?)?,
+                        lease_epoch: row.try_get("lease_epoch")?,
+                        answered_epoch: row.try_get("answered_epoch")?,
+                        lease_worker: row.try_get("lease_worker")?,
+                        lease_owner: row.try_get("lease_owner")?,
+                    },
                 );
             }
         }
         let mut seen = HashSet::new();
         Ok(answers
             .iter()
-            .map(|a| {
-                if let Some(o) = applied.get(&a.id) {
-                    return if seen.insert(a.id) {
-                        o.clone()
-                    } else {
-                        AnswerOutcome::Duplicate
-                    };
-                }
-                match rest.get(&a.id) {
-                    None => AnswerOutcome::NotFound,
-                    Some((_, Some(answered))) if *answered == a.lease_epoch => {
-                        AnswerOutcome::Duplicate
-                    }
-                    Some((state, _)) => AnswerOutcome::Stale { state: *state },
-                }
+            .map(|a| match applied.get(&a.id) {
+                Some(o) if seen.insert(a.id) => o.clone(),
+                Some(_) => AnswerOutcome::Duplicate,
+                None => classify_unapplied(a, rest.get(&a.id)),
             })
             .collect())
     }
@@ -806,6 +804,16 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await?
         .rows_affected() as usize;
+        // A batch record goes once its tasks are all gone and it is past the result TTL.
+        sqlx::query(
+            "DELETE FROM batches WHERE id = ANY(ARRAY(SELECT id FROM batches WHERE created_at <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.batch_id = batches.id) LIMIT $2 \
+             FOR UPDATE SKIP LOCKED))",
+        )
+        .bind(now - self.config.default_result_ttl_s * 1000)
+        .bind(REAP_LIMIT)
+        .execute(&mut *tx)
+        .await?;
         let mut payloads = finished_payloads(&out.failed);
         if out.requeued > 0 {
             payloads.push("w".into());
@@ -815,13 +823,14 @@ impl Store for PgStore {
         Ok(out)
     }
 
-    async fn upsert_worker(&self, w: WorkerRecord) -> Result<(), StoreError> {
-        sqlx::query(
+    async fn upsert_worker(&self, w: WorkerRecord) -> Result<bool, StoreError> {
+        let n = sqlx::query(
             "INSERT INTO workers (worker_id, owner, slots, capabilities, first_seen, last_seen, dispatch_ms) \
              VALUES ($1, $2, $3, $4::jsonb, $5, $5, $6) \
-             ON CONFLICT (worker_id) DO UPDATE SET owner = excluded.owner, slots = excluded.slots, \
+             ON CONFLICT (worker_id) DO UPDATE SET slots = excluded.slots, \
              capabilities = excluded.capabilities, last_seen = GREATEST(workers.last_seen, excluded.last_seen), \
-             dispatch_ms = COALESCE(excluded.dispatch_ms, workers.dispatch_ms)",
+             dispatch_ms = COALESCE(excluded.dispatch_ms, workers.dispatch_ms) \
+             WHERE workers.owner = excluded.owner",
         )
         .bind(&w.worker_id)
         .bind(&w.owner)
@@ -830,23 +839,26 @@ impl Store for PgStore {
         .bind(w.last_seen)
         .bind(w.dispatch_ms)
         .execute(&self.fast)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected();
+        Ok(n > 0)
     }
 
     async fn touch_worker(
         &self,
         worker_id: &str,
+        owner: &str,
         now: i64,
         dispatch_ms: Option<f64>,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE workers SET last_seen = GREATEST(last_seen, $2), \
-             dispatch_ms = COALESCE($3, dispatch_ms) WHERE worker_id = $1",
+             dispatch_ms = COALESCE($3, dispatch_ms) WHERE worker_id = $1 AND owner = $4",
         )
         .bind(worker_id)
         .bind(now)
         .bind(dispatch_ms)
+        .bind(owner)
         .execute(&self.fast)
         .await?;
         Ok(())

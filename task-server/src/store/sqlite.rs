@@ -10,7 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
@@ -74,6 +74,7 @@ enum Op {
     UpsertWorker(WorkerRecord),
     TouchWorker {
         worker_id: String,
+        owner: String,
         now: i64,
         dispatch_ms: Option<f64>,
     },
@@ -106,6 +107,7 @@ impl Op {
 enum Reply {
     Submit(SubmitOutcome),
     Unit,
+    Bool(bool),
     Claim(Vec<Lease>),
     Heartbeat(HeartbeatOutcome),
     Answer(Vec<AnswerOutcome>),
@@ -461,7 +463,7 @@ async fn insert_tasks(
 
 const CLAIM: &str = r#"
 UPDATE tasks SET state = 'leased', lease_epoch = lease_epoch + 1, attempt = attempt + 1,
-       lease_worker = ?1, leased_at = ?2, progress = NULL,
+       lease_worker = ?1, lease_owner = ?9, leased_at = ?2, progress = NULL,
        timeout_at = CASE WHEN timeout_s IS NULL THEN NULL ELSE ?2 + timeout_s * 1000 + ?8 END,
        lease_deadline = CASE WHEN timeout_s IS NULL THEN ?3 ELSE min(?3, ?2 + timeout_s * 1000 + ?8) END
 WHERE seq IN (
@@ -484,12 +486,16 @@ UPDATE tasks SET lease_deadline = CASE WHEN tasks.timeout_at IS NULL THEN ?2 ELS
        progress = coalesce(a.progress, tasks.progress)
 FROM a
 WHERE tasks.id = a.id AND tasks.state = 'leased' AND tasks.lease_epoch = a.epoch
+  AND (?3 IS NULL OR tasks.lease_worker = ?3) AND coalesce(tasks.lease_owner, ?4) = ?4
 RETURNING tasks.id
 "#;
 
-const HEARTBEAT_CANCELLED: &str = r#"
-SELECT tasks.id FROM tasks JOIN json_each(?1) AS a ON tasks.id = a.value->>'id'
-WHERE tasks.state = 'cancelled' AND tasks.lease_epoch = a.value->>'lease_epoch'
+// Cancelled leases of this holder; current leases (epoch matching) of anyone else.
+const HEARTBEAT_OTHERS: &str = r#"
+SELECT tasks.id, tasks.state = 'cancelled' AS cancelled FROM tasks JOIN json_each(?1) AS a ON tasks.id = a.value->>'id'
+WHERE tasks.lease_epoch = a.value->>'lease_epoch' AND (
+  (tasks.state = 'cancelled' AND (?2 IS NULL OR tasks.lease_worker = ?2) AND coalesce(tasks.lease_owner, ?3) = ?3)
+  OR (tasks.state = 'leased' AND NOT ((?2 IS NULL OR tasks.lease_worker = ?2) AND coalesce(tasks.lease_owner, ?3) = ?3)))
 "#;
 
 // Each answer's fields are pulled out of the JSON once (MATERIALIZED), not once per use.
@@ -497,6 +503,7 @@ WHERE tasks.state = 'cancelled' AND tasks.lease_epoch = a.value->>'lease_epoch'
 const ANSWER: &str = r#"
 WITH a AS MATERIALIZED (
   SELECT j.key AS k, j.value->>'id' AS id, j.value->>'epoch' AS epoch, j.value->>'kind' AS kind,
+         j.value->>'worker' AS worker, j.value->>'owner' AS owner,
          j.value->'answer' AS answer, j.value->'error' AS error, j.value->>'runtime_ms' AS runtime_ms
   FROM json_each(?6) AS j)
 UPDATE tasks SET
@@ -516,7 +523,8 @@ UPDATE tasks SET
                     ELSE ?1 + coalesce(tasks.ttl_s, ?5) * 1000 END,
   lease_deadline = NULL, timeout_at = NULL
 FROM a
-WHERE tasks.id = a.id AND tasks.state = 'leased' AND tasks.lease_epoch = a.epoch
+WHERE tasks.id = a.id AND tasks.state = 'leased' AND tasks.lease_epoch = coalesce(a.epoch, tasks.lease_epoch)
+  AND (a.worker IS NULL OR tasks.lease_worker = a.worker) AND coalesce(tasks.lease_owner, a.owner) = a.owner
 RETURNING tasks.id, tasks.state, tasks.batch_id, tasks.package, tasks.version, tasks.function, tasks.runtime_ms,
           tasks.attempt, tasks.progress, tasks.answer, tasks.error
 "#;
@@ -611,7 +619,7 @@ async fn exec(
         }
         Op::Claim(req) => {
             let rows = sqlx::query(CLAIM)
-                .bind(&req.worker_id)
+                .bind(&req.holder.worker_id)
                 .bind(req.now)
                 .bind(req.now + req.lease_ttl_ms)
                 .bind(req.gpus as i64)
@@ -623,6 +631,7 @@ async fn exec(
                 .bind(serde_json::to_string(&req.datasets)?)
                 .bind(req.max_tasks as i64)
                 .bind(config.timeout_grace_ms)
+                .bind(&req.holder.owner)
                 .fetch_all(&mut *conn)
                 .await?;
             let mut leases = Vec::with_capacity(rows.len());
@@ -632,15 +641,12 @@ async fn exec(
             Ok(Reply::Claim(leases))
         }
         Op::Heartbeat(hb) => {
-            let items: Vec<Value> = hb
-                .leases
-                .iter()
-                .map(|l| json!({"id": l.id, "lease_epoch": l.lease_epoch, "progress": l.progress}))
-                .collect();
-            let items = serde_json::to_string(&items)?;
+            let items = heartbeat_json(hb);
             let extended: Vec<String> = sqlx::query_scalar(HEARTBEAT)
                 .bind(&items)
                 .bind(hb.now + hb.lease_ttl_ms)
+                .bind(&hb.holder.worker_id)
+                .bind(&hb.holder.owner)
                 .fetch_all(&mut *conn)
                 .await?;
             let mut out = HeartbeatOutcome::default();
@@ -648,25 +654,21 @@ async fn exec(
                 out.extended.push(parse_uuid(id)?);
             }
             if out.extended.len() < hb.leases.len() {
-                let cancelled: Vec<String> = sqlx::query_scalar(HEARTBEAT_CANCELLED)
+                let others: Vec<(String, bool)> = sqlx::query_as(HEARTBEAT_OTHERS)
                     .bind(&items)
+                    .bind(&hb.holder.worker_id)
+                    .bind(&hb.holder.owner)
                     .fetch_all(&mut *conn)
                     .await?;
-                for id in &cancelled {
-                    out.cancelled.push(parse_uuid(id)?);
+                for (id, cancelled) in &others {
+                    let list = if *cancelled {
+                        &mut out.cancelled
+                    } else {
+                        &mut out.foreign
+                    };
+                    list.push(parse_uuid(id)?);
                 }
-                let known: HashSet<Uuid> = out
-                    .extended
-                    .iter()
-                    .chain(out.cancelled.iter())
-                    .copied()
-                    .collect();
-                out.lost = hb
-                    .leases
-                    .iter()
-                    .map(|l| l.id)
-                    .filter(|id| !known.contains(id))
-                    .collect();
+                out.lost = lost_leases(hb, &out);
             }
             Ok(Reply::Heartbeat(out))
         }
@@ -736,11 +738,11 @@ async fn exec(
                 .iter()
                 .filter(|a| !applied.contains_key(&a.id))
                 .collect();
-            let mut rest: HashMap<Uuid, (TaskState, i64, Option<i64>)> = HashMap::new();
+            let mut rest: HashMap<Uuid, UnappliedRow> = HashMap::new();
             if !missing.is_empty() {
                 let ids: Vec<String> = missing.iter().map(|a| a.id.to_string()).collect();
                 let rows = sqlx::query(
-                    "SELECT id, state, lease_epoch, answered_epoch FROM tasks \
+                    "SELECT id, state, lease_epoch, answered_epoch, lease_worker, lease_owner FROM tasks \
                      WHERE id IN (SELECT value FROM json_each(?1))",
                 )
                 .bind(serde_json::to_string(&ids)?)
@@ -749,11 +751,13 @@ async fn exec(
                 for row in rows {
                     rest.insert(
                         parse_uuid(row.try_get("id")?)?,
-                        (
-                            parse_state(row.try_get("state")?)?,
-                            row.try_get("lease_epoch")?,
-                            row.try_get("answered_epoch")?,
-                        ),
+                        UnappliedRow {
+                            state: parse_state(row.try_get("state")?)?,
+                            lease_epoch: row.try_get("lease_epoch")?,
+                            answered_epoch: row.try_get("answered_epoch")?,
+                            lease_worker: row.try_get("lease_worker")?,
+                            lease_owner: row.try_get("lease_owner")?,
+                        },
                     );
                 }
             }
@@ -768,13 +772,7 @@ async fn exec(
                     });
                     continue;
                 }
-                out.push(match rest.get(&a.id) {
-                    None => AnswerOutcome::NotFound,
-                    Some((_, _, Some(answered))) if *answered == a.lease_epoch => {
-                        AnswerOutcome::Duplicate
-                    }
-                    Some((state, _, _)) => AnswerOutcome::Stale { state: *state },
-                });
+                out.push(classify_unapplied(a, rest.get(&a.id)));
             }
             Ok(Reply::Answer(out))
         }
@@ -860,15 +858,25 @@ async fn exec(
             .execute(&mut *conn)
             .await?
             .rows_affected() as usize;
+            // A batch record goes once its tasks are all gone and it is past the result TTL.
+            sqlx::query(
+                "DELETE FROM batches WHERE id IN (SELECT id FROM batches WHERE created_at <= ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.batch_id = batches.id) LIMIT ?2)",
+            )
+            .bind(now - config.default_result_ttl_s * 1000)
+            .bind(REAP_LIMIT)
+            .execute(&mut *conn)
+            .await?;
             Ok(Reply::Reap(out))
         }
         Op::UpsertWorker(w) => {
-            sqlx::query(
+            let n = sqlx::query(
                 "INSERT INTO workers (worker_id, owner, slots, capabilities, first_seen, last_seen, dispatch_ms) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6) \
-                 ON CONFLICT(worker_id) DO UPDATE SET owner = excluded.owner, slots = excluded.slots, \
+                 ON CONFLICT(worker_id) DO UPDATE SET slots = excluded.slots, \
                  capabilities = excluded.capabilities, last_seen = excluded.last_seen, \
-                 dispatch_ms = COALESCE(excluded.dispatch_ms, workers.dispatch_ms)",
+                 dispatch_ms = COALESCE(excluded.dispatch_ms, workers.dispatch_ms) \
+                 WHERE workers.owner = excluded.owner",
             )
             .bind(&w.worker_id)
             .bind(&w.owner)
@@ -877,21 +885,24 @@ async fn exec(
             .bind(w.last_seen)
             .bind(w.dispatch_ms)
             .execute(&mut *conn)
-            .await?;
-            Ok(Reply::Unit)
+            .await?
+            .rows_affected();
+            Ok(Reply::Bool(n > 0))
         }
         Op::TouchWorker {
             worker_id,
+            owner,
             now,
             dispatch_ms,
         } => {
             sqlx::query(
                 "UPDATE workers SET last_seen = max(last_seen, ?2), \
-                 dispatch_ms = COALESCE(?3, dispatch_ms) WHERE worker_id = ?1",
+                 dispatch_ms = COALESCE(?3, dispatch_ms) WHERE worker_id = ?1 AND owner = ?4",
             )
             .bind(worker_id)
             .bind(now)
             .bind(dispatch_ms)
+            .bind(owner)
             .execute(&mut *conn)
             .await?;
             Ok(Reply::Unit)
@@ -1084,18 +1095,20 @@ impl Store for SqliteStore {
         expect_reply!(self.call(Op::Reap { now }).await, Reply::Reap)
     }
 
-    async fn upsert_worker(&self, w: WorkerRecord) -> Result<(), StoreError> {
-        self.call(Op::UpsertWorker(w)).await.map(|_| ())
+    async fn upsert_worker(&self, w: WorkerRecord) -> Result<bool, StoreError> {
+        expect_reply!(self.call(Op::UpsertWorker(w)).await, Reply::Bool)
     }
 
     async fn touch_worker(
         &self,
         worker_id: &str,
+        owner: &str,
         now: i64,
         dispatch_ms: Option<f64>,
     ) -> Result<(), StoreError> {
         let op = Op::TouchWorker {
             worker_id: worker_id.to_string(),
+            owner: owner.to_string(),
             now,
             dispatch_ms,
         };

@@ -6,4 +6,5 @@ mod harness;
 mod lifecycle;
 mod readme;
 mod replicas;
+mod security;
 mod store_conformance;

@@ -74,9 +74,17 @@ pub fn task(function: &str, priority: i32) -> NewTask {
     }
 }
 
+/// Worker `worker` of token subject `o`.
+fn holder(worker: &str) -> Holder {
+    Holder {
+        worker_id: Some(worker.into()),
+        owner: "o".into(),
+    }
+}
+
 fn claim(worker: &str, n: u32, now: i64) -> ClaimRequest {
     ClaimRequest {
-        worker_id: worker.into(),
+        holder: holder(worker),
         max_tasks: n,
         gpus: 0,
         memory_mb: None,
@@ -89,7 +97,8 @@ fn claim(worker: &str, n: u32, now: i64) -> ClaimRequest {
 fn ok(id: Uuid, epoch: i64, v: serde_json::Value) -> AnswerIn {
     AnswerIn {
         id,
-        lease_epoch: epoch,
+        lease_epoch: Some(epoch),
+        holder: holder("w"),
         kind: AnswerKind::Ok(v),
         runtime_ms: Some(10.0),
     }
@@ -98,7 +107,8 @@ fn ok(id: Uuid, epoch: i64, v: serde_json::Value) -> AnswerIn {
 fn retry(id: Uuid, epoch: i64, msg: &str) -> AnswerIn {
     AnswerIn {
         id,
-        lease_epoch: epoch,
+        lease_epoch: Some(epoch),
+        holder: holder("w"),
         kind: AnswerKind::Retryable(TaskError {
             kind: TaskErrorKind::Retryable,
             message: msg.into(),
@@ -220,6 +230,80 @@ pub async fn answers_are_fenced_by_epoch(b: &dyn Backend) {
     assert_eq!(rec.state, TaskState::Succeeded);
 }
 
+pub async fn leases_bind_to_their_holder(b: &dyn Backend) {
+    let s = b.open(cfg()).await;
+    let now = now_ms();
+    let t = task("f", 0);
+    s.submit_one("o", t.clone(), now).await.unwrap();
+    let l = s.claim(claim("w", 1, now)).await.unwrap().remove(0);
+    // Another worker id, or the same worker id under another token subject: refused, unchanged.
+    let other_subject = Holder {
+        worker_id: None,
+        owner: "mallory".into(),
+    };
+    for intruder in [holder("x"), other_subject] {
+        let forged = AnswerIn {
+            holder: intruder.clone(),
+            ..ok(t.id, l.lease_epoch, json!("forged"))
+        };
+        let seed_form = AnswerIn {
+            lease_epoch: None,
+            ..forged.clone()
+        };
+        let out = s.answer(vec![forged, seed_form], now).await.unwrap();
+        assert_eq!(
+            out,
+            vec![AnswerOutcome::NotHolder, AnswerOutcome::NotHolder]
+        );
+        let hb = s
+            .heartbeat(HeartbeatIn {
+                holder: intruder,
+                leases: vec![HeartbeatLease {
+                    id: t.id,
+                    lease_epoch: l.lease_epoch,
+                    progress: Some(99.0),
+                }],
+                now,
+                lease_ttl_ms: 60_000,
+            })
+            .await
+            .unwrap();
+        assert_eq!((hb.foreign, hb.extended), (vec![t.id], vec![]));
+    }
+    let rec = s.get_task(t.id).await.unwrap().unwrap();
+    assert_eq!((rec.state, rec.progress), (TaskState::Leased, None));
+    // The holder answers without an epoch (the seed's protocol): its current lease.
+    let mine = AnswerIn {
+        lease_epoch: None,
+        ..ok(t.id, 0, json!("mine"))
+    };
+    let out = s.answer(vec![mine.clone()], now).await.unwrap();
+    assert!(matches!(
+        &out[0],
+        AnswerOutcome::Accepted { finished: Some(_) }
+    ));
+    assert_eq!(
+        s.answer(vec![mine], now).await.unwrap(),
+        vec![AnswerOutcome::Duplicate]
+    );
+    let rec = s.get_task(t.id).await.unwrap().unwrap();
+    assert_eq!(rec.answer, Some(json!("mine")));
+    // A worker id belongs to the first subject that registered it.
+    let w = |owner: &str| WorkerRecord {
+        worker_id: "gpu-box".into(),
+        owner: owner.into(),
+        slots: 4,
+        capabilities: json!({}),
+        first_seen: now,
+        last_seen: now,
+        running: 0,
+        dispatch_ms: None,
+    };
+    assert!(s.upsert_worker(w("o")).await.unwrap());
+    assert!(!s.upsert_worker(w("mallory")).await.unwrap());
+    assert!(s.upsert_worker(w("o")).await.unwrap());
+}
+
 pub async fn retries_back_off_then_fail(b: &dyn Backend) {
     let s = b.open(cfg()).await;
     let mut now = now_ms();
@@ -264,6 +348,7 @@ pub async fn reaper_requeues_expired_leases_and_fails_timeouts(b: &dyn Backend) 
     // A heartbeat before the deadline extends the plain one; the timed one stays capped.
     let hb = s
         .heartbeat(HeartbeatIn {
+            holder: holder("w"),
             leases: leases
                 .iter()
                 .map(|l| HeartbeatLease {
@@ -291,6 +376,7 @@ pub async fn reaper_requeues_expired_leases_and_fails_timeouts(b: &dyn Backend) 
     assert_eq!(rec.error.unwrap().kind, TaskErrorKind::LeaseExpired);
     let hb = s
         .heartbeat(HeartbeatIn {
+            holder: holder("w"),
             leases: vec![HeartbeatLease {
                 id: t.id,
                 lease_epoch: 1,
@@ -455,7 +541,7 @@ macro_rules! conformance {
         mod $modname {
             use super::*;
             conformance!(@case $backend; claims_in_priority_then_fifo_order, concurrent_claims_never_share_a_task,
-                answers_are_fenced_by_epoch, retries_back_off_then_fail,
+                answers_are_fenced_by_epoch, leases_bind_to_their_holder, retries_back_off_then_fail,
                 reaper_requeues_expired_leases_and_fails_timeouts, idempotency_keys,
                 statistics_survive_reopen, batches_report_counts_and_results_in_completion_order,
                 cancel_and_expiry, routing_by_gpu_and_dataset);

@@ -6,15 +6,15 @@ use task_api::{SubmitAnswer, SubmitAnswerResult};
 
 use crate::auth::WorkerCaller;
 use crate::error::ApiError;
-use crate::queue::Queue;
+use crate::queue::{not_lease_holder, Queue};
 use crate::routes::{ok, parse_value, Body};
 use crate::store::AnswerOutcome;
 
 /// Single form: 200 accepted (also for a replay of an accepted answer), 409 stale lease (nothing
-/// changes), 404 unknown task. Batch form: 200 with a status per answer.
+/// changes), 403 `not_lease_holder` (another worker's lease: nothing changes), 404 unknown task. Batch form: 200 with a status per answer.
 pub async fn handle(
     queue: web::Data<Queue>,
-    WorkerCaller(_): WorkerCaller,
+    WorkerCaller(caller): WorkerCaller,
     Body(body): Body<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let batch = body.as_object().and_then(|o| o.get("answers")).is_some();
@@ -23,7 +23,7 @@ pub async fn handle(
         let id = answer.id;
         let epoch = answer.lease_epoch;
         let outcome = queue
-            .submit_answers(vec![answer])
+            .submit_answers(&caller, vec![answer])
             .await?
             .pop()
             .expect("one result")?;
@@ -33,6 +33,7 @@ pub async fn handle(
                 Ok(ok(&json!({"success": true, "id": id, "duplicate": true})))
             }
             AnswerOutcome::Stale { state } => Err(stale(id, epoch, state)),
+            AnswerOutcome::NotHolder => Err(not_lease_holder(id)),
             AnswerOutcome::NotFound => Err(ApiError::no_task(id)),
         };
     }
@@ -43,7 +44,7 @@ pub async fn handle(
     }
     let Batch { answers } = parse_value(body)?;
     let ids: Vec<_> = answers.iter().map(|a| a.id).collect();
-    let results = queue.submit_answers(answers).await?;
+    let results = queue.submit_answers(&caller, answers).await?;
     let per: Vec<SubmitAnswerResult> = ids
         .into_iter()
         .zip(results)
@@ -54,6 +55,9 @@ pub async fn handle(
                 }
                 Ok(AnswerOutcome::Stale { .. }) => {
                     (StatusCode::CONFLICT, Some("stale_lease".to_string()))
+                }
+                Ok(AnswerOutcome::NotHolder) => {
+                    (StatusCode::FORBIDDEN, Some("not_lease_holder".to_string()))
                 }
                 Ok(AnswerOutcome::NotFound) => {
                     (StatusCode::NOT_FOUND, Some("not_found".to_string()))
@@ -70,10 +74,13 @@ pub async fn handle(
     Ok(ok(&json!({"success": true, "results": per})))
 }
 
-fn stale(id: uuid::Uuid, epoch: i64, state: task_api::TaskState) -> ApiError {
+fn stale(id: uuid::Uuid, epoch: Option<i64>, state: task_api::TaskState) -> ApiError {
     ApiError::conflict(
         "stale_lease",
-        format!("lease epoch {epoch} of task {id} is no longer current (the task is {state}); the answer was not recorded"),
+        match epoch {
+            Some(epoch) => format!("lease epoch {epoch} of task {id} is no longer current (the task is {state}); the answer was not recorded"),
+            None => format!("task {id} has no current lease (it is {state}); the answer was not recorded"),
+        },
     )
     .with_details(json!({"state": state}))
 }
