@@ -40,6 +40,14 @@ pub struct Global {
     /// Bearer token (JWT).
     #[arg(long, global = true, env = "CRPC_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Token for the registry (`publish`, `owners`) when it differs from --token.
+    #[arg(
+        long,
+        global = true,
+        env = "CRPC_REGISTRY_TOKEN",
+        hide_env_values = true
+    )]
+    pub registry_token: Option<String>,
     /// Machine-readable JSON on stdout instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -75,6 +83,8 @@ pub enum Command {
     Package(PackageArgs),
     /// Publish a package directory or archive to the registry.
     Publish(PublishArgs),
+    /// Show or change who may publish and yank a package: `crpc owners NAME [--add SUB] [--remove SUB]`.
+    Owners(OwnersArgs),
     /// Create an ed25519 signing key for `crpc publish --sign`.
     Keygen(KeygenArgs),
     /// Mint a token with the server's secret (a local server's data dir).
@@ -287,6 +297,19 @@ pub struct PublishArgs {
     /// Do not run `cargo build` for a wasm package directory.
     #[arg(long)]
     pub no_build: bool,
+}
+
+/// `crpc owners`.
+#[derive(Debug, Clone, Args)]
+pub struct OwnersArgs {
+    /// Package name.
+    pub name: String,
+    /// Token subject to add as an owner (repeatable).
+    #[arg(long, value_name = "SUB")]
+    pub add: Vec<String>,
+    /// Token subject to remove (repeatable; the last owner cannot be removed).
+    #[arg(long, value_name = "SUB", conflicts_with = "add")]
+    pub remove: Vec<String>,
 }
 
 /// `crpc keygen`.

@@ -26,6 +26,9 @@ pub struct FileConfig {
     /// Bearer token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// Token for the registry (publish, owners) when it differs from `token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_token: Option<String>,
     /// The server data directory holding `jwt_secret` (for `crpc token`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
@@ -108,6 +111,8 @@ pub struct Given {
     pub registry: Option<String>,
     /// `--token` / `CRPC_TOKEN`.
     pub token: Option<String>,
+    /// `--registry-token` / `CRPC_REGISTRY_TOKEN`.
+    pub registry_token: Option<String>,
 }
 
 /// What a command talks to.
@@ -119,6 +124,8 @@ pub struct Settings {
     pub registry: String,
     /// Bearer token, if any.
     pub token: Option<String>,
+    /// Token for registry calls: `--registry-token`, else the config file's, else `token`.
+    pub registry_token: Option<String>,
     /// Server data dir from the config file.
     pub data_dir: Option<PathBuf>,
 }
@@ -137,6 +144,8 @@ impl Settings {
             server: pick(&given.server, file.server).unwrap_or_else(|| DEFAULT_SERVER.into()),
             registry: pick(&given.registry, file.registry)
                 .unwrap_or_else(|| DEFAULT_REGISTRY.into()),
+            registry_token: pick(&given.registry_token, file.registry_token)
+                .or_else(|| pick(&given.token, file.token.clone())),
             token: pick(&given.token, file.token),
             data_dir: file.data_dir,
         })
@@ -155,6 +164,7 @@ mod tests {
             server: Some("http://h:1".into()),
             registry: None,
             token: Some("t".into()),
+            registry_token: None,
             data_dir: Some("/d".into()),
         };
         save_to(&path, &cfg).unwrap();

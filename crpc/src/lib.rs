@@ -21,6 +21,15 @@ pub async fn run(cli: Cli) -> CliResult {
         server: cli.global.server.clone(),
         registry: cli.global.registry.clone(),
         token: cli.global.token.clone(),
+        registry_token: cli.global.registry_token.clone(),
+    };
+    let registry = || -> CliResult<crpc_package::client::RegistryClient> {
+        let s = Settings::resolve(&given)?;
+        client::check_url("registry", &s.registry)?;
+        Ok(crpc_package::client::RegistryClient::new(
+            &s.registry,
+            s.registry_token,
+        ))
     };
     let json = cli.global.json;
     let api = || -> CliResult<Api> {
@@ -36,12 +45,8 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Keygen(a) => commands::keygen::run(&a, json),
         Command::Token(a) => commands::token::run(&a, config::load()?.data_dir),
         Command::Login => commands::login::run(&Settings::resolve(&given)?).await,
-        Command::Publish(a) => {
-            let s = Settings::resolve(&given)?;
-            client::check_url("registry", &s.registry)?;
-            let registry = crpc_package::client::RegistryClient::new(&s.registry, s.token);
-            commands::packaging::publish(&registry, &a, json).await
-        }
+        Command::Publish(a) => commands::packaging::publish(&registry()?, &a, json).await,
+        Command::Owners(a) => commands::packaging::owners(&registry()?, &a, json).await,
         Command::Submit(a) => commands::submit::run(&api()?, &a, json).await,
         Command::Map(a) => commands::map::run(&api()?, &a, json).await,
         Command::Result(a) => commands::result::run(&api()?, &a.id, json).await,

@@ -6,6 +6,10 @@ use crpc::cli::{Cli, Command};
 use crpc::error::CliError;
 
 fn main() -> ExitCode {
+    // `crpc dev`'s processor starts native packages through this binary as their sandbox.
+    if let Some(code) = task_processor::runtime::sandbox::launcher_main() {
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Dev(args) => crpc::commands::dev::run(args),

@@ -228,6 +228,49 @@ impl RegistryClient {
     }
 }
 
+/// Body of `PUT` and `DELETE /v1/packages/{name}/owners`: token subjects to add or remove.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnersChange {
+    /// Token subjects (1 to 32).
+    pub owners: Vec<String>,
+}
+
+/// Answer of the owners routes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Owners {
+    /// The package.
+    pub name: String,
+    /// Its owners, sorted.
+    pub owners: Vec<String>,
+}
+
+impl RegistryClient {
+    /// The owners of a package.
+    pub async fn owners(&self, name: &str) -> Result<Owners, ClientError> {
+        self.json(self.req(reqwest::Method::GET, &format!("/v1/packages/{name}/owners")))
+            .await
+    }
+
+    /// Adds (`add`) or removes owners; the owners afterwards.
+    pub async fn change_owners(
+        &self,
+        name: &str,
+        who: Vec<String>,
+        add: bool,
+    ) -> Result<Owners, ClientError> {
+        let method = if add {
+            reqwest::Method::PUT
+        } else {
+            reqwest::Method::DELETE
+        };
+        let rb = self
+            .req(method, &format!("/v1/packages/{name}/owners"))
+            .json(&OwnersChange { owners: who });
+        self.json(rb).await
+    }
+}
+
 /// Header carrying the detached signature (hex) at publish and download.
 pub const SIGNATURE_HEADER: &str = "x-crpc-signature";
 /// Header carrying the archive's sha256 (hex) at download.

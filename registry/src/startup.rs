@@ -21,9 +21,13 @@ pub struct Application {
 impl Application {
     /// Opens metadata and blobs, loads the secret, binds.
     pub async fn build(args: Args) -> anyhow::Result<Application> {
-        std::fs::create_dir_all(&args.data_dir)?;
+        crpc_service::fs::private_dir(&args.data_dir)?;
         let store: Arc<dyn RegistryStore> = match args.database_url.as_deref() {
-            None => Arc::new(SqliteRegistry::open(&args.data_dir.join("registry.db")).await?),
+            None => {
+                let db = args.data_dir.join("registry.db");
+                crpc_service::fs::private_file(&db)?;
+                Arc::new(SqliteRegistry::open(&db).await?)
+            }
             Some(url) if url.starts_with("sqlite:") => {
                 Arc::new(SqliteRegistry::open_url(url).await?)
             }

@@ -5,11 +5,12 @@ use crpc_package::archive::{self, ArchiveError, Limits};
 use crpc_package::client::VersionInfo;
 use crpc_package::manifest::valid_package_name;
 use crpc_package::verify::{parse_signature, sha256_hex};
+use crpc_service::auth::Caller;
 use crpc_service::error::ApiError;
 use serde_json::json;
 
 use crate::blobs::{BlobError, Blobs};
-use crate::store::{RegistryStore, StoreError};
+use crate::store::{Insert, RegistryStore, StoreError};
 
 /// Shared state.
 pub struct Registry {
@@ -40,22 +41,37 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
     } else {
         Err(ApiError::invalid(
             "name",
-            format!("`{name}` is not a package name: 1-64 characters of a-z, 0-9 and `-`"),
+            format!("`{name}` is not a package name: [a-z0-9][a-z0-9_-]{{0,63}}"),
         ))
     }
 }
 
 impl Registry {
-    /// Validates and stores a new version.
+    /// 403 `not_owner` unless `caller` is an admin or owns `name` (a name nobody has published
+    /// yet is free: its first publisher will own it).
+    pub async fn check_owner(&self, caller: &Caller, name: &str) -> Result<(), ApiError> {
+        if caller.is_admin() {
+            return Ok(());
+        }
+        let owners = self.store.owners(name).await.map_err(store_err)?;
+        if owners.is_empty() || owners.contains(&caller.sub) {
+            return Ok(());
+        }
+        Err(not_owner(name, &caller.sub, &owners))
+    }
+
+    /// Validates and stores a new version; only the package's owners (or an admin) may.
     pub async fn publish(
         &self,
-        publisher: &str,
+        caller: &Caller,
         name: &str,
         version: &str,
         bytes: Vec<u8>,
         signature: Option<String>,
     ) -> Result<VersionInfo, ApiError> {
         check_name(name)?;
+        let publisher = caller.sub.as_str();
+        self.check_owner(caller, name).await?;
         let parsed = semver::Version::parse(version).map_err(|e| {
             ApiError::invalid(
                 "version",
@@ -125,11 +141,65 @@ impl Registry {
             .await
             .map_err(ApiError::internal)?
             .map_err(ApiError::internal)?;
-        if !self.store.insert(&info).await.map_err(store_err)? {
-            return Err(exists(name, version));
+        match self
+            .store
+            .insert(&info, caller.is_admin())
+            .await
+            .map_err(store_err)?
+        {
+            Insert::Inserted => {}
+            Insert::Exists => return Err(exists(name, version)),
+            Insert::NotOwner => {
+                let owners = self.store.owners(name).await.map_err(store_err)?;
+                return Err(not_owner(name, publisher, &owners));
+            }
         }
         tracing::info!(name, version, sha256 = %info.sha256, size = info.size, publisher, "published");
         Ok(info)
+    }
+
+    /// The owners of a published package, or 404.
+    pub async fn owners(&self, name: &str) -> Result<Vec<String>, ApiError> {
+        let owners = self.store.owners(name).await.map_err(store_err)?;
+        if owners.is_empty() {
+            return Err(ApiError::not_found(format!("no package named `{name}`")));
+        }
+        Ok(owners)
+    }
+
+    /// Adds or removes owners of a published package (owners and admins only); the owners
+    /// afterwards. Removing every owner is refused (409 `last_owner`).
+    pub async fn change_owners(
+        &self,
+        caller: &Caller,
+        name: &str,
+        who: &[String],
+        add: bool,
+    ) -> Result<Vec<String>, ApiError> {
+        check_name(name)?;
+        let bad = |s: &String| s.is_empty() || s.len() > 128 || s.chars().any(char::is_control);
+        if who.is_empty() || who.len() > 32 || who.iter().any(bad) {
+            return Err(ApiError::invalid(
+                "owners",
+                "owners must list 1 to 32 token subjects of 1-128 characters",
+            ));
+        }
+        self.owners(name).await?;
+        self.check_owner(caller, name).await?;
+        let store = &self.store;
+        if add {
+            store
+                .add_owners(name, who, &caller.sub)
+                .await
+                .map_err(store_err)?;
+        } else if !store.remove_owners(name, who).await.map_err(store_err)? {
+            return Err(ApiError::conflict(
+                "last_owner",
+                format!("that would leave `{name}` without owners; add another owner first"),
+            ));
+        }
+        tracing::info!(name, add, owners = ?who, by = %caller.sub, "owners changed");
+        self.owners(name).await
     }
 
     /// One version or 404.
@@ -196,6 +266,18 @@ impl Registry {
         }
         Ok(bad)
     }
+}
+
+fn not_owner(name: &str, who: &str, owners: &[String]) -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::FORBIDDEN,
+        "not_owner",
+        format!(
+            "`{who}` does not own package `{name}` (owners: {}); an owner can add you with `crpc owners {name} --add {who}`",
+            owners.join(", ")
+        ),
+    )
+    .with_details(json!({"owners": owners}))
 }
 
 fn exists(name: &str, version: &str) -> ApiError {

@@ -30,8 +30,15 @@ pub enum StoreError {
 /// Registry metadata.
 #[async_trait]
 pub trait RegistryStore: Send + Sync + 'static {
-    /// Records a new version; `Ok(false)` when that version already exists (immutable).
-    async fn insert(&self, v: &VersionInfo) -> Result<bool, StoreError>;
+    /// Records a new version in one transaction: a new name becomes `v.publisher`'s; an
+    /// existing one takes versions only from its owners (anyone when `any_owner`, for admins).
+    async fn insert(&self, v: &VersionInfo, any_owner: bool) -> Result<Insert, StoreError>;
+    /// Owners of a package, sorted; empty when nobody has published it.
+    async fn owners(&self, name: &str) -> Result<Vec<String>, StoreError>;
+    /// Adds owners to an existing package (already-owners are left as they are).
+    async fn add_owners(&self, name: &str, who: &[String], by: &str) -> Result<(), StoreError>;
+    /// Removes owners; refused (`Ok(false)`, nothing removed) when none would be left.
+    async fn remove_owners(&self, name: &str, who: &[String]) -> Result<bool, StoreError>;
     /// One version.
     async fn get(&self, name: &str, version: &str) -> Result<Option<VersionInfo>, StoreError>;
     /// Every version of a package, newest first.
@@ -45,6 +52,24 @@ pub trait RegistryStore: Send + Sync + 'static {
     async fn with_function(&self, function: &str) -> Result<Vec<VersionInfo>, StoreError>;
     /// Every (name, version, sha256), for re-verifying blobs.
     async fn all_digests(&self) -> Result<Vec<(String, String, String)>, StoreError>;
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// What became of an insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Insert {
+    /// Recorded.
+    Inserted,
+    /// That version exists (versions are immutable).
+    Exists,
+    /// The package belongs to others.
+    NotOwner,
 }
 
 /// SQLite metadata store.
@@ -101,9 +126,39 @@ const COLUMNS: &str =
 
 #[async_trait]
 impl RegistryStore for SqliteRegistry {
-    async fn insert(&self, v: &VersionInfo) -> Result<bool, StoreError> {
+    async fn insert(&self, v: &VersionInfo, any_owner: bool) -> Result<Insert, StoreError> {
         let sv = v.manifest.semver();
+        // BEGIN IMMEDIATE would be stricter; the packages primary key already makes the first
+        // publisher the only creator.
         let mut tx = self.pool.begin().await?;
+        let created = sqlx::query(
+            "INSERT INTO packages (name, created_by, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&v.name)
+        .bind(&v.publisher)
+        .bind(v.published_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if created > 0 {
+            sqlx::query(
+                "INSERT INTO owners (name, owner, added_by, added_at) VALUES (?1, ?2, ?2, ?3)",
+            )
+            .bind(&v.name)
+            .bind(&v.publisher)
+            .bind(v.published_at)
+            .execute(&mut *tx)
+            .await?;
+        } else if !any_owner
+            && sqlx::query("SELECT 1 FROM owners WHERE name = ?1 AND owner = ?2")
+                .bind(&v.name)
+                .bind(&v.publisher)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_none()
+        {
+            return Ok(Insert::NotOwner);
+        }
         let done = sqlx::query(
             "INSERT INTO versions (name, version, major, minor, patch, sha256, size, signature, yanked, manifest, publisher, published_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11) ON CONFLICT (name, version) DO NOTHING",
@@ -123,7 +178,7 @@ impl RegistryStore for SqliteRegistry {
         .await?
         .rows_affected();
         if done == 0 {
-            return Ok(false);
+            return Ok(Insert::Exists);
         }
         for f in v.manifest.functions.keys() {
             sqlx::query("INSERT INTO functions (function, name, version) VALUES (?1, ?2, ?3)")
@@ -134,7 +189,7 @@ impl RegistryStore for SqliteRegistry {
                 .await?;
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(Insert::Inserted)
     }
 
     async fn get(&self, name: &str, version: &str) -> Result<Option<VersionInfo>, StoreError> {
@@ -212,6 +267,53 @@ impl RegistryStore for SqliteRegistry {
             .fetch_all(&self.pool)
             .await?)
     }
+
+    async fn owners(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT owner FROM owners WHERE name = ?1 ORDER BY owner")
+                .bind(name)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn add_owners(&self, name: &str, who: &[String], by: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for owner in who {
+            sqlx::query(
+                "INSERT INTO owners (name, owner, added_by, added_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (name, owner) DO NOTHING",
+            )
+            .bind(name)
+            .bind(owner)
+            .bind(by)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn remove_owners(&self, name: &str, who: &[String]) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for owner in who {
+            sqlx::query("DELETE FROM owners WHERE name = ?1 AND owner = ?2")
+                .bind(name)
+                .bind(owner)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM owners WHERE name = ?1")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+        if left == 0 {
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
 }
 
 /// PostgreSQL metadata store (several registry replicas may share it; blobs then need a shared
@@ -252,9 +354,37 @@ fn newest_first(mut v: Vec<VersionInfo>) -> Vec<VersionInfo> {
 
 #[async_trait]
 impl RegistryStore for PgRegistry {
-    async fn insert(&self, v: &VersionInfo) -> Result<bool, StoreError> {
+    async fn insert(&self, v: &VersionInfo, any_owner: bool) -> Result<Insert, StoreError> {
         let sv = v.manifest.semver();
         let mut tx = self.pool.begin().await?;
+        let created = sqlx::query(
+            "INSERT INTO packages (name, created_by, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&v.name)
+        .bind(&v.publisher)
+        .bind(v.published_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if created > 0 {
+            sqlx::query(
+                "INSERT INTO owners (name, owner, added_by, added_at) VALUES ($1, $2, $2, $3)",
+            )
+            .bind(&v.name)
+            .bind(&v.publisher)
+            .bind(v.published_at)
+            .execute(&mut *tx)
+            .await?;
+        } else if !any_owner
+            && sqlx::query("SELECT 1 FROM owners WHERE name = $1 AND owner = $2")
+                .bind(&v.name)
+                .bind(&v.publisher)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_none()
+        {
+            return Ok(Insert::NotOwner);
+        }
         let done = sqlx::query(
             "INSERT INTO versions (name, version, major, minor, patch, sha256, size, signature, yanked, manifest, publisher, published_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, FALSE, $9, $10, $11) ON CONFLICT (name, version) DO NOTHING",
@@ -274,7 +404,7 @@ impl RegistryStore for PgRegistry {
         .await?
         .rows_affected();
         if done == 0 {
-            return Ok(false);
+            return Ok(Insert::Exists);
         }
         for f in v.manifest.functions.keys() {
             sqlx::query("INSERT INTO functions (function, name, version) VALUES ($1, $2, $3)")
@@ -285,7 +415,7 @@ impl RegistryStore for PgRegistry {
                 .await?;
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(Insert::Inserted)
     }
 
     async fn get(&self, name: &str, version: &str) -> Result<Option<VersionInfo>, StoreError> {
@@ -361,5 +491,56 @@ impl RegistryStore for PgRegistry {
         Ok(sqlx::query_as("SELECT name, version, sha256 FROM versions")
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    async fn owners(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT owner FROM owners WHERE name = $1 ORDER BY owner")
+                .bind(name)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn add_owners(&self, name: &str, who: &[String], by: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for owner in who {
+            sqlx::query(
+                "INSERT INTO owners (name, owner, added_by, added_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (name, owner) DO NOTHING",
+            )
+            .bind(name)
+            .bind(owner)
+            .bind(by)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn remove_owners(&self, name: &str, who: &[String]) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT 1 FROM packages WHERE name = $1 FOR UPDATE")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        for owner in who {
+            sqlx::query("DELETE FROM owners WHERE name = $1 AND owner = $2")
+                .bind(name)
+                .bind(owner)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM owners WHERE name = $1")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+        if left == 0 {
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 }

@@ -127,6 +127,7 @@ impl Authenticator {
         validation.set_audience(&[JWT_AUDIENCE]);
         validation.set_issuer(&[JWT_ISSUER]);
         validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        validation.validate_nbf = true;
         validation.leeway = 5;
         Authenticator::Jwt {
             key: DecodingKey::from_secret(&secret.0),
@@ -165,6 +166,7 @@ impl Authenticator {
         let data = decode::<Claims>(token, key, validation).map_err(|e| {
             ApiError::unauthorized(match e.kind() {
                 ErrorKind::ExpiredSignature => "token expired".to_string(),
+                ErrorKind::ImmatureSignature => "token is not valid yet (nbf)".to_string(),
                 ErrorKind::InvalidSignature => "token signature is not valid".to_string(),
                 ErrorKind::InvalidAudience => "token audience is not crpc".to_string(),
                 ErrorKind::InvalidIssuer => "token issuer is not crpc".to_string(),

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod fs;
 pub mod http;
 
 /// Logs to stderr: text (coloured on a TTY) or JSON lines; level from `CRPC_LOG` (default info).

@@ -98,7 +98,10 @@ async fn dev(args: DevArgs) -> CliResult {
         let _ = server_stopped.await;
     }));
 
-    let admin = mint(&secret, "dev", Role::Admin, TOKEN_TTL)?;
+    // The shell gets a user token for tasks and a publisher token for the registry; nothing it
+    // exports can act as admin (`crpc token --role admin` mints one when needed).
+    let user = mint(&secret, "dev", Role::User, TOKEN_TTL)?;
+    let publisher = mint(&secret, "dev", Role::Publisher, TOKEN_TTL)?;
     let processor = if args.no_processor {
         None
     } else {
@@ -109,7 +112,7 @@ async fn dev(args: DevArgs) -> CliResult {
     let mut published = Vec::new();
     if !args.no_examples {
         if let Some(dir) = examples_dir(args.examples.as_deref()) {
-            let client = RegistryClient::new(&registry_url, Some(admin.clone()));
+            let client = RegistryClient::new(&registry_url, Some(publisher.clone()));
             published = publish_examples(&client, &dir).await;
         } else if args.examples.is_some() {
             tracing::warn!("--examples: no such directory; no example packages published");
@@ -120,7 +123,8 @@ async fn dev(args: DevArgs) -> CliResult {
         let cfg = FileConfig {
             server: Some(server_url.clone()),
             registry: Some(registry_url.clone()),
-            token: Some(admin.clone()),
+            token: Some(user.clone()),
+            registry_token: Some(publisher.clone()),
             data_dir: Some(data.clone()),
         };
         match config::save(&cfg) {
@@ -137,7 +141,8 @@ async fn dev(args: DevArgs) -> CliResult {
     }
     writeln!(out, "export CRPC_SERVER={server_url}")?;
     writeln!(out, "export CRPC_REGISTRY={registry_url}")?;
-    writeln!(out, "export CRPC_TOKEN={admin}")?;
+    writeln!(out, "export CRPC_TOKEN={user}")?;
+    writeln!(out, "export CRPC_REGISTRY_TOKEN={publisher}")?;
     out.flush()?;
     drop(out);
     eprintln!(

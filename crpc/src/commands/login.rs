@@ -23,6 +23,11 @@ pub async fn run(s: &Settings) -> CliResult {
     cfg.server = Some(s.server.clone());
     cfg.registry = Some(s.registry.clone());
     cfg.token = Some(token);
+    // A registry token given now replaces the saved one; otherwise `token` serves both.
+    cfg.registry_token = s
+        .registry_token
+        .clone()
+        .filter(|t| Some(t) != cfg.token.as_ref());
     let path = config::save(&cfg)?;
     println!(
         "saved server {} and registry {} to {}",

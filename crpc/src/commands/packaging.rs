@@ -7,7 +7,7 @@ use crpc_package::archive::{self, Limits};
 use crpc_package::client::RegistryClient;
 use crpc_package::{verify, Kind, Manifest};
 
-use crate::cli::{PackageArgs, PublishArgs};
+use crate::cli::{OwnersArgs, PackageArgs, PublishArgs};
 use crate::error::{CliError, CliResult};
 use crate::output;
 
@@ -229,6 +229,27 @@ pub async fn publish(registry: &RegistryClient, args: &PublishArgs, json: bool) 
                 ""
             }
         );
+    }
+    Ok(())
+}
+
+/// `crpc owners NAME [--add SUB…] [--remove SUB…]`.
+pub async fn owners(registry: &RegistryClient, args: &OwnersArgs, json: bool) -> CliResult {
+    let now = if !args.add.is_empty() {
+        registry
+            .change_owners(&args.name, args.add.clone(), true)
+            .await?
+    } else if !args.remove.is_empty() {
+        registry
+            .change_owners(&args.name, args.remove.clone(), false)
+            .await?
+    } else {
+        registry.owners(&args.name).await?
+    };
+    if json {
+        output::json_line(&now);
+    } else {
+        println!("{}: {}", now.name, now.owners.join(", "));
     }
     Ok(())
 }

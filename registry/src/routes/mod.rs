@@ -3,13 +3,16 @@ use actix_web::web;
 use crpc_service::body::BodyLimit;
 use crpc_service::http::resource;
 
+pub mod add_owners;
 pub mod download;
 pub mod functions;
 pub mod get_package;
 pub mod get_version;
 pub mod health;
+pub mod list_owners;
 pub mod list_packages;
 pub mod publish;
+pub mod remove_owners;
 pub mod resolve;
 pub mod yank;
 
@@ -21,6 +24,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_archive_bytes: usize) {
         .service(resource("/v1/functions/{function}").route(web::get().to(functions::handle)))
         .service(resource("/v1/packages/{name}").route(web::get().to(get_package::handle)))
         .service(resource("/v1/packages/{name}/resolve").route(web::get().to(resolve::handle)))
+        .service(
+            resource("/v1/packages/{name}/owners")
+                .route(web::get().to(list_owners::handle))
+                .route(web::put().to(add_owners::handle))
+                .route(web::delete().to(remove_owners::handle)),
+        )
         .service(
             resource("/v1/packages/{name}/{version}")
                 .app_data(web::Data::new(BodyLimit(max_archive_bytes)))

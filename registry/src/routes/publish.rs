@@ -8,8 +8,9 @@ use crpc_service::error::ApiError;
 use super::with_success;
 use crate::state::Registry;
 
-/// 201 with the recorded version; 409 if it exists (immutable); 413 past the size cap; 422 naming
-/// the manifest field or archive entry that is wrong.
+/// 201 with the recorded version; 403 `not_owner` when the package is someone else's; 409 if it
+/// exists (immutable); 413 past the size cap; 422 naming the manifest field or archive entry that
+/// is wrong.
 pub async fn handle(
     reg: web::Data<Registry>,
     PublisherCaller(caller): PublisherCaller,
@@ -25,7 +26,7 @@ pub async fn handle(
         .transpose()
         .map_err(|_| ApiError::invalid("signature", "x-crpc-signature must be hex text"))?;
     let info = reg
-        .publish(&caller.sub, &name, &version, body.to_vec(), signature)
+        .publish(&caller, &name, &version, body.to_vec(), signature)
         .await?;
     Ok(HttpResponse::Created().json(with_success(&info)))
 }

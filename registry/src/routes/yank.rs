@@ -1,4 +1,4 @@
-//! `POST /v1/packages/{name}/{version}/yank` (publisher)
+//! `POST /v1/packages/{name}/{version}/yank` (an owner of the package, or an admin)
 use actix_web::{web, HttpResponse};
 use crpc_service::auth::PublisherCaller;
 use crpc_service::error::ApiError;
@@ -28,6 +28,7 @@ pub async fn handle(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let (name, version) = path.into_inner();
+    reg.check_owner(&caller, &name).await?;
     let yank = if body.is_empty() {
         None
     } else {

@@ -451,3 +451,136 @@ async fn restart_keeps_everything_and_reverifies_blobs() {
         reg.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packages_belong_to_their_first_publisher() {
+    let reg = Proc::start(&binary(), &[]);
+    let api = |role, sub: &str| Api::new(&reg.url, Some(token(&reg, role, sub)));
+    let (alice, bob) = (api(Role::Publisher, "alice"), api(Role::Publisher, "bob"));
+    let admin = api(Role::Admin, "root");
+    assert_eq!(
+        publish(&alice, "demo", "1.0.0", testing::good("demo", "1.0.0"))
+            .await
+            .0,
+        201
+    );
+    // Bob can neither publish a new version nor yank alice's.
+    let got = publish(&bob, "demo", "9.0.0", testing::good("demo", "9.0.0")).await;
+    assert_error(&got, 403, "not_owner");
+    assert!(
+        got.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("alice"),
+        "{}",
+        got.1
+    );
+    assert_error(
+        &bob.post("/v1/packages/demo/1.0.0/yank", &Value::Null).await,
+        403,
+        "not_owner",
+    );
+    let (_, v) = bob.get("/v1/packages/demo/resolve?req=*").await;
+    assert_eq!(v["version"], "1.0.0", "nothing changed: {v}");
+    assert_eq!(v["yanked"], false);
+    // Only owners change owners.
+    let add_bob = serde_json::json!({"owners": ["bob"]});
+    assert_error(
+        &bob.json(reqwest::Method::PUT, "/v1/packages/demo/owners", &add_bob)
+            .await,
+        403,
+        "not_owner",
+    );
+    let (st, v) = alice
+        .json(reqwest::Method::PUT, "/v1/packages/demo/owners", &add_bob)
+        .await;
+    assert_eq!(
+        (st.as_u16(), v["owners"].clone()),
+        (200, serde_json::json!(["alice", "bob"]))
+    );
+    assert_eq!(
+        publish(&bob, "demo", "1.1.0", testing::good("demo", "1.1.0"))
+            .await
+            .0,
+        201
+    );
+    // Owners leave; the last one cannot.
+    let (st, v) = bob
+        .json(
+            reqwest::Method::DELETE,
+            "/v1/packages/demo/owners",
+            &serde_json::json!({"owners": ["alice"]}),
+        )
+        .await;
+    assert_eq!(
+        (st.as_u16(), v["owners"].clone()),
+        (200, serde_json::json!(["bob"]))
+    );
+    assert_error(
+        &bob.json(
+            reqwest::Method::DELETE,
+            "/v1/packages/demo/owners",
+            &add_bob,
+        )
+        .await,
+        409,
+        "last_owner",
+    );
+    assert_error(
+        &publish(&alice, "demo", "2.0.0", testing::good("demo", "2.0.0")).await,
+        403,
+        "not_owner",
+    );
+    // An admin may do anything; every role reads the owners.
+    assert_eq!(
+        publish(&admin, "demo", "3.0.0", testing::good("demo", "3.0.0"))
+            .await
+            .0,
+        201
+    );
+    let (st, v) = api(Role::User, "u").get("/v1/packages/demo/owners").await;
+    assert_eq!(
+        (st.as_u16(), v["owners"].clone()),
+        (200, serde_json::json!(["bob"]))
+    );
+    assert_error(
+        &alice.get("/v1/packages/nope/owners").await,
+        404,
+        "not_found",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_headers_do_not_blow_up_memory() {
+    let reg = Proc::start(&binary(), &[]);
+    let publisher = Api::new(&reg.url, Some(token(&reg, Role::Publisher, "ci")));
+    assert_eq!(
+        publish(&publisher, "demo", "1.0.0", testing::good("demo", "1.0.0"))
+            .await
+            .0,
+        201
+    );
+    let idle = crpc_tests::peak_rss_mib(reg.pid());
+    let m = testing::manifest("demo", "1.0.1");
+    for (kind, entry) in [
+        (tar::EntryType::GNULongName, "@LongLink"),
+        (tar::EntryType::XHeader, "pax"),
+    ] {
+        // A few hundred KiB on the wire, 256 MiB of header once inflated.
+        let bomb = testing::Raw::default()
+            .file("crpc.toml", m.as_bytes())
+            .extension(kind, 256 << 20, b"a/")
+            .file("x", b"x")
+            .finish();
+        assert!(bomb.len() < 2 << 20, "{} bytes", bomb.len());
+        let got = publish(&publisher, "demo", "1.0.1", bomb).await;
+        assert_error(&got, 422, "bad_archive");
+        assert_eq!(got.1["error"]["details"]["entry"], entry, "{}", got.1);
+    }
+    let peak = crpc_tests::peak_rss_mib(reg.pid());
+    println!("registry peak RSS: idle {idle:.0} MiB, after two 256 MiB header bombs {peak:.0} MiB");
+    assert!(
+        peak - idle < 100.0,
+        "idle {idle:.0} MiB, peak {peak:.0} MiB"
+    );
+}

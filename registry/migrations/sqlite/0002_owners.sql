@@ -1,0 +1,19 @@
+-- Package ownership: the first publisher of a name owns it; owners (or an admin) add owners.
+CREATE TABLE packages (
+    name       TEXT    PRIMARY KEY,
+    created_by TEXT    NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE owners (
+    name     TEXT    NOT NULL REFERENCES packages (name),
+    owner    TEXT    NOT NULL,
+    added_by TEXT    NOT NULL,
+    added_at INTEGER NOT NULL,
+    PRIMARY KEY (name, owner)
+);
+-- Packages published before owners existed belong to the publisher of their first version.
+INSERT OR IGNORE INTO packages (name, created_by, created_at)
+SELECT v.name, v.publisher, v.published_at FROM versions v
+WHERE v.published_at = (SELECT min(w.published_at) FROM versions w WHERE w.name = v.name);
+INSERT INTO owners (name, owner, added_by, added_at)
+SELECT name, created_by, created_by, created_at FROM packages;

@@ -1,0 +1,25 @@
+//! `PUT /v1/packages/{name}/owners` (an owner of the package, or an admin)
+use actix_web::{web, HttpResponse};
+use crpc_package::client::{Owners, OwnersChange};
+use crpc_service::auth::PublisherCaller;
+use crpc_service::body::Body;
+use crpc_service::error::ApiError;
+
+use super::with_success;
+use crate::state::Registry;
+
+/// Adds owners; 403 `not_owner` for anyone else; the owners afterwards.
+pub async fn handle(
+    reg: web::Data<Registry>,
+    PublisherCaller(caller): PublisherCaller,
+    name: web::Path<String>,
+    Body(body): Body<OwnersChange>,
+) -> Result<HttpResponse, ApiError> {
+    let owners = reg
+        .change_owners(&caller, &name, &body.owners, true)
+        .await?;
+    Ok(HttpResponse::Ok().json(with_success(&Owners {
+        name: name.into_inner(),
+        owners,
+    })))
+}
