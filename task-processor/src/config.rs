@@ -71,6 +71,36 @@ pub struct Config {
     #[arg(long = "dataset", env = "CRPC_DATASETS", value_delimiter = ',')]
     pub datasets: Vec<String>,
 
+    /// Refuse native packages (run WASM components only).
+    #[arg(long, env = "CRPC_NO_NATIVE")]
+    pub no_native: bool,
+
+    /// Do not confine native packages with Landlock (they still get a cleared environment and a
+    /// private scratch HOME/TMPDIR).
+    #[arg(long, env = "CRPC_NO_LANDLOCK")]
+    pub no_landlock: bool,
+
+    /// Environment variable passed to native packages and their setup (repeatable), e.g.
+    /// PIP_INDEX_URL for a private package index. Nothing else of this processor's environment
+    /// reaches them but PATH, LANG, LC_ALL, TZ and pyenv's variables.
+    #[arg(
+        long = "pass-env",
+        env = "CRPC_PASS_ENV",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub pass_env: Vec<String>,
+
+    /// Directory native packages may read besides the system directories (repeatable), e.g. a
+    /// dataset mount.
+    #[arg(
+        long = "sandbox-read",
+        env = "CRPC_SANDBOX_READ",
+        value_delimiter = ',',
+        value_name = "DIR"
+    )]
+    pub sandbox_read: Vec<PathBuf>,
+
     /// Logs as JSON lines.
     #[arg(long, env = "CRPC_LOG_JSON")]
     pub log_json: bool,

@@ -3,6 +3,10 @@ use clap::Parser;
 use task_processor::config::Config;
 
 fn main() -> std::process::ExitCode {
+    // Native packages start through this binary acting as their sandbox launcher.
+    if let Some(code) = task_processor::runtime::sandbox::launcher_main() {
+        return std::process::ExitCode::from(code.clamp(0, 255) as u8);
+    }
     let config = Config::parse();
     crpc_service::init_tracing(config.log_json);
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");

@@ -11,6 +11,7 @@ use task_api::TaskPayload;
 use crate::cache::{Installed, PackageCache, Prepare};
 use crate::handler::{TaskContext, TaskFailure, TaskHandler};
 use crate::runtime::native::{run_setup, NativeChild};
+use crate::runtime::sandbox::NativePolicy;
 use crate::runtime::wasm::{Instance, RunOutcome, WasmRuntime};
 
 /// What a slot keeps alive between tasks.
@@ -30,6 +31,20 @@ impl Live {
 struct Preparer {
     wasm: Arc<WasmRuntime>,
     setup_timeout: Duration,
+    native: NativePolicy,
+}
+
+impl Preparer {
+    /// Refuses native packages on a processor started with `--no-native`.
+    fn native_allowed(&self, manifest: &Manifest) -> Result<(), TaskFailure> {
+        if self.native.allowed {
+            return Ok(());
+        }
+        Err(TaskFailure::fatal(format!(
+            "{}@{} is a native package and this processor runs with --no-native",
+            manifest.name, manifest.version
+        )))
+    }
 }
 
 #[async_trait::async_trait]
@@ -44,10 +59,13 @@ impl Prepare for Preparer {
                     .await
                     .map_err(|e| TaskFailure::retryable(format!("precompile: {e}")))?
             }
-            Kind::Native if manifest.setup.is_empty() => Ok(()),
             Kind::Native => {
+                self.native_allowed(manifest)?;
+                if manifest.setup.is_empty() {
+                    return Ok(());
+                }
                 tracing::info!(package = %format!("{}@{}", manifest.name, manifest.version), "running setup ({} command(s))", manifest.setup.len());
-                run_setup(dir, &manifest.setup, self.setup_timeout).await
+                run_setup(dir, &manifest.setup, self.setup_timeout, &self.native).await
             }
         }
     }
@@ -71,12 +89,14 @@ impl PackageHandler {
         wasm: Arc<WasmRuntime>,
         setup_timeout: Duration,
         slots: usize,
+        native: NativePolicy,
     ) -> PackageHandler {
         PackageHandler {
             cache,
             preparer: Preparer {
                 wasm,
                 setup_timeout,
+                native,
             },
             slots: (0..slots).map(|_| Mutex::new(None)).collect(),
         }
@@ -171,6 +191,7 @@ impl TaskHandler for PackageHandler {
                 outcome
             }
             Kind::Native => {
+                self.preparer.native_allowed(&inst.manifest)?;
                 let alive = match self.take_live(slot, &inst) {
                     Some(Live::Native(_, mut c)) => c.is_alive().then_some(c),
                     _ => None,
@@ -185,6 +206,7 @@ impl TaskHandler for PackageHandler {
                                 &command,
                                 &ctx.slot.cuda_visible_devices(),
                                 slot,
+                                &self.preparer.native,
                             )
                             .await?,
                         )

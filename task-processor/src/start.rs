@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::gpu::{plan_slots, Gpus};
 use crate::package_handler::PackageHandler;
 use crate::processor::Processor;
+use crate::runtime::sandbox::{probe_landlock, NativePolicy};
 use crate::runtime::wasm::WasmRuntime;
 
 /// A processor with the package handler, GPUs from NVML and the cache from `config`.
@@ -38,7 +39,13 @@ pub fn build_from_config(config: &Config) -> anyhow::Result<Processor> {
         slots.len(),
         gpus.clone(),
     )?);
-    let handler = PackageHandler::new(cache, wasm, config.setup_timeout, slots.len());
+    let handler = PackageHandler::new(
+        cache,
+        wasm,
+        config.setup_timeout,
+        slots.len(),
+        native_policy(config),
+    );
     Processor::builder()
         .server(config.server.clone())
         .token(config.token.clone())
@@ -50,6 +57,32 @@ pub fn build_from_config(config: &Config) -> anyhow::Result<Processor> {
         .drain_timeout(config.drain_timeout)
         .handler(Arc::new(handler))
         .build()
+}
+
+/// How native packages run here, with one log line about the sandbox in effect.
+fn native_policy(config: &Config) -> NativePolicy {
+    // Not dumpable: a package running as the same user cannot read this process's
+    // /proc/<pid>/environ (the token) or attach to it.
+    #[cfg(target_os = "linux")]
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!("cannot make the processor non-dumpable: {e}");
+    }
+    let mut policy = NativePolicy::new(&config.cache_dir());
+    policy.allowed = !config.no_native;
+    policy.landlock = !config.no_landlock;
+    policy.pass_env = config.pass_env.clone();
+    policy.read_only = config.sandbox_read.clone();
+    if !policy.allowed {
+        tracing::info!("--no-native: native packages are refused");
+    } else if !policy.landlock {
+        tracing::warn!("--no-landlock: native packages can read and write whatever this user can (environment still cleared)");
+    } else {
+        match probe_landlock(&policy).as_deref() {
+            Some("enforced") => tracing::info!("native packages run under Landlock (read-only package and system dirs, private scratch dir)"),
+            other => tracing::warn!("Landlock {}: native packages run with a cleared environment and a private scratch HOME/TMPDIR, but can read and write whatever this user can", other.unwrap_or("could not be probed")),
+        }
+    }
+    policy
 }
 
 pub use crpc_service::shutdown_signal;

@@ -3,3 +3,4 @@ mod cli;
 mod processor;
 mod readme;
 mod registry_resolution;
+mod security;

@@ -127,6 +127,22 @@ impl Proc {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("service.log")).unwrap_or_default()
     }
+
+    /// The running process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+}
+
+/// Peak resident memory of a live process so far (VmHWM), MiB.
+pub fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmHWM");
+    kb / 1024.0
 }
 
 impl Drop for Proc {
@@ -191,13 +207,27 @@ pub struct Worker {
     /// The cache directory (kept across restarts).
     pub cache: Arc<tempfile::TempDir>,
     args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Worker {
     /// Starts `task-processor --server S --registry R --token T --cache-dir <fresh> <extra…>` and
     /// waits until it pulls.
     pub fn start(server: &str, registry: &str, token: &str, extra: &[&str]) -> Worker {
-        let mut args: Vec<String> = ["--server", server, "--registry", registry, "--token", token]
+        let mut args = vec!["--token", token];
+        args.extend_from_slice(extra);
+        Self::start_with_env(server, registry, &args, &[])
+    }
+
+    /// Starts `task-processor --server S --registry R <extra…>` with more environment (e.g. the
+    /// token as CRPC_TOKEN).
+    pub fn start_with_env(
+        server: &str,
+        registry: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Worker {
+        let mut args: Vec<String> = ["--server", server, "--registry", registry]
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -206,6 +236,10 @@ impl Worker {
             child: None,
             cache: Arc::new(tempfile::tempdir().expect("tempdir")),
             args,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         w.restart();
         w
@@ -224,6 +258,7 @@ impl Worker {
             .arg("--cache-dir")
             .arg(self.cache.path().join("cache"))
             .env("CRPC_LOG", "info,task_processor=debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
@@ -289,13 +324,13 @@ pub fn example_dir(name: &str) -> PathBuf {
         .map(|rd| {
             rd.flatten().any(|e| {
                 let n = e.file_name().to_string_lossy().to_string();
-                n.ends_with(".wasm") || n == "wheels"
+                n.ends_with(".wasm") || n == "wheels" || n == "crpc_worker.py"
             })
         })
         .unwrap_or(false);
     assert!(
         built,
-        "{} lacks its built component or wheel: run ./scripts/build-examples (./scripts/test does)",
+        "{} lacks its built component, wheel or SDK copy: run ./scripts/build-examples (./scripts/test does)",
         dir.display()
     );
     dir
@@ -516,6 +551,18 @@ impl Api {
             rb = rb.header(*k, *v);
         }
         self.send(rb).await.expect("PUT")
+    }
+
+    /// Any method with a JSON body.
+    pub async fn json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        self.send(self.req(method, path).json(body))
+            .await
+            .expect("request")
     }
 
     /// DELETE.

@@ -1,3 +1,5 @@
 //! How packages run: WASM components in wasmtime, native programs over JSON lines.
+pub mod lines;
 pub mod native;
+pub mod sandbox;
 pub mod wasm;

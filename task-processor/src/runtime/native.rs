@@ -1,7 +1,9 @@
 //! Native packages: the manifest's `command`, started once per slot in the unpacked package,
 //! speaking JSON lines on stdin/stdout (see `sdk/python/crpc_worker.py` and ARCHITECTURE.md).
-//! The child runs in its own process group; cancel or timeout kills the whole group, and the next
-//! task gets a fresh child. `setup` runs once per version, with a time limit and its log kept.
+//! The child runs under [`NativePolicy`] (cleared environment, private scratch, Landlock) through
+//! the sandbox launcher; cancel or timeout kills the whole process tree, and the next task gets a
+//! fresh child. `setup` runs once per version under the same policy (the package directory
+//! writable), with a time limit and its log kept.
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -9,26 +11,32 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio_util::sync::CancellationToken;
 
+use super::lines::{CappedLines, Line};
+use super::sandbox::{kill_tree, NativePolicy, Scratch};
 use crate::handler::{Progress, TaskContext, TaskFailure};
 use task_api::TaskPayload;
 
 /// The setup log inside an installed package.
 pub const SETUP_LOG: &str = ".crpc-cache/setup.log";
 
-/// Longest protocol line accepted from a child (answers included), bytes.
-const MAX_LINE: usize = 64 << 20;
+/// Longest protocol line accepted from a child (answers included), bytes: the server takes
+/// answers of at most 2 MiB by default (`--max-body-bytes`).
+const MAX_LINE: usize = 16 << 20;
+/// Longest stderr line kept for error messages, bytes (longer ones are skipped).
+const MAX_STDERR_LINE: usize = 8 << 10;
 
-/// Runs the manifest's `setup` commands (`sh -c`, in order, in `dir`), appending their output to
-/// `.crpc-cache/setup.log`. `PIP_INDEX_URL` and the rest of the environment pass through, so a
-/// private package index works.
+/// Runs the manifest's `setup` commands (`sh -c`, in order, in `dir`) under `policy` with `dir`
+/// writable, appending their output to `.crpc-cache/setup.log`. Only the policy's environment
+/// passes through: name `PIP_INDEX_URL` with `--pass-env` for a private package index.
 pub async fn run_setup(
     dir: &Path,
     commands: &[String],
     limit: Duration,
+    policy: &NativePolicy,
 ) -> Result<(), TaskFailure> {
     let log_path = dir.join(SETUP_LOG);
     std::fs::create_dir_all(log_path.parent().unwrap()).map_err(|e| {
@@ -46,10 +54,11 @@ pub async fn run_setup(
         let mut header = log.try_clone().expect("file handle");
         use std::io::Write;
         let _ = writeln!(header, "$ {cmd}");
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(cmd)
-            .current_dir(dir)
+        let sh = [String::from("-c"), cmd.clone()];
+        let (mut command, _scratch) = policy
+            .command(Path::new("sh"), &sh, dir, true, &[])
+            .map_err(|e| TaskFailure::retryable(format!("cannot make a scratch dir: {e}")))?;
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("file handle"))
             .stderr(log)
@@ -60,7 +69,7 @@ pub async fn run_setup(
         let status = match tokio::time::timeout_at(deadline.into(), child.wait()).await {
             Ok(s) => s.map_err(|e| TaskFailure::retryable(format!("setup `{cmd}`: {e}")))?,
             Err(_) => {
-                kill_group(&child);
+                kill_child(&child);
                 let _ = child.wait().await;
                 return Err(TaskFailure::retryable(format!(
                     "setup `{cmd}` ran past the {}s setup limit (--setup-timeout); log: {}",
@@ -86,12 +95,10 @@ fn tail_of_file(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join(" | ")
 }
 
-fn kill_group(child: &Child) {
+/// Kills the launcher and everything below it.
+fn kill_child(child: &Child) {
     if let Some(pid) = child.id() {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        kill_tree(pid);
     }
 }
 
@@ -99,14 +106,15 @@ fn kill_group(child: &Child) {
 pub struct NativeChild {
     child: Child,
     stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
+    stdout: CappedLines<BufReader<ChildStdout>>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     program: String,
+    _scratch: Scratch,
 }
 
 impl Drop for NativeChild {
     fn drop(&mut self) {
-        kill_group(&self.child);
+        kill_child(&self.child);
     }
 }
 
@@ -117,15 +125,19 @@ impl NativeChild {
         command: &[String],
         cuda_visible_devices: &str,
         slot: usize,
+        policy: &NativePolicy,
     ) -> Result<NativeChild, TaskFailure> {
         let program = resolve_program(dir, &command[0]);
-        let mut cmd = Command::new(&program);
-        cmd.args(&command[1..])
-            .current_dir(dir)
-            .env("CUDA_VISIBLE_DEVICES", cuda_visible_devices)
-            .env("CRPC_SLOT", slot.to_string())
-            .env("PYTHONUNBUFFERED", "1")
-            .stdin(Stdio::piped())
+        let env = [
+            ("CUDA_VISIBLE_DEVICES", cuda_visible_devices.to_string()),
+            ("CRPC_SLOT", slot.to_string()),
+            ("PYTHONUNBUFFERED", "1".to_string()),
+            ("PYTHONDONTWRITEBYTECODE", "1".to_string()),
+        ];
+        let (mut cmd, scratch) = policy
+            .command(&program, &command[1..], dir, false, &env)
+            .map_err(|e| TaskFailure::retryable(format!("cannot make a scratch dir: {e}")))?;
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -134,14 +146,23 @@ impl NativeChild {
             .spawn()
             .map_err(|e| TaskFailure::fatal(format!("cannot start {}: {e}", program.display())))?;
         let stdin = child.stdin.take().expect("piped");
-        let stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let stdout = CappedLines::new(
+            BufReader::new(child.stdout.take().expect("piped")),
+            MAX_LINE,
+        );
         let stderr = child.stderr.take().expect("piped");
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         let tail = stderr_tail.clone();
         let name = command.join(" ");
         tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
+            let mut lines = CappedLines::new(BufReader::new(stderr), MAX_STDERR_LINE);
             while let Ok(Some(line)) = lines.next_line().await {
+                let line = match line {
+                    Line::Text(t) => t,
+                    Line::TooLong => {
+                        format!("(a stderr line over {MAX_STDERR_LINE} bytes, skipped)")
+                    }
+                };
                 tracing::debug!(program = %name, "stderr: {line}");
                 let mut t = tail.lock().unwrap();
                 if t.len() == 20 {
@@ -156,6 +177,7 @@ impl NativeChild {
             stdout,
             stderr_tail,
             program: command.join(" "),
+            _scratch: scratch,
         };
         me.send(&json!({"op": "init", "config": {}})).await?;
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -215,20 +237,23 @@ impl NativeChild {
         };
         tokio::select! {
             line = next => match line {
-                Ok(Some(line)) if line.len() <= MAX_LINE => serde_json::from_str(&line).map_err(|e| {
+                Ok(Some(Line::Text(line))) => serde_json::from_str(&line).map_err(|e| {
                     TaskFailure::fatal(format!("{} wrote a line that is not protocol JSON ({e}): {}", self.program, line.chars().take(200).collect::<String>()))
                 }),
-                Ok(Some(_)) => Err(TaskFailure::fatal(format!("{} wrote a line over {} MiB", self.program, MAX_LINE >> 20))),
+                Ok(Some(Line::TooLong)) => {
+                    kill_child(&self.child);
+                    Err(TaskFailure::fatal(format!("{} wrote a line over {} MiB; it was stopped", self.program, MAX_LINE >> 20)))
+                }
                 Ok(None) => Err(self.died("stdout closed").await),
                 Err(e) => Err(self.died(&format!("read failed: {e}")).await),
             },
             _ = tokio::time::sleep_until(deadline.into()) => {
-                kill_group(&self.child);
-                Err(TaskFailure::timeout("the task ran past its time limit; its process group was killed"))
+                kill_child(&self.child);
+                Err(TaskFailure::timeout("the task ran past its time limit; its process tree was killed"))
             }
             _ = cancelled => {
-                kill_group(&self.child);
-                Err(TaskFailure::cancelled("cancelled; its process group was killed"))
+                kill_child(&self.child);
+                Err(TaskFailure::cancelled("cancelled; its process tree was killed"))
             }
         }
     }

@@ -1,0 +1,70 @@
+"""nativekit: a native crpc package that tries what a hostile package would. The processor's
+tests use it to check the sandbox: a cleared environment, a read-only file system outside its
+scratch dir (Landlock), and a process tree that dies whole on cancel."""
+
+import os
+import subprocess
+import sys
+import time
+
+import crpc_worker
+
+
+@crpc_worker.task
+def env():
+    """The environment this program sees."""
+    return dict(os.environ)
+
+
+@crpc_worker.task
+def read(path):
+    """The first 200 characters of a file (an error if the sandbox refuses)."""
+    with open(path) as f:
+        return f.read(200)
+
+
+@crpc_worker.task
+def write(path, text):
+    """Writes a file (an error if the sandbox refuses)."""
+    with open(path, "w") as f:
+        f.write(text)
+    return True
+
+
+@crpc_worker.task
+def daemon():
+    """Starts a detached `sleep` in its own session whose parent exits at once; its pid."""
+    r, w = os.pipe()
+    if os.fork() == 0:
+        os.setsid()
+        p = subprocess.Popen(["sleep", "600"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+        os.write(w, str(p.pid).encode())
+        os._exit(0)
+    os.close(w)
+    pid = int(os.read(r, 32))
+    os.close(r)
+    return pid
+
+
+@crpc_worker.task
+def slow(seconds):
+    """Sleeps, reporting progress."""
+    for i in range(10):
+        time.sleep(seconds / 10)
+        crpc_worker.progress((i + 1) * 10)
+    return seconds
+
+
+@crpc_worker.task
+def flood(mb):
+    """Writes `mb` MiB to stdout without a newline, then waits."""
+    chunk = b"x" * (1 << 20)
+    for _ in range(mb):
+        sys.__stdout__.buffer.write(chunk)
+    sys.__stdout__.buffer.flush()
+    time.sleep(60)
+
+
+if __name__ == "__main__":
+    raise SystemExit(crpc_worker.main())

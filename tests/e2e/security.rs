@@ -1,0 +1,224 @@
+//! Attacks through packages and the CLI, against real processors: what a native package can see
+//! and reach, what it leaves behind, and what a publisher who does not own a package is told.
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crpc_tests::{sibling_binary, Cluster, Worker};
+use serde_json::{json, Value};
+
+fn nativekit(c: &Cluster, extra: &[&str]) -> Worker {
+    let mut args = vec!["--cpu-slots", "1"];
+    args.extend_from_slice(extra);
+    // The token comes from the environment, where a package would look for it.
+    Worker::start_with_env(
+        &c.server.url,
+        &c.registry.url,
+        &args,
+        &[
+            ("CRPC_TOKEN", c.worker_token.as_str()),
+            ("SOME_SECRET", "hunter2"),
+        ],
+    )
+}
+
+async fn call(c: &Cluster, function: &str, args: Value) -> Value {
+    let id = c
+        .submit(json!({"package": "nativekit", "function": function, "args": args}))
+        .await;
+    c.wait(&id, Duration::from_secs(60)).await
+}
+
+fn alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s[s.rfind(')').unwrap() + 1..].trim_start().starts_with('Z'))
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_packages_see_no_secrets_and_stay_in_their_sandbox() {
+    let c = Cluster::start(&[]);
+    c.publish("nativekit", None).await;
+    let p = nativekit(&c, &[]);
+    let v = call(&c, "env", json!([])).await;
+    assert_eq!(v["state"], "succeeded", "{v}; {}", p.log());
+    let env = v["answer"].as_object().unwrap();
+    let text = Value::Object(env.clone()).to_string();
+    assert!(
+        !text.contains(&c.worker_token) && !text.contains("hunter2"),
+        "{text}"
+    );
+    let home = env["HOME"].as_str().unwrap();
+    assert!(
+        home.starts_with(p.cache.path().to_str().unwrap()),
+        "private HOME: {home}"
+    );
+    assert_eq!(
+        env["TMPDIR"].as_str().unwrap().rsplit_once('/').unwrap().0,
+        home.rsplit_once('/').unwrap().0
+    );
+    println!(
+        "a native package's environment: {:?}",
+        env.keys().collect::<Vec<_>>()
+    );
+
+    // The file system: system dirs and its scratch dir, nothing of the user's.
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.txt");
+    std::fs::write(&secret, "the crown jewels").unwrap();
+    let landlock = p.log().contains("run under Landlock");
+    assert_eq!(
+        call(&c, "read", json!(["/etc/hostname"])).await["state"],
+        "succeeded"
+    );
+    let mine = format!("{home}/note");
+    assert_eq!(
+        call(&c, "write", json!([mine, "ok"])).await["state"],
+        "succeeded"
+    );
+    let read = call(&c, "read", json!([secret])).await;
+    let pwned = outside.path().join("pwned");
+    let wrote = call(&c, "write", json!([pwned, "x"])).await;
+    if landlock {
+        assert_eq!(read["state"], "failed", "{read}");
+        assert!(
+            read["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Permission denied"),
+            "{read}"
+        );
+        assert_eq!(wrote["state"], "failed", "{wrote}");
+        assert!(!pwned.exists());
+        println!(
+            "Landlock enforced: reading {} -> {}",
+            secret.display(),
+            read["error"]["message"]
+        );
+    } else {
+        println!(
+            "Landlock is not enforced on this kernel; file-system checks skipped: {}",
+            p.log()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_kills_descendants_that_escaped_with_setsid() {
+    let c = Cluster::start(&[]);
+    c.publish("nativekit", None).await;
+    let _p = nativekit(&c, &[]);
+    let v = call(&c, "daemon", json!([])).await;
+    let pid = v["answer"].as_u64().unwrap_or_else(|| panic!("{v}"));
+    assert!(alive(pid), "the detached sleep {pid} runs");
+    let id = c
+        .submit(json!({"package": "nativekit", "function": "slow", "args": [30]}))
+        .await;
+    let started = Instant::now();
+    while c.answer(&id).await["progress"].as_f64().unwrap_or(0.0) < 10.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "slow never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (st, _) = c
+        .user
+        .post(&format!("/user/tasks/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(st, 200);
+    let t = Instant::now();
+    while alive(pid) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{pid} outlived the cancel"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "the setsid'd descendant {pid} was gone {:?} after the cancel",
+        t.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_native_refuses_native_packages_and_long_lines_are_capped() {
+    let c = Cluster::start(&[]);
+    c.publish("nativekit", None).await;
+    {
+        let _p = nativekit(&c, &["--no-native"]);
+        let v = call(&c, "env", json!([])).await;
+        assert_eq!(v["state"], "failed", "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("--no-native"),
+            "{v}"
+        );
+    }
+    let p = nativekit(&c, &[]);
+    assert_eq!(call(&c, "env", json!([])).await["state"], "succeeded");
+    let idle = crpc_tests::peak_rss_mib(p.pid());
+    // 160 MiB on one unterminated line.
+    let v = call(&c, "flood", json!([160])).await;
+    assert_eq!(v["state"], "failed", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line over"),
+        "{v}"
+    );
+    let peak = crpc_tests::peak_rss_mib(p.pid());
+    println!("processor peak RSS: {idle:.0} MiB before, {peak:.0} MiB after a 160 MiB line");
+    assert!(
+        peak - idle < 100.0,
+        "idle {idle:.0} MiB, peak {peak:.0} MiB"
+    );
+    // The slot still works.
+    assert_eq!(call(&c, "env", json!([])).await["state"], "succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crpc_publish_says_plainly_who_owns_a_package() {
+    let c = Cluster::start(&[]);
+    c.publish("monte-carlo-pi", None).await;
+    let secret = c.registry.data_dir().join("jwt_secret");
+    let secret =
+        crpc_service::auth::Secret::load(None, Some(&secret), c.registry.data_dir()).unwrap();
+    let bob = crpc_service::auth::mint(
+        &secret,
+        "bob",
+        task_api::Role::Publisher,
+        Duration::from_secs(600),
+    )
+    .unwrap();
+    let src = tempfile::tempdir().unwrap();
+    crpc_tests::copy_dir(&crpc_tests::example_dir("monte-carlo-pi"), src.path());
+    let manifest = src.path().join("crpc.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replacen("1.0.0", "9.0.0", 1);
+    std::fs::write(&manifest, text).unwrap();
+    let out = std::process::Command::new(sibling_binary("crpc"))
+        .args([
+            "--registry",
+            &c.registry.url,
+            "--token",
+            &bob,
+            "publish",
+            "--no-build",
+        ])
+        .arg(src.path())
+        .env("CRPC_CONFIG", src.path().join("none.toml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("`bob` does not own package `monte-carlo-pi` (owners: ci)"),
+        "{stderr}"
+    );
+    println!("crpc publish as a non-owner: {}", stderr.trim());
+    assert!(!Path::new(&src.path().join("monte-carlo-pi-9.0.0.tar.gz")).exists());
+}
