@@ -48,6 +48,9 @@ pub struct Global {
         hide_env_values = true
     )]
     pub registry_token: Option<String>,
+    /// PEM certificate(s) of a private CA to trust for https:// URLs, besides the system's roots.
+    #[arg(long, global = true, env = "CRPC_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     /// Machine-readable JSON on stdout instead of tables.
     #[arg(long, global = true)]
     pub json: bool,

@@ -40,7 +40,7 @@ impl Api {
     /// A client for `base` with an optional bearer token.
     pub fn new(base: &str, token: Option<String>) -> CliResult<Api> {
         check_url("server", base)?;
-        let http = reqwest::Client::builder()
+        let http = crpc_package::http::client_builder()
             .connect_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(64)
             .build()

@@ -17,6 +17,9 @@ use error::{CliError, CliResult};
 
 /// Runs a parsed command line (`crpc dev` has its own runtime: see [`commands::dev::run`]).
 pub async fn run(cli: Cli) -> CliResult {
+    if let Some(ca) = &cli.global.ca_cert {
+        crpc_package::http::trust_ca_file(ca).map_err(CliError::Other)?;
+    }
     let given = Given {
         server: cli.global.server.clone(),
         registry: cli.global.registry.clone(),

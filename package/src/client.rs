@@ -90,7 +90,7 @@ impl RegistryClient {
     /// A client for `base` (e.g. `http://127.0.0.1:7701`) with an optional bearer token.
     pub fn new(base: &str, token: Option<String>) -> Self {
         RegistryClient {
-            http: reqwest::Client::builder()
+            http: crate::http::client_builder()
                 .connect_timeout(std::time::Duration::from_secs(5))
                 .timeout(std::time::Duration::from_secs(300))
                 .build()

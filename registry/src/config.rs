@@ -37,6 +37,20 @@ pub struct Args {
     /// Most bytes an archive may unpack to.
     #[arg(long, env = "CRPC_MAX_UNPACKED_BYTES", default_value_t = 512 << 20)]
     pub max_unpacked_bytes: u64,
+    /// Requests per second one token may make (sustained; 0: no limit). Past it: 429 with
+    /// Retry-After.
+    #[arg(long, env = "CRPC_REGISTRY_RATE_LIMIT", default_value_t = 500)]
+    pub rate_limit: u32,
+    /// Requests one token may make in a burst above --rate-limit.
+    #[arg(long, env = "CRPC_REGISTRY_RATE_BURST", default_value_t = 1_000)]
+    pub rate_burst: u32,
+    /// PEM certificate chain: serve HTTPS (with --tls-key). Without it, plain HTTP (put a TLS
+    /// reverse proxy in front when clients cross a network).
+    #[arg(long, env = "CRPC_REGISTRY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "CRPC_REGISTRY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Log JSON lines instead of text.
     #[arg(long, env = "CRPC_LOG_JSON")]
     pub log_json: bool,

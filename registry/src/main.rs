@@ -10,7 +10,7 @@ fn main() -> anyhow::Result<()> {
     crpc_service::init_tracing(args.log_json);
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(args).await?;
-        println!("listening on http://{}", app.addr());
+        println!("listening on {}", app.url());
         std::io::stdout().flush()?;
         app.run_until_stopped().await
     })

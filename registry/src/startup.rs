@@ -15,6 +15,7 @@ use crate::store::{PgRegistry, RegistryStore, SqliteRegistry};
 /// A bound registry.
 pub struct Application {
     addr: SocketAddr,
+    https: bool,
     server: Server,
 }
 
@@ -72,25 +73,48 @@ impl Application {
         let addr = listener.local_addr()?;
         let data = web::Data::from(registry);
         let auth = web::Data::new(Arc::new(auth));
+        let rate = web::Data::new(crpc_service::limits::Limits::new(
+            args.rate_limit,
+            args.rate_burst,
+            0,
+        ));
         let max = args.max_archive_bytes;
+        let tls = crpc_service::tls::pair(args.tls_cert.as_deref(), args.tls_key.as_deref())?
+            .map(|(cert, key)| crpc_service::tls::server_config(cert, key))
+            .transpose()?;
+        let https = tls.is_some();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .app_data(auth.clone())
+                .app_data(rate.clone())
                 .app_data(crpc_service::http::query_config())
                 .configure(|cfg| crate::routes::configure(cfg, max))
                 .default_service(web::to(crpc_service::http::not_found))
         })
         .disable_signals()
-        .shutdown_timeout(10)
-        .listen(listener)?
+        .shutdown_timeout(10);
+        let server = match tls {
+            Some(cfg) => server.listen_rustls_0_23(listener, cfg)?,
+            None => server.listen(listener)?,
+        }
         .run();
-        Ok(Application { addr, server })
+        Ok(Application {
+            addr,
+            https,
+            server,
+        })
     }
 
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `http://ADDR`, or `https://ADDR` with --tls-cert.
+    pub fn url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Serves until SIGTERM/SIGINT, then drains in-flight requests.

@@ -215,6 +215,9 @@ fn extract(req: &HttpRequest, allowed: &[Role], what: &str) -> Result<Caller, Ap
         .app_data::<web::Data<Arc<Authenticator>>>()
         .ok_or_else(|| ApiError::unavailable("authentication is not configured"))?;
     let caller = auth.verify(req)?;
+    if let Some(limits) = req.app_data::<web::Data<crate::limits::Limits>>() {
+        limits.check(&caller)?;
+    }
     if caller.role == Role::Admin || allowed.contains(&caller.role) {
         Ok(caller)
     } else {

@@ -80,6 +80,12 @@ impl ApiError {
         )
     }
 
+    /// 429 `rate_limited`; the response carries `Retry-After: retry_after_s`.
+    pub fn rate_limited(message: impl Into<String>, retry_after_s: u64) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+            .with_details(json!({ "retry_after_s": retry_after_s }))
+    }
+
     /// 503.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
@@ -98,7 +104,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(ApiErrorBody {
+        let mut resp = HttpResponse::build(self.status);
+        if let Some(after) = self.details.as_ref().and_then(|d| d.get("retry_after_s")) {
+            resp.insert_header((actix_web::http::header::RETRY_AFTER, after.to_string()));
+        }
+        resp.json(ApiErrorBody {
             success: false,
             error: ErrorDetail {
                 code: self.code.to_string(),

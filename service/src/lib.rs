@@ -7,6 +7,8 @@ pub mod body;
 pub mod error;
 pub mod fs;
 pub mod http;
+pub mod limits;
+pub mod tls;
 
 /// Logs to stderr: text (coloured on a TTY) or JSON lines; level from `CRPC_LOG` (default info).
 pub fn init_tracing(json: bool) {

@@ -64,7 +64,7 @@ impl ServerClient {
     /// A client for `base` (e.g. `http://127.0.0.1:7700`).
     pub fn new(base: &str, token: Option<String>) -> ServerClient {
         ServerClient {
-            http: reqwest::Client::builder()
+            http: crpc_package::http::client_builder()
                 .connect_timeout(Duration::from_secs(5))
                 // Above the server's 30 s long-poll ceiling.
                 .timeout(Duration::from_secs(45))

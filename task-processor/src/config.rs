@@ -22,6 +22,11 @@ pub struct Config {
     #[arg(long, env = "CRPC_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
+    /// PEM certificate(s) of a private CA to trust for https:// server and registry URLs,
+    /// besides the system's roots.
+    #[arg(long, env = "CRPC_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+
     /// Token for the registry, when it differs from `--token`.
     #[arg(long, env = "CRPC_REGISTRY_TOKEN", hide_env_values = true)]
     pub registry_token: Option<String>,

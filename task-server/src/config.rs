@@ -99,9 +99,35 @@ pub struct ServeArgs {
     /// How often expired leases and results are swept.
     #[arg(long, env = "CRPC_REAP_INTERVAL", default_value = "250ms", value_parser = humantime::parse_duration)]
     pub reap_interval: Duration,
+    /// PEM certificate(s) of a private CA to trust for an https:// --registry, besides the
+    /// system's roots.
+    #[arg(long, env = "CRPC_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// PEM certificate chain: serve HTTPS (with --tls-key). Without it, plain HTTP (put a TLS
+    /// reverse proxy in front when clients cross a network).
+    #[arg(long, env = "CRPC_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "CRPC_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "CRPC_HTTP_WORKERS")]
     pub http_workers: Option<usize>,
+    /// Requests per second one token may make (sustained; 0: no limit). Past it: 429 with
+    /// Retry-After.
+    #[arg(long, env = "CRPC_RATE_LIMIT", default_value_t = 5_000)]
+    pub rate_limit: u32,
+    /// Requests one token may make in a burst above --rate-limit.
+    #[arg(long, env = "CRPC_RATE_BURST", default_value_t = 10_000)]
+    pub rate_burst: u32,
+    /// Waiting requests (`?wait=`, worker long-polls) one token may hold open at once (0: no
+    /// cap). Past it: 429.
+    #[arg(long, env = "CRPC_MAX_LONG_POLLS_PER_TOKEN", default_value_t = 256)]
+    pub max_long_polls_per_token: usize,
+    /// Unfinished (waiting, queued, running) tasks one owner may have (0: no cap). Past it:
+    /// 429. Counted per replica, refreshed from the database every second.
+    #[arg(long, env = "CRPC_MAX_QUEUED_PER_OWNER", default_value_t = 1_000_000)]
+    pub max_queued_per_owner: u64,
     /// Log JSON lines instead of text.
     #[arg(long, env = "CRPC_LOG_JSON")]
     pub log_json: bool,

@@ -22,7 +22,7 @@ fn main() -> anyhow::Result<()> {
     }
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(cli.serve).await?;
-        println!("listening on http://{}", app.addr());
+        println!("listening on {}", app.url());
         std::io::stdout().flush()?;
         app.run_until_stopped().await
     })

@@ -52,6 +52,8 @@ pub struct QueueConfig {
     pub live_window: Duration,
     /// Most tasks in one `submit_batch`.
     pub max_batch_tasks: usize,
+    /// Most unfinished tasks one owner may have (0: no cap).
+    pub max_queued_per_owner: u64,
 }
 
 impl Default for QueueConfig {
@@ -62,6 +64,7 @@ impl Default for QueueConfig {
             max_worker_wait: Duration::from_secs(30),
             max_user_wait: Duration::from_secs(60),
             live_window: Duration::from_secs(45),
+            max_queued_per_owner: 1_000_000,
             max_batch_tasks: 10_000,
         }
     }
@@ -81,7 +84,13 @@ pub struct Queue {
     seen: Mutex<HashMap<String, (i64, u64, bool)>>,
     shutdown: CancellationToken,
     resolver: Option<Arc<Resolver>>,
+    /// Per owner: when its unfinished tasks were counted, and the count since (plus what this
+    /// replica accepted after), for `max_queued_per_owner`.
+    pending: Mutex<HashMap<String, (Instant, u64)>>,
 }
+
+/// How long a count of an owner's unfinished tasks is trusted.
+const PENDING_RECOUNT: Duration = Duration::from_secs(1);
 
 impl Queue {
     /// A queue over `store`; long-polls end early when `shutdown` fires.
@@ -99,6 +108,7 @@ impl Queue {
             seen: Mutex::new(HashMap::new()),
             shutdown,
             resolver,
+            pending: Mutex::new(HashMap::new()),
         }
     }
 
@@ -156,6 +166,7 @@ impl Queue {
             }
         }
         let (id, version) = (task.id, task.version.clone());
+        self.reserve_quota(&caller.sub, 1).await?;
         match self.store.submit_one(&caller.sub, task, now_ms()).await? {
             SubmitOutcome::Created => {
                 self.work.notify_waiters();
@@ -202,6 +213,7 @@ impl Queue {
             }
             tasks.push(self.new_task(spec, &format!("tasks[{i}].")).await?);
         }
+        self.reserve_quota(&caller.sub, tasks.len() as u64).await?;
         let batch_id = Uuid::now_v7();
         let ids = tasks.iter().map(|t| t.id).collect();
         self.store
@@ -213,6 +225,48 @@ impl Queue {
             batch_id,
             ids,
         })
+    }
+
+    /// 429 `queue_full` when `owner` would have more than `max_queued_per_owner` unfinished
+    /// tasks with `adding` more; else counts them as added.
+    async fn reserve_quota(&self, owner: &str, adding: u64) -> Result<(), ApiError> {
+        let cap = self.cfg.max_queued_per_owner;
+        if cap == 0 {
+            return Ok(());
+        }
+        let fresh = |e: &(Instant, u64)| e.0.elapsed() < PENDING_RECOUNT;
+        let known = self
+            .pending_counts()
+            .get(owner)
+            .filter(|e| fresh(e))
+            .map(|e| e.1);
+        let now = match known {
+            Some(n) => n,
+            None => {
+                let n = self.store.pending_count(owner).await?;
+                self.pending_counts()
+                    .insert(owner.to_string(), (Instant::now(), n));
+                n
+            }
+        };
+        if now + adding > cap {
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                "queue_full",
+                format!(
+                    "`{owner}` has {now} unfinished tasks; at most {cap} (--max-queued-per-owner)"
+                ),
+            )
+            .with_details(json!({"retry_after_s": 1, "unfinished": now, "limit": cap})));
+        }
+        if let Some(e) = self.pending_counts().get_mut(owner) {
+            e.1 += adding;
+        }
+        Ok(())
+    }
+
+    fn pending_counts(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, u64)>> {
+        self.pending.lock().expect("pending lock")
     }
 
     async fn new_task(&self, mut spec: TaskSpec, prefix: &str) -> Result<NewTask, ApiError> {
@@ -978,6 +1032,8 @@ impl Queue {
             .lock()
             .expect("seen lock")
             .retain(|_, (at, _, _)| *at >= horizon);
+        self.pending_counts()
+            .retain(|_, (at, _)| at.elapsed() < PENDING_RECOUNT);
         Ok(now)
     }
 

@@ -18,6 +18,7 @@ use crate::store::{PgStore, SqliteStore, Store, StoreConfig};
 /// A bound, not yet running server.
 pub struct Application {
     addr: SocketAddr,
+    https: bool,
     server: Server,
     queue: Arc<Queue>,
     shutdown: CancellationToken,
@@ -28,6 +29,9 @@ impl Application {
     /// Opens the store, loads the secret, binds the listener.
     pub async fn build(args: ServeArgs) -> anyhow::Result<Application> {
         crpc_service::fs::private_dir(&args.data_dir)?;
+        if let Some(ca) = &args.ca_cert {
+            crpc_package::http::trust_ca_file(ca).map_err(|e| anyhow::anyhow!(e))?;
+        }
         let store_cfg = StoreConfig {
             backoff_base_ms: args.retry_backoff.as_millis() as i64,
             backoff_max_ms: args.retry_backoff_max.as_millis() as i64,
@@ -86,6 +90,7 @@ impl Application {
                 lease_ttl: args.lease_ttl,
                 default_max_attempts: args.max_attempts.clamp(1, 100),
                 max_batch_tasks: args.max_batch_tasks,
+                max_queued_per_owner: args.max_queued_per_owner,
                 ..QueueConfig::default()
             },
             shutdown.clone(),
@@ -106,10 +111,16 @@ impl Application {
         let addr = listener.local_addr()?;
         let queue_data = web::Data::from(queue.clone());
         let auth_data = web::Data::new(Arc::new(auth));
+        let rate_data = web::Data::new(crpc_service::limits::Limits::new(
+            args.rate_limit,
+            args.rate_burst,
+            args.max_long_polls_per_token,
+        ));
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(queue_data.clone())
                 .app_data(auth_data.clone())
+                .app_data(rate_data.clone())
                 .app_data(routes::query_config())
                 .app_data(web::PathConfig::default().error_handler(|err, _| {
                     crate::error::ApiError::not_found(format!("path: {err}")).into()
@@ -123,9 +134,18 @@ impl Application {
         if let Some(n) = args.http_workers {
             server = server.workers(n.max(1));
         }
-        let server = server.listen(listener)?.run();
+        let tls = crpc_service::tls::pair(args.tls_cert.as_deref(), args.tls_key.as_deref())?
+            .map(|(cert, key)| crpc_service::tls::server_config(cert, key))
+            .transpose()?;
+        let https = tls.is_some();
+        let server = match tls {
+            Some(cfg) => server.listen_rustls_0_23(listener, cfg)?,
+            None => server.listen(listener)?,
+        }
+        .run();
         Ok(Application {
             addr,
+            https,
             server,
             queue,
             shutdown,
@@ -136,6 +156,12 @@ impl Application {
     /// The bound address (real port when 0 was asked for).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `http://ADDR`, or `https://ADDR` with --tls-cert.
+    pub fn url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Serves until SIGTERM/SIGINT, then drains.

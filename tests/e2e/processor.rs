@@ -163,7 +163,7 @@ async fn python_package_sets_up_a_venv_and_runs_two_versions_side_by_side() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelling_a_native_task_kills_its_process_group() {
+async fn cancelling_a_native_task_kills_its_process_tree() {
     let c = Cluster::start(&["--lease-ttl", "3s"]);
     c.publish("wordcount", None).await;
     let p = c.processor(&["--cpu-slots", "1"]);
@@ -174,10 +174,8 @@ async fn cancelling_a_native_task_kills_its_process_group() {
     let pgid = v["answer"]["pgid"]
         .as_i64()
         .unwrap_or_else(|| panic!("{v}; {}", p.log()));
-    assert_eq!(
-        v["answer"]["pid"], v["answer"]["pgid"],
-        "the child leads its own group"
-    );
+    // The program runs below the sandbox launcher, which leads the group.
+    assert_ne!(v["answer"]["pid"], v["answer"]["pgid"], "{v}");
 
     let id = c
         .submit(json!({"package": "wordcount", "function": "slow", "args": [60]}))

@@ -222,3 +222,111 @@ async fn crpc_publish_says_plainly_who_owns_a_package() {
     println!("crpc publish as a non-owner: {}", stderr.trim());
     assert!(!Path::new(&src.path().join("monte-carlo-pi-9.0.0.tar.gz")).exists());
 }
+
+/// A private CA and a server certificate for 127.0.0.1 (openssl), in `dir`.
+fn make_pki(dir: &Path) {
+    let script = r#"
+set -euo pipefail
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=crpc-test-ca 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem -out leaf.csr -subj /CN=127.0.0.1 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n' > ext.cnf
+openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out cert.pem -days 2 -extfile ext.cnf 2>/dev/null
+"#;
+    let st = std::process::Command::new("bash")
+        .args(["-c", script])
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(st.success(), "openssl made the test PKI");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_end_to_end_with_a_private_ca() {
+    let pki = tempfile::tempdir().unwrap();
+    make_pki(pki.path());
+    let file = |n: &str| pki.path().join(n).to_str().unwrap().to_string();
+    let (cert, key, ca) = (file("cert.pem"), file("key.pem"), file("ca.pem"));
+    let tls = ["--tls-cert", cert.as_str(), "--tls-key", key.as_str()];
+    let registry = crpc_tests::Proc::start(&sibling_binary("task-registry"), &tls);
+    let reg_url = format!("https://127.0.0.1:{}", registry.port);
+    let secret_file = registry.data_dir().join("jwt_secret");
+    let mut args = vec![
+        "--registry",
+        reg_url.as_str(),
+        "--jwt-secret-file",
+        secret_file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(&tls);
+    args.extend_from_slice(&["--ca-cert", ca.as_str()]);
+    let server = crpc_tests::Proc::start(&sibling_binary("task-server"), &args);
+    let url = format!("https://127.0.0.1:{}", server.port);
+    let secret =
+        crpc_service::auth::Secret::load(None, Some(&secret_file), registry.data_dir()).unwrap();
+    let tok = |role, sub: &str| {
+        crpc_service::auth::mint(&secret, sub, role, Duration::from_secs(600)).unwrap()
+    };
+    let crpc = |args: &[&str]| {
+        std::process::Command::new(sibling_binary("crpc"))
+            .args(args)
+            .env("CRPC_CONFIG", pki.path().join("none.toml"))
+            .output()
+            .unwrap()
+    };
+    let publisher = tok(task_api::Role::Publisher, "ci");
+    let testkit = crpc_tests::example_dir("testkit");
+    let publish = |with_ca: bool| {
+        let mut a = vec![
+            "--registry",
+            reg_url.as_str(),
+            "--token",
+            publisher.as_str(),
+        ];
+        if with_ca {
+            a.extend_from_slice(&["--ca-cert", ca.as_str()]);
+        }
+        a.extend_from_slice(&["publish", "--no-build", testkit.to_str().unwrap()]);
+        crpc(&a)
+    };
+    // Without the CA the certificate is refused; with it the publish goes through.
+    let out = publish(false);
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = publish(true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A processor and the CLI over https.
+    let _p = Worker::start(
+        &url,
+        &reg_url,
+        &tok(task_api::Role::Worker, "w"),
+        &["--ca-cert", &ca, "--cpu-slots", "1"],
+    );
+    let user = tok(task_api::Role::User, "alice");
+    let out = crpc(&[
+        "--server",
+        &url,
+        "--token",
+        &user,
+        "--ca-cert",
+        &ca,
+        "submit",
+        "testkit.echo",
+        "7",
+        "--wait",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), "7");
+    println!("https: published, leased and answered through TLS with a private CA");
+}

@@ -184,7 +184,11 @@ fn spawn(binary: &Path, dir: &Path, port: u16, extra: &[String]) -> Result<(Chil
     let line = first_stdout_line(&mut child);
     let port = line
         .trim()
-        .strip_prefix("listening on http://")
+        .strip_prefix("listening on ")
+        .and_then(|u| {
+            u.strip_prefix("http://")
+                .or_else(|| u.strip_prefix("https://"))
+        })
         .and_then(|a| a.rsplit(':').next())
         .and_then(|p| p.parse::<u16>().ok());
     match port {

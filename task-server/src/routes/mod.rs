@@ -11,6 +11,18 @@ pub mod worker;
 pub use crpc_service::body::{Body, BodyLimit};
 pub use crpc_service::http::{not_found, ok, parse_json, parse_value, query_config, resource};
 
+pub use crpc_service::limits::{Limits as TokenLimits, LongPoll};
+
+/// A long-poll slot of the caller's token when the request will wait (`429` past the cap);
+/// held by the handler until it answers.
+pub fn long_poll(
+    limits: &web::Data<TokenLimits>,
+    caller: &crate::auth::Caller,
+    waits: bool,
+) -> Result<Option<LongPoll>, ApiError> {
+    waits.then(|| limits.long_poll(caller)).transpose()
+}
+
 /// Body size limits per route group.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

@@ -864,6 +864,16 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn pending_count(&self, owner: &str) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM tasks WHERE owner = $1 AND state IN ('waiting', 'queued', 'leased')",
+        )
+        .bind(owner)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as u64)
+    }
+
     async fn find_memoized(
         &self,
         owner: &str,

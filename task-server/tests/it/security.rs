@@ -235,3 +235,136 @@ curl -s -H "Authorization: Bearer $WTOKEN" -d "{\"id\": \"$id\", \"answer\": 43}
     assert_eq!(lines[1]["success"], true, "{stdout}");
     assert_eq!(user.wait_answer(&id, 5).await["answer"], 43);
 }
+
+/// Per-token limits: request rate, waiting requests, unfinished tasks per owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_answer_429_with_retry_after() {
+    let server = Server::start(&[
+        "--rate-limit",
+        "5",
+        "--rate-burst",
+        "5",
+        "--max-long-polls-per-token",
+        "2",
+        "--max-queued-per-owner",
+        "3",
+    ]);
+    let user = Api::new(&server.url, Some(server.token(Role::User, "alice")));
+    let bob = user.with_token(&server.token(Role::User, "bob"));
+    let mut limited = None;
+    for _ in 0..20 {
+        let r = user
+            .req(reqwest::Method::GET, "/user/tasks")
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            let after = r.headers()["retry-after"].to_str().unwrap().to_string();
+            limited = Some((after, r.json::<Value>().await.unwrap()));
+            break;
+        }
+    }
+    let (after, body) = limited.expect("20 quick requests at 5/s are limited");
+    assert!(after.parse::<u64>().unwrap() >= 1, "{after}");
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    // Another token is not affected.
+    assert_eq!(bob.get("/user/tasks").await.0, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+
+    // Unfinished tasks per owner.
+    for i in 0..3 {
+        bob.submit(json!({"function": "f", "args": [i]})).await;
+    }
+    let full = bob
+        .post("/user/submit_task", &json!({"function": "f"}))
+        .await;
+    assert_error(&full, 429, "queue_full");
+    let batch = json!({"tasks": [{"function": "f"}]});
+    assert_error(
+        &bob.post("/user/submit_batch", &batch).await,
+        429,
+        "queue_full",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+
+    // Waiting requests per token: two park, the third is refused at once.
+    let carol = user.with_token(&server.token(Role::User, "carol"));
+    let id = carol.submit(json!({"function": "never_runs"})).await;
+    let path = format!("/user/request_answer/{id}?wait=3");
+    let parked: Vec<_> = (0..2)
+        .map(|_| {
+            let (api, path) = (carol.clone(), path.clone());
+            tokio::spawn(async move { api.get(&path).await.0 })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_error(&carol.get(&path).await, 429, "rate_limited");
+    for p in parked {
+        assert_eq!(p.await.unwrap(), 200);
+    }
+    assert_eq!(carol.get(&path.replace("wait=3", "wait=0")).await.0, 200);
+}
+
+/// Leftovers of the review: batches whose tasks were deleted finish; tokens not valid yet are
+/// refused; the data directory is private.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_tasks_finish_batches_and_data_is_private() {
+    let server = Server::start(&[]);
+    let user = Api::new(&server.url, Some(server.token(Role::User, "alice")));
+    let (_, b) = user
+        .post(
+            "/user/submit_batch",
+            &json!({"tasks": [{"function": "f"}, {"function": "g"}]}),
+        )
+        .await;
+    let (batch, ids) = (b["batch_id"].as_str().unwrap(), b["ids"].clone());
+    let first = ids[0].as_str().unwrap();
+    assert_eq!(
+        user.post(&format!("/user/tasks/{first}/cancel"), &json!({}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        user.delete(&format!("/user/tasks/{}", ids[1].as_str().unwrap()))
+            .await
+            .0,
+        200
+    );
+    let (_, v) = user.get(&format!("/user/batches/{batch}?wait=5")).await;
+    assert_eq!(v["done"], true, "{v}");
+    let (_, v) = user
+        .get(&format!("/user/batches/{batch}/results?wait=5"))
+        .await;
+    assert_eq!(v["done"], true, "{v}");
+
+    let secret = std::fs::read_to_string(server.data_dir().join("jwt_secret")).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = json!({"sub": "alice", "role": "user", "iss": "crpc", "aud": "crpc",
+                        "exp": now + 7200, "nbf": now + 3600});
+    let early = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.trim().as_bytes()),
+    )
+    .unwrap();
+    let got = user.with_token(&early).get("/user/tasks").await;
+    assert_error(&got, 401, "unauthorized");
+    assert!(
+        got.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not valid yet"),
+        "{}",
+        got.1
+    );
+
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(server.data_dir()), 0o700);
+    assert_eq!(mode(&server.data_dir().join("crpc.db")), 0o600);
+    assert_eq!(mode(&server.data_dir().join("jwt_secret")), 0o600);
+}

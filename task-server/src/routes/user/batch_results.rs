@@ -6,7 +6,7 @@ use uuid::Uuid;
 use crate::auth::UserCaller;
 use crate::error::ApiError;
 use crate::queue::Queue;
-use crate::routes::ok;
+use crate::routes::{long_poll, ok, TokenLimits};
 
 /// Query.
 #[derive(Debug, Deserialize)]
@@ -23,12 +23,14 @@ pub struct Query {
 /// Finished results in completion order (imap_unordered without polling); `done` once all are out.
 pub async fn handle(
     queue: web::Data<Queue>,
+    limits: web::Data<TokenLimits>,
     UserCaller(caller): UserCaller,
     path: web::Path<String>,
     q: web::Query<Query>,
 ) -> Result<HttpResponse, ApiError> {
     let id = Uuid::parse_str(&path)
         .map_err(|_| ApiError::not_found(format!("no batch with id {path}")))?;
+    let _poll = long_poll(&limits, &caller, q.wait.unwrap_or(0.0) > 0.0)?;
     let out = queue
         .batch_results(
             &caller,

@@ -6,16 +6,18 @@ use super::WaitQuery;
 use crate::auth::UserCaller;
 use crate::error::ApiError;
 use crate::queue::Queue;
-use crate::routes::ok;
+use crate::routes::{long_poll, ok, TokenLimits};
 
 /// Counts by state and ETA; `wait` long-polls until every task finished.
 pub async fn handle(
     queue: web::Data<Queue>,
+    limits: web::Data<TokenLimits>,
     UserCaller(caller): UserCaller,
     path: web::Path<String>,
     q: web::Query<WaitQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = Uuid::parse_str(&path)
         .map_err(|_| ApiError::not_found(format!("no batch with id {path}")))?;
+    let _poll = long_poll(&limits, &caller, q.wait.unwrap_or(0.0) > 0.0)?;
     Ok(ok(&queue.batch_status(&caller, id, q.wait).await?))
 }

@@ -7,14 +7,16 @@ use task_api::{Capabilities, RequestTask};
 use crate::auth::WorkerCaller;
 use crate::error::ApiError;
 use crate::queue::Queue;
-use crate::routes::{ok, Body};
+use crate::routes::{long_poll, ok, Body, TokenLimits};
 
 /// Batch form: up to `max_tasks` leases, long-polling up to `wait_s` (≤ 30 s, default 30).
 pub async fn handle_post(
     queue: web::Data<Queue>,
+    limits: web::Data<TokenLimits>,
     WorkerCaller(caller): WorkerCaller,
     Body(body): Body<RequestTask>,
 ) -> Result<HttpResponse, ApiError> {
+    let _poll = long_poll(&limits, &caller, body.wait_s.is_none_or(|w| w > 0.0))?;
     Ok(ok(&queue.request_tasks(&caller, body).await?))
 }
 
@@ -32,10 +34,12 @@ pub struct Query {
 /// `task` null when nothing is queued.
 pub async fn handle_get(
     queue: web::Data<Queue>,
+    limits: web::Data<TokenLimits>,
     WorkerCaller(caller): WorkerCaller,
     q: web::Query<Query>,
 ) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
+    let _poll = long_poll(&limits, &caller, q.wait.unwrap_or(0.0) > 0.0)?;
     let resp = queue
         .request_tasks(
             &caller,
