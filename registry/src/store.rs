@@ -72,6 +72,120 @@ pub enum Insert {
     NotOwner,
 }
 
+/// Claims a package name for `v.publisher` inside `tx`, or checks that they own it; `false` when
+/// someone else does (and `any_owner` is not set). The same SQL on both backends: SQLite numbers
+/// `$N` parameters in order of first use, which these statements follow.
+macro_rules! claim_package {
+    ($tx:ident, $v:ident, $any_owner:ident) => {{
+        let created = sqlx::query(
+            "INSERT INTO packages (name, created_by, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&$v.name)
+        .bind(&$v.publisher)
+        .bind($v.published_at)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected();
+        if created > 0 {
+            sqlx::query(
+                "INSERT INTO owners (name, owner, added_by, added_at) VALUES ($1, $2, $2, $3)",
+            )
+            .bind(&$v.name)
+            .bind(&$v.publisher)
+            .bind($v.published_at)
+            .execute(&mut *$tx)
+            .await?;
+        }
+        created > 0
+            || $any_owner
+            || sqlx::query("SELECT 1 FROM owners WHERE name = $1 AND owner = $2")
+                .bind(&$v.name)
+                .bind(&$v.publisher)
+                .fetch_optional(&mut *$tx)
+                .await?
+                .is_some()
+    }};
+}
+
+/// The owner statements of [`RegistryStore`], one text for both backends (see `claim_package`),
+/// as functions over a backend's pool.
+macro_rules! owner_statements {
+    ($pool:ty) => {
+        use super::{now_ms, StoreError};
+
+        pub async fn owners(pool: &$pool, name: &str) -> Result<Vec<String>, StoreError> {
+            Ok(
+                sqlx::query_scalar("SELECT owner FROM owners WHERE name = $1 ORDER BY owner")
+                    .bind(name)
+                    .fetch_all(pool)
+                    .await?,
+            )
+        }
+
+        pub async fn add_owners(
+            pool: &$pool,
+            name: &str,
+            who: &[String],
+            by: &str,
+        ) -> Result<(), StoreError> {
+            let mut tx = pool.begin().await?;
+            for owner in who {
+                sqlx::query(
+                    "INSERT INTO owners (name, owner, added_by, added_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (name, owner) DO NOTHING",
+                )
+                .bind(name)
+                .bind(owner)
+                .bind(by)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+
+        pub async fn remove_owners(
+            pool: &$pool,
+            name: &str,
+            who: &[String],
+        ) -> Result<bool, StoreError> {
+            let mut tx = pool.begin().await?;
+            // A write to the package row first: concurrent removals queue behind it (PostgreSQL
+            // row lock; SQLite's single writer), so two of them cannot both leave one owner.
+            sqlx::query("UPDATE packages SET created_by = created_by WHERE name = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            for owner in who {
+                sqlx::query("DELETE FROM owners WHERE name = $1 AND owner = $2")
+                    .bind(name)
+                    .bind(owner)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM owners WHERE name = $1")
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await?;
+            if left == 0 {
+                return Ok(false);
+            }
+            tx.commit().await?;
+            Ok(true)
+        }
+    };
+}
+
+mod sqlite_owners {
+    owner_statements!(sqlx::SqlitePool);
+}
+
+mod pg_owners {
+    owner_statements!(sqlx::PgPool);
+}
+
 /// SQLite metadata store.
 pub struct SqliteRegistry {
     pool: SqlitePool,
@@ -128,35 +242,8 @@ const COLUMNS: &str =
 impl RegistryStore for SqliteRegistry {
     async fn insert(&self, v: &VersionInfo, any_owner: bool) -> Result<Insert, StoreError> {
         let sv = v.manifest.semver();
-        // BEGIN IMMEDIATE would be stricter; the packages primary key already makes the first
-        // publisher the only creator.
         let mut tx = self.pool.begin().await?;
-        let created = sqlx::query(
-            "INSERT INTO packages (name, created_by, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(&v.name)
-        .bind(&v.publisher)
-        .bind(v.published_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if created > 0 {
-            sqlx::query(
-                "INSERT INTO owners (name, owner, added_by, added_at) VALUES (?1, ?2, ?2, ?3)",
-            )
-            .bind(&v.name)
-            .bind(&v.publisher)
-            .bind(v.published_at)
-            .execute(&mut *tx)
-            .await?;
-        } else if !any_owner
-            && sqlx::query("SELECT 1 FROM owners WHERE name = ?1 AND owner = ?2")
-                .bind(&v.name)
-                .bind(&v.publisher)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_none()
-        {
+        if !claim_package!(tx, v, any_owner) {
             return Ok(Insert::NotOwner);
         }
         let done = sqlx::query(
@@ -269,50 +356,15 @@ impl RegistryStore for SqliteRegistry {
     }
 
     async fn owners(&self, name: &str) -> Result<Vec<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT owner FROM owners WHERE name = ?1 ORDER BY owner")
-                .bind(name)
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        sqlite_owners::owners(&self.pool, name).await
     }
 
     async fn add_owners(&self, name: &str, who: &[String], by: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for owner in who {
-            sqlx::query(
-                "INSERT INTO owners (name, owner, added_by, added_at) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (name, owner) DO NOTHING",
-            )
-            .bind(name)
-            .bind(owner)
-            .bind(by)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        sqlite_owners::add_owners(&self.pool, name, who, by).await
     }
 
     async fn remove_owners(&self, name: &str, who: &[String]) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for owner in who {
-            sqlx::query("DELETE FROM owners WHERE name = ?1 AND owner = ?2")
-                .bind(name)
-                .bind(owner)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM owners WHERE name = ?1")
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await?;
-        if left == 0 {
-            return Ok(false);
-        }
-        tx.commit().await?;
-        Ok(true)
+        sqlite_owners::remove_owners(&self.pool, name, who).await
     }
 }
 
@@ -357,32 +409,7 @@ impl RegistryStore for PgRegistry {
     async fn insert(&self, v: &VersionInfo, any_owner: bool) -> Result<Insert, StoreError> {
         let sv = v.manifest.semver();
         let mut tx = self.pool.begin().await?;
-        let created = sqlx::query(
-            "INSERT INTO packages (name, created_by, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(&v.name)
-        .bind(&v.publisher)
-        .bind(v.published_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if created > 0 {
-            sqlx::query(
-                "INSERT INTO owners (name, owner, added_by, added_at) VALUES ($1, $2, $2, $3)",
-            )
-            .bind(&v.name)
-            .bind(&v.publisher)
-            .bind(v.published_at)
-            .execute(&mut *tx)
-            .await?;
-        } else if !any_owner
-            && sqlx::query("SELECT 1 FROM owners WHERE name = $1 AND owner = $2")
-                .bind(&v.name)
-                .bind(&v.publisher)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_none()
-        {
+        if !claim_package!(tx, v, any_owner) {
             return Ok(Insert::NotOwner);
         }
         let done = sqlx::query(
@@ -494,53 +521,14 @@ impl RegistryStore for PgRegistry {
     }
 
     async fn owners(&self, name: &str) -> Result<Vec<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT owner FROM owners WHERE name = $1 ORDER BY owner")
-                .bind(name)
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        pg_owners::owners(&self.pool, name).await
     }
 
     async fn add_owners(&self, name: &str, who: &[String], by: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for owner in who {
-            sqlx::query(
-                "INSERT INTO owners (name, owner, added_by, added_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (name, owner) DO NOTHING",
-            )
-            .bind(name)
-            .bind(owner)
-            .bind(by)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        pg_owners::add_owners(&self.pool, name, who, by).await
     }
 
     async fn remove_owners(&self, name: &str, who: &[String]) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT 1 FROM packages WHERE name = $1 FOR UPDATE")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        for owner in who {
-            sqlx::query("DELETE FROM owners WHERE name = $1 AND owner = $2")
-                .bind(name)
-                .bind(owner)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM owners WHERE name = $1")
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await?;
-        if left == 0 {
-            return Ok(false);
-        }
-        tx.commit().await?;
-        Ok(true)
+        pg_owners::remove_owners(&self.pool, name, who).await
     }
 }

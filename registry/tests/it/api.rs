@@ -454,7 +454,19 @@ async fn restart_keeps_everything_and_reverifies_blobs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packages_belong_to_their_first_publisher() {
-    let reg = Proc::start(&binary(), &[]);
+    first_publisher_owns(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packages_belong_to_their_first_publisher_on_postgres() {
+    let Some(db) = crpc_tests::TestDatabase::new().await else {
+        return;
+    };
+    first_publisher_owns(&["--database-url", db.url()]).await;
+}
+
+async fn first_publisher_owns(flags: &[&str]) {
+    let reg = Proc::start(&binary(), flags);
     let api = |role, sub: &str| Api::new(&reg.url, Some(token(&reg, role, sub)));
     let (alice, bob) = (api(Role::Publisher, "alice"), api(Role::Publisher, "bob"));
     let admin = api(Role::Admin, "root");
