@@ -115,10 +115,10 @@ pub struct ServeArgs {
     pub http_workers: Option<usize>,
     /// Requests per second one token may make (sustained; 0: no limit). Past it: 429 with
     /// Retry-After.
-    #[arg(long, env = "CRPC_RATE_LIMIT", default_value_t = 5_000)]
+    #[arg(long, env = "CRPC_RATE_LIMIT", default_value_t = 20_000)]
     pub rate_limit: u32,
     /// Requests one token may make in a burst above --rate-limit.
-    #[arg(long, env = "CRPC_RATE_BURST", default_value_t = 10_000)]
+    #[arg(long, env = "CRPC_RATE_BURST", default_value_t = 40_000)]
     pub rate_burst: u32,
     /// Waiting requests (`?wait=`, worker long-polls) one token may hold open at once (0: no
     /// cap). Past it: 429.
