@@ -56,7 +56,18 @@ pub enum ClientError {
     /// The answer did not parse.
     #[error("registry answer did not parse: {0}")]
     Decode(String),
+    /// A download was larger than the client accepts.
+    #[error("the archive is larger than {limit} bytes; refused")]
+    TooLarge {
+        /// The cap, bytes.
+        limit: u64,
+    },
 }
+
+/// Largest archive a client downloads: the unpacked-size cap, since a registry never stores a
+/// compressed archive larger than what it unpacks to be worth (and a hostile one must not fill
+/// memory).
+pub const MAX_DOWNLOAD_BYTES: u64 = 512 << 20;
 
 impl ClientError {
     /// HTTP status of a registry error answer.
@@ -198,12 +209,32 @@ impl RegistryClient {
                 &format!("/v1/packages/{}/{}/archive", info.name, info.version),
             ))
             .await?;
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Unreachable {
-            url: self.base.clone(),
-            reason: e.to_string(),
-        })?;
+        let bytes = self.read_capped(resp, MAX_DOWNLOAD_BYTES).await?;
         verify::verify(&bytes, &info.sha256, info.signature.as_deref(), trusted)?;
-        Ok(bytes.to_vec())
+        Ok(bytes)
+    }
+
+    /// The body of `resp`, refused once it passes `limit` bytes (before, when it says so).
+    async fn read_capped(
+        &self,
+        mut resp: reqwest::Response,
+        limit: u64,
+    ) -> Result<Vec<u8>, ClientError> {
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(ClientError::TooLarge { limit });
+        }
+        let mut out = Vec::new();
+        loop {
+            let chunk = resp.chunk().await.map_err(|e| ClientError::Unreachable {
+                url: self.base.clone(),
+                reason: e.to_string(),
+            })?;
+            let Some(chunk) = chunk else { return Ok(out) };
+            if out.len() as u64 + chunk.len() as u64 > limit {
+                return Err(ClientError::TooLarge { limit });
+            }
+            out.extend_from_slice(&chunk);
+        }
     }
 
     /// Publishes an archive (the manifest inside names the package and version).

@@ -260,6 +260,9 @@ impl PackageCache {
                 ClientError::Verify(v) => {
                     TaskFailure::fatal(format!("package {name}@{version} refused: {v}"))
                 }
+                e @ ClientError::TooLarge { .. } => {
+                    TaskFailure::fatal(format!("package {name}@{version} refused: {e}"))
+                }
                 other => {
                     TaskFailure::retryable(format!("cannot download {name}@{version}: {other}"))
                 }

@@ -243,3 +243,21 @@ fn unavailable(e: ClientError) -> ApiError {
         msg,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caches_stay_bounded_whatever_the_keys() {
+        let cache = TtlCache::new();
+        for i in 0..3 * CACHE_ENTRIES {
+            cache.put(format!("pkg\0^{i}"), i);
+        }
+        assert!(cache.0.lock().unwrap().len() <= CACHE_ENTRIES);
+        assert_eq!(
+            cache.get(&format!("pkg\0^{}", 3 * CACHE_ENTRIES - 1)),
+            Some(3 * CACHE_ENTRIES - 1)
+        );
+    }
+}

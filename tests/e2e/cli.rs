@@ -122,6 +122,11 @@ fn dev_answers_its_first_curl_task_quickly_and_stops_on_ctrl_c() {
     );
     let stdout = ok(&out, "first task");
     assert!(stdout.contains(r#""state":"succeeded""#), "{stdout}");
+    // The exported token is a user's: it cannot lease tasks or act as admin.
+    let out = dev.bash(
+        r#"curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $CRPC_TOKEN" "$CRPC_SERVER/worker/request_task""#,
+    );
+    assert_eq!(ok(&out, "worker route with the exported token"), "403");
     // Reported, not asserted: timing targets live in benchmarks and the notes.
     println!(
         "crpc dev: from nothing to the first answer in {:.2}s (exports after {:.2}s)",
