@@ -90,7 +90,7 @@ pub struct Queue {
 }
 
 /// How long a count of an owner's unfinished tasks is trusted.
-const PENDING_RECOUNT: Duration = Duration::from_secs(1);
+const PENDING_RECOUNT: Duration = Duration::from_secs(10);
 
 impl Queue {
     /// A queue over `store`; long-polls end early when `shutdown` fires.
@@ -228,21 +228,23 @@ impl Queue {
     }
 
     /// 429 `queue_full` when `owner` would have more than `max_queued_per_owner` unfinished
-    /// tasks with `adding` more; else counts them as added.
+    /// tasks with `adding` more; else counts them as added. The count plus what this replica
+    /// accepted since is an upper bound (finished tasks are not subtracted), so the database is
+    /// asked again only when that bound would pass the cap (at most once a second) or every
+    /// [`PENDING_RECOUNT`] (to see other replicas' submits): the hot path almost never counts.
     async fn reserve_quota(&self, owner: &str, adding: u64) -> Result<(), ApiError> {
         let cap = self.cfg.max_queued_per_owner;
         if cap == 0 {
             return Ok(());
         }
-        let fresh = |e: &(Instant, u64)| e.0.elapsed() < PENDING_RECOUNT;
-        let known = self
-            .pending_counts()
-            .get(owner)
-            .filter(|e| fresh(e))
-            .map(|e| e.1);
+        let known = self.pending_counts().get(owner).copied();
+        let stale = known.is_none_or(|(at, n)| {
+            at.elapsed() >= PENDING_RECOUNT
+                || (n + adding > cap && at.elapsed() >= Duration::from_secs(1))
+        });
         let now = match known {
-            Some(n) => n,
-            None => {
+            Some((_, n)) if !stale => n,
+            _ => {
                 let n = self.store.pending_count(owner).await?;
                 self.pending_counts()
                     .insert(owner.to_string(), (Instant::now(), n));
