@@ -124,7 +124,7 @@ pub struct ServeArgs {
     /// cap). Past it: 429.
     #[arg(long, env = "CRPC_MAX_LONG_POLLS_PER_TOKEN", default_value_t = 256)]
     pub max_long_polls_per_token: usize,
-    /// Unfinished (waiting, queued, running) tasks one owner may have (0: no cap). Past it:
+    /// Queued (waiting or queued, not yet running) tasks one owner may have (0: no cap). Past it:
     /// 429. Each replica counts from the database when near the cap and every 10 s.
     #[arg(long, env = "CRPC_MAX_QUEUED_PER_OWNER", default_value_t = 1_000_000)]
     pub max_queued_per_owner: u64,

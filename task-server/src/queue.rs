@@ -52,7 +52,7 @@ pub struct QueueConfig {
     pub live_window: Duration,
     /// Most tasks in one `submit_batch`.
     pub max_batch_tasks: usize,
-    /// Most unfinished tasks one owner may have (0: no cap).
+    /// Most queued (waiting or queued, not yet running) tasks one owner may have (0: no cap).
     pub max_queued_per_owner: u64,
 }
 
@@ -84,12 +84,12 @@ pub struct Queue {
     seen: Mutex<HashMap<String, (i64, u64, bool)>>,
     shutdown: CancellationToken,
     resolver: Option<Arc<Resolver>>,
-    /// Per owner: when its unfinished tasks were counted, and the count since (plus what this
+    /// Per owner: when its queued tasks were counted, and the count since (plus what this
     /// replica accepted after), for `max_queued_per_owner`.
     pending: Mutex<HashMap<String, (Instant, u64)>>,
 }
 
-/// How long a count of an owner's unfinished tasks is trusted.
+/// How long a count of an owner's queued tasks is trusted.
 const PENDING_RECOUNT: Duration = Duration::from_secs(10);
 
 impl Queue {
@@ -227,9 +227,9 @@ impl Queue {
         })
     }
 
-    /// 429 `queue_full` when `owner` would have more than `max_queued_per_owner` unfinished
+    /// 429 `queue_full` when `owner` would have more than `max_queued_per_owner` queued
     /// tasks with `adding` more; else counts them as added. The count plus what this replica
-    /// accepted since is an upper bound (finished tasks are not subtracted), so the database is
+    /// accepted since is an upper bound (started tasks are not subtracted), so the database is
     /// asked again only when that bound would pass the cap (at most once a second) or every
     /// [`PENDING_RECOUNT`] (to see other replicas' submits): the hot path almost never counts.
     async fn reserve_quota(&self, owner: &str, adding: u64) -> Result<(), ApiError> {
@@ -255,11 +255,9 @@ impl Queue {
             return Err(ApiError::new(
                 actix_web::http::StatusCode::TOO_MANY_REQUESTS,
                 "queue_full",
-                format!(
-                    "`{owner}` has {now} unfinished tasks; at most {cap} (--max-queued-per-owner)"
-                ),
+                format!("`{owner}` has {now} queued tasks; at most {cap} (--max-queued-per-owner)"),
             )
-            .with_details(json!({"retry_after_s": 1, "unfinished": now, "limit": cap})));
+            .with_details(json!({"retry_after_s": 1, "queued": now, "limit": cap})));
         }
         if let Some(e) = self.pending_counts().get_mut(owner) {
             e.1 += adding;

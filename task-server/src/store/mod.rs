@@ -473,7 +473,7 @@ pub trait Store: Send + Sync + 'static {
         dispatch_ms: Option<f64>,
     ) -> Result<(), StoreError>;
 
-    /// Unfinished (waiting, queued, leased) tasks of `owner`.
+    /// Queued (waiting or queued, not yet running) tasks of `owner`.
     async fn pending_count(&self, owner: &str) -> Result<u64, StoreError>;
 
     /// The newest memoizing task of `owner` with these arguments that is not failed or cancelled.

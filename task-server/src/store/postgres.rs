@@ -866,7 +866,7 @@ impl Store for PgStore {
 
     async fn pending_count(&self, owner: &str) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM tasks WHERE owner = $1 AND state IN ('waiting', 'queued', 'leased')",
+            "SELECT count(*) FROM tasks WHERE owner = $1 AND state IN ('waiting', 'queued')",
         )
         .bind(owner)
         .fetch_one(&self.pool)
