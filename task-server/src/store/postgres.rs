@@ -804,10 +804,11 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await?
         .rows_affected() as usize;
-        // A batch record goes once its tasks are all gone and it is past the result TTL.
+        // A batch record goes once its tasks are all gone and it is past the result TTL (walking
+        // `batches_created` from the oldest, so recent batches are never read).
         sqlx::query(
             "DELETE FROM batches WHERE id = ANY(ARRAY(SELECT id FROM batches WHERE created_at <= $1 \
-             AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.batch_id = batches.id) LIMIT $2 \
+             AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.batch_id = batches.id) ORDER BY created_at LIMIT $2 \
              FOR UPDATE SKIP LOCKED))",
         )
         .bind(now - self.config.default_result_ttl_s * 1000)
