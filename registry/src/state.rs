@@ -2,7 +2,7 @@
 use std::sync::Arc;
 
 use crpc_package::archive::{self, ArchiveError, Limits};
-use crpc_package::client::VersionInfo;
+use crpc_package::client::{Owners, VersionInfo};
 use crpc_package::manifest::valid_package_name;
 use crpc_package::verify::{parse_signature, sha256_hex};
 use crpc_service::auth::Caller;
@@ -159,12 +159,15 @@ impl Registry {
     }
 
     /// The owners of a published package, or 404.
-    pub async fn owners(&self, name: &str) -> Result<Vec<String>, ApiError> {
+    pub async fn owners(&self, name: &str) -> Result<Owners, ApiError> {
         let owners = self.store.owners(name).await.map_err(store_err)?;
         if owners.is_empty() {
             return Err(ApiError::not_found(format!("no package named `{name}`")));
         }
-        Ok(owners)
+        Ok(Owners {
+            name: name.to_string(),
+            owners,
+        })
     }
 
     /// Adds or removes owners of a published package (owners and admins only); the owners
@@ -175,7 +178,7 @@ impl Registry {
         name: &str,
         who: &[String],
         add: bool,
-    ) -> Result<Vec<String>, ApiError> {
+    ) -> Result<Owners, ApiError> {
         check_name(name)?;
         let bad = |s: &String| s.is_empty() || s.len() > 128 || s.chars().any(char::is_control);
         if who.is_empty() || who.len() > 32 || who.iter().any(bad) {

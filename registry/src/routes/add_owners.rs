@@ -1,6 +1,6 @@
 //! `PUT /v1/packages/{name}/owners` (an owner of the package, or an admin)
 use actix_web::{web, HttpResponse};
-use crpc_package::client::{Owners, OwnersChange};
+use crpc_package::client::OwnersChange;
 use crpc_service::auth::PublisherCaller;
 use crpc_service::body::Body;
 use crpc_service::error::ApiError;
@@ -15,11 +15,8 @@ pub async fn handle(
     name: web::Path<String>,
     Body(body): Body<OwnersChange>,
 ) -> Result<HttpResponse, ApiError> {
-    let owners = reg
-        .change_owners(&caller, &name, &body.owners, true)
-        .await?;
-    Ok(HttpResponse::Ok().json(with_success(&Owners {
-        name: name.into_inner(),
-        owners,
-    })))
+    Ok(HttpResponse::Ok().json(with_success(
+        &reg.change_owners(&caller, &name, &body.owners, true)
+            .await?,
+    )))
 }

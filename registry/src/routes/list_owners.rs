@@ -1,6 +1,5 @@
 //! `GET /v1/packages/{name}/owners`
 use actix_web::{web, HttpResponse};
-use crpc_package::client::Owners;
 use crpc_service::auth::AnyCaller;
 use crpc_service::error::ApiError;
 
@@ -14,9 +13,5 @@ pub async fn handle(
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     check_name(&name)?;
-    let owners = reg.owners(&name).await?;
-    Ok(HttpResponse::Ok().json(with_success(&Owners {
-        name: name.into_inner(),
-        owners,
-    })))
+    Ok(HttpResponse::Ok().json(with_success(&reg.owners(&name).await?)))
 }
