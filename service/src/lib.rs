@@ -10,6 +10,22 @@ pub mod http;
 pub mod limits;
 pub mod tls;
 
+/// The text of `queries/<dialect>/<name>.sql` under the calling crate's directory, for the
+/// per-dialect SQL files of the services' stores: `sql_file!("sqlite", "claim")`.
+#[macro_export]
+macro_rules! sql_file {
+    ($dir:literal, $name:literal) => {
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/queries/",
+            $dir,
+            "/",
+            $name,
+            ".sql"
+        ))
+    };
+}
+
 /// Logs to stderr: text (coloured on a TTY) or JSON lines; level from `CRPC_LOG` (default info).
 pub fn init_tracing(json: bool) {
     use std::io::IsTerminal;

@@ -32,39 +32,8 @@ impl Application {
         if let Some(ca) = &args.ca_cert {
             crpc_package::http::trust_ca_file(ca).map_err(|e| anyhow::anyhow!(e))?;
         }
-        let store_cfg = StoreConfig {
-            backoff_base_ms: args.retry_backoff.as_millis() as i64,
-            backoff_max_ms: args.retry_backoff_max.as_millis() as i64,
-            default_result_ttl_s: args.result_ttl.as_secs() as i64,
-            ..StoreConfig::default()
-        };
-        let store: Arc<dyn Store> = match args.database_url.as_deref() {
-            None => {
-                let db = args.data_dir.join("crpc.db");
-                crpc_service::fs::private_file(&db)?;
-                Arc::new(SqliteStore::open(&db, store_cfg).await?)
-            }
-            Some(url) if url.starts_with("sqlite:") => {
-                Arc::new(SqliteStore::open_url(url, store_cfg).await?)
-            }
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Arc::new(PgStore::open(url, store_cfg).await?)
-            }
-            Some(url) => anyhow::bail!(
-                "unsupported --database-url `{}`: use sqlite:PATH or postgres://…",
-                url.split('@').next_back().unwrap_or(url)
-            ),
-        };
-        let secret = if args.no_auth {
-            None
-        } else {
-            let inline = std::env::var("CRPC_JWT_SECRET").ok();
-            Some(Secret::load(
-                inline.as_deref(),
-                args.jwt_secret_file.as_deref(),
-                &args.data_dir,
-            )?)
-        };
+        let store = open_store(&args).await?;
+        let secret = load_secret(&args)?;
         let auth = match &secret {
             None => {
                 tracing::warn!("AUTHENTICATION IS DISABLED (--no-auth): anyone who can reach this port is admin");
@@ -102,47 +71,7 @@ impl Application {
             args.reap_interval,
             shutdown.clone(),
         ));
-
-        let limits = Limits {
-            body_bytes: args.max_body_bytes,
-            batch_body_bytes: args.max_batch_body_bytes,
-        };
-        let listener = TcpListener::bind(args.bind)?;
-        let addr = listener.local_addr()?;
-        let queue_data = web::Data::from(queue.clone());
-        let auth_data = web::Data::new(Arc::new(auth));
-        let rate_data = web::Data::new(crpc_service::limits::Limits::new(
-            args.rate_limit,
-            args.rate_burst,
-            args.max_long_polls_per_token,
-        ));
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(queue_data.clone())
-                .app_data(auth_data.clone())
-                .app_data(rate_data.clone())
-                .app_data(routes::query_config())
-                .app_data(web::PathConfig::default().error_handler(|err, _| {
-                    crate::error::ApiError::not_found(format!("path: {err}")).into()
-                }))
-                .configure(|cfg| routes::configure(cfg, limits))
-                .default_service(web::to(routes::not_found))
-        })
-        .disable_signals()
-        .shutdown_timeout(10)
-        .backlog(2048);
-        if let Some(n) = args.http_workers {
-            server = server.workers(n.max(1));
-        }
-        let tls = crpc_service::tls::pair(args.tls_cert.as_deref(), args.tls_key.as_deref())?
-            .map(|(cert, key)| crpc_service::tls::server_config(cert, key))
-            .transpose()?;
-        let https = tls.is_some();
-        let server = match tls {
-            Some(cfg) => server.listen_rustls_0_23(listener, cfg)?,
-            None => server.listen(listener)?,
-        }
-        .run();
+        let (addr, https, server) = serve(&args, queue.clone(), auth)?;
         Ok(Application {
             addr,
             https,
@@ -198,4 +127,91 @@ async fn wait_for_signal(token: CancellationToken) {
         _ = crpc_service::shutdown_signal() => {}
         _ = token.cancelled() => {}
     }
+}
+
+/// The store `--database-url` names (SQLite under the data dir by default).
+async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
+    let cfg = StoreConfig {
+        backoff_base_ms: args.retry_backoff.as_millis() as i64,
+        backoff_max_ms: args.retry_backoff_max.as_millis() as i64,
+        default_result_ttl_s: args.result_ttl.as_secs() as i64,
+        ..StoreConfig::default()
+    };
+    Ok(match args.database_url.as_deref() {
+        None => {
+            let db = args.data_dir.join("crpc.db");
+            crpc_service::fs::private_file(&db)?;
+            Arc::new(SqliteStore::open(&db, cfg).await?)
+        }
+        Some(url) if url.starts_with("sqlite:") => Arc::new(SqliteStore::open_url(url, cfg).await?),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Arc::new(PgStore::open(url, cfg).await?)
+        }
+        Some(url) => anyhow::bail!(
+            "unsupported --database-url `{}`: use sqlite:PATH or postgres://…",
+            url.split('@').next_back().unwrap_or(url)
+        ),
+    })
+}
+
+/// The token secret, unless `--no-auth`.
+fn load_secret(args: &ServeArgs) -> anyhow::Result<Option<Secret>> {
+    if args.no_auth {
+        return Ok(None);
+    }
+    let inline = std::env::var("CRPC_JWT_SECRET").ok();
+    Ok(Some(Secret::load(
+        inline.as_deref(),
+        args.jwt_secret_file.as_deref(),
+        &args.data_dir,
+    )?))
+}
+
+/// Binds the listener (TLS with --tls-cert) and starts the HTTP server on it.
+fn serve(
+    args: &ServeArgs,
+    queue: Arc<Queue>,
+    auth: Authenticator,
+) -> anyhow::Result<(SocketAddr, bool, Server)> {
+    let limits = Limits {
+        body_bytes: args.max_body_bytes,
+        batch_body_bytes: args.max_batch_body_bytes,
+    };
+    let listener = TcpListener::bind(args.bind)?;
+    let addr = listener.local_addr()?;
+    let queue_data = web::Data::from(queue);
+    let auth_data = web::Data::new(Arc::new(auth));
+    let rate_data = web::Data::new(crpc_service::limits::Limits::new(
+        args.rate_limit,
+        args.rate_burst,
+        args.max_long_polls_per_token,
+    ));
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(queue_data.clone())
+            .app_data(auth_data.clone())
+            .app_data(rate_data.clone())
+            .app_data(routes::query_config())
+            .app_data(web::PathConfig::default().error_handler(|err, _| {
+                crate::error::ApiError::not_found(format!("path: {err}")).into()
+            }))
+            .configure(|cfg| routes::configure(cfg, limits))
+            .default_service(web::to(routes::not_found))
+    })
+    .disable_signals()
+    .shutdown_timeout(10)
+    .backlog(2048);
+    if let Some(n) = args.http_workers {
+        server = server.workers(n.max(1));
+    }
+    let tls = crpc_service::tls::pair(args.tls_cert.as_deref(), args.tls_key.as_deref())?
+        .map(|(cert, key)| crpc_service::tls::server_config(cert, key))
+        .transpose()?;
+    let https = tls.is_some();
+    let server = match tls {
+        Some(cfg) => server.listen_rustls_0_23(listener, cfg)?,
+        None => server.listen(listener)?,
+    }
+    .run();
+    Ok((addr, https, server))
 }

@@ -1,7 +1,14 @@
-//! Durable state. The [`Store`] trait is the only place SQL lives behind; each backend keeps its
-//! dialect to itself and the conformance suite (`tests/it/store_conformance.rs`) runs unchanged
-//! against every backend.
-use std::collections::{HashMap, HashSet};
+//! Durable state behind the [`Store`] and [`StoreReads`] traits. Three layers:
+//! - `queries/<dialect>/*.sql`: the SQL text, one file per statement;
+//! - [`statements`](self::statements): one Rust function per statement, typed parameters and
+//!   typed rows ([`rows`]), written once and expanded per dialect;
+//! - [`core`]: the domain decisions (retry policy, answer/heartbeat/cancel/reap outcomes,
+//!   statistics merging), written once above the statements.
+//!
+//! Each backend (`sqlite/`, `postgres/`) adds only what is its own: SQLite's single writer with
+//! group commit, PostgreSQL's replica notifications and shared statistics. The conformance suite
+//! (`tests/it/store_conformance.rs`) runs unchanged against both.
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -11,11 +18,17 @@ use uuid::Uuid;
 
 use crate::stats::{FunctionStats, QueueLoad};
 
+pub mod core;
 pub mod postgres;
+pub mod rows;
 pub mod sqlite;
+mod statements;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+
+/// What store methods return.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Store failures. Bad input never gets here: the domain layer validates first.
 #[derive(Debug, thiserror::Error)]
@@ -273,32 +286,7 @@ pub struct UnappliedRow {
     pub lease_owner: Option<String>,
 }
 
-/// Why an answer changed nothing, decided once for every backend: another worker's lease
-/// (403), a replay of this lease's accepted answer (200 duplicate), or a lease no longer current
-/// (409).
-pub fn classify_unapplied(a: &AnswerIn, row: Option<&UnappliedRow>) -> AnswerOutcome {
-    let Some(row) = row else {
-        return AnswerOutcome::NotFound;
-    };
-    let epoch = a.lease_epoch.unwrap_or(row.lease_epoch);
-    // A lease taken before leases recorded their owner binds the worker id alone.
-    let holds = a
-        .holder
-        .worker_id
-        .as_ref()
-        .is_none_or(|w| row.lease_worker.as_ref() == Some(w))
-        && row
-            .lease_owner
-            .as_deref()
-            .is_none_or(|o| o == a.holder.owner);
-    if epoch == row.lease_epoch && row.lease_worker.is_some() && !holds {
-        return AnswerOutcome::NotHolder;
-    }
-    match row.answered_epoch {
-        Some(answered) if answered == epoch => AnswerOutcome::Duplicate,
-        _ => AnswerOutcome::Stale { state: row.state },
-    }
-}
+/// What the reaper did.
 #[derive(Debug, Clone, Default)]
 pub struct ReapOutcome {
     /// Expired leases put back in the queue.
@@ -426,87 +414,101 @@ pub struct ListQuery {
     pub limit: u32,
 }
 
-/// The durable queue. Every method is one transaction.
+/// The reads of the durable queue: the same statements and conversions on every backend
+/// (implemented once, by `statements::store_reads!`).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Inserts one task, honouring its idempotency key.
-    async fn submit_one(
-        &self,
-        owner: &str,
-        task: NewTask,
-        now: i64,
-    ) -> Result<SubmitOutcome, StoreError>;
-    /// Inserts a batch and its tasks (no idempotency keys inside batches).
-    async fn submit_batch(
-        &self,
-        owner: &str,
-        batch_id: Uuid,
-        tasks: Vec<NewTask>,
-        now: i64,
-    ) -> Result<(), StoreError>;
-    /// Leases up to `max_tasks` ready tasks in priority, then FIFO, order; one statement.
-    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Lease>, StoreError>;
-    /// Extends the given leases.
-    async fn heartbeat(&self, hb: HeartbeatIn) -> Result<HeartbeatOutcome, StoreError>;
-    /// Applies answers (fenced by lease epoch) and updates runtime statistics.
-    async fn answer(
-        &self,
-        answers: Vec<AnswerIn>,
-        now: i64,
-    ) -> Result<Vec<AnswerOutcome>, StoreError>;
-    /// Cancels a non-terminal task.
-    async fn cancel(&self, id: Uuid, by: &str, now: i64) -> Result<CancelOutcome, StoreError>;
-    /// Deletes a task; returns what it was.
-    async fn delete(&self, id: Uuid) -> Result<Option<Finished>, StoreError>;
-    /// Expired leases back to the queue (or failed), expired results deleted.
-    async fn reap(&self, now: i64) -> Result<ReapOutcome, StoreError>;
-    /// Records a processor sighting; `false` (and nothing written) when the worker id
-    /// belongs to another token subject.
-    async fn upsert_worker(&self, w: WorkerRecord) -> Result<bool, StoreError>;
-    /// Refreshes a known processor's last_seen and, when given, its dispatch overhead (only
-    /// when `owner` is the subject the worker id belongs to).
-    async fn touch_worker(
-        &self,
-        worker_id: &str,
-        owner: &str,
-        now: i64,
-        dispatch_ms: Option<f64>,
-    ) -> Result<(), StoreError>;
-
+pub trait StoreReads: Send + Sync + 'static {
     /// Queued (waiting or queued, not yet running) tasks of `owner`.
-    async fn pending_count(&self, owner: &str) -> Result<u64, StoreError>;
-
+    async fn pending_count(&self, owner: &str) -> Result<u64>;
     /// The newest memoizing task of `owner` with these arguments that is not failed or cancelled.
     async fn find_memoized(
         &self,
         owner: &str,
         args_hash: &str,
-    ) -> Result<Option<(Uuid, TaskState)>, StoreError>;
+    ) -> Result<Option<(Uuid, TaskState)>>;
     /// One task.
-    async fn get_task(&self, id: Uuid) -> Result<Option<TaskRecord>, StoreError>;
+    async fn get_task(&self, id: Uuid) -> Result<Option<TaskRecord>>;
     /// A page of tasks, newest first.
-    async fn list_tasks(&self, q: ListQuery) -> Result<Vec<TaskRecord>, StoreError>;
+    async fn list_tasks(&self, q: ListQuery) -> Result<Vec<TaskRecord>>;
     /// One batch.
-    async fn get_batch(&self, id: Uuid) -> Result<Option<BatchRecord>, StoreError>;
+    async fn get_batch(&self, id: Uuid) -> Result<Option<BatchRecord>>;
     /// Task counts of a batch by state.
-    async fn batch_counts(&self, id: Uuid) -> Result<HashMap<TaskState, u64>, StoreError>;
-    /// Finished tasks of a batch after `after` (completion cursor), in completion order.
-    async fn batch_results(
-        &self,
-        id: Uuid,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<BatchResult>, StoreError>;
+    async fn batch_counts(&self, id: Uuid) -> Result<HashMap<TaskState, u64>>;
     /// What is queued/running: whole queue, one batch, or the part ahead of (and including) a task.
-    async fn queue_load(&self, scope: LoadScope, now: i64) -> Result<QueueLoad, StoreError>;
-    /// All runtime statistics.
-    async fn stats(&self) -> Result<Vec<FunctionStats>, StoreError>;
+    async fn queue_load(&self, scope: LoadScope, now: i64) -> Result<QueueLoad>;
     /// Processors seen since `since` (ms).
-    async fn workers(&self, since: i64) -> Result<Vec<WorkerRecord>, StoreError>;
+    async fn workers(&self, since: i64) -> Result<Vec<WorkerRecord>>;
     /// Whether a delayed (backoff) task became ready in `(after, upto]`.
-    async fn became_ready(&self, after: i64, upto: i64) -> Result<bool, StoreError>;
+    async fn became_ready(&self, after: i64, upto: i64) -> Result<bool>;
     /// Cheap liveness probe of the database.
-    async fn ping(&self) -> Result<(), StoreError>;
+    async fn ping(&self) -> Result<()>;
+}
+
+/// A page of [`ListQuery`] as the list statements bind it.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// Only this state.
+    pub state: Option<&'static str>,
+    /// Only tasks older than this seq.
+    pub before: Option<i64>,
+    /// Page size.
+    pub limit: i64,
+}
+
+impl Page {
+    /// The page of a query (its owner filter picks the statement).
+    pub fn of(q: &ListQuery) -> Page {
+        Page {
+            state: q.state.map(|s| s.as_str()),
+            before: q.before,
+            limit: q.limit as i64,
+        }
+    }
+}
+
+/// A processor's sign of life between full sightings.
+#[derive(Debug, Clone)]
+pub struct WorkerTouch {
+    /// The worker id.
+    pub worker_id: String,
+    /// The token subject it must belong to (else nothing changes).
+    pub owner: String,
+    /// Now, ms.
+    pub now: i64,
+    /// Its dispatch overhead per task, ms, when it reported one.
+    pub dispatch_ms: Option<f64>,
+}
+
+/// The durable queue's writes (and the reads that go through a backend's own state). Every
+/// method is one transaction.
+#[async_trait]
+pub trait Store: StoreReads {
+    /// Inserts one task, honouring its idempotency key.
+    async fn submit_one(&self, owner: &str, task: NewTask, now: i64) -> Result<SubmitOutcome>;
+    /// Inserts batch `id` of owner `by` and its tasks (no idempotency keys inside batches).
+    async fn submit_batch(&self, by: &str, id: Uuid, tasks: Vec<NewTask>, now: i64) -> Result<()>;
+    /// Leases up to `max_tasks` ready tasks in priority, then FIFO, order; one statement.
+    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Lease>>;
+    /// Extends the given leases.
+    async fn heartbeat(&self, hb: HeartbeatIn) -> Result<HeartbeatOutcome>;
+    /// Applies answers (fenced by lease epoch) and updates runtime statistics.
+    async fn answer(&self, answers: Vec<AnswerIn>, now: i64) -> Result<Vec<AnswerOutcome>>;
+    /// Cancels a non-terminal task.
+    async fn cancel(&self, id: Uuid, by: &str, now: i64) -> Result<CancelOutcome>;
+    /// Deletes a task; returns what it was.
+    async fn delete(&self, id: Uuid) -> Result<Option<Finished>>;
+    /// Expired leases back to the queue (or failed), expired results deleted.
+    async fn reap(&self, now: i64) -> Result<ReapOutcome>;
+    /// Records a processor sighting; `false` (and nothing written) when the worker id
+    /// belongs to another token subject.
+    async fn upsert_worker(&self, w: WorkerRecord) -> Result<bool>;
+    /// Refreshes a known processor's last_seen and, when given, its dispatch overhead (only
+    /// when `owner` is the subject the worker id belongs to).
+    async fn touch_worker(&self, t: WorkerTouch) -> Result<()>;
+    /// Finished tasks of a batch after `after` (completion cursor), in completion order.
+    async fn batch_results(&self, id: Uuid, after: i64, limit: u32) -> Result<Vec<BatchResult>>;
+    /// All runtime statistics.
+    async fn stats(&self) -> Result<Vec<FunctionStats>>;
     /// Flushes pending writes and closes.
     async fn close(&self);
     /// What other server replicas sharing this database did (work queued, tasks finished), for
@@ -527,54 +529,6 @@ pub enum StoreEvent {
     Batch(Uuid),
 }
 
-/// One answer as the JSON element the batch answer statements read.
-pub(crate) fn answer_json(a: &AnswerIn) -> serde_json::Value {
-    use serde_json::json;
-    let mut v = json!({"id": a.id, "epoch": a.lease_epoch, "runtime_ms": a.runtime_ms,
-                       "worker": a.holder.worker_id, "owner": a.holder.owner});
-    match &a.kind {
-        AnswerKind::Ok(answer) => {
-            v["kind"] = json!("ok");
-            v["answer"] = answer.clone();
-        }
-        AnswerKind::Fatal(e) => {
-            v["kind"] = json!("fatal");
-            v["error"] = json!(e);
-        }
-        AnswerKind::Retryable(e) => {
-            v["kind"] = json!("retryable");
-            v["error"] = json!(e);
-        }
-    }
-    v
-}
-
-/// The heartbeat leases as the JSON the heartbeat statements read.
-pub(crate) fn heartbeat_json(hb: &HeartbeatIn) -> String {
-    let items: Vec<Value> = hb
-        .leases
-        .iter()
-        .map(|l| serde_json::json!({"id": l.id, "lease_epoch": l.lease_epoch, "progress": l.progress}))
-        .collect();
-    serde_json::to_string(&items).expect("JSON values serialize")
-}
-
-/// Leases of a heartbeat neither extended nor cancelled, minus those another worker holds.
-pub(crate) fn lost_leases(hb: &HeartbeatIn, out: &HeartbeatOutcome) -> Vec<Uuid> {
-    let known: HashSet<Uuid> = out
-        .extended
-        .iter()
-        .chain(&out.cancelled)
-        .chain(&out.foreign)
-        .copied()
-        .collect();
-    hb.leases
-        .iter()
-        .map(|l| l.id)
-        .filter(|id| !known.contains(id))
-        .collect()
-}
-
 /// Which part of the queue an estimate covers.
 #[derive(Debug, Clone, Copy)]
 pub enum LoadScope {
@@ -589,12 +543,4 @@ pub enum LoadScope {
         /// Its seq.
         seq: i64,
     },
-}
-
-pub(crate) fn parse_uuid(s: &str) -> Result<Uuid, StoreError> {
-    Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(format!("bad uuid {s:?}: {e}")))
-}
-
-pub(crate) fn parse_state(s: &str) -> Result<TaskState, StoreError> {
-    s.parse().map_err(StoreError::Corrupt)
 }

@@ -1,0 +1,1 @@
+SELECT id, owner, total, created_at FROM batches WHERE id = ?1

@@ -1,0 +1,1 @@
+SELECT max(finish_seq) FROM tasks

@@ -1,0 +1,1 @@
+SELECT package, version, function, leased_at FROM tasks WHERE state = 'leased' AND batch_id = ?1

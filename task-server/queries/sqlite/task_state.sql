@@ -1,0 +1,1 @@
+SELECT state FROM tasks WHERE id = ?1

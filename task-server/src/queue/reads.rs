@@ -1,0 +1,265 @@
+//! What users read: answers (long-polled), task lists, batches, and cancel/delete.
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use task_api::{AnswerResponse, TaskState, TaskView};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::{clamped_secs, now_ms, Queue};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::stats::non_empty;
+use crate::store::{
+    BatchRecord, BatchResult, CancelOutcome, Finished, ListQuery, LoadScope, TaskRecord,
+};
+use crate::waiters::{batch_key, task_key};
+
+impl Queue {
+    /// A task the caller may see, else 404.
+    pub async fn visible_task(&self, caller: &Caller, id: Uuid) -> Result<TaskRecord, ApiError> {
+        match self.store.get_task(id).await? {
+            Some(t) if caller.may_see(&t.owner) => Ok(t),
+            _ => Err(ApiError::no_task(id)),
+        }
+    }
+
+    /// The answer (or state) of a task; with `wait`, parks until terminal or the wait ends.
+    /// Once the caller is known to see the task, a wake-up that carries the finished row
+    /// answers without reading it again.
+    pub async fn request_answer(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        wait: Option<f64>,
+    ) -> Result<AnswerResponse, ApiError> {
+        let deadline = Instant::now() + self.user_wait(wait)?;
+        let waiter = self.waiters.subscribe(task_key(&id));
+        let checked_owner = std::cell::Cell::new(false);
+        let check = || async {
+            let snapshot = waiter
+                .slot
+                .finished()
+                .and_then(|f| answer_from_snapshot(&f));
+            if let Some(resp) = snapshot.filter(|_| checked_owner.get()) {
+                return Ok((resp, true));
+            }
+            let t = self.visible_task(caller, id).await?;
+            checked_owner.set(true);
+            let done = t.state.is_terminal();
+            Ok((answer_of(t), done))
+        };
+        self.long_poll(&waiter.slot.notify, deadline, check).await
+    }
+
+    /// A page of the caller's tasks, newest first.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        state: Option<TaskState>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<(Vec<TaskView>, Option<i64>), ApiError> {
+        let limit = limit.clamp(1, 1000);
+        let rows = self
+            .store
+            .list_tasks(ListQuery {
+                owner: caller.owner_filter(),
+                state,
+                before,
+                limit,
+            })
+            .await?;
+        let next = (rows.len() as u32 == limit)
+            .then(|| rows.last().map(|r| r.seq))
+            .flatten();
+        Ok((rows.into_iter().map(task_view).collect(), next))
+    }
+
+    /// Cancels a task the caller owns.
+    pub async fn cancel(&self, caller: &Caller, id: Uuid) -> Result<TaskState, ApiError> {
+        self.visible_task(caller, id).await?;
+        match self.store.cancel(id, &caller.sub, now_ms()).await? {
+            CancelOutcome::Cancelled(f) => {
+                self.finished(&f);
+                Ok(TaskState::Cancelled)
+            }
+            CancelOutcome::AlreadyFinished(state) => Err(ApiError::conflict(
+                "already_finished",
+                format!("task {id} already finished ({state}); nothing to cancel"),
+            )
+            .with_details(json!({"state": state}))),
+            CancelOutcome::NotFound => Err(ApiError::no_task(id)),
+        }
+    }
+
+    /// Deletes a task the caller owns (a running one is cancelled on its worker).
+    pub async fn delete(&self, caller: &Caller, id: Uuid) -> Result<TaskState, ApiError> {
+        self.visible_task(caller, id).await?;
+        match self.store.delete(id).await? {
+            Some(f) => {
+                self.finished(&f);
+                Ok(f.state)
+            }
+            None => Err(ApiError::no_task(id)),
+        }
+    }
+
+    /// Counts by state, ETA; with `wait`, parks until every task finished or the wait ends.
+    pub async fn batch_status(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        wait: Option<f64>,
+    ) -> Result<Value, ApiError> {
+        let deadline = Instant::now() + self.user_wait(wait)?;
+        let waiter = self.waiters.subscribe(batch_key(&id));
+        let check = || async {
+            let batch = self.visible_batch(caller, id).await?;
+            let counts = self.store.batch_counts(id).await?;
+            let finished = finished_count(batch.total, &counts);
+            let done = finished >= batch.total;
+            Ok(((batch, counts, finished), done))
+        };
+        let (batch, counts, finished) =
+            self.long_poll(&waiter.slot.notify, deadline, check).await?;
+        let est = self.estimate_scope(LoadScope::Batch(id)).await?;
+        let cap = self.capacity().await?;
+        let by_state: serde_json::Map<String, Value> = TaskState::ALL
+            .iter()
+            .map(|s| {
+                (
+                    s.as_str().to_string(),
+                    json!(counts.get(s).copied().unwrap_or(0)),
+                )
+            })
+            .collect();
+        Ok(json!({
+            "success": true,
+            "batch_id": id,
+            "total": batch.total,
+            "finished": finished,
+            "done": finished >= batch.total,
+            "counts": by_state,
+            "time": est.time,
+            "eta_s": cap.eta(&est),
+            "created_at": batch.created_at,
+        }))
+    }
+
+    /// Finished results of a batch after `after`, in completion order (imap_unordered).
+    pub async fn batch_results(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        after: i64,
+        limit: u32,
+        wait: Option<f64>,
+    ) -> Result<Value, ApiError> {
+        let deadline = Instant::now() + self.user_wait(wait)?;
+        let limit = limit.clamp(1, 1000);
+        let waiter = self.waiters.subscribe(batch_key(&id));
+        let check = || async {
+            let batch = self.visible_batch(caller, id).await?;
+            // Whether every task had finished is read BEFORE the results: a task finishing
+            // between the two reads must not let us say `done` without having returned it.
+            let counts = self.store.batch_counts(id).await?;
+            let all_finished = finished_count(batch.total, &counts) >= batch.total;
+            let results: Vec<BatchResult> = self.store.batch_results(id, after, limit).await?;
+            let ready = !results.is_empty() || all_finished;
+            Ok(((results, all_finished), ready))
+        };
+        let (results, all_finished) = self.long_poll(&waiter.slot.notify, deadline, check).await?;
+        let next = results.last().map(|r| r.finish_seq).unwrap_or(after);
+        let done = all_finished && (results.len() as u32) < limit;
+        Ok(json!({
+            "success": true,
+            "batch_id": id,
+            "results": results,
+            "next": next,
+            "done": done,
+        }))
+    }
+
+    async fn visible_batch(&self, caller: &Caller, id: Uuid) -> Result<BatchRecord, ApiError> {
+        match self.store.get_batch(id).await? {
+            Some(b) if caller.may_see(&b.owner) => Ok(b),
+            _ => Err(ApiError::not_found(format!("no batch with id {id}"))),
+        }
+    }
+
+    fn user_wait(&self, wait: Option<f64>) -> Result<Duration, ApiError> {
+        let w = wait.unwrap_or(0.0);
+        if !w.is_finite() || w < 0.0 {
+            return Err(ApiError::bad_request(
+                "bad_query",
+                "wait must be a number of seconds ≥ 0",
+            ));
+        }
+        Ok(clamped_secs(w, self.cfg.max_user_wait))
+    }
+}
+
+/// The answer of a finished task from what the finishing statement returned.
+fn answer_from_snapshot(f: &Finished) -> Option<AnswerResponse> {
+    let snap = f.snapshot.as_ref()?;
+    let parse = |s: &Option<String>| s.as_deref().map(serde_json::from_str).transpose().ok();
+    Some(AnswerResponse {
+        success: true,
+        id: f.id,
+        state: f.state,
+        answer: parse(&snap.answer)?,
+        error: parse(&snap.error)?
+            .map(|v: Value| serde_json::from_value(v))
+            .transpose()
+            .ok()?,
+        progress: snap.progress,
+        attempt: snap.attempt,
+    })
+}
+
+/// What `request_answer` shows of a task read from the store.
+fn answer_of(t: TaskRecord) -> AnswerResponse {
+    AnswerResponse {
+        success: true,
+        id: t.id,
+        state: t.state,
+        answer: t.answer,
+        error: t.error,
+        progress: t.progress,
+        attempt: t.attempt,
+    }
+}
+
+/// Tasks of a batch that will not change any more: terminal ones, and ones that are gone
+/// (deleted by their owner, or expired before the others finished).
+fn finished_count(total: u64, counts: &HashMap<TaskState, u64>) -> u64 {
+    let pending: u64 = counts
+        .iter()
+        .filter(|(s, _)| !s.is_terminal())
+        .map(|(_, n)| n)
+        .sum();
+    total.saturating_sub(pending)
+}
+
+/// Renders a stored task for listing.
+pub fn task_view(t: TaskRecord) -> TaskView {
+    TaskView {
+        id: t.id,
+        owner: t.owner,
+        package: non_empty(&t.package),
+        version: non_empty(&t.version),
+        function: t.function,
+        state: t.state,
+        priority: t.priority,
+        attempt: t.attempt,
+        max_attempts: t.max_attempts,
+        progress: t.progress,
+        error: t.error,
+        created_at: t.created_at,
+        finished_at: t.finished_at,
+        runtime_ms: t.runtime_ms,
+        batch_id: t.batch_id,
+    }
+}

@@ -1,0 +1,33 @@
+//! The background pass: expired leases, expired results, delayed tasks that became ready.
+use super::{now_ms, Queue, PENDING_RECOUNT};
+use crate::error::ApiError;
+
+impl Queue {
+    /// One reaper pass: expired leases, expired results, delayed tasks that became ready.
+    pub async fn reap_once(&self, last: i64) -> Result<i64, ApiError> {
+        let now = now_ms();
+        let out = self.store.reap(now).await?;
+        for f in &out.failed {
+            self.finished(f);
+        }
+        if out.requeued > 0 || !out.failed.is_empty() || out.deleted > 0 {
+            tracing::info!(
+                requeued = out.requeued,
+                failed = out.failed.len(),
+                deleted = out.deleted,
+                "reaper pass"
+            );
+        }
+        if out.requeued > 0 || self.store.became_ready(last, now).await? {
+            self.work.notify_waiters();
+        }
+        let horizon = now - 3_600_000;
+        self.seen
+            .lock()
+            .expect("seen lock")
+            .retain(|_, (at, _, _)| *at >= horizon);
+        self.pending_counts()
+            .retain(|_, (at, _)| at.elapsed() < PENDING_RECOUNT);
+        Ok(now)
+    }
+}

@@ -1,0 +1,311 @@
+//! Submitting tasks: validation, resolution, the per-owner quota, memoization.
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crpc_package::manifest::{valid_exact_version, valid_package_name, valid_version_req};
+use serde_json::json;
+use task_api::{SubmitBatch, SubmitBatchResponse, SubmitResponse, TaskSpec, TaskState};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::{now_ms, sha256_hex, Queue, PENDING_RECOUNT};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::stats::non_empty;
+use crate::store::{NewTask, SubmitOutcome};
+
+impl Queue {
+    /// Submits one task. `Ok((response, true))` when a new task was created.
+    pub async fn submit(
+        &self,
+        caller: &Caller,
+        spec: TaskSpec,
+    ) -> Result<(SubmitResponse, bool), ApiError> {
+        let task = self.new_task(spec, "").await?;
+        if task.memoize {
+            if let Some((id, state)) = self
+                .store
+                .find_memoized(&caller.sub, &task.args_hash)
+                .await?
+            {
+                return Ok((submitted(id, state, &task.version), false));
+            }
+        }
+        let (id, version) = (task.id, task.version.clone());
+        self.reserve_quota(&caller.sub, 1).await?;
+        match self.store.submit_one(&caller.sub, task, now_ms()).await? {
+            SubmitOutcome::Created => {
+                self.work.notify_waiters();
+                Ok((submitted(id, TaskState::Queued, &version), true))
+            }
+            SubmitOutcome::Existing { id, state } => Ok((submitted(id, state, &version), false)),
+            SubmitOutcome::Conflict { id } => Err(ApiError::new(
+                actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                format!("idempotency_key is already used by task {id} with a different body"),
+            )
+            .with_details(json!({"field": "idempotency_key", "task_id": id}))),
+        }
+    }
+
+    /// Submits a batch (the seed's `Pool.map`).
+    pub async fn submit_batch(
+        &self,
+        caller: &Caller,
+        batch: SubmitBatch,
+    ) -> Result<SubmitBatchResponse, ApiError> {
+        if batch.tasks.is_empty() {
+            return Err(ApiError::invalid(
+                "tasks",
+                "tasks must hold at least one task",
+            ));
+        }
+        if batch.tasks.len() > self.cfg.max_batch_tasks {
+            return Err(ApiError::invalid(
+                "tasks",
+                format!(
+                    "a batch holds at most {} tasks; split it",
+                    self.cfg.max_batch_tasks
+                ),
+            ));
+        }
+        let mut tasks = Vec::with_capacity(batch.tasks.len());
+        for (i, spec) in batch.tasks.into_iter().enumerate() {
+            if spec.idempotency_key.is_some() {
+                return Err(ApiError::invalid(
+                    &format!("tasks[{i}].idempotency_key"),
+                    "idempotency keys are per task submit; a batch is identified by its batch_id",
+                ));
+            }
+            tasks.push(self.new_task(spec, &format!("tasks[{i}].")).await?);
+        }
+        self.reserve_quota(&caller.sub, tasks.len() as u64).await?;
+        let batch_id = Uuid::now_v7();
+        let ids = tasks.iter().map(|t| t.id).collect();
+        self.store
+            .submit_batch(&caller.sub, batch_id, tasks, now_ms())
+            .await?;
+        self.work.notify_waiters();
+        Ok(SubmitBatchResponse {
+            success: true,
+            batch_id,
+            ids,
+        })
+    }
+
+    /// 429 `queue_full` when `owner` would have more than `max_queued_per_owner` queued
+    /// tasks with `adding` more; else counts them as added. The count plus what this replica
+    /// accepted since is an upper bound (started tasks are not subtracted), so the database is
+    /// asked again only when that bound would pass the cap (at most once a second) or every
+    /// [`PENDING_RECOUNT`] (to see other replicas' submits): the hot path almost never counts.
+    async fn reserve_quota(&self, owner: &str, adding: u64) -> Result<(), ApiError> {
+        let cap = self.cfg.max_queued_per_owner;
+        if cap == 0 {
+            return Ok(());
+        }
+        let known = self.pending_counts().get(owner).copied();
+        let stale = known.is_none_or(|(at, n)| {
+            at.elapsed() >= PENDING_RECOUNT
+                || (n + adding > cap && at.elapsed() >= Duration::from_secs(1))
+        });
+        let now = match known {
+            Some((_, n)) if !stale => n,
+            _ => {
+                let n = self.store.pending_count(owner).await?;
+                self.pending_counts()
+                    .insert(owner.to_string(), (Instant::now(), n));
+                n
+            }
+        };
+        if now + adding > cap {
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                "queue_full",
+                format!("`{owner}` has {now} queued tasks; at most {cap} (--max-queued-per-owner)"),
+            )
+            .with_details(json!({"retry_after_s": 1, "queued": now, "limit": cap})));
+        }
+        if let Some(e) = self.pending_counts().get_mut(owner) {
+            e.1 += adding;
+        }
+        Ok(())
+    }
+
+    pub(super) fn pending_counts(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, u64)>> {
+        self.pending.lock().expect("pending lock")
+    }
+
+    /// A validated, resolved task; errors name the field under `prefix` (`tasks[3].`).
+    async fn new_task(&self, mut spec: TaskSpec, prefix: &str) -> Result<NewTask, ApiError> {
+        let field = |f: &str| format!("{prefix}{f}");
+        check_names(&spec, &field, self.resolver.is_some())?;
+        let max_attempts = check_limits(&spec, &field, self.cfg.default_max_attempts)?;
+        // The request hash is of the body as sent, before resolution fills in the version.
+        let request_hash = spec.idempotency_key.as_ref().map(|_| {
+            let mut body = spec.clone();
+            body.idempotency_key = None;
+            sha256_hex(&json!(body))
+        });
+        if let Some(resolver) = &self.resolver {
+            let r = resolver.resolve(&spec, prefix).await?;
+            spec.package = Some(r.package);
+            spec.version = Some(r.version);
+            if spec.resources.is_empty() {
+                spec.resources = r.resources;
+            }
+        }
+        let package = spec.package.clone().unwrap_or_default();
+        let version = spec.version.clone().unwrap_or_default();
+        let args_hash = sha256_hex(&json!([
+            package,
+            version,
+            spec.function,
+            spec.args,
+            spec.kwargs
+        ]));
+        Ok(NewTask {
+            id: Uuid::now_v7(),
+            package,
+            version,
+            function: spec.function,
+            args: spec.args,
+            kwargs: spec.kwargs,
+            priority: spec.priority,
+            max_attempts,
+            timeout_s: spec.timeout_s,
+            ttl_s: spec.ttl_s,
+            idempotency_key: spec.idempotency_key,
+            request_hash,
+            args_hash,
+            memoize: spec.memoize,
+            req_gpus: spec.resources.gpus,
+            req_memory_mb: spec.resources.memory_mb,
+            req_datasets: spec.resources.datasets,
+        })
+    }
+}
+
+fn submitted(id: Uuid, state: TaskState, version: &str) -> SubmitResponse {
+    SubmitResponse {
+        success: true,
+        id,
+        state,
+        version: non_empty(version),
+    }
+}
+
+/// Letters, digits and `_ . - :`, 1 to `max` characters (function and dataset names).
+fn name_ok(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-:".contains(c))
+}
+
+/// The names of a task: they become paths and keys on every processor. `resolving`: a
+/// registry resolves version requirements (else the version must be exact).
+fn check_names(
+    spec: &TaskSpec,
+    field: &dyn Fn(&str) -> String,
+    resolving: bool,
+) -> Result<(), ApiError> {
+    if !name_ok(&spec.function, 256) {
+        return Err(ApiError::invalid(
+            &field("function"),
+            "function must be 1-256 characters of letters, digits, `_ . - :`",
+        ));
+    }
+    if let Some(p) = &spec.package {
+        if !valid_package_name(p) {
+            return Err(ApiError::invalid(
+                &field("package"),
+                "package must match [a-z0-9][a-z0-9_-]{0,63}",
+            ));
+        }
+    }
+    if let Some(v) = &spec.version {
+        // Names and versions become cache paths on every processor: only what semver
+        // accepts gets through. Without a registry nothing resolves a requirement, so the
+        // version must be exact.
+        let (ok, what) = if resolving {
+            (
+                valid_version_req(v),
+                "a semver requirement such as `^1.2` or `=1.0.0`",
+            )
+        } else {
+            (
+                valid_exact_version(v),
+                "an exact semver version such as `1.2.0` (this server has no --registry to resolve requirements)",
+            )
+        };
+        if !ok {
+            return Err(ApiError::invalid(
+                &field("version"),
+                format!("version must be {what}, at most 64 characters"),
+            ));
+        }
+    }
+    if spec.resources.datasets.len() > 32
+        || spec.resources.datasets.iter().any(|d| !name_ok(d, 128))
+    {
+        return Err(ApiError::invalid(
+            &field("resources.datasets"),
+            "at most 32 datasets, each 1-128 characters of letters, digits, `_ . - :`",
+        ));
+    }
+    Ok(())
+}
+
+/// The numbers of a task; its attempts (the default when it names none).
+fn check_limits(
+    spec: &TaskSpec,
+    field: &dyn Fn(&str) -> String,
+    default_attempts: u32,
+) -> Result<u32, ApiError> {
+    if !(-1000..=1000).contains(&spec.priority) {
+        return Err(ApiError::invalid(
+            &field("priority"),
+            "priority must be between -1000 and 1000",
+        ));
+    }
+    if let Some(t) = spec.timeout_s {
+        if t == 0 || t > 7 * 24 * 3600 {
+            return Err(ApiError::invalid(
+                &field("timeout_s"),
+                "timeout_s must be 1 s to 7 days",
+            ));
+        }
+    }
+    let max_attempts = spec.max_attempts.unwrap_or(default_attempts);
+    if !(1..=100).contains(&max_attempts) {
+        return Err(ApiError::invalid(
+            &field("max_attempts"),
+            "max_attempts must be 1 to 100",
+        ));
+    }
+    if let Some(k) = &spec.idempotency_key {
+        if k.is_empty() || k.len() > 256 {
+            return Err(ApiError::invalid(
+                &field("idempotency_key"),
+                "idempotency_key must be 1-256 characters",
+            ));
+        }
+    }
+    if let Some(t) = spec.ttl_s {
+        if t == 0 || t > 365 * 24 * 3600 {
+            return Err(ApiError::invalid(
+                &field("ttl_s"),
+                "ttl_s must be 1 s to 365 days",
+            ));
+        }
+    }
+    if spec.resources.gpus > 64 {
+        return Err(ApiError::invalid(
+            &field("resources.gpus"),
+            "resources.gpus must be at most 64",
+        ));
+    }
+    Ok(max_attempts)
+}

@@ -1,0 +1,394 @@
+//! The worker side: leases (long-polled), sightings, heartbeats and answers.
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use task_api::{
+    Capabilities, HeartbeatRequest, HeartbeatResponse, Lease, RequestTask, RequestTaskResponse,
+    SubmitAnswer, TaskErrorKind,
+};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::{clamped_secs, now_ms, Queue, WORKER_UPSERT_EVERY_MS};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::store::{
+    AnswerIn, AnswerKind, AnswerOutcome, ClaimRequest, HeartbeatIn, Holder, WorkerRecord,
+    WorkerTouch,
+};
+
+impl Queue {
+    /// Leases up to `max_tasks` tasks, long-polling up to `wait_s` (≤ 30 s) when none is ready.
+    pub async fn request_tasks(
+        &self,
+        caller: &Caller,
+        body: RequestTask,
+    ) -> Result<RequestTaskResponse, ApiError> {
+        let worker_id = worker_name(caller, body.worker_id)?;
+        if body.max_tasks == 0 || body.max_tasks > 1000 {
+            return Err(ApiError::invalid(
+                "max_tasks",
+                "max_tasks must be 1 to 1000",
+            ));
+        }
+        let wait = match body.wait_s {
+            Some(w) if !w.is_finite() || w < 0.0 => {
+                return Err(ApiError::invalid(
+                    "wait_s",
+                    "wait_s must be a number of seconds ≥ 0",
+                ))
+            }
+            Some(w) => clamped_secs(w, self.cfg.max_worker_wait),
+            None => self.cfg.max_worker_wait,
+        };
+        let caps = body.capabilities;
+        check_capabilities(&caps)?;
+        self.seen_worker(caller, &worker_id, &caps, body.max_tasks, None)
+            .await?;
+        let holder = Holder {
+            worker_id: Some(worker_id.clone()),
+            owner: caller.sub.clone(),
+        };
+        let deadline = Instant::now() + wait;
+        let ttl = self.cfg.lease_ttl.as_millis() as i64;
+        let claims = std::cell::Cell::new(0u32);
+        let check = || async {
+            claims.set(claims.get() + 1);
+            let req = ClaimRequest {
+                holder: holder.clone(),
+                max_tasks: body.max_tasks,
+                gpus: caps.gpus,
+                memory_mb: caps.memory_mb,
+                datasets: caps.datasets.clone(),
+                now: now_ms(),
+                lease_ttl_ms: ttl,
+            };
+            let leases: Vec<Lease> = self.store.claim(req).await?;
+            let got = !leases.is_empty();
+            Ok((leases, got))
+        };
+        let leases = self.long_poll(&self.work, deadline, check).await?;
+        let waited = claims.get() > 1;
+        if !wait.is_zero() {
+            self.seen_worker(caller, &worker_id, &caps, body.max_tasks, None)
+                .await?;
+        }
+        Ok(RequestTaskResponse {
+            success: true,
+            leases,
+            heartbeat_interval_ms: (ttl / 3).max(100) as u64,
+            waited,
+        })
+    }
+
+    async fn seen_worker(
+        &self,
+        caller: &Caller,
+        worker_id: &str,
+        caps: &Capabilities,
+        max_tasks: u32,
+        dispatch_ms: Option<f64>,
+    ) -> Result<(), ApiError> {
+        let now = now_ms();
+        let caps_json = json!(caps);
+        let fingerprint = {
+            let mut h = Sha256::new();
+            h.update(caps_json.to_string());
+            h.update(caller.sub.as_bytes());
+            u64::from_le_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
+        };
+        {
+            let mut seen = self.seen.lock().expect("seen lock");
+            match seen.get(worker_id) {
+                Some((at, fp, _)) if *fp == fingerprint && now - at < WORKER_UPSERT_EVERY_MS => {
+                    return Ok(())
+                }
+                Some((_, _, stored)) => {
+                    let stored = *stored || dispatch_ms.is_some();
+                    seen.insert(worker_id.to_string(), (now, fingerprint, stored));
+                }
+                None => {
+                    seen.insert(
+                        worker_id.to_string(),
+                        (now, fingerprint, dispatch_ms.is_some()),
+                    );
+                }
+            }
+        }
+        let taken = !self
+            .store
+            .upsert_worker(WorkerRecord {
+                worker_id: worker_id.to_string(),
+                owner: caller.sub.clone(),
+                slots: caps.slots.unwrap_or(max_tasks),
+                capabilities: caps_json,
+                first_seen: now,
+                last_seen: now,
+                running: 0,
+                dispatch_ms,
+            })
+            .await?;
+        if taken {
+            self.seen.lock().expect("seen lock").remove(worker_id);
+            return Err(worker_id_taken(worker_id));
+        }
+        Ok(())
+    }
+
+    /// Extends leases, records progress, reports cancellations.
+    pub async fn heartbeat(
+        &self,
+        caller: &Caller,
+        hb: HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, ApiError> {
+        let named = hb.worker_id.is_some();
+        let worker_id = worker_name(caller, hb.worker_id)?;
+        for (i, l) in hb.leases.iter().enumerate() {
+            if let Some(p) = l.progress {
+                if !(0.0..=100.0).contains(&p) {
+                    return Err(ApiError::invalid(
+                        &format!("leases[{i}].progress"),
+                        "progress must be between 0 and 100",
+                    ));
+                }
+            }
+        }
+        if let Some(d) = hb.dispatch_ms {
+            if !(0.0..=3_600_000.0).contains(&d) {
+                return Err(ApiError::invalid(
+                    "dispatch_ms",
+                    "dispatch_ms must be between 0 and 3600000",
+                ));
+            }
+        }
+        if let Some(caps) = &hb.capabilities {
+            check_capabilities(caps)?;
+            let slots = caps.slots.unwrap_or(1);
+            self.seen_worker(caller, &worker_id, caps, slots, hb.dispatch_ms)
+                .await?;
+        } else {
+            self.touch_worker(caller, &worker_id, hb.dispatch_ms)
+                .await?;
+        }
+        let now = now_ms();
+        let ttl = self.cfg.lease_ttl.as_millis() as i64;
+        let out = self
+            .store
+            .heartbeat(HeartbeatIn {
+                holder: Holder {
+                    worker_id: named.then_some(worker_id),
+                    owner: caller.sub.clone(),
+                },
+                leases: hb.leases,
+                now,
+                lease_ttl_ms: ttl,
+            })
+            .await?;
+        if let Some(id) = out.foreign.first() {
+            return Err(not_lease_holder(*id));
+        }
+        Ok(HeartbeatResponse {
+            success: true,
+            extended: out.extended,
+            cancelled: out.cancelled,
+            lost: out.lost,
+            lease_deadline: now + ttl,
+            // Filled by the broadcast route (its own issue); processors already act on it.
+            broadcasts: Vec::new(),
+        })
+    }
+
+    /// Keeps a worker's last_seen fresh without knowing its capabilities (throttled).
+    async fn touch_worker(
+        &self,
+        caller: &Caller,
+        worker_id: &str,
+        dispatch_ms: Option<f64>,
+    ) -> Result<(), ApiError> {
+        let now = now_ms();
+        {
+            let mut seen = self.seen.lock().expect("seen lock");
+            match seen.get_mut(worker_id) {
+                // Throttled, except that a worker's first dispatch figure is stored at once.
+                Some((at, _, stored))
+                    if now - *at < WORKER_UPSERT_EVERY_MS && (*stored || dispatch_ms.is_none()) =>
+                {
+                    return Ok(())
+                }
+                Some((at, _, stored)) => {
+                    *at = now;
+                    *stored |= dispatch_ms.is_some();
+                }
+                None => {}
+            }
+        }
+        let touch = WorkerTouch {
+            worker_id: worker_id.to_string(),
+            owner: caller.sub.clone(),
+            now,
+            dispatch_ms,
+        };
+        self.store.touch_worker(touch).await?;
+        Ok(())
+    }
+
+    /// Applies answers; one result per answer, in order.
+    pub async fn submit_answers(
+        &self,
+        caller: &Caller,
+        answers: Vec<SubmitAnswer>,
+    ) -> Result<Vec<Result<AnswerOutcome, ApiError>>, ApiError> {
+        let mut results: Vec<Option<Result<AnswerOutcome, ApiError>>> =
+            Vec::with_capacity(answers.len());
+        let mut valid = Vec::new();
+        let mut slots = Vec::new();
+        for (i, a) in answers.into_iter().enumerate() {
+            match to_answer_in(caller, a) {
+                Ok(a) => {
+                    valid.push(a);
+                    slots.push(i);
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        if !valid.is_empty() {
+            let outcomes = self.store.answer(valid, now_ms()).await?;
+            let mut requeued = false;
+            for (slot, outcome) in slots.into_iter().zip(outcomes) {
+                if let AnswerOutcome::Accepted { finished } = &outcome {
+                    match finished {
+                        Some(f) => self.finished(f),
+                        None => requeued = true,
+                    }
+                }
+                results[slot] = Some(Ok(outcome));
+            }
+            if requeued {
+                self.work.notify_waiters();
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every answer has a result"))
+            .collect())
+    }
+}
+
+fn worker_name(caller: &Caller, given: Option<String>) -> Result<String, ApiError> {
+    let id = given.unwrap_or_else(|| caller.sub.clone());
+    if id.is_empty() || id.len() > 128 {
+        return Err(ApiError::invalid(
+            "worker_id",
+            "worker_id must be 1-128 characters",
+        ));
+    }
+    Ok(id)
+}
+
+/// 403 for a heartbeat or answer naming another worker's current lease.
+pub fn not_lease_holder(id: Uuid) -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::FORBIDDEN,
+        "not_lease_holder",
+        format!("task {id} is leased to another worker; nothing was changed"),
+    )
+}
+
+fn worker_id_taken(worker_id: &str) -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::FORBIDDEN,
+        "worker_id_taken",
+        format!(
+            "worker id `{worker_id}` belongs to another token subject; choose another --worker-id"
+        ),
+    )
+}
+
+/// Bounds on what a worker may claim to offer: `slots` feeds every user's `eta_s`.
+fn check_capabilities(c: &Capabilities) -> Result<(), ApiError> {
+    let short = |v: &[String], n: usize| v.len() <= n && v.iter().all(|s| s.len() <= 256);
+    let checks = [
+        (
+            c.slots.is_none_or(|s| (1..=1024).contains(&s)),
+            "capabilities.slots",
+            "slots must be 1 to 1024",
+        ),
+        (c.gpus <= 64, "capabilities.gpus", "gpus must be at most 64"),
+        (
+            short(&c.gpu_names, 64),
+            "capabilities.gpu_names",
+            "at most 64 GPU names of at most 256 characters",
+        ),
+        (
+            short(&c.datasets, 256),
+            "capabilities.datasets",
+            "at most 256 datasets of at most 256 characters",
+        ),
+        (
+            short(&c.packages, 4096),
+            "capabilities.packages",
+            "at most 4096 packages of at most 256 characters",
+        ),
+        (
+            c.extra.len() <= 32,
+            "capabilities",
+            "at most 32 extra capability fields",
+        ),
+    ];
+    match checks.into_iter().find(|(ok, _, _)| !ok) {
+        Some((_, field, message)) => Err(ApiError::invalid(field, message)),
+        None => Ok(()),
+    }
+}
+
+fn to_answer_in(caller: &Caller, a: SubmitAnswer) -> Result<AnswerIn, ApiError> {
+    let named = a.worker_id.is_some();
+    let holder = Holder {
+        worker_id: named
+            .then(|| worker_name(caller, a.worker_id))
+            .transpose()?,
+        owner: caller.sub.clone(),
+    };
+    if let Some(ms) = a.runtime_ms {
+        if !ms.is_finite() || ms < 0.0 {
+            return Err(ApiError::invalid(
+                "runtime_ms",
+                "runtime_ms must be a number ≥ 0",
+            ));
+        }
+    }
+    let kind = match (a.answer, a.error) {
+        (Some(v), None) => AnswerKind::Ok(v),
+        (None, Some(e)) => match e.kind {
+            TaskErrorKind::Retryable => AnswerKind::Retryable(e),
+            // A processor that stopped a task at its time limit reports `timeout`: final, like
+            // Celery's hard time limit, and shown to the owner under that kind.
+            TaskErrorKind::Fatal | TaskErrorKind::Timeout => AnswerKind::Fatal(e),
+            _ => {
+                return Err(ApiError::invalid(
+                    "error.kind",
+                    "a worker reports error.kind `retryable`, `fatal` or `timeout`",
+                ))
+            }
+        },
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "answer",
+                "send either answer or error, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "answer",
+                "send answer (the return value) or error",
+            ))
+        }
+    };
+    Ok(AnswerIn {
+        id: a.id,
+        lease_epoch: a.lease_epoch,
+        holder,
+        kind,
+        runtime_ms: a.runtime_ms,
+    })
+}

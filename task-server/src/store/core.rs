@@ -1,0 +1,387 @@
+//! The store's domain decisions, written once for every backend: the retry policy, what an
+//! answer, heartbeat, cancel or reap became, and how runtime samples merge into statistics.
+//! Backends run the statements (`statements.rs`, `queries/`) and hand the rows here.
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde_json::{json, Value};
+use task_api::{TaskError, TaskErrorKind, TaskState};
+use uuid::Uuid;
+
+use super::rows::{AnsweredRow, DbId, EndedRow, ExpiredRow, KeyedRow, LeaseStateRow};
+use super::{
+    AnswerIn, AnswerKind, AnswerOutcome, CancelOutcome, Finished, HeartbeatIn, HeartbeatOutcome,
+    ReapOutcome, Snapshot, StoreConfig, StoreError, SubmitOutcome, UnappliedRow,
+};
+use crate::stats::{FnKey, FunctionStats};
+
+/// Retries of a task whose attempt failed with a retryable error or lost its lease: the delay
+/// before attempt `n + 1` is `min(base · 2^(n−1), max)`. The only place this policy is written;
+/// the answer statement reads it as a table ([`RetryPolicy::delays_json`]).
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    base_ms: i64,
+    max_ms: i64,
+    delays: String,
+}
+
+/// Entries of the delay table: doubling past 2^30 · base reaches any sane cap long before.
+const DELAY_STEPS: u32 = 31;
+
+impl RetryPolicy {
+    /// The policy of a store's configuration.
+    pub fn new(config: &StoreConfig) -> Self {
+        let mut p = RetryPolicy {
+            base_ms: config.backoff_base_ms.max(0),
+            max_ms: config.backoff_max_ms.max(0),
+            delays: String::new(),
+        };
+        let table: Vec<i64> = (1..=DELAY_STEPS).map(|a| p.delay_ms(a)).collect();
+        p.delays = serde_json::to_string(&table).expect("integers serialize");
+        p
+    }
+
+    /// Delay after attempt `attempt` (1-based) failed, ms.
+    pub fn delay_ms(&self, attempt: u32) -> i64 {
+        let doublings = attempt.saturating_sub(1).min(DELAY_STEPS - 1);
+        self.base_ms
+            .saturating_mul(1i64 << doublings)
+            .min(self.max_ms)
+    }
+
+    /// The delays by `attempt - 1` as a JSON array (the last entry holds for later attempts).
+    pub fn delays_json(&self) -> &str {
+        &self.delays
+    }
+}
+
+/// What a statement that finishes tasks needs besides its rows: the time, the retry delays, the
+/// first completion number it may use (SQLite; PostgreSQL numbers from a sequence) and the
+/// default result retention.
+#[derive(Debug, Clone, Copy)]
+pub struct Finishing<'a> {
+    /// Now, ms.
+    pub now: i64,
+    /// [`RetryPolicy::delays_json`].
+    pub delays: &'a str,
+    /// First completion number this statement assigns.
+    pub first_number: i64,
+    /// Result retention when a task names none, s.
+    pub ttl_s: i64,
+}
+
+/// One answer as the JSON element the answer statements read.
+pub fn answer_json(a: &AnswerIn) -> Value {
+    let mut v = json!({"id": a.id, "epoch": a.lease_epoch, "runtime_ms": a.runtime_ms,
+                       "worker": a.holder.worker_id, "owner": a.holder.owner});
+    match &a.kind {
+        AnswerKind::Ok(answer) => {
+            v["kind"] = json!("ok");
+            v["answer"] = answer.clone();
+        }
+        AnswerKind::Fatal(e) => {
+            v["kind"] = json!("fatal");
+            v["error"] = json!(e);
+        }
+        AnswerKind::Retryable(e) => {
+            v["kind"] = json!("retryable");
+            v["error"] = json!(e);
+        }
+    }
+    v
+}
+
+/// The answers of one statement as its JSON parameter.
+pub fn answers_json(answers: &[AnswerIn]) -> String {
+    let items: Vec<Value> = answers.iter().map(answer_json).collect();
+    serde_json::to_string(&items).expect("JSON values serialize")
+}
+
+/// What the answers that applied did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Outcome per task id.
+    pub outcomes: HashMap<Uuid, AnswerOutcome>,
+    /// Runtime samples (ms, succeeded) per function, in key order.
+    pub samples: BTreeMap<FnKey, Vec<(f64, bool)>>,
+    /// Tasks now terminal.
+    pub finished: Vec<Finished>,
+    /// Whether any task went back to the queue (a retry).
+    pub requeued: bool,
+}
+
+impl Applied {
+    /// Reads the rows the answer statement returned.
+    pub fn from_rows(rows: Vec<AnsweredRow>) -> Result<Self, StoreError> {
+        let mut out = Applied::default();
+        for row in rows {
+            let state = row.task_state()?;
+            out.samples
+                .entry(row.key())
+                .or_default()
+                .push((row.runtime_ms.unwrap_or(0.0), state == TaskState::Succeeded));
+            let finished = state.is_terminal().then(|| Finished {
+                id: row.id.0,
+                batch_id: row.batch_id.map(|b| b.0),
+                state,
+                snapshot: Some(Snapshot {
+                    attempt: row.attempt.clamp(0, u32::MAX as i64) as u32,
+                    progress: row.progress,
+                    answer: row.answer,
+                    error: row.error,
+                }),
+            });
+            out.requeued |= finished.is_none();
+            out.finished.extend(finished.clone());
+            out.outcomes
+                .insert(row.id.0, AnswerOutcome::Accepted { finished });
+        }
+        Ok(out)
+    }
+
+    /// Ids of the answers that did not apply, as the JSON the lease-state lookup reads; `None`
+    /// when every answer applied.
+    pub fn unapplied_json(&self, answers: &[AnswerIn]) -> Option<String> {
+        let ids: Vec<Uuid> = answers
+            .iter()
+            .map(|a| a.id)
+            .filter(|id| !self.outcomes.contains_key(id))
+            .collect();
+        (!ids.is_empty()).then(|| serde_json::to_string(&ids).expect("ids serialize"))
+    }
+
+    /// The outcome of every answer, in order, given the lease states of those that did not
+    /// apply. A batch naming one lease twice: the first applied, the second is a duplicate.
+    pub fn outcomes(
+        &self,
+        answers: &[AnswerIn],
+        rest: Vec<LeaseStateRow>,
+    ) -> Result<Vec<AnswerOutcome>, StoreError> {
+        let rest: HashMap<Uuid, UnappliedRow> = rest
+            .into_iter()
+            .map(LeaseStateRow::into_unapplied)
+            .collect::<Result<_, _>>()?;
+        let mut seen = HashSet::new();
+        Ok(answers
+            .iter()
+            .map(|a| match self.outcomes.get(&a.id) {
+                Some(o) if seen.insert(a.id) => o.clone(),
+                Some(_) => AnswerOutcome::Duplicate,
+                None => classify_unapplied(a, rest.get(&a.id)),
+            })
+            .collect())
+    }
+}
+
+/// Why an answer changed nothing: another worker's lease (403), a replay of this lease's
+/// accepted answer (200 duplicate), or a lease no longer current (409).
+pub fn classify_unapplied(a: &AnswerIn, row: Option<&UnappliedRow>) -> AnswerOutcome {
+    let Some(row) = row else {
+        return AnswerOutcome::NotFound;
+    };
+    let epoch = a.lease_epoch.unwrap_or(row.lease_epoch);
+    // A lease taken before leases recorded their owner binds the worker id alone.
+    let holds = a
+        .holder
+        .worker_id
+        .as_ref()
+        .is_none_or(|w| row.lease_worker.as_ref() == Some(w))
+        && row
+            .lease_owner
+            .as_deref()
+            .is_none_or(|o| o == a.holder.owner);
+    if epoch == row.lease_epoch && row.lease_worker.is_some() && !holds {
+        return AnswerOutcome::NotHolder;
+    }
+    match row.answered_epoch {
+        Some(answered) if answered == epoch => AnswerOutcome::Duplicate,
+        _ => AnswerOutcome::Stale { state: row.state },
+    }
+}
+
+/// The heartbeat leases as the JSON the heartbeat statements read.
+pub fn heartbeat_json(hb: &HeartbeatIn) -> String {
+    let items: Vec<Value> = hb
+        .leases
+        .iter()
+        .map(|l| json!({"id": l.id, "lease_epoch": l.lease_epoch, "progress": l.progress}))
+        .collect();
+    serde_json::to_string(&items).expect("JSON values serialize")
+}
+
+/// What became of a heartbeat's leases: `extended` by the extend statement; `others` from the
+/// follow-up lookup (run only when some lease was not extended): cancelled ones of this holder
+/// and current ones of another worker. Every other lease is lost.
+pub fn heartbeat_outcome(
+    hb: &HeartbeatIn,
+    extended: Vec<DbId>,
+    others: Vec<(DbId, bool)>,
+) -> HeartbeatOutcome {
+    let mut out = HeartbeatOutcome {
+        extended: extended.into_iter().map(|id| id.0).collect(),
+        ..Default::default()
+    };
+    for (id, cancelled) in others {
+        let list = if cancelled {
+            &mut out.cancelled
+        } else {
+            &mut out.foreign
+        };
+        list.push(id.0);
+    }
+    let known: HashSet<Uuid> = out
+        .extended
+        .iter()
+        .chain(&out.cancelled)
+        .chain(&out.foreign)
+        .copied()
+        .collect();
+    out.lost = hb
+        .leases
+        .iter()
+        .map(|l| l.id)
+        .filter(|id| !known.contains(id))
+        .collect();
+    out
+}
+
+/// Whether the heartbeat needs the follow-up lookup.
+pub fn heartbeat_incomplete(hb: &HeartbeatIn, extended: &[DbId]) -> bool {
+    extended.len() < hb.leases.len()
+}
+
+/// What a submit with an idempotency key that is taken returns.
+pub fn keyed_outcome(
+    row: KeyedRow,
+    request_hash: &Option<String>,
+) -> Result<SubmitOutcome, StoreError> {
+    Ok(if &row.request_hash == request_hash {
+        SubmitOutcome::Existing {
+            id: row.id.0,
+            state: super::rows::parse_state(&row.state)?,
+        }
+    } else {
+        SubmitOutcome::Conflict { id: row.id.0 }
+    })
+}
+
+/// The error a cancelled task keeps, as the JSON the cancel statement stores.
+pub fn cancel_error(by: &str) -> String {
+    let e = TaskError {
+        kind: TaskErrorKind::Cancelled,
+        message: format!("cancelled by {by}"),
+    };
+    serde_json::to_string(&e).expect("errors serialize")
+}
+
+/// What a cancel became: `updated` is the cancel statement's result (the task's batch when it
+/// was cancelled), `state` the task's state when it was not.
+pub fn cancel_outcome(
+    id: Uuid,
+    updated: Option<Option<DbId>>,
+    state: Option<String>,
+) -> Result<CancelOutcome, StoreError> {
+    Ok(match (updated, state) {
+        (Some(batch), _) => CancelOutcome::Cancelled(Finished {
+            id,
+            batch_id: batch.map(|b| b.0),
+            state: TaskState::Cancelled,
+            snapshot: None,
+        }),
+        (None, Some(s)) => CancelOutcome::AlreadyFinished(super::rows::parse_state(&s)?),
+        (None, None) => CancelOutcome::NotFound,
+    })
+}
+
+/// The reaper's decision for expired leases, as the JSON plan the reap statement applies: an
+/// attempt past its timeout fails (`timeout`: running it again would waste the slot again); a
+/// lost lease with attempts left goes back to the queue after the retry delay; one without fails
+/// (`lease_expired`).
+pub fn reap_plan(rows: &[ExpiredRow], now: i64, retry: &RetryPolicy) -> String {
+    let plan: Vec<Value> = rows.iter().map(|r| reap_one(r, now, retry)).collect();
+    serde_json::to_string(&plan).expect("JSON values serialize")
+}
+
+fn reap_one(r: &ExpiredRow, now: i64, retry: &RetryPolicy) -> Value {
+    let timed_out = r.timeout_at.is_some_and(|t| t <= now);
+    let error = if timed_out {
+        TaskError {
+            kind: TaskErrorKind::Timeout,
+            message: format!(
+                "attempt {} of {} ran past its timeout of {} s",
+                r.attempt,
+                r.max_attempts,
+                r.timeout_s.unwrap_or(0)
+            ),
+        }
+    } else {
+        TaskError {
+            kind: TaskErrorKind::LeaseExpired,
+            message: format!(
+                "worker {} stopped heartbeating during attempt {} of {}",
+                r.lease_worker.as_deref().unwrap_or("?"),
+                r.attempt,
+                r.max_attempts
+            ),
+        }
+    };
+    let fail = timed_out || r.attempt >= r.max_attempts;
+    let attempt = r.attempt.clamp(0, u32::MAX as i64) as u32;
+    json!({
+        "id": r.id.0,
+        "epoch": r.lease_epoch,
+        "state": if fail { TaskState::Failed } else { TaskState::Queued },
+        "error": error,
+        "available_at": (!fail).then(|| now.saturating_add(retry.delay_ms(attempt))),
+    })
+}
+
+/// What the reap statement did.
+pub fn reap_outcome(rows: Vec<EndedRow>) -> Result<ReapOutcome, StoreError> {
+    let mut out = ReapOutcome::default();
+    for row in rows {
+        let f = Finished::try_from(row)?;
+        if f.state.is_terminal() {
+            out.failed.push(f);
+        } else {
+            out.requeued += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// `base` (or empty statistics of `key`) with the runtime samples (ms, succeeded, when)
+/// recorded in order: replaying raw samples keeps the merge exact whoever writes them.
+pub fn merge_samples(
+    base: Option<FunctionStats>,
+    key: &FnKey,
+    samples: impl IntoIterator<Item = (f64, bool, i64)>,
+) -> FunctionStats {
+    let mut st = base.unwrap_or_else(|| FunctionStats::new(key.clone()));
+    for (ms, ok, at) in samples {
+        st.record(ms, ok, at);
+    }
+    st
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_from_the_base_up_to_the_cap() {
+        let p = RetryPolicy::new(&StoreConfig {
+            backoff_base_ms: 1000,
+            backoff_max_ms: 300_000,
+            ..StoreConfig::default()
+        });
+        let d: Vec<i64> = (1..=10).map(|a| p.delay_ms(a)).collect();
+        assert_eq!(
+            d,
+            [1000, 2000, 4000, 8000, 16000, 32000, 64000, 128000, 256000, 300000]
+        );
+        assert_eq!(p.delay_ms(u32::MAX), 300_000);
+        let table: Vec<i64> = serde_json::from_str(p.delays_json()).unwrap();
+        assert_eq!(table.len(), DELAY_STEPS as usize);
+        assert_eq!(table[0], 1000);
+    }
+}

@@ -1,0 +1,438 @@
+//! The rows the statements return, one type per shape, decoded by `sqlx::FromRow` on both
+//! backends, and their conversion into the domain types. The only column that differs in type
+//! between the dialects is a task or batch id (TEXT in SQLite, UUID in PostgreSQL): [`DbId`]
+//! reads and writes both.
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
+use sqlx::sqlite::{SqliteArgumentValue, SqliteTypeInfo, SqliteValueRef};
+use sqlx::{Decode, Encode, Postgres, Sqlite, Type};
+use task_api::{Lease, Resources, TaskError, TaskPayload, TaskState};
+use uuid::Uuid;
+
+use super::{
+    BatchRecord, BatchResult, Finished, StoreError, TaskRecord, UnappliedRow, WorkerRecord,
+};
+use crate::stats::{non_empty, FnKey, FunctionStats, Sketch};
+
+/// A task or batch id as a column: TEXT in SQLite, UUID in PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DbId(pub Uuid);
+
+impl From<Uuid> for DbId {
+    fn from(id: Uuid) -> Self {
+        DbId(id)
+    }
+}
+
+impl Type<Sqlite> for DbId {
+    fn type_info() -> SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+    fn compatible(ty: &SqliteTypeInfo) -> bool {
+        <String as Type<Sqlite>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for DbId {
+    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+        let text = <&str as Decode<Sqlite>>::decode(value)?;
+        Ok(DbId(Uuid::parse_str(text)?))
+    }
+}
+
+impl<'q> Encode<'q, Sqlite> for DbId {
+    fn encode_by_ref(&self, buf: &mut Vec<SqliteArgumentValue<'q>>) -> Result<IsNull, BoxDynError> {
+        <String as Encode<Sqlite>>::encode(self.0.to_string(), buf)
+    }
+}
+
+impl Type<Postgres> for DbId {
+    fn type_info() -> PgTypeInfo {
+        <Uuid as Type<Postgres>>::type_info()
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for DbId {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(DbId(<Uuid as Decode<Postgres>>::decode(value)?))
+    }
+}
+
+impl Encode<'_, Postgres> for DbId {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        <Uuid as Encode<Postgres>>::encode_by_ref(&self.0, buf)
+    }
+}
+
+fn state(s: &str) -> Result<TaskState, StoreError> {
+    s.parse().map_err(StoreError::Corrupt)
+}
+
+/// A JSON column read as text.
+fn json<T: serde::de::DeserializeOwned>(s: Option<String>) -> Result<Option<T>, StoreError> {
+    s.map(|s| serde_json::from_str(&s))
+        .transpose()
+        .map_err(Into::into)
+}
+
+/// Integers the schema keeps non-negative and within `u32` (checked at submit).
+fn small(v: i64) -> u32 {
+    v.clamp(0, u32::MAX as i64) as u32
+}
+
+/// A task as `get_task` and `list_tasks` read it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct TaskRow {
+    id: DbId,
+    seq: i64,
+    owner: String,
+    package: String,
+    version: String,
+    function: String,
+    state: String,
+    priority: i64,
+    attempt: i64,
+    max_attempts: i64,
+    progress: Option<f64>,
+    answer: Option<String>,
+    error: Option<String>,
+    runtime_ms: Option<f64>,
+    created_at: i64,
+    finished_at: Option<i64>,
+    batch_id: Option<DbId>,
+}
+
+impl TryFrom<TaskRow> for TaskRecord {
+    type Error = StoreError;
+    fn try_from(r: TaskRow) -> Result<Self, StoreError> {
+        Ok(TaskRecord {
+            id: r.id.0,
+            seq: r.seq,
+            owner: r.owner,
+            package: r.package,
+            version: r.version,
+            function: r.function,
+            state: state(&r.state)?,
+            priority: r.priority.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
+            attempt: small(r.attempt),
+            max_attempts: small(r.max_attempts),
+            progress: r.progress,
+            answer: json(r.answer)?,
+            error: json::<TaskError>(r.error)?,
+            runtime_ms: r.runtime_ms,
+            created_at: r.created_at,
+            finished_at: r.finished_at,
+            batch_id: r.batch_id.map(|b| b.0),
+        })
+    }
+}
+
+/// A lease as the claim statement returns it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct LeaseRow {
+    id: DbId,
+    package: String,
+    version: String,
+    function: String,
+    args: String,
+    kwargs: String,
+    timeout_s: Option<i64>,
+    attempt: i64,
+    max_attempts: i64,
+    lease_epoch: i64,
+    lease_deadline: i64,
+    req_gpus: i64,
+    req_memory_mb: i64,
+    req_datasets: Option<String>,
+}
+
+impl TryFrom<LeaseRow> for Lease {
+    type Error = StoreError;
+    fn try_from(r: LeaseRow) -> Result<Self, StoreError> {
+        Ok(Lease {
+            id: r.id.0,
+            task: TaskPayload {
+                package: non_empty(&r.package),
+                version: non_empty(&r.version),
+                function: r.function,
+                args: serde_json::from_str(&r.args)?,
+                kwargs: serde_json::from_str(&r.kwargs)?,
+                timeout_s: r.timeout_s.map(small),
+                attempt: small(r.attempt),
+                max_attempts: small(r.max_attempts),
+                resources: Resources {
+                    gpus: small(r.req_gpus),
+                    memory_mb: r.req_memory_mb.max(0) as u64,
+                    datasets: json(r.req_datasets)?.unwrap_or_default(),
+                },
+            },
+            lease_epoch: r.lease_epoch,
+            lease_deadline: r.lease_deadline,
+        })
+    }
+}
+
+/// A task an answer applied to, as the answer statement returns it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct AnsweredRow {
+    pub(super) id: DbId,
+    pub(super) state: String,
+    pub(super) batch_id: Option<DbId>,
+    pub(super) package: String,
+    pub(super) version: String,
+    pub(super) function: String,
+    pub(super) runtime_ms: Option<f64>,
+    pub(super) attempt: i64,
+    pub(super) progress: Option<f64>,
+    pub(super) answer: Option<String>,
+    pub(super) error: Option<String>,
+}
+
+impl AnsweredRow {
+    pub(super) fn key(&self) -> FnKey {
+        FnKey {
+            package: self.package.clone(),
+            version: self.version.clone(),
+            function: self.function.clone(),
+        }
+    }
+
+    pub(super) fn task_state(&self) -> Result<TaskState, StoreError> {
+        state(&self.state)
+    }
+}
+
+/// The lease columns of a task an answer did not apply to.
+#[derive(Debug, sqlx::FromRow)]
+pub struct LeaseStateRow {
+    id: DbId,
+    state: String,
+    lease_epoch: i64,
+    answered_epoch: Option<i64>,
+    lease_worker: Option<String>,
+    lease_owner: Option<String>,
+}
+
+impl LeaseStateRow {
+    /// The task id and what [`super::classify_unapplied`] needs of it.
+    pub fn into_unapplied(self) -> Result<(Uuid, UnappliedRow), StoreError> {
+        Ok((
+            self.id.0,
+            UnappliedRow {
+                state: state(&self.state)?,
+                lease_epoch: self.lease_epoch,
+                answered_epoch: self.answered_epoch,
+                lease_worker: self.lease_worker,
+                lease_owner: self.lease_owner,
+            },
+        ))
+    }
+}
+
+/// A lease past its deadline, for the reaper's decision.
+#[derive(Debug, sqlx::FromRow)]
+pub struct ExpiredRow {
+    pub(super) id: DbId,
+    pub(super) lease_epoch: i64,
+    pub(super) attempt: i64,
+    pub(super) max_attempts: i64,
+    pub(super) timeout_s: Option<i64>,
+    pub(super) timeout_at: Option<i64>,
+    pub(super) lease_worker: Option<String>,
+}
+
+/// A task some statement finished, requeued or deleted: id, state now, batch.
+#[derive(Debug, sqlx::FromRow)]
+pub struct EndedRow {
+    id: DbId,
+    state: String,
+    batch_id: Option<DbId>,
+}
+
+impl TryFrom<EndedRow> for Finished {
+    type Error = StoreError;
+    fn try_from(r: EndedRow) -> Result<Self, StoreError> {
+        Ok(Finished {
+            id: r.id.0,
+            batch_id: r.batch_id.map(|b| b.0),
+            state: state(&r.state)?,
+            snapshot: None,
+        })
+    }
+}
+
+/// The task holding an idempotency key.
+#[derive(Debug, sqlx::FromRow)]
+pub struct KeyedRow {
+    pub(super) id: DbId,
+    pub(super) request_hash: Option<String>,
+    pub(super) state: String,
+}
+
+/// A task id with its state.
+#[derive(Debug, sqlx::FromRow)]
+pub struct IdStateRow {
+    id: DbId,
+    state: String,
+}
+
+impl TryFrom<IdStateRow> for (Uuid, TaskState) {
+    type Error = StoreError;
+    fn try_from(r: IdStateRow) -> Result<Self, StoreError> {
+        Ok((r.id.0, state(&r.state)?))
+    }
+}
+
+/// A row of `function_stats`.
+#[derive(Debug, sqlx::FromRow)]
+pub struct StatsRow {
+    package: String,
+    version: String,
+    function: String,
+    count: i64,
+    failures: i64,
+    mean_ms: f64,
+    var_ms: f64,
+    sketch: String,
+    last_seen: i64,
+}
+
+impl TryFrom<StatsRow> for FunctionStats {
+    type Error = StoreError;
+    fn try_from(r: StatsRow) -> Result<Self, StoreError> {
+        Ok(FunctionStats {
+            key: FnKey {
+                package: r.package,
+                version: r.version,
+                function: r.function,
+            },
+            count: r.count.max(0) as u64,
+            failures: r.failures.max(0) as u64,
+            mean_ms: r.mean_ms,
+            var_ms: r.var_ms,
+            sketch: serde_json::from_str::<Sketch>(&r.sketch)?,
+            last_seen: r.last_seen,
+        })
+    }
+}
+
+/// A processor with the leases it holds.
+#[derive(Debug, sqlx::FromRow)]
+pub struct WorkerRow {
+    worker_id: String,
+    owner: String,
+    slots: i64,
+    capabilities: String,
+    first_seen: i64,
+    last_seen: i64,
+    dispatch_ms: Option<f64>,
+    running: i64,
+}
+
+impl TryFrom<WorkerRow> for WorkerRecord {
+    type Error = StoreError;
+    fn try_from(r: WorkerRow) -> Result<Self, StoreError> {
+        Ok(WorkerRecord {
+            worker_id: r.worker_id,
+            owner: r.owner,
+            slots: small(r.slots),
+            capabilities: serde_json::from_str(&r.capabilities)?,
+            first_seen: r.first_seen,
+            last_seen: r.last_seen,
+            running: r.running.max(0) as u64,
+            dispatch_ms: r.dispatch_ms,
+        })
+    }
+}
+
+/// A batch record.
+#[derive(Debug, sqlx::FromRow)]
+pub struct BatchRow {
+    id: DbId,
+    owner: String,
+    total: i64,
+    created_at: i64,
+}
+
+impl From<BatchRow> for BatchRecord {
+    fn from(r: BatchRow) -> Self {
+        BatchRecord {
+            id: r.id.0,
+            owner: r.owner,
+            total: r.total.max(0) as u64,
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// A finished task of a batch.
+#[derive(Debug, sqlx::FromRow)]
+pub struct BatchResultRow {
+    id: DbId,
+    batch_index: i64,
+    state: String,
+    answer: Option<String>,
+    error: Option<String>,
+    finish_seq: i64,
+}
+
+impl TryFrom<BatchResultRow> for BatchResult {
+    type Error = StoreError;
+    fn try_from(r: BatchResultRow) -> Result<Self, StoreError> {
+        Ok(BatchResult {
+            id: r.id.0,
+            index: r.batch_index.max(0) as u64,
+            state: state(&r.state)?,
+            answer: json(r.answer)?,
+            error: json(r.error)?,
+            finish_seq: r.finish_seq,
+        })
+    }
+}
+
+/// Queued tasks of one function.
+#[derive(Debug, sqlx::FromRow)]
+pub struct QueuedRow {
+    package: String,
+    version: String,
+    function: String,
+    n: i64,
+}
+
+impl From<QueuedRow> for (FnKey, u64) {
+    fn from(r: QueuedRow) -> Self {
+        let key = FnKey {
+            package: r.package,
+            version: r.version,
+            function: r.function,
+        };
+        (key, r.n.max(0) as u64)
+    }
+}
+
+/// A running task of one function.
+#[derive(Debug, sqlx::FromRow)]
+pub struct RunningRow {
+    package: String,
+    version: String,
+    function: String,
+    leased_at: Option<i64>,
+}
+
+impl RunningRow {
+    /// Its function and how long it has run at `now`, ms.
+    pub fn elapsed(self, now: i64) -> (FnKey, f64) {
+        let key = FnKey {
+            package: self.package,
+            version: self.version,
+            function: self.function,
+        };
+        (key, (now - self.leased_at.unwrap_or(now)).max(0) as f64)
+    }
+}
+
+/// Parses a state column (for statements that return a bare state).
+pub fn parse_state(s: &str) -> Result<TaskState, StoreError> {
+    state(s)
+}

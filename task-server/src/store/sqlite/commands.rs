@@ -1,0 +1,253 @@
+//! The writes of the SQLite store as typed commands for the single writer: each runs the shared
+//! statements on the writer's connection and hands the rows to the shared decisions in
+//! `store::core`.
+use async_trait::async_trait;
+use task_api::Lease;
+use uuid::Uuid;
+
+use super::writer::{Command, Ctx};
+use super::{insert, sql};
+use crate::stats::FunctionStats;
+use crate::store::core::{self, Applied};
+use crate::store::rows::DbId;
+use crate::store::{
+    AnswerIn, AnswerOutcome, CancelOutcome, ClaimRequest, Finished, HeartbeatIn, HeartbeatOutcome,
+    NewTask, ReapOutcome, Result, SubmitOutcome, WorkerRecord, WorkerTouch,
+};
+
+/// Rows the reaper touches per pass.
+const REAP_LIMIT: i64 = 1000;
+
+pub(super) struct SubmitOne {
+    pub owner: String,
+    pub task: NewTask,
+    pub now: i64,
+}
+
+#[async_trait]
+impl Command for SubmitOne {
+    type Reply = SubmitOutcome;
+
+    fn single_statement(&self) -> bool {
+        self.task.idempotency_key.is_none()
+    }
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<SubmitOutcome> {
+        if let Some(key) = &self.task.idempotency_key {
+            if let Some(row) = sql::idempotent(&mut *ctx.conn, &self.owner, key).await? {
+                return core::keyed_outcome(row, &self.task.request_hash);
+            }
+        }
+        let task = std::slice::from_ref(&self.task);
+        insert::tasks(ctx.conn, &self.owner, self.now, None, task).await?;
+        Ok(SubmitOutcome::Created)
+    }
+}
+
+pub(super) struct SubmitBatch {
+    pub owner: String,
+    pub id: Uuid,
+    pub tasks: Vec<NewTask>,
+    pub now: i64,
+}
+
+#[async_trait]
+impl Command for SubmitBatch {
+    type Reply = ();
+
+    fn single_statement(&self) -> bool {
+        false
+    }
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<()> {
+        let (id, n) = (DbId(self.id), self.tasks.len() as i64);
+        insert::batch(&mut *ctx.conn, id, &self.owner, n, self.now).await?;
+        insert::tasks(ctx.conn, &self.owner, self.now, Some(id), &self.tasks).await
+    }
+}
+
+pub(super) struct Claim(pub ClaimRequest);
+
+#[async_trait]
+impl Command for Claim {
+    type Reply = Vec<Lease>;
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<Vec<Lease>> {
+        let rows = sql::claim(&mut *ctx.conn, &self.0, ctx.config.timeout_grace_ms).await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+}
+
+pub(super) struct Heartbeat(pub HeartbeatIn);
+
+#[async_trait]
+impl Command for Heartbeat {
+    type Reply = HeartbeatOutcome;
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<HeartbeatOutcome> {
+        let hb = &self.0;
+        let items = core::heartbeat_json(hb);
+        let deadline = hb.now.saturating_add(hb.lease_ttl_ms);
+        let extended = sql::heartbeat(&mut *ctx.conn, &items, deadline, &hb.holder).await?;
+        let others = if core::heartbeat_incomplete(hb, &extended) {
+            sql::heartbeat_others(&mut *ctx.conn, &items, &hb.holder).await?
+        } else {
+            Vec::new()
+        };
+        Ok(core::heartbeat_outcome(hb, extended, others))
+    }
+}
+
+pub(super) struct Answer {
+    pub answers: Vec<AnswerIn>,
+    pub now: i64,
+}
+
+#[async_trait]
+impl Command for Answer {
+    type Reply = Vec<AnswerOutcome>;
+
+    /// The answer UPDATE is one statement; the follow-up SELECT only runs for answers that did
+    /// not apply, and reads what this single writer itself committed.
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<Vec<AnswerOutcome>> {
+        let items = core::answers_json(&self.answers);
+        let at = ctx.finishing(self.now);
+        let rows = sql::answer(&mut *ctx.conn, &at, &items).await?;
+        ctx.use_numbers(self.answers.len());
+        let applied = Applied::from_rows(rows)?;
+        for (key, samples) in &applied.samples {
+            let timed = samples.iter().map(|&(ms, ok)| (ms, ok, self.now));
+            let st = core::merge_samples(ctx.stats_of(key), key, timed);
+            ctx.staged.stats.insert(key.clone(), st);
+        }
+        let rest = match applied.unapplied_json(&self.answers) {
+            Some(ids) => sql::lease_states(&mut *ctx.conn, &ids).await?,
+            None => Vec::new(),
+        };
+        applied.outcomes(&self.answers, rest)
+    }
+}
+
+pub(super) struct Cancel {
+    pub id: Uuid,
+    pub by: String,
+    pub now: i64,
+}
+
+#[async_trait]
+impl Command for Cancel {
+    type Reply = CancelOutcome;
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<CancelOutcome> {
+        let at = ctx.finishing(self.now);
+        let error = core::cancel_error(&self.by);
+        let updated = sql::cancel(&mut *ctx.conn, &at, &error, DbId(self.id)).await?;
+        let state = match updated {
+            Some(_) => {
+                ctx.use_numbers(1);
+                None
+            }
+            None => sql::task_state(&mut *ctx.conn, DbId(self.id)).await?,
+        };
+        core::cancel_outcome(self.id, updated, state)
+    }
+}
+
+pub(super) struct Delete(pub Uuid);
+
+#[async_trait]
+impl Command for Delete {
+    type Reply = Option<Finished>;
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<Option<Finished>> {
+        let row = sql::delete(&mut *ctx.conn, DbId(self.0)).await?;
+        row.map(TryInto::try_into).transpose()
+    }
+}
+
+pub(super) struct Reap(pub i64);
+
+#[async_trait]
+impl Command for Reap {
+    type Reply = ReapOutcome;
+
+    fn single_statement(&self) -> bool {
+        false
+    }
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<ReapOutcome> {
+        let now = self.0;
+        let expired = sql::expired(&mut *ctx.conn, now, REAP_LIMIT).await?;
+        let mut out = ReapOutcome::default();
+        if !expired.is_empty() {
+            let plan = core::reap_plan(&expired, now, ctx.retry);
+            let at = ctx.finishing(now);
+            let rows = sql::reap(&mut *ctx.conn, &at, &plan).await?;
+            ctx.use_numbers(expired.len());
+            out = core::reap_outcome(rows)?;
+        }
+        out.deleted = sql::delete_expired(&mut *ctx.conn, now, REAP_LIMIT).await? as usize;
+        let old = now.saturating_sub(ctx.config.default_result_ttl_s.saturating_mul(1000));
+        sql::delete_batches(&mut *ctx.conn, old, REAP_LIMIT).await?;
+        Ok(out)
+    }
+}
+
+pub(super) struct UpsertWorker(pub WorkerRecord);
+
+#[async_trait]
+impl Command for UpsertWorker {
+    type Reply = bool;
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<bool> {
+        Ok(sql::upsert_worker(&mut *ctx.conn, &self.0).await? > 0)
+    }
+}
+
+pub(super) struct TouchWorker(pub WorkerTouch);
+
+#[async_trait]
+impl Command for TouchWorker {
+    type Reply = ();
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<()> {
+        let t = &self.0;
+        sql::touch_worker(&mut *ctx.conn, &t.worker_id, t.now, t.dispatch_ms, &t.owner).await
+    }
+}
+
+/// Reads the writer's statistics (authoritative: the table may lag by one flush).
+pub(super) struct Stats;
+
+#[async_trait]
+impl Command for Stats {
+    type Reply = Vec<FunctionStats>;
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<Vec<FunctionStats>> {
+        let mut all: Vec<FunctionStats> = ctx
+            .stats
+            .iter()
+            .filter(|(k, _)| !ctx.staged.stats.contains_key(*k))
+            .map(|(_, v)| v.clone())
+            .chain(ctx.staged.stats.values().cloned())
+            .collect();
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(all)
+    }
+}
+
+/// Commit what is pending, then stop taking jobs.
+pub(super) struct Shutdown;
+
+#[async_trait]
+impl Command for Shutdown {
+    type Reply = ();
+
+    fn is_shutdown(&self) -> bool {
+        true
+    }
+
+    async fn run(&self, _ctx: &mut Ctx<'_>) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,520 @@
+//! The statement layer both backends share: one function per SQL statement, with typed
+//! parameters and typed rows. The SQL text is in `queries/<dialect>/<name>.sql`; both dialects'
+//! files take the same parameters in the same order (a dialect may leave one unused, and says so
+//! at the top of its file), so this Rust is written once and expanded per dialect by
+//! [`statements!`]. Statements only one backend has live in that backend's module.
+
+pub(crate) use crpc_service::sql_file;
+
+/// Expands the shared statements for one dialect: `statements!(sqlx::Sqlite, "sqlite")`.
+macro_rules! statements {
+    ($db:ty, $dir:literal) => {
+        use sqlx::Executor;
+        use $crate::stats::FunctionStats;
+        #[allow(unused_imports)]
+        use $crate::store::rows::*;
+        use $crate::store::statements::sql_file;
+        use $crate::store::{ClaimRequest, Holder, StoreError, WorkerRecord};
+
+        type Result<T> = std::result::Result<T, StoreError>;
+
+        /// Leases up to `req.max_tasks` ready tasks.
+        pub async fn claim<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            req: &ClaimRequest,
+            grace_ms: i64,
+        ) -> Result<Vec<LeaseRow>> {
+            let memory = req
+                .memory_mb
+                .map_or(i64::MAX, |m| m.min(i64::MAX as u64) as i64);
+            Ok(sqlx::query_as(sql_file!($dir, "claim"))
+                .bind(&req.holder.worker_id)
+                .bind(req.now)
+                .bind(req.now.saturating_add(req.lease_ttl_ms))
+                .bind(req.gpus as i64)
+                .bind(memory)
+                .bind(serde_json::to_string(&req.datasets)?)
+                .bind(req.max_tasks as i64)
+                .bind(grace_ms)
+                .bind(&req.holder.owner)
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// Extends the holder's current leases of `items`; the ids extended.
+        pub async fn heartbeat<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            items: &str,
+            deadline: i64,
+            holder: &Holder,
+        ) -> Result<Vec<DbId>> {
+            Ok(sqlx::query_scalar(sql_file!($dir, "heartbeat"))
+                .bind(items)
+                .bind(deadline)
+                .bind(&holder.worker_id)
+                .bind(&holder.owner)
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// Of `items`: (id, true) for the holder's cancelled leases, (id, false) for current
+        /// leases another worker holds.
+        pub async fn heartbeat_others<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            items: &str,
+            holder: &Holder,
+        ) -> Result<Vec<(DbId, bool)>> {
+            Ok(sqlx::query_as(sql_file!($dir, "heartbeat_others"))
+                .bind(items)
+                .bind(&holder.worker_id)
+                .bind(&holder.owner)
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// Applies the answers of `items` (see `core::answer_json`) that their senders hold.
+        pub async fn answer<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            at: &$crate::store::core::Finishing<'_>,
+            items: &str,
+        ) -> Result<Vec<AnsweredRow>> {
+            Ok(sqlx::query_as(sql_file!($dir, "answer"))
+                .bind(at.now)
+                .bind(at.delays)
+                .bind(at.first_number)
+                .bind(at.ttl_s)
+                .bind(items)
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// The lease columns of the tasks in `ids` (a JSON array).
+        pub async fn lease_states<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            ids: &str,
+        ) -> Result<Vec<LeaseStateRow>> {
+            Ok(sqlx::query_as(sql_file!($dir, "lease_states"))
+                .bind(ids)
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// Cancels a task not yet finished: `Some(its batch)` when it was.
+        pub async fn cancel<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            at: &$crate::store::core::Finishing<'_>,
+            error: &str,
+            id: DbId,
+        ) -> Result<Option<Option<DbId>>> {
+            Ok(sqlx::query_scalar(sql_file!($dir, "cancel"))
+                .bind(at.now)
+                .bind(at.first_number)
+                .bind(at.ttl_s)
+                .bind(error)
+                .bind(id)
+                .fetch_optional(ex)
+                .await?)
+        }
+
+        /// The state of one task.
+        pub async fn task_state<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            id: DbId,
+        ) -> Result<Option<String>> {
+            Ok(sqlx::query_scalar(sql_file!($dir, "task_state"))
+                .bind(id)
+                .fetch_optional(ex)
+                .await?)
+        }
+
+        /// Deletes one task; what it was.
+        pub async fn delete<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            id: DbId,
+        ) -> Result<Option<EndedRow>> {
+            Ok(sqlx::query_as(sql_file!($dir, "delete"))
+                .bind(id)
+                .fetch_optional(ex)
+                .await?)
+        }
+
+        /// Up to `limit` leases past their deadline at `now`.
+        pub async fn expired<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            now: i64,
+            limit: i64,
+        ) -> Result<Vec<ExpiredRow>> {
+            Ok(sqlx::query_as(sql_file!($dir, "expired"))
+                .bind(now)
+                .bind(limit)
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// Applies the reaper's plan (see `core::reap_plan`).
+        pub async fn reap<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            at: &$crate::store::core::Finishing<'_>,
+            plan: &str,
+        ) -> Result<Vec<EndedRow>> {
+            Ok(sqlx::query_as(sql_file!($dir, "reap"))
+                .bind(at.now)
+                .bind(at.first_number)
+                .bind(at.ttl_s)
+                .bind(plan)
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// Deletes up to `limit` finished tasks past their retention; how many.
+        pub async fn delete_expired<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            now: i64,
+            limit: i64,
+        ) -> Result<u64> {
+            let done = sqlx::query(sql_file!($dir, "delete_expired"))
+                .bind(now)
+                .bind(limit)
+                .execute(ex)
+                .await?;
+            Ok(done.rows_affected())
+        }
+
+        /// Deletes up to `limit` empty batch records created before `before`.
+        pub async fn delete_batches<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            before: i64,
+            limit: i64,
+        ) -> Result<u64> {
+            let done = sqlx::query(sql_file!($dir, "delete_batches"))
+                .bind(before)
+                .bind(limit)
+                .execute(ex)
+                .await?;
+            Ok(done.rows_affected())
+        }
+
+        /// Records a processor sighting; rows written (0: the id is another subject's).
+        pub async fn upsert_worker<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            w: &WorkerRecord,
+        ) -> Result<u64> {
+            let done = sqlx::query(sql_file!($dir, "upsert_worker"))
+                .bind(&w.worker_id)
+                .bind(&w.owner)
+                .bind(w.slots as i64)
+                .bind(serde_json::to_string(&w.capabilities)?)
+                .bind(w.last_seen)
+                .bind(w.dispatch_ms)
+                .execute(ex)
+                .await?;
+            Ok(done.rows_affected())
+        }
+
+        /// Refreshes a processor's last sighting (and dispatch overhead, when given).
+        pub async fn touch_worker<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            worker_id: &str,
+            now: i64,
+            dispatch_ms: Option<f64>,
+            owner: &str,
+        ) -> Result<()> {
+            sqlx::query(sql_file!($dir, "touch_worker"))
+                .bind(worker_id)
+                .bind(now)
+                .bind(dispatch_ms)
+                .bind(owner)
+                .execute(ex)
+                .await?;
+            Ok(())
+        }
+
+        /// The task holding `owner`'s idempotency `key`.
+        pub async fn idempotent<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            owner: &str,
+            key: &str,
+        ) -> Result<Option<KeyedRow>> {
+            Ok(sqlx::query_as(sql_file!($dir, "idempotent"))
+                .bind(owner)
+                .bind(key)
+                .fetch_optional(ex)
+                .await?)
+        }
+
+        /// Writes one function's statistics row.
+        pub async fn upsert_stats<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            st: &FunctionStats,
+        ) -> Result<()> {
+            sqlx::query(sql_file!($dir, "upsert_stats"))
+                .bind(&st.key.package)
+                .bind(&st.key.version)
+                .bind(&st.key.function)
+                .bind(st.count.min(i64::MAX as u64) as i64)
+                .bind(st.failures.min(i64::MAX as u64) as i64)
+                .bind(st.mean_ms)
+                .bind(st.var_ms)
+                .bind(serde_json::to_string(&st.sketch)?)
+                .bind(st.last_seen)
+                .execute(ex)
+                .await?;
+            Ok(())
+        }
+
+        /// Every function's statistics.
+        pub async fn function_stats<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+        ) -> Result<Vec<StatsRow>> {
+            Ok(sqlx::query_as(sql_file!($dir, "function_stats"))
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// Queued tasks of `owner`.
+        pub async fn pending_count<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            owner: &str,
+        ) -> Result<i64> {
+            Ok(sqlx::query_scalar(sql_file!($dir, "pending_count"))
+                .bind(owner)
+                .fetch_one(ex)
+                .await?)
+        }
+
+        /// `owner`'s newest live memoizing task with these arguments.
+        pub async fn memoized<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            args_hash: &str,
+            owner: &str,
+        ) -> Result<Option<IdStateRow>> {
+            Ok(sqlx::query_as(sql_file!($dir, "memoized"))
+                .bind(args_hash)
+                .bind(owner)
+                .fetch_optional(ex)
+                .await?)
+        }
+
+        /// One task.
+        pub async fn task<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            id: DbId,
+        ) -> Result<Option<TaskRow>> {
+            Ok(sqlx::query_as(sql_file!($dir, "task"))
+                .bind(id)
+                .fetch_optional(ex)
+                .await?)
+        }
+
+        /// A page of `owner`'s tasks, newest first.
+        pub async fn tasks_of_owner<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            owner: &str,
+            page: &$crate::store::Page,
+        ) -> Result<Vec<TaskRow>> {
+            Ok(sqlx::query_as(sql_file!($dir, "tasks_of_owner"))
+                .bind(owner)
+                .bind(page.state)
+                .bind(page.before)
+                .bind(page.limit)
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// A page of everyone's tasks, newest first.
+        pub async fn tasks_all<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            page: &$crate::store::Page,
+        ) -> Result<Vec<TaskRow>> {
+            Ok(sqlx::query_as(sql_file!($dir, "tasks_all"))
+                .bind(page.state)
+                .bind(page.before)
+                .bind(page.limit)
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// One batch record.
+        pub async fn batch<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            id: DbId,
+        ) -> Result<Option<BatchRow>> {
+            Ok(sqlx::query_as(sql_file!($dir, "batch"))
+                .bind(id)
+                .fetch_optional(ex)
+                .await?)
+        }
+
+        /// (state, count) of a batch's tasks.
+        pub async fn batch_counts<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            id: DbId,
+        ) -> Result<Vec<(String, i64)>> {
+            Ok(sqlx::query_as(sql_file!($dir, "batch_counts"))
+                .bind(id)
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// Finished tasks of a batch after a completion cursor.
+        pub async fn batch_results<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            id: DbId,
+            after: i64,
+            limit: i64,
+        ) -> Result<Vec<BatchResultRow>> {
+            Ok(sqlx::query_as(sql_file!($dir, "batch_results"))
+                .bind(id)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// Queued tasks per function in a scope.
+        pub async fn queued<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            scope: $crate::store::LoadScope,
+        ) -> Result<Vec<QueuedRow>> {
+            use $crate::store::LoadScope;
+            let q = match scope {
+                LoadScope::All => sqlx::query_as(sql_file!($dir, "queued_all")),
+                LoadScope::Batch(id) => {
+                    sqlx::query_as(sql_file!($dir, "queued_batch")).bind(DbId(id))
+                }
+                LoadScope::Ahead { priority, seq } => {
+                    sqlx::query_as(sql_file!($dir, "queued_ahead"))
+                        .bind(priority as i64)
+                        .bind(seq)
+                }
+            };
+            Ok(q.fetch_all(ex).await?)
+        }
+
+        /// Running tasks of a scope (everything running is ahead of a queued task).
+        pub async fn running<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            scope: $crate::store::LoadScope,
+        ) -> Result<Vec<RunningRow>> {
+            use $crate::store::LoadScope;
+            let q = match scope {
+                LoadScope::Batch(id) => {
+                    sqlx::query_as(sql_file!($dir, "running_batch")).bind(DbId(id))
+                }
+                LoadScope::All | LoadScope::Ahead { .. } => {
+                    sqlx::query_as(sql_file!($dir, "running_all"))
+                }
+            };
+            Ok(q.fetch_all(ex).await?)
+        }
+
+        /// Processors seen since `since`.
+        pub async fn workers<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            since: i64,
+        ) -> Result<Vec<WorkerRow>> {
+            Ok(sqlx::query_as(sql_file!($dir, "workers"))
+                .bind(since)
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// Whether a delayed task became due in `(after, upto]`.
+        pub async fn became_ready<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            after: i64,
+            upto: i64,
+        ) -> Result<bool> {
+            Ok(sqlx::query_scalar(sql_file!($dir, "became_ready"))
+                .bind(after)
+                .bind(upto)
+                .fetch_one(ex)
+                .await?)
+        }
+    };
+}
+pub(crate) use statements;
+
+/// Implements [`super::StoreReads`] for a backend over the pool in field `$pool`: reads are
+/// the statements above plus the row conversions, the same on every backend. Expects the
+/// backend's `statements!` expansion as module `sql` beside it.
+macro_rules! store_reads {
+    ($store:ty, $pool:ident) => {
+        const _: () = {
+            use std::collections::HashMap;
+
+            use task_api::TaskState;
+            use uuid::Uuid;
+            use $crate::stats::QueueLoad;
+            use $crate::store::rows::{parse_state, DbId};
+            use $crate::store::{
+                BatchRecord, ListQuery, LoadScope, Page, Result, TaskRecord, WorkerRecord,
+            };
+
+            #[async_trait::async_trait]
+            impl $crate::store::StoreReads for $store {
+                async fn pending_count(&self, owner: &str) -> Result<u64> {
+                    Ok(sql::pending_count(&self.$pool, owner).await?.max(0) as u64)
+                }
+
+                async fn find_memoized(
+                    &self,
+                    owner: &str,
+                    args_hash: &str,
+                ) -> Result<Option<(Uuid, TaskState)>> {
+                    let row = sql::memoized(&self.$pool, args_hash, owner).await?;
+                    row.map(TryInto::try_into).transpose()
+                }
+
+                async fn get_task(&self, id: Uuid) -> Result<Option<TaskRecord>> {
+                    let row = sql::task(&self.$pool, DbId(id)).await?;
+                    row.map(TryInto::try_into).transpose()
+                }
+
+                async fn list_tasks(&self, q: ListQuery) -> Result<Vec<TaskRecord>> {
+                    let page = Page::of(&q);
+                    let rows = match &q.owner {
+                        Some(owner) => sql::tasks_of_owner(&self.$pool, owner, &page).await?,
+                        None => sql::tasks_all(&self.$pool, &page).await?,
+                    };
+                    rows.into_iter().map(TryInto::try_into).collect()
+                }
+
+                async fn get_batch(&self, id: Uuid) -> Result<Option<BatchRecord>> {
+                    Ok(sql::batch(&self.$pool, DbId(id)).await?.map(Into::into))
+                }
+
+                async fn batch_counts(&self, id: Uuid) -> Result<HashMap<TaskState, u64>> {
+                    let rows = sql::batch_counts(&self.$pool, DbId(id)).await?;
+                    rows.into_iter()
+                        .map(|(s, n)| Ok((parse_state(&s)?, n.max(0) as u64)))
+                        .collect()
+                }
+
+                async fn queue_load(&self, scope: LoadScope, now: i64) -> Result<QueueLoad> {
+                    let queued = sql::queued(&self.$pool, scope).await?;
+                    let running = sql::running(&self.$pool, scope).await?;
+                    Ok(QueueLoad {
+                        queued: queued.into_iter().map(Into::into).collect(),
+                        running: running.into_iter().map(|r| r.elapsed(now)).collect(),
+                    })
+                }
+
+                async fn workers(&self, since: i64) -> Result<Vec<WorkerRecord>> {
+                    let rows = sql::workers(&self.$pool, since).await?;
+                    rows.into_iter().map(TryInto::try_into).collect()
+                }
+
+                async fn became_ready(&self, after: i64, upto: i64) -> Result<bool> {
+                    sql::became_ready(&self.$pool, after, upto).await
+                }
+
+                async fn ping(&self) -> Result<()> {
+                    sqlx::query("SELECT 1").execute(&self.$pool).await?;
+                    Ok(())
+                }
+            }
+        };
+    };
+}
+pub(crate) use store_reads;
