@@ -1,4 +1,6 @@
-//! Registry metadata behind a trait (SQLite today; PostgreSQL can follow behind the same seam).
+//! Registry metadata behind [`RegistryStore`], on SQLite or PostgreSQL. The SQL text is in
+//! `queries/<dialect>/<name>.sql` (both dialects take the same parameters); the Rust above it is
+//! written once ([`registry_store!`]) and expanded for each backend's pool.
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -6,12 +8,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use crpc_package::client::VersionInfo;
 use crpc_package::Manifest;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use crpc_service::sql_file;
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::Row;
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -72,118 +73,248 @@ pub enum Insert {
     NotOwner,
 }
 
-/// Claims a package name for `v.publisher` inside `tx`, or checks that they own it; `false` when
-/// someone else does (and `any_owner` is not set). The same SQL on both backends: SQLite numbers
-/// `$N` parameters in order of first use, which these statements follow.
-macro_rules! claim_package {
-    ($tx:ident, $v:ident, $any_owner:ident) => {{
-        let created = sqlx::query(
-            "INSERT INTO packages (name, created_by, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(&$v.name)
-        .bind(&$v.publisher)
-        .bind($v.published_at)
-        .execute(&mut *$tx)
-        .await?
-        .rows_affected();
-        if created > 0 {
-            sqlx::query(
-                "INSERT INTO owners (name, owner, added_by, added_at) VALUES ($1, $2, $2, $3)",
-            )
-            .bind(&$v.name)
-            .bind(&$v.publisher)
-            .bind($v.published_at)
-            .execute(&mut *$tx)
-            .await?;
-        }
-        created > 0
-            || $any_owner
-            || sqlx::query("SELECT 1 FROM owners WHERE name = $1 AND owner = $2")
-                .bind(&$v.name)
-                .bind(&$v.publisher)
-                .fetch_optional(&mut *$tx)
-                .await?
-                .is_some()
-    }};
+/// A version row.
+#[derive(sqlx::FromRow)]
+struct VersionRow {
+    name: String,
+    version: String,
+    sha256: String,
+    size: i64,
+    signature: Option<String>,
+    yanked: bool,
+    manifest: String,
+    publisher: String,
+    published_at: i64,
 }
 
-/// The owner statements of [`RegistryStore`], one text for both backends (see `claim_package`),
-/// as functions over a backend's pool.
-macro_rules! owner_statements {
-    ($pool:ty) => {
-        use super::{now_ms, StoreError};
+impl TryFrom<VersionRow> for VersionInfo {
+    type Error = StoreError;
+    fn try_from(r: VersionRow) -> Result<Self, StoreError> {
+        Ok(VersionInfo {
+            name: r.name,
+            version: r.version,
+            sha256: r.sha256,
+            size: r.size.max(0) as u64,
+            signature: r.signature,
+            yanked: r.yanked,
+            published_at: r.published_at,
+            publisher: r.publisher,
+            manifest: serde_json::from_str::<Manifest>(&r.manifest)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        })
+    }
+}
 
-        pub async fn owners(pool: &$pool, name: &str) -> Result<Vec<String>, StoreError> {
-            Ok(
-                sqlx::query_scalar("SELECT owner FROM owners WHERE name = $1 ORDER BY owner")
-                    .bind(name)
-                    .fetch_all(pool)
-                    .await?,
-            )
-        }
+fn versions_from(rows: Vec<VersionRow>) -> Result<Vec<VersionInfo>, StoreError> {
+    rows.into_iter().map(TryInto::try_into).collect()
+}
 
-        pub async fn add_owners(
-            pool: &$pool,
-            name: &str,
-            who: &[String],
-            by: &str,
-        ) -> Result<(), StoreError> {
-            let mut tx = pool.begin().await?;
-            for owner in who {
-                sqlx::query(
-                    "INSERT INTO owners (name, owner, added_by, added_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (name, owner) DO NOTHING",
-                )
-                .bind(name)
-                .bind(owner)
-                .bind(by)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
+fn newest_first(mut v: Vec<VersionInfo>) -> Vec<VersionInfo> {
+    v.sort_by_key(|v| std::cmp::Reverse(v.manifest.semver()));
+    v
+}
+
+/// Implements [`RegistryStore`] for `$store` (a struct with a `pool` of database `$db`) with
+/// the statements of `queries/$dir`.
+macro_rules! registry_store {
+    ($store:ty, $db:ty, $dir:literal) => {
+        impl $store {
+            /// Claims `v.name` for `v.publisher` inside `tx`, or checks that they own it;
+            /// `false` when someone else does (and `any_owner` is not set).
+            async fn claim_package(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                v: &VersionInfo,
+                any_owner: bool,
+            ) -> Result<bool, StoreError> {
+                let created = sqlx::query(sql_file!($dir, "claim_package"))
+                    .bind(&v.name)
+                    .bind(&v.publisher)
+                    .bind(v.published_at)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected();
+                if created > 0 {
+                    sqlx::query(sql_file!($dir, "add_first_owner"))
+                        .bind(&v.name)
+                        .bind(&v.publisher)
+                        .bind(v.published_at)
+                        .execute(&mut **tx)
+                        .await?;
+                    return Ok(true);
+                }
+                let owner = sqlx::query(sql_file!($dir, "is_owner"))
+                    .bind(&v.name)
+                    .bind(&v.publisher)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                Ok(any_owner || owner.is_some())
             }
-            tx.commit().await?;
-            Ok(())
+
+            /// Records the version row; `false` when it exists.
+            async fn insert_version(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                v: &VersionInfo,
+            ) -> Result<bool, StoreError> {
+                let sv = v.manifest.semver();
+                let manifest = serde_json::to_string(&v.manifest)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let done = sqlx::query(sql_file!($dir, "insert_version"))
+                    .bind(&v.name)
+                    .bind(&v.version)
+                    .bind(sv.major as i64)
+                    .bind(sv.minor as i64)
+                    .bind(sv.patch as i64)
+                    .bind(&v.sha256)
+                    .bind(v.size as i64)
+                    .bind(&v.signature)
+                    .bind(manifest)
+                    .bind(&v.publisher)
+                    .bind(v.published_at)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
         }
 
-        pub async fn remove_owners(
-            pool: &$pool,
-            name: &str,
-            who: &[String],
-        ) -> Result<bool, StoreError> {
-            let mut tx = pool.begin().await?;
-            // A write to the package row first: concurrent removals queue behind it (PostgreSQL
-            // row lock; SQLite's single writer), so two of them cannot both leave one owner.
-            sqlx::query("UPDATE packages SET created_by = created_by WHERE name = $1")
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
-            for owner in who {
-                sqlx::query("DELETE FROM owners WHERE name = $1 AND owner = $2")
+        #[async_trait]
+        impl RegistryStore for $store {
+            async fn insert(&self, v: &VersionInfo, any_owner: bool) -> Result<Insert, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                if !Self::claim_package(&mut tx, v, any_owner).await? {
+                    return Ok(Insert::NotOwner);
+                }
+                if !Self::insert_version(&mut tx, v).await? {
+                    return Ok(Insert::Exists);
+                }
+                for f in v.manifest.functions.keys() {
+                    sqlx::query(sql_file!($dir, "insert_function"))
+                        .bind(f)
+                        .bind(&v.name)
+                        .bind(&v.version)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(Insert::Inserted)
+            }
+
+            async fn get(
+                &self,
+                name: &str,
+                version: &str,
+            ) -> Result<Option<VersionInfo>, StoreError> {
+                let row: Option<VersionRow> = sqlx::query_as(sql_file!($dir, "version"))
                     .bind(name)
-                    .bind(owner)
+                    .bind(version)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            /// Semver decides the order (pre-releases sort below their release).
+            async fn versions(&self, name: &str) -> Result<Vec<VersionInfo>, StoreError> {
+                let rows = sqlx::query_as(sql_file!($dir, "versions"))
+                    .bind(name)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(newest_first(versions_from(rows)?))
+            }
+
+            async fn packages(&self) -> Result<Vec<(String, u64, Option<String>)>, StoreError> {
+                let names: Vec<(String, i64)> = sqlx::query_as(sql_file!($dir, "package_names"))
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut out = Vec::with_capacity(names.len());
+                for (name, n) in names {
+                    let versions = self.versions(&name).await?;
+                    let latest = versions.into_iter().find(|v| !v.yanked).map(|v| v.version);
+                    out.push((name, n.max(0) as u64, latest));
+                }
+                Ok(out)
+            }
+
+            async fn set_yanked(
+                &self,
+                name: &str,
+                version: &str,
+                yanked: bool,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(sql_file!($dir, "set_yanked"))
+                    .bind(name)
+                    .bind(version)
+                    .bind(yanked)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn with_function(&self, function: &str) -> Result<Vec<VersionInfo>, StoreError> {
+                let rows = sqlx::query_as(sql_file!($dir, "with_function"))
+                    .bind(function)
+                    .bind(false)
+                    .fetch_all(&self.pool)
+                    .await?;
+                versions_from(rows)
+            }
+
+            async fn all_digests(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+                Ok(sqlx::query_as(sql_file!($dir, "digests"))
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn owners(&self, name: &str) -> Result<Vec<String>, StoreError> {
+                Ok(sqlx::query_scalar(sql_file!($dir, "owners"))
+                    .bind(name)
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn add_owners(
+                &self,
+                name: &str,
+                who: &[String],
+                by: &str,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                for owner in who {
+                    sqlx::query(sql_file!($dir, "add_owner"))
+                        .bind(name)
+                        .bind(owner)
+                        .bind(by)
+                        .bind(now_ms())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn remove_owners(&self, name: &str, who: &[String]) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(sql_file!($dir, "lock_package"))
+                    .bind(name)
                     .execute(&mut *tx)
                     .await?;
+                for owner in who {
+                    sqlx::query(sql_file!($dir, "remove_owner"))
+                        .bind(name)
+                        .bind(owner)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let left: i64 = sqlx::query_scalar(sql_file!($dir, "owner_count"))
+                    .bind(name)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if left == 0 {
+                    return Ok(false);
+                }
+                tx.commit().await?;
+                Ok(true)
             }
-            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM owners WHERE name = $1")
-                .bind(name)
-                .fetch_one(&mut *tx)
-                .await?;
-            if left == 0 {
-                return Ok(false);
-            }
-            tx.commit().await?;
-            Ok(true)
         }
     };
-}
-
-mod sqlite_owners {
-    owner_statements!(sqlx::SqlitePool);
-}
-
-mod pg_owners {
-    owner_statements!(sqlx::PgPool);
 }
 
 /// SQLite metadata store.
@@ -219,154 +350,7 @@ impl SqliteRegistry {
     }
 }
 
-fn info_from_row(row: &SqliteRow) -> Result<VersionInfo, StoreError> {
-    let manifest: String = row.try_get("manifest")?;
-    Ok(VersionInfo {
-        name: row.try_get("name")?,
-        version: row.try_get("version")?,
-        sha256: row.try_get("sha256")?,
-        size: row.try_get::<i64, _>("size")? as u64,
-        signature: row.try_get("signature")?,
-        yanked: row.try_get::<i64, _>("yanked")? != 0,
-        published_at: row.try_get("published_at")?,
-        publisher: row.try_get("publisher")?,
-        manifest: serde_json::from_str::<Manifest>(&manifest)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-    })
-}
-
-const COLUMNS: &str =
-    "name, version, sha256, size, signature, yanked, manifest, publisher, published_at";
-
-#[async_trait]
-impl RegistryStore for SqliteRegistry {
-    async fn insert(&self, v: &VersionInfo, any_owner: bool) -> Result<Insert, StoreError> {
-        let sv = v.manifest.semver();
-        let mut tx = self.pool.begin().await?;
-        if !claim_package!(tx, v, any_owner) {
-            return Ok(Insert::NotOwner);
-        }
-        let done = sqlx::query(
-            "INSERT INTO versions (name, version, major, minor, patch, sha256, size, signature, yanked, manifest, publisher, published_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11) ON CONFLICT (name, version) DO NOTHING",
-        )
-        .bind(&v.name)
-        .bind(&v.version)
-        .bind(sv.major as i64)
-        .bind(sv.minor as i64)
-        .bind(sv.patch as i64)
-        .bind(&v.sha256)
-        .bind(v.size as i64)
-        .bind(&v.signature)
-        .bind(serde_json::to_string(&v.manifest).map_err(|e| StoreError::Corrupt(e.to_string()))?)
-        .bind(&v.publisher)
-        .bind(v.published_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if done == 0 {
-            return Ok(Insert::Exists);
-        }
-        for f in v.manifest.functions.keys() {
-            sqlx::query("INSERT INTO functions (function, name, version) VALUES (?1, ?2, ?3)")
-                .bind(f)
-                .bind(&v.name)
-                .bind(&v.version)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(Insert::Inserted)
-    }
-
-    async fn get(&self, name: &str, version: &str) -> Result<Option<VersionInfo>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM versions WHERE name = ?1 AND version = ?2"
-        ))
-        .bind(name)
-        .bind(version)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(info_from_row).transpose()
-    }
-
-    async fn versions(&self, name: &str) -> Result<Vec<VersionInfo>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM versions WHERE name = ?1 ORDER BY major DESC, minor DESC, patch DESC, version DESC"
-        ))
-        .bind(name)
-        .fetch_all(&self.pool)
-        .await?;
-        // Semver decides the order (pre-releases sort below their release).
-        Ok(newest_first(
-            rows.iter().map(info_from_row).collect::<Result<_, _>>()?,
-        ))
-    }
-
-    async fn packages(&self) -> Result<Vec<(String, u64, Option<String>)>, StoreError> {
-        let names: Vec<(String, i64)> =
-            sqlx::query_as("SELECT name, count(*) FROM versions GROUP BY name ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?;
-        let mut out = Vec::with_capacity(names.len());
-        for (name, n) in names {
-            let latest = self
-                .versions(&name)
-                .await?
-                .into_iter()
-                .find(|v| !v.yanked)
-                .map(|v| v.version);
-            out.push((name, n as u64, latest));
-        }
-        Ok(out)
-    }
-
-    async fn set_yanked(
-        &self,
-        name: &str,
-        version: &str,
-        yanked: bool,
-    ) -> Result<bool, StoreError> {
-        let n = sqlx::query("UPDATE versions SET yanked = ?3 WHERE name = ?1 AND version = ?2")
-            .bind(name)
-            .bind(version)
-            .bind(yanked as i64)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(n > 0)
-    }
-
-    async fn with_function(&self, function: &str) -> Result<Vec<VersionInfo>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {} FROM versions v JOIN functions f ON f.name = v.name AND f.version = v.version \
-             WHERE f.function = ?1 AND v.yanked = 0",
-            COLUMNS.split(", ").map(|c| format!("v.{c}")).collect::<Vec<_>>().join(", ")
-        ))
-        .bind(function)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(info_from_row).collect()
-    }
-
-    async fn all_digests(&self) -> Result<Vec<(String, String, String)>, StoreError> {
-        Ok(sqlx::query_as("SELECT name, version, sha256 FROM versions")
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
-    async fn owners(&self, name: &str) -> Result<Vec<String>, StoreError> {
-        sqlite_owners::owners(&self.pool, name).await
-    }
-
-    async fn add_owners(&self, name: &str, who: &[String], by: &str) -> Result<(), StoreError> {
-        sqlite_owners::add_owners(&self.pool, name, who, by).await
-    }
-
-    async fn remove_owners(&self, name: &str, who: &[String]) -> Result<bool, StoreError> {
-        sqlite_owners::remove_owners(&self.pool, name, who).await
-    }
-}
+registry_store!(SqliteRegistry, sqlx::Sqlite, "sqlite");
 
 /// PostgreSQL metadata store (several registry replicas may share it; blobs then need a shared
 /// directory).
@@ -383,152 +367,4 @@ impl PgRegistry {
     }
 }
 
-fn pg_info_from_row(row: &PgRow) -> Result<VersionInfo, StoreError> {
-    let manifest: String = row.try_get("manifest")?;
-    Ok(VersionInfo {
-        name: row.try_get("name")?,
-        version: row.try_get("version")?,
-        sha256: row.try_get("sha256")?,
-        size: row.try_get::<i64, _>("size")? as u64,
-        signature: row.try_get("signature")?,
-        yanked: row.try_get("yanked")?,
-        published_at: row.try_get("published_at")?,
-        publisher: row.try_get("publisher")?,
-        manifest: serde_json::from_str::<Manifest>(&manifest)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-    })
-}
-
-fn newest_first(mut v: Vec<VersionInfo>) -> Vec<VersionInfo> {
-    v.sort_by_key(|v| std::cmp::Reverse(v.manifest.semver()));
-    v
-}
-
-#[async_trait]
-impl RegistryStore for PgRegistry {
-    async fn insert(&self, v: &VersionInfo, any_owner: bool) -> Result<Insert, StoreError> {
-        let sv = v.manifest.semver();
-        let mut tx = self.pool.begin().await?;
-        if !claim_package!(tx, v, any_owner) {
-            return Ok(Insert::NotOwner);
-        }
-        let done = sqlx::query(
-            "INSERT INTO versions (name, version, major, minor, patch, sha256, size, signature, yanked, manifest, publisher, published_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, FALSE, $9, $10, $11) ON CONFLICT (name, version) DO NOTHING",
-        )
-        .bind(&v.name)
-        .bind(&v.version)
-        .bind(sv.major as i64)
-        .bind(sv.minor as i64)
-        .bind(sv.patch as i64)
-        .bind(&v.sha256)
-        .bind(v.size as i64)
-        .bind(&v.signature)
-        .bind(serde_json::to_string(&v.manifest).map_err(|e| StoreError::Corrupt(e.to_string()))?)
-        .bind(&v.publisher)
-        .bind(v.published_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if done == 0 {
-            return Ok(Insert::Exists);
-        }
-        for f in v.manifest.functions.keys() {
-            sqlx::query("INSERT INTO functions (function, name, version) VALUES ($1, $2, $3)")
-                .bind(f)
-                .bind(&v.name)
-                .bind(&v.version)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(Insert::Inserted)
-    }
-
-    async fn get(&self, name: &str, version: &str) -> Result<Option<VersionInfo>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM versions WHERE name = $1 AND version = $2"
-        ))
-        .bind(name)
-        .bind(version)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(pg_info_from_row).transpose()
-    }
-
-    async fn versions(&self, name: &str) -> Result<Vec<VersionInfo>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM versions WHERE name = $1"))
-            .bind(name)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(newest_first(
-            rows.iter()
-                .map(pg_info_from_row)
-                .collect::<Result<_, _>>()?,
-        ))
-    }
-
-    async fn packages(&self) -> Result<Vec<(String, u64, Option<String>)>, StoreError> {
-        let names: Vec<(String, i64)> =
-            sqlx::query_as("SELECT name, count(*) FROM versions GROUP BY name ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?;
-        let mut out = Vec::with_capacity(names.len());
-        for (name, n) in names {
-            let latest = self
-                .versions(&name)
-                .await?
-                .into_iter()
-                .find(|v| !v.yanked)
-                .map(|v| v.version);
-            out.push((name, n as u64, latest));
-        }
-        Ok(out)
-    }
-
-    async fn set_yanked(
-        &self,
-        name: &str,
-        version: &str,
-        yanked: bool,
-    ) -> Result<bool, StoreError> {
-        let n = sqlx::query("UPDATE versions SET yanked = $3 WHERE name = $1 AND version = $2")
-            .bind(name)
-            .bind(version)
-            .bind(yanked)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(n > 0)
-    }
-
-    async fn with_function(&self, function: &str) -> Result<Vec<VersionInfo>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {} FROM versions v JOIN functions f ON f.name = v.name AND f.version = v.version \
-             WHERE f.function = $1 AND NOT v.yanked",
-            COLUMNS.split(", ").map(|c| format!("v.{c}")).collect::<Vec<_>>().join(", ")
-        ))
-        .bind(function)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(pg_info_from_row).collect()
-    }
-
-    async fn all_digests(&self) -> Result<Vec<(String, String, String)>, StoreError> {
-        Ok(sqlx::query_as("SELECT name, version, sha256 FROM versions")
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
-    async fn owners(&self, name: &str) -> Result<Vec<String>, StoreError> {
-        pg_owners::owners(&self.pool, name).await
-    }
-
-    async fn add_owners(&self, name: &str, who: &[String], by: &str) -> Result<(), StoreError> {
-        pg_owners::add_owners(&self.pool, name, who, by).await
-    }
-
-    async fn remove_owners(&self, name: &str, who: &[String]) -> Result<bool, StoreError> {
-        pg_owners::remove_owners(&self.pool, name, who).await
-    }
-}
+registry_store!(PgRegistry, sqlx::Postgres, "postgres");

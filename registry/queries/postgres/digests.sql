@@ -1,0 +1,1 @@
+SELECT name, version, sha256 FROM versions

@@ -1,0 +1,1 @@
+SELECT owner FROM owners WHERE name = $1 ORDER BY owner

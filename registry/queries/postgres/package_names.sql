@@ -1,0 +1,1 @@
+SELECT name, count(*) FROM versions GROUP BY name ORDER BY name

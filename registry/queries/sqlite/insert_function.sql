@@ -1,0 +1,1 @@
+INSERT INTO functions (function, name, version) VALUES (?1, ?2, ?3)

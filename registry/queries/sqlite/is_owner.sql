@@ -1,0 +1,1 @@
+SELECT 1 FROM owners WHERE name = ?1 AND owner = ?2
