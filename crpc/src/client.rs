@@ -3,8 +3,10 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use task_api::{AnswerResponse, SubmitBatch, SubmitBatchResponse, SubmitResponse, TaskSpec};
+use task_api::{
+    AnswerResponse, BatchResultsResponse, CancelResponse, SubmitBatch, SubmitBatchResponse,
+    SubmitResponse, TaskSpec,
+};
 use uuid::Uuid;
 
 use crate::error::{root_cause, CliError, CliResult};
@@ -166,7 +168,7 @@ impl Api {
     }
 
     /// `POST /user/tasks/{id}/cancel`.
-    pub async fn cancel(&self, id: &str) -> CliResult<Value> {
+    pub async fn cancel(&self, id: &str) -> CliResult<CancelResponse> {
         self.post(&format!("/user/tasks/{id}/cancel"), &serde_json::json!({}))
             .await
     }
@@ -177,7 +179,7 @@ impl Api {
         batch: Uuid,
         after: i64,
         wait: f64,
-    ) -> CliResult<BatchResults> {
+    ) -> CliResult<BatchResultsResponse> {
         let path = format!("/user/batches/{batch}/results?after={after}&limit=1000&wait={wait:.3}");
         self.call(self.req(
             reqwest::Method::GET,
@@ -186,32 +188,4 @@ impl Api {
         ))
         .await
     }
-}
-
-/// One page of `GET /user/batches/{id}/results`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct BatchResults {
-    /// Finished tasks, in completion order.
-    pub results: Vec<BatchResult>,
-    /// Cursor for the next page.
-    pub next: i64,
-    /// Every task finished and this page holds the last of them.
-    pub done: bool,
-}
-
-/// One finished task of a batch.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BatchResult {
-    /// Task id.
-    pub id: Uuid,
-    /// Position in the submitted batch.
-    pub index: u64,
-    /// Terminal state.
-    pub state: task_api::TaskState,
-    /// Answer, when succeeded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub answer: Option<Value>,
-    /// Error, otherwise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<task_api::TaskError>,
 }

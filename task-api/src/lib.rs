@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod error;
 pub mod task;
+pub mod views;
 pub mod worker;
 
 pub use auth::{Claims, Role, JWT_AUDIENCE, JWT_ISSUER};
@@ -14,6 +15,12 @@ pub use error::{ApiErrorBody, ErrorDetail};
 pub use task::{
     AnswerResponse, Resources, SubmitBatch, SubmitBatchResponse, SubmitResponse, TaskError,
     TaskErrorKind, TaskPayload, TaskSpec, TaskState, TaskView,
+};
+pub use views::{
+    BatchResultItem, BatchResultsResponse, BatchStatusResponse, CancelResponse, DeleteResponse,
+    EstimateResponse, FunctionEstimate, FunctionStatsView, HealthResponse, SingleTaskResponse,
+    StatsResponse, SubmitAnswerResponse, SubmitAnswersResponse, TaskListResponse, WorkerView,
+    WorkersResponse,
 };
 pub use worker::{
     Capabilities, HeartbeatLease, HeartbeatRequest, HeartbeatResponse, Lease, RequestTask,

@@ -154,26 +154,7 @@ pub struct QueueLoad {
     pub running: Vec<(FnKey, f64)>,
 }
 
-/// One function's share of the estimate.
-#[derive(Debug, Clone, Serialize)]
-pub struct FunctionEstimate {
-    /// Package (null when none).
-    pub package: Option<String>,
-    /// Version (null when none).
-    pub version: Option<String>,
-    /// Function.
-    pub function: String,
-    /// Tasks queued.
-    pub queued: u64,
-    /// Tasks running.
-    pub running: u64,
-    /// Mean runtime used, ms.
-    pub mean_ms: f64,
-    /// Whether the mean comes from this function's own statistics (false: the global prior).
-    pub known: bool,
-    /// Core-seconds this function adds to the queue.
-    pub time: f64,
-}
+pub use task_api::FunctionEstimate;
 
 /// The queue estimate.
 #[derive(Debug, Clone, Serialize)]

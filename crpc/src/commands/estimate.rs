@@ -1,5 +1,5 @@
 //! `crpc estimate [--task ID]`: how long the queue (or one task) will take.
-use serde_json::Value;
+use task_api::{EstimateResponse, FunctionEstimate};
 
 use crate::client::Api;
 use crate::error::CliResult;
@@ -11,49 +11,31 @@ pub async fn run(api: &Api, task: Option<&str>, json: bool) -> CliResult {
         Some(id) => format!("/user/estimate_time_left?task_id={id}"),
         None => "/user/estimate_time_left".to_string(),
     };
-    let e: Value = api.get(&path).await?;
+    let e: EstimateResponse = api.get(&path).await?;
     if json {
         output::json_line(&e);
         return Ok(());
     }
-    let f = |k: &str| e[k].as_f64().unwrap_or(0.0);
     let subject = match task {
         Some(id) => format!("task {id}"),
         None => "the queue".to_string(),
     };
-    let eta = if f("live_slots") > 0.0 || f("time") == 0.0 {
-        output::seconds(f("eta_s"))
-    } else {
-        "never: no processor is connected".to_string()
+    let slots = e.live_slots.unwrap_or(0);
+    let eta = match e.eta_s {
+        Some(eta) if slots > 0 || e.time == 0.0 => output::seconds(eta),
+        _ if e.time == 0.0 => output::seconds(0.0),
+        _ => "never: no processor is connected".to_string(),
     };
     println!(
-        "{subject}: {} queued, {} running; done in about {eta} on {} live slot(s) \
+        "{subject}: {} queued, {} running; done in about {eta} on {slots} live slot(s) \
          ({} of work on one core; confidence {:.0}%)",
-        f("queued"),
-        f("running"),
-        f("live_slots"),
-        output::seconds(f("time")),
-        f("confidence") * 100.0
+        e.queued,
+        e.running,
+        output::seconds(e.time),
+        e.confidence * 100.0
     );
-    let empty = Vec::new();
-    let per = e["per_function"].as_array().unwrap_or(&empty);
-    if !per.is_empty() {
-        let rows: Vec<Vec<String>> = per
-            .iter()
-            .map(|p| {
-                vec![
-                    name(p),
-                    p["queued"].to_string(),
-                    p["running"].to_string(),
-                    if p["known"].as_bool().unwrap_or(false) {
-                        output::seconds(p["mean_ms"].as_f64().unwrap_or(0.0) / 1000.0)
-                    } else {
-                        "unknown".into()
-                    },
-                    output::seconds(p["time"].as_f64().unwrap_or(0.0)),
-                ]
-            })
-            .collect();
+    if !e.per_function.is_empty() {
+        let rows: Vec<Vec<String>> = e.per_function.iter().map(row).collect();
         println!(
             "{}",
             output::table(&["FUNCTION", "QUEUED", "RUNNING", "MEAN", "WORK"], &rows)
@@ -62,17 +44,31 @@ pub async fn run(api: &Api, task: Option<&str>, json: bool) -> CliResult {
     Ok(())
 }
 
-/// `package@version.function` of a stats or estimate row.
-pub fn name(p: &Value) -> String {
+fn row(p: &FunctionEstimate) -> Vec<String> {
+    vec![
+        name(p.package.as_deref(), p.version.as_deref(), &p.function),
+        p.queued.to_string(),
+        p.running.to_string(),
+        if p.known {
+            output::seconds(p.mean_ms / 1000.0)
+        } else {
+            "unknown".into()
+        },
+        output::seconds(p.time),
+    ]
+}
+
+/// `package@version.function`, as tables show a function.
+pub fn name(package: Option<&str>, version: Option<&str>, function: &str) -> String {
     let mut out = String::new();
-    if let Some(pkg) = p["package"].as_str() {
+    if let Some(pkg) = package {
         out.push_str(pkg);
-        if let Some(v) = p["version"].as_str() {
+        if let Some(v) = version {
             out.push('@');
             out.push_str(v);
         }
         out.push('.');
     }
-    out.push_str(p["function"].as_str().unwrap_or(""));
+    out.push_str(function);
     out
 }

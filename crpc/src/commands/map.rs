@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{self, StreamExt};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
-use task_api::TaskState;
+use task_api::{BatchResultsResponse, BatchStatusResponse, TaskState};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::cli::MapArgs;
-use crate::client::{Api, BatchResults};
+use crate::client::Api;
 use crate::error::{CliError, CliResult};
 use crate::{output, spec};
 
@@ -102,7 +102,7 @@ pub async fn run(api: &Api, args: &MapArgs, _json: bool) -> CliResult {
     bar.set_message("");
 
     // One long-polling results stream per batch, merged.
-    let (tx, mut rx) = mpsc::channel::<(u64, CliResult<BatchResults>)>(64);
+    let (tx, mut rx) = mpsc::channel::<(u64, CliResult<BatchResultsResponse>)>(64);
     for b in &batches {
         let (api, tx, id, off) = (api.clone(), tx.clone(), b.id, b.offset);
         tokio::spawn(async move {
@@ -217,9 +217,9 @@ fn read_inputs(path: &std::path::Path) -> CliResult<Vec<spec::Input>> {
 async fn server_eta(api: &Api, batches: &[Batch]) -> Option<f64> {
     let mut sum = 0.0;
     for b in batches {
-        let v: Value = api.get(&format!("/user/batches/{}", b.id)).await.ok()?;
-        if !v["done"].as_bool().unwrap_or(false) {
-            sum += v["eta_s"].as_f64()?;
+        let v: BatchStatusResponse = api.get(&format!("/user/batches/{}", b.id)).await.ok()?;
+        if !v.done {
+            sum += v.eta_s?;
         }
     }
     Some(sum)

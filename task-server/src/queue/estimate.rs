@@ -1,8 +1,9 @@
 //! Estimates of the time left, runtime statistics and the processors seen.
 use std::collections::HashMap;
 
-use serde_json::{json, Value};
-use task_api::TaskState;
+use task_api::{
+    EstimateResponse, FunctionStatsView, StatsResponse, TaskState, WorkerView, WorkersResponse,
+};
 use uuid::Uuid;
 
 use super::{now_ms, Queue};
@@ -29,18 +30,13 @@ impl Queue {
         &self,
         caller: &Caller,
         task_id: Option<Uuid>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<EstimateResponse, ApiError> {
         let scope = match task_id {
             None => LoadScope::All,
             Some(id) => {
                 let t = self.visible_task(caller, id).await?;
                 match t.state {
-                    s if s.is_terminal() => {
-                        return Ok(
-                            json!({"success": true, "task_id": id, "state": s, "time": 0.0, "eta_s": 0.0,
-                                         "queued": 0, "running": 0, "per_function": [], "confidence": 1.0}),
-                        )
-                    }
+                    s if s.is_terminal() => return Ok(finished_estimate(id, s)),
                     TaskState::Queued | TaskState::Waiting => LoadScope::Ahead {
                         priority: t.priority,
                         seq: t.seq,
@@ -54,77 +50,97 @@ impl Queue {
         };
         let est = self.estimate_scope(scope).await?;
         let cap = self.capacity().await?;
-        let mut v = json!({
-            "success": true,
-            "time": est.time,
-            "eta_s": cap.eta(&est),
-            "live_slots": cap.slots,
-            "dispatch_ms": cap.dispatch_ms,
-            "queued": est.queued,
-            "running": est.running,
-            "per_function": est.per_function,
-            "confidence": est.confidence,
-        });
-        if let Some(id) = task_id {
-            v["task_id"] = json!(id);
-        }
-        Ok(v)
+        Ok(EstimateResponse {
+            success: true,
+            task_id,
+            state: None,
+            time: est.time,
+            eta_s: cap.eta(&est),
+            live_slots: Some(cap.slots),
+            dispatch_ms: Some(cap.dispatch_ms),
+            queued: est.queued,
+            running: est.running,
+            per_function: est.per_function,
+            confidence: est.confidence,
+        })
     }
 
     /// `GET /user/stats`.
-    pub async fn stats(&self) -> Result<Value, ApiError> {
+    pub async fn stats(&self) -> Result<StatsResponse, ApiError> {
         let rows = self.store.stats().await?;
-        let functions: Vec<Value> = rows
+        let functions = rows
             .iter()
-            .map(|s| {
-                json!({
-                    "package": non_empty(&s.key.package),
-                    "version": non_empty(&s.key.version),
-                    "function": s.key.function,
-                    "count": s.count,
-                    "failures": s.failures,
-                    "mean_ms": s.mean_ms,
-                    "stddev_ms": s.stddev_ms(),
-                    "p50_ms": s.sketch.quantile(0.5),
-                    "p95_ms": s.sketch.quantile(0.95),
-                    "last_seen": s.last_seen,
-                })
+            .map(|s| FunctionStatsView {
+                package: non_empty(&s.key.package),
+                version: non_empty(&s.key.version),
+                function: s.key.function.clone(),
+                count: s.count,
+                failures: s.failures,
+                mean_ms: s.mean_ms,
+                stddev_ms: s.stddev_ms(),
+                p50_ms: s.sketch.quantile(0.5),
+                p95_ms: s.sketch.quantile(0.95),
+                last_seen: s.last_seen,
             })
             .collect();
-        Ok(json!({"success": true, "functions": functions}))
+        Ok(StatsResponse {
+            success: true,
+            functions,
+        })
     }
 
     /// `GET /user/workers`: processors heard from within the live window (or ever, with `all`).
-    pub async fn workers(&self, all: bool) -> Result<Value, ApiError> {
-        let now = now_ms();
-        let since = if all {
-            0
-        } else {
-            now - self.cfg.live_window.as_millis() as i64
-        };
+    pub async fn workers(&self, all: bool) -> Result<WorkersResponse, ApiError> {
+        let live_cutoff = now_ms() - self.cfg.live_window.as_millis() as i64;
+        let since = if all { 0 } else { live_cutoff };
         let workers = self.store.workers(since).await?;
-        let live_cutoff = now - self.cfg.live_window.as_millis() as i64;
-        let slots: u64 = workers
+        let live_slots: u64 = workers
             .iter()
             .filter(|w| w.last_seen >= live_cutoff)
             .map(|w| w.slots as u64)
             .sum();
-        let list: Vec<Value> = workers
+        let workers = workers
             .into_iter()
-            .map(|w| {
-                let live = w.last_seen >= live_cutoff;
-                let mut v = json!(w);
-                v["live"] = json!(live);
-                v
+            .map(|w| WorkerView {
+                live: w.last_seen >= live_cutoff,
+                worker_id: w.worker_id,
+                owner: w.owner,
+                slots: w.slots,
+                capabilities: w.capabilities,
+                first_seen: w.first_seen,
+                last_seen: w.last_seen,
+                running: w.running,
+                dispatch_ms: w.dispatch_ms,
             })
             .collect();
-        Ok(json!({"success": true, "live_slots": slots, "workers": list}))
+        Ok(WorkersResponse {
+            success: true,
+            live_slots,
+            workers,
+        })
     }
 
     /// Live slots and their dispatch overhead.
     pub(super) async fn capacity(&self) -> Result<Capacity, ApiError> {
         let since = now_ms() - self.cfg.live_window.as_millis() as i64;
         Ok(Capacity::of(&self.store.workers(since).await?))
+    }
+}
+
+/// The estimate of a task that already finished: nothing is left.
+fn finished_estimate(id: Uuid, state: TaskState) -> EstimateResponse {
+    EstimateResponse {
+        success: true,
+        task_id: Some(id),
+        state: Some(state),
+        time: 0.0,
+        eta_s: Some(0.0),
+        live_slots: None,
+        dispatch_ms: None,
+        queued: 0,
+        running: 0,
+        per_function: Vec::new(),
+        confidence: 1.0,
     }
 }
 
@@ -163,6 +179,8 @@ impl Capacity {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn worker(slots: u32, dispatch_ms: Option<f64>) -> WorkerRecord {

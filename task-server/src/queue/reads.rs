@@ -3,7 +3,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use task_api::{AnswerResponse, TaskState, TaskView};
+use task_api::{
+    AnswerResponse, BatchResultsResponse, BatchStatusResponse, CancelResponse, DeleteResponse,
+    TaskListResponse, TaskState, TaskView,
+};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -60,7 +63,7 @@ impl Queue {
         state: Option<TaskState>,
         before: Option<i64>,
         limit: u32,
-    ) -> Result<(Vec<TaskView>, Option<i64>), ApiError> {
+    ) -> Result<TaskListResponse, ApiError> {
         let limit = limit.clamp(1, 1000);
         let rows = self
             .store
@@ -74,16 +77,24 @@ impl Queue {
         let next = (rows.len() as u32 == limit)
             .then(|| rows.last().map(|r| r.seq))
             .flatten();
-        Ok((rows.into_iter().map(task_view).collect(), next))
+        Ok(TaskListResponse {
+            success: true,
+            tasks: rows.into_iter().map(task_view).collect(),
+            next,
+        })
     }
 
     /// Cancels a task the caller owns.
-    pub async fn cancel(&self, caller: &Caller, id: Uuid) -> Result<TaskState, ApiError> {
+    pub async fn cancel(&self, caller: &Caller, id: Uuid) -> Result<CancelResponse, ApiError> {
         self.visible_task(caller, id).await?;
         match self.store.cancel(id, &caller.sub, now_ms()).await? {
             CancelOutcome::Cancelled(f) => {
                 self.finished(&f);
-                Ok(TaskState::Cancelled)
+                Ok(CancelResponse {
+                    success: true,
+                    id,
+                    state: TaskState::Cancelled,
+                })
             }
             CancelOutcome::AlreadyFinished(state) => Err(ApiError::conflict(
                 "already_finished",
@@ -95,12 +106,17 @@ impl Queue {
     }
 
     /// Deletes a task the caller owns (a running one is cancelled on its worker).
-    pub async fn delete(&self, caller: &Caller, id: Uuid) -> Result<TaskState, ApiError> {
+    pub async fn delete(&self, caller: &Caller, id: Uuid) -> Result<DeleteResponse, ApiError> {
         self.visible_task(caller, id).await?;
         match self.store.delete(id).await? {
             Some(f) => {
                 self.finished(&f);
-                Ok(f.state)
+                Ok(DeleteResponse {
+                    success: true,
+                    id,
+                    deleted: true,
+                    state_was: f.state,
+                })
             }
             None => Err(ApiError::no_task(id)),
         }
@@ -112,7 +128,7 @@ impl Queue {
         caller: &Caller,
         id: Uuid,
         wait: Option<f64>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<BatchStatusResponse, ApiError> {
         let deadline = Instant::now() + self.user_wait(wait)?;
         let waiter = self.waiters.subscribe(batch_key(&id));
         let check = || async {
@@ -126,26 +142,21 @@ impl Queue {
             self.long_poll(&waiter.slot.notify, deadline, check).await?;
         let est = self.estimate_scope(LoadScope::Batch(id)).await?;
         let cap = self.capacity().await?;
-        let by_state: serde_json::Map<String, Value> = TaskState::ALL
+        let counts = TaskState::ALL
             .iter()
-            .map(|s| {
-                (
-                    s.as_str().to_string(),
-                    json!(counts.get(s).copied().unwrap_or(0)),
-                )
-            })
+            .map(|s| (s.as_str().to_string(), counts.get(s).copied().unwrap_or(0)))
             .collect();
-        Ok(json!({
-            "success": true,
-            "batch_id": id,
-            "total": batch.total,
-            "finished": finished,
-            "done": finished >= batch.total,
-            "counts": by_state,
-            "time": est.time,
-            "eta_s": cap.eta(&est),
-            "created_at": batch.created_at,
-        }))
+        Ok(BatchStatusResponse {
+            success: true,
+            batch_id: id,
+            total: batch.total,
+            finished,
+            done: finished >= batch.total,
+            counts,
+            time: est.time,
+            eta_s: cap.eta(&est),
+            created_at: batch.created_at,
+        })
     }
 
     /// Finished results of a batch after `after`, in completion order (imap_unordered).
@@ -156,7 +167,7 @@ impl Queue {
         after: i64,
         limit: u32,
         wait: Option<f64>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<BatchResultsResponse, ApiError> {
         let deadline = Instant::now() + self.user_wait(wait)?;
         let limit = limit.clamp(1, 1000);
         let waiter = self.waiters.subscribe(batch_key(&id));
@@ -173,13 +184,13 @@ impl Queue {
         let (results, all_finished) = self.long_poll(&waiter.slot.notify, deadline, check).await?;
         let next = results.last().map(|r| r.finish_seq).unwrap_or(after);
         let done = all_finished && (results.len() as u32) < limit;
-        Ok(json!({
-            "success": true,
-            "batch_id": id,
-            "results": results,
-            "next": next,
-            "done": done,
-        }))
+        Ok(BatchResultsResponse {
+            success: true,
+            batch_id: id,
+            results: results.into_iter().map(BatchResult::into_item).collect(),
+            next,
+            done,
+        })
     }
 
     async fn visible_batch(&self, caller: &Caller, id: Uuid) -> Result<BatchRecord, ApiError> {

@@ -1,13 +1,13 @@
 //! Liveness and readiness probes.
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use task_api::HealthResponse;
 
 use crate::error::ApiError;
 use crate::queue::Queue;
 
 /// `GET /livez`: the process answers.
 pub async fn livez() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"success": true, "status": "alive"}))
+    HttpResponse::Ok().json(status("alive"))
 }
 
 /// `GET /readyz`: the database answers and the server is not draining.
@@ -22,5 +22,12 @@ pub async fn readyz(queue: web::Data<Queue>) -> Result<HttpResponse, ApiError> {
         .ping()
         .await
         .map_err(|e| ApiError::unavailable(format!("database not ready: {e}")))?;
-    Ok(HttpResponse::Ok().json(json!({"success": true, "status": "ready"})))
+    Ok(HttpResponse::Ok().json(status("ready")))
+}
+
+fn status(status: &str) -> HealthResponse {
+    HealthResponse {
+        success: true,
+        status: status.into(),
+    }
 }

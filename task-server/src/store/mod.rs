@@ -361,7 +361,7 @@ pub struct BatchRecord {
 }
 
 /// One finished task of a batch, in completion order.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct BatchResult {
     /// Task id.
     pub id: Uuid,
@@ -370,14 +370,24 @@ pub struct BatchResult {
     /// Terminal state.
     pub state: TaskState,
     /// Answer when succeeded.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub answer: Option<Value>,
     /// Error when failed or cancelled.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<TaskError>,
     /// Completion cursor.
-    #[serde(skip)]
     pub finish_seq: i64,
+}
+
+impl BatchResult {
+    /// As the results route shows it.
+    pub fn into_item(self) -> task_api::BatchResultItem {
+        task_api::BatchResultItem {
+            id: self.id,
+            index: self.index,
+            state: self.state,
+            answer: self.answer,
+            error: self.error,
+        }
+    }
 }
 
 /// A processor as last seen.

@@ -1,6 +1,5 @@
 //! `POST /user/tasks/{id}/cancel`
 use actix_web::{web, HttpResponse};
-use serde_json::json;
 
 use crate::auth::UserCaller;
 use crate::error::ApiError;
@@ -15,6 +14,5 @@ pub async fn handle(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = task_id(&path)?;
-    let state = queue.cancel(&caller, id).await?;
-    Ok(ok(&json!({"success": true, "id": id, "state": state})))
+    Ok(ok(&queue.cancel(&caller, id).await?))
 }

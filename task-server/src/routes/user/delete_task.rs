@@ -1,6 +1,5 @@
 //! `DELETE /user/tasks/{id}`
 use actix_web::{web, HttpResponse};
-use serde_json::json;
 
 use crate::auth::UserCaller;
 use crate::error::ApiError;
@@ -14,8 +13,5 @@ pub async fn handle(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = task_id(&path)?;
-    let was = queue.delete(&caller, id).await?;
-    Ok(ok(
-        &json!({"success": true, "id": id, "deleted": true, "state_was": was}),
-    ))
+    Ok(ok(&queue.delete(&caller, id).await?))
 }

@@ -1,7 +1,6 @@
 //! `GET /user/tasks[?state=&limit=&cursor=]`
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
 use task_api::TaskState;
 
 use crate::auth::UserCaller;
@@ -33,8 +32,6 @@ pub async fn handle(
         .map(|s| s.parse::<TaskState>())
         .transpose()
         .map_err(|e| ApiError::bad_request("bad_query", e))?;
-    let (tasks, next) = queue
-        .list(&caller, state, q.cursor, q.limit.unwrap_or(100))
-        .await?;
-    Ok(ok(&json!({"success": true, "tasks": tasks, "next": next})))
+    let limit = q.limit.unwrap_or(100);
+    Ok(ok(&queue.list(&caller, state, q.cursor, limit).await?))
 }

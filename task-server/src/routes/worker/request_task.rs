@@ -1,8 +1,7 @@
 //! `GET|POST /worker/request_task`
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
-use task_api::{Capabilities, RequestTask};
+use task_api::{Capabilities, RequestTask, SingleTaskResponse};
 
 use crate::auth::WorkerCaller;
 use crate::error::ApiError;
@@ -51,11 +50,13 @@ pub async fn handle_get(
             },
         )
         .await?;
-    Ok(ok(&match resp.leases.into_iter().next() {
-        Some(l) => json!({
-            "success": true, "id": l.id, "task": l.task, "lease_epoch": l.lease_epoch,
-            "lease_deadline": l.lease_deadline, "heartbeat_interval_ms": resp.heartbeat_interval_ms,
-        }),
-        None => json!({"success": true, "id": null, "task": null}),
+    let lease = resp.leases.into_iter().next();
+    Ok(ok(&SingleTaskResponse {
+        success: true,
+        id: lease.as_ref().map(|l| l.id),
+        lease_epoch: lease.as_ref().map(|l| l.lease_epoch),
+        lease_deadline: lease.as_ref().map(|l| l.lease_deadline),
+        heartbeat_interval_ms: lease.as_ref().map(|_| resp.heartbeat_interval_ms),
+        task: lease.map(|l| l.task),
     }))
 }

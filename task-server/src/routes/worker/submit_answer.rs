@@ -2,7 +2,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
-use task_api::{SubmitAnswer, SubmitAnswerResult};
+use task_api::{SubmitAnswer, SubmitAnswerResponse, SubmitAnswerResult, SubmitAnswersResponse};
 
 use crate::auth::WorkerCaller;
 use crate::error::ApiError;
@@ -28,10 +28,16 @@ pub async fn handle(
             .pop()
             .expect("one result")?;
         return match outcome {
-            AnswerOutcome::Accepted { .. } => Ok(ok(&json!({"success": true, "id": id}))),
-            AnswerOutcome::Duplicate => {
-                Ok(ok(&json!({"success": true, "id": id, "duplicate": true})))
-            }
+            AnswerOutcome::Accepted { .. } => Ok(ok(&SubmitAnswerResponse {
+                success: true,
+                id,
+                duplicate: None,
+            })),
+            AnswerOutcome::Duplicate => Ok(ok(&SubmitAnswerResponse {
+                success: true,
+                id,
+                duplicate: Some(true),
+            })),
             AnswerOutcome::Stale { state } => Err(stale(id, epoch, state)),
             AnswerOutcome::NotHolder => Err(not_lease_holder(id)),
             AnswerOutcome::NotFound => Err(ApiError::no_task(id)),
@@ -71,7 +77,10 @@ pub async fn handle(
             }
         })
         .collect();
-    Ok(ok(&json!({"success": true, "results": per})))
+    Ok(ok(&SubmitAnswersResponse {
+        success: true,
+        results: per,
+    }))
 }
 
 fn stale(id: uuid::Uuid, epoch: Option<i64>, state: task_api::TaskState) -> ApiError {

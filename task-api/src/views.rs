@@ -1,0 +1,271 @@
+//! Response bodies of the task server's read and control routes (users), and of the worker
+//! routes that are not in `worker.rs`. Every route answers with one of these types (or the error
+//! body); clients deserialize them instead of indexing JSON by string.
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{TaskError, TaskPayload, TaskState, TaskView};
+
+/// `GET /user/estimate_time_left[?task_id=]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EstimateResponse {
+    /// Always true.
+    pub success: bool,
+    /// The task asked about, when one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<Uuid>,
+    /// Its state, when it already finished (then everything else is zero).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<TaskState>,
+    /// Core-seconds of work ahead on one average core (the seed's meaning).
+    pub time: f64,
+    /// Wall seconds on the live processors; `null` when none is live.
+    pub eta_s: Option<f64>,
+    /// Slots of the live processors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_slots: Option<u64>,
+    /// Their reported dispatch overhead per task, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatch_ms: Option<f64>,
+    /// Tasks queued in the scope.
+    pub queued: u64,
+    /// Tasks running in the scope.
+    pub running: u64,
+    /// Per-function breakdown, largest first.
+    pub per_function: Vec<FunctionEstimate>,
+    /// 0..1: share of the estimate backed by each function's own statistics.
+    pub confidence: f64,
+}
+
+/// One function's share of an estimate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionEstimate {
+    /// Package (null when none).
+    pub package: Option<String>,
+    /// Version (null when none).
+    pub version: Option<String>,
+    /// Function.
+    pub function: String,
+    /// Tasks queued.
+    pub queued: u64,
+    /// Tasks running.
+    pub running: u64,
+    /// Mean runtime used, ms.
+    pub mean_ms: f64,
+    /// Whether the mean comes from this function's own statistics (false: the global prior).
+    pub known: bool,
+    /// Core-seconds this function adds to the queue.
+    pub time: f64,
+}
+
+/// `GET /user/stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsResponse {
+    /// Always true.
+    pub success: bool,
+    /// Every function that ran.
+    pub functions: Vec<FunctionStatsView>,
+}
+
+/// Runtime statistics of one function.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionStatsView {
+    /// Package (null when none).
+    pub package: Option<String>,
+    /// Version (null when none).
+    pub version: Option<String>,
+    /// Function.
+    pub function: String,
+    /// Attempts that ended (succeeded or failed).
+    pub count: u64,
+    /// Of those, failed.
+    pub failures: u64,
+    /// Mean runtime, ms (recent-weighted).
+    pub mean_ms: f64,
+    /// Standard deviation, ms.
+    pub stddev_ms: f64,
+    /// Median runtime, ms.
+    pub p50_ms: Option<f64>,
+    /// 95th percentile, ms.
+    pub p95_ms: Option<f64>,
+    /// Last sample, ms since the epoch.
+    pub last_seen: i64,
+}
+
+/// `GET /user/workers[?all=true]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkersResponse {
+    /// Always true.
+    pub success: bool,
+    /// Slots of the live processors.
+    pub live_slots: u64,
+    /// Processors heard from within the live window (or ever).
+    pub workers: Vec<WorkerView>,
+}
+
+/// A processor as last seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerView {
+    /// Processor name.
+    pub worker_id: String,
+    /// Token subject it authenticated as.
+    pub owner: String,
+    /// Slots it runs.
+    pub slots: u32,
+    /// What it advertised (`Capabilities` as it sent them).
+    pub capabilities: Value,
+    /// ms since the epoch.
+    pub first_seen: i64,
+    /// ms since the epoch.
+    pub last_seen: i64,
+    /// Leases it holds now.
+    pub running: u64,
+    /// Its last reported dispatch overhead per task, ms.
+    pub dispatch_ms: Option<f64>,
+    /// Heard from within the live window.
+    pub live: bool,
+}
+
+/// `GET /user/tasks`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskListResponse {
+    /// Always true.
+    pub success: bool,
+    /// Newest first.
+    pub tasks: Vec<TaskView>,
+    /// Cursor of the next page; `null` on the last.
+    pub next: Option<i64>,
+}
+
+/// `POST /user/tasks/{id}/cancel`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CancelResponse {
+    /// Always true.
+    pub success: bool,
+    /// The task.
+    pub id: Uuid,
+    /// `cancelled`.
+    pub state: TaskState,
+}
+
+/// `DELETE /user/tasks/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeleteResponse {
+    /// Always true.
+    pub success: bool,
+    /// The task.
+    pub id: Uuid,
+    /// Always true.
+    pub deleted: bool,
+    /// Its state when deleted.
+    pub state_was: TaskState,
+}
+
+/// `GET /user/batches/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchStatusResponse {
+    /// Always true.
+    pub success: bool,
+    /// The batch.
+    pub batch_id: Uuid,
+    /// Tasks submitted.
+    pub total: u64,
+    /// Tasks that will not change any more (terminal, or deleted).
+    pub finished: u64,
+    /// Every task finished.
+    pub done: bool,
+    /// Tasks per state (every state, zeros included).
+    pub counts: BTreeMap<String, u64>,
+    /// Core-seconds of its work left.
+    pub time: f64,
+    /// Wall seconds on the live processors; `null` when none is live.
+    pub eta_s: Option<f64>,
+    /// ms since the epoch.
+    pub created_at: i64,
+}
+
+/// `GET /user/batches/{id}/results`: one page, in completion order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchResultsResponse {
+    /// Always true.
+    pub success: bool,
+    /// The batch.
+    pub batch_id: Uuid,
+    /// Finished tasks after the cursor.
+    pub results: Vec<BatchResultItem>,
+    /// Cursor for the next page.
+    pub next: i64,
+    /// Every task finished and this page holds the last of them.
+    pub done: bool,
+}
+
+/// One finished task of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchResultItem {
+    /// Task id.
+    pub id: Uuid,
+    /// Position in the submitted list.
+    pub index: u64,
+    /// Terminal state.
+    pub state: TaskState,
+    /// Answer, when succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Value>,
+    /// Error, when failed or cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<TaskError>,
+}
+
+/// `POST /worker/submit_answer`, single form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubmitAnswerResponse {
+    /// Always true.
+    pub success: bool,
+    /// The task.
+    pub id: Uuid,
+    /// This lease's answer had already been accepted (a retried request); nothing changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<bool>,
+}
+
+/// `POST /worker/submit_answer`, batch form (`{"answers": [...]}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubmitAnswersResponse {
+    /// Always true.
+    pub success: bool,
+    /// One per answer, in order.
+    pub results: Vec<crate::SubmitAnswerResult>,
+}
+
+/// `GET /worker/request_task` (the seed's single-task form): `id` and `task` are `null` when
+/// nothing is queued.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SingleTaskResponse {
+    /// Always true.
+    pub success: bool,
+    /// The leased task.
+    pub id: Option<Uuid>,
+    /// What to run.
+    pub task: Option<TaskPayload>,
+    /// Fencing token to quote when answering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_epoch: Option<i64>,
+    /// ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_deadline: Option<i64>,
+    /// Heartbeat at least this often, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval_ms: Option<u64>,
+}
+
+/// `GET /health/live` and `/health/ready`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthResponse {
+    /// Always true.
+    pub success: bool,
+    /// `alive` or `ready`.
+    pub status: String,
+}
