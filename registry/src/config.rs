@@ -55,3 +55,23 @@ pub struct Args {
     #[arg(long, env = "CRPC_LOG_JSON")]
     pub log_json: bool,
 }
+
+impl Default for Args {
+    /// The declared defaults (no flags, no environment).
+    fn default() -> Self {
+        crpc_service::config::defaults("task-registry")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_built_settings_start_from_the_declared_defaults() {
+        let d = Args::default();
+        assert_eq!(d.bind, "127.0.0.1:7701".parse().unwrap());
+        assert_eq!(d.max_archive_bytes, 64 << 20);
+        assert_eq!((d.rate_limit, d.rate_burst), (500, 1000));
+    }
+}

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod config;
 pub mod error;
 pub mod fs;
 pub mod http;

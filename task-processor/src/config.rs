@@ -132,3 +132,23 @@ impl Config {
         })
     }
 }
+
+impl Default for Config {
+    /// The declared defaults (no flags, no environment).
+    fn default() -> Self {
+        crpc_service::config::defaults("task-processor")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_built_settings_start_from_the_declared_defaults() {
+        let d = Config::default();
+        assert_eq!(d.server, "http://127.0.0.1:7700");
+        assert_eq!(d.default_timeout, Duration::from_secs(3600));
+        assert!(d.token.is_none() && !d.no_native && d.trusted_keys.is_empty());
+    }
+}

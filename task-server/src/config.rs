@@ -132,3 +132,24 @@ pub struct ServeArgs {
     #[arg(long, env = "CRPC_LOG_JSON")]
     pub log_json: bool,
 }
+
+impl Default for ServeArgs {
+    /// The declared defaults (no flags, no environment).
+    fn default() -> Self {
+        crpc_service::config::defaults("task-server")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_built_settings_start_from_the_declared_defaults() {
+        let d = ServeArgs::default();
+        assert_eq!(d.bind, "127.0.0.1:7700".parse().unwrap());
+        assert_eq!(d.lease_ttl, Duration::from_secs(30));
+        assert_eq!(d.max_queued_per_owner, 1_000_000);
+        assert!(!d.no_auth && d.database_url.is_none());
+    }
+}

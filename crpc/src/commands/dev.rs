@@ -5,12 +5,12 @@
 //! Layout of `--data-dir`: `crpc.db` and `jwt_secret` (the server's, as `task-server --data-dir`
 //! would have them), `registry/` (metadata and archives), `cache/` (the processor's packages).
 //! Ctrl-C stops the processor first (running tasks finish and their answers are delivered), then
-//! the server and the registry.
+//! the server and the registry. Their configurations are built here in code from the services'
+//! declared defaults; the services' own `CRPC_*` variables do not apply inside `crpc dev`.
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use crpc_package::client::RegistryClient;
 use crpc_service::auth::{mint, Secret};
 use task_api::Role;
@@ -52,38 +52,23 @@ async fn dev(args: DevArgs) -> CliResult {
     let secret_file = data.join("jwt_secret");
 
     // The registry first: the server resolves tasks against it.
-    let mut reg_argv: Vec<String> = vec![
-        "task-registry".into(),
-        "--bind".into(),
-        args.registry_bind.to_string(),
-        "--data-dir".into(),
-        data.join("registry").display().to_string(),
-    ];
-    if secret_file.is_file() {
-        reg_argv.extend([
-            "--jwt-secret-file".into(),
-            secret_file.display().to_string(),
-        ]);
-    }
-    let reg_args = registry::config::Args::try_parse_from(&reg_argv)
-        .map_err(|e| CliError::Other(e.to_string()))?;
+    let reg_args = registry::config::Args {
+        bind: args.registry_bind,
+        data_dir: data.join("registry"),
+        jwt_secret_file: secret_file.is_file().then(|| secret_file.clone()),
+        ..Default::default()
+    };
     let registry = registry::Application::build(reg_args)
         .await
         .map_err(|e| bind_error("registry", args.registry_bind, "--registry-bind", e))?;
     let registry_url = format!("http://{}", registry.addr());
 
-    let server_argv: Vec<String> = vec![
-        "task-server".into(),
-        "--bind".into(),
-        args.bind.to_string(),
-        "--data-dir".into(),
-        data.display().to_string(),
-        "--registry".into(),
-        registry_url.clone(),
-    ];
-    let server_args = task_server::config::Cli::try_parse_from(&server_argv)
-        .map_err(|e| CliError::Other(e.to_string()))?
-        .serve;
+    let server_args = task_server::config::ServeArgs {
+        bind: args.bind,
+        data_dir: data.clone(),
+        registry: Some(registry_url.clone()),
+        ..Default::default()
+    };
     let server = task_server::Application::build(server_args)
         .await
         .map_err(|e| bind_error("server", args.bind, "--bind", e))?;
@@ -215,22 +200,14 @@ async fn start_processor(
     registry: &str,
     token: String,
 ) -> CliResult<RunningProcessor> {
-    let mut argv: Vec<String> = vec![
-        "task-processor".into(),
-        "--server".into(),
-        server.into(),
-        "--registry".into(),
-        registry.into(),
-        "--token".into(),
-        token,
-        "--cache-dir".into(),
-        data.join("cache").display().to_string(),
-    ];
-    if let Some(n) = args.cpu_slots {
-        argv.extend(["--cpu-slots".into(), n.to_string()]);
-    }
-    let config = task_processor::config::Config::try_parse_from(&argv)
-        .map_err(|e| CliError::Other(e.to_string()))?;
+    let config = task_processor::config::Config {
+        server: server.into(),
+        registry: registry.into(),
+        token: Some(token),
+        cache_dir: Some(data.join("cache")),
+        cpu_slots: args.cpu_slots,
+        ..Default::default()
+    };
     let (ready_tx, ready_rx) = oneshot::channel::<Result<(String, usize), String>>();
     let (stop, stop_rx) = oneshot::channel::<()>();
     let (done_tx, done) = oneshot::channel::<Result<(), String>>();
