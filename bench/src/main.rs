@@ -76,25 +76,14 @@ struct Server {
     child: Child,
     url: String,
     bin: PathBuf,
-    _dir: tempfile_dir::TempDir,
+    _dir: tempfile::TempDir,
 }
 
-mod tempfile_dir {
-    //! A throwaway directory removed on drop (std only).
-    pub struct TempDir(pub std::path::PathBuf);
-    impl TempDir {
-        pub fn new(tag: &str) -> std::io::Result<TempDir> {
-            let p = std::env::temp_dir().join(format!("crpc-bench-{}-{tag}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&p);
-            std::fs::create_dir_all(&p)?;
-            Ok(TempDir(p))
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+/// A throwaway directory for one service of the run, removed when dropped.
+fn temp_dir(tag: &str) -> std::io::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("crpc-bench-{tag}-"))
+        .tempdir()
 }
 
 impl Drop for Server {
@@ -121,10 +110,10 @@ fn start_server(
     extra: &[String],
     tag: &str,
 ) -> anyhow::Result<(Server, String, String)> {
-    let dir = tempfile_dir::TempDir::new(tag)?;
+    let dir = temp_dir(tag)?;
     let mut child = Command::new(bin)
         .args(["--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir.0)
+        .arg(dir.path())
         .args(extra)
         .env("CRPC_LOG", "warn")
         .env("CRPC_JWT_SECRET", BENCH_SECRET)
@@ -148,7 +137,7 @@ impl Server {
     fn token(&self, role: &str) -> anyhow::Result<String> {
         let out = Command::new(&self.bin)
             .args(["token", "--role", role, "--sub", "bench", "--data-dir"])
-            .arg(&self._dir.0)
+            .arg(self._dir.path())
             .env("CRPC_JWT_SECRET", BENCH_SECRET)
             .output()?;
         Ok(String::from_utf8(out.stdout)?.trim().to_string())

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crpc_bench::{publish_testkit, read_listening, rss_mib, start_processor, Proc};
 
-use crate::{start_server, tempfile_dir, Http, Server, BENCH_SECRET};
+use crate::{start_server, temp_dir, Http, Server, BENCH_SECRET};
 
 /// What one configuration measured.
 pub struct RealFigures {
@@ -155,10 +155,10 @@ async fn eta_error(http: &Http, user: &str, n: usize) -> anyhow::Result<(f64, f6
 /// Starts the registry, `plan.replicas` servers and the processors; runs the measurements.
 pub fn run(rt: &tokio::runtime::Runtime, plan: &Plan) -> anyhow::Result<RealFigures> {
     let label = plan.label;
-    let reg_dir = tempfile_dir::TempDir::new(&format!("{label}-registry"))?;
+    let reg_dir = temp_dir(&format!("{label}-registry"))?;
     let mut reg = Command::new(plan.bin_dir.join("task-registry"))
         .args(["--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(&reg_dir.0)
+        .arg(reg_dir.path())
         .env("CRPC_LOG", "warn")
         .env("CRPC_JWT_SECRET", BENCH_SECRET)
         .stdout(Stdio::piped())
@@ -190,7 +190,7 @@ pub fn run(rt: &tokio::runtime::Runtime, plan: &Plan) -> anyhow::Result<RealFigu
     rt.block_on(publish_testkit(&client, &registry, &publisher))?;
 
     let mut procs = Vec::new();
-    let caches = tempfile_dir::TempDir::new(&format!("{label}-caches"))?;
+    let caches = temp_dir(&format!("{label}-caches"))?;
     for p in 0..plan.processors {
         procs.push(start_processor(
             plan.bin_dir,
@@ -199,7 +199,7 @@ pub fn run(rt: &tokio::runtime::Runtime, plan: &Plan) -> anyhow::Result<RealFigu
             &worker,
             plan.slots,
             Some(&format!("bench-{label}-{p}")),
-            &caches.0.join(p.to_string()),
+            &caches.path().join(p.to_string()),
         )?);
     }
 

@@ -82,9 +82,7 @@ fn save_to(path: &Path, cfg: &FileConfig) -> CliResult<()> {
     std::fs::create_dir_all(dir)
         .map_err(|e| CliError::Other(format!("cannot create {}: {e}", dir.display())))?;
     let text = toml::to_string(cfg).map_err(|e| CliError::Other(e.to_string()))?;
-    let tmp = path.with_extension("toml.tmp");
-    write_private(&tmp, &text)
-        .and_then(|_| std::fs::rename(&tmp, path))
+    crpc_service::fs::write_atomic(path, text.as_bytes())
         .map_err(|e| CliError::Other(format!("cannot write {}: {e}", path.display())))
 }
 

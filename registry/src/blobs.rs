@@ -1,6 +1,5 @@
 //! Content-addressed archive storage: `blobs/sha256/ab/abcdef…`, written to a temporary file,
 //! fsynced and renamed into place; verified against its name whenever it is read.
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crpc_package::verify::sha256_hex;
@@ -44,19 +43,7 @@ impl Blobs {
         if path.exists() {
             return Ok(());
         }
-        let dir = path.parent().expect("blob dir");
-        std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!(".{sha}.tmp-{:x}", rand::random::<u64>()));
-        let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        Ok(result?)
+        Ok(crpc_service::fs::write_atomic(&path, bytes)?)
     }
 
     /// Reads and verifies a blob.

@@ -173,7 +173,7 @@ impl WasmRuntime {
             TaskFailure::fatal(format!("{component} is not a valid WASM component: {e:#}"))
         })?;
         let out = dir.join(CWASM_FILE);
-        write_atomically(&out, &compiled)
+        crpc_service::fs::write_atomic(&out, &compiled)
             .map_err(|e| TaskFailure::retryable(format!("cannot write {}: {e}", out.display())))
     }
 
@@ -376,18 +376,6 @@ fn deserialize(engine: &Engine, path: &Path) -> Result<Component, TaskFailure> {
             path.display()
         ))
     })
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().expect("file in a directory");
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".tmp-{}-{:x}",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 /// Guest stderr: keeps the last `cap` bytes (for error messages), never refuses a write.
