@@ -101,22 +101,13 @@ pub fn start_processor(
 }
 
 /// Publishes `examples/testkit` as testkit 1.0.0.
-pub async fn publish_testkit(
-    client: &reqwest::Client,
-    registry: &str,
-    publisher_token: &str,
-) -> anyhow::Result<()> {
+pub async fn publish_testkit(registry: &str, publisher_token: &str) -> anyhow::Result<()> {
     let archive = crpc_package::archive::build(&repo_root().join("examples/testkit"))
         .context("examples/testkit (run ./scripts/build-examples)")?;
-    let r = client
-        .put(format!("{registry}/v1/packages/testkit/1.0.0"))
-        .bearer_auth(publisher_token)
-        .body(archive)
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        bail!("publish testkit: {}", r.text().await?);
-    }
+    crpc_package::client::RegistryClient::new(registry, Some(publisher_token.to_string()))
+        .publish("testkit", "1.0.0", archive, None)
+        .await
+        .context("publish testkit")?;
     Ok(())
 }
 

@@ -144,45 +144,37 @@ impl Server {
     }
 }
 
+/// The bench's side of the API: crpc's one client, a token per call.
 #[derive(Clone)]
 struct Http {
-    client: reqwest::Client,
-    url: String,
+    client: crpc_http::Client,
 }
 
 impl Http {
+    fn new(url: &str) -> anyhow::Result<Http> {
+        let client = crpc_http::Client::new(url, None, crpc_http::Options::default())?;
+        Ok(Http { client })
+    }
+
     /// The same client aimed at replica `i` of `urls`.
     fn at(&self, urls: &[String], i: usize) -> Http {
         Http {
-            client: self.client.clone(),
-            url: urls[i % urls.len()].clone(),
+            client: self.client.at(&urls[i % urls.len()]),
         }
     }
 
     async fn post(&self, token: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let r = self
-            .client
-            .post(format!("{}{}", self.url, path))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await?;
-        let st = r.status();
-        let v: Value = r.json().await?;
-        if !st.is_success() {
-            bail!("{path}: {st} {v}");
-        }
-        Ok(v)
+        let c = self.client.with_token(Some(token.to_string()));
+        c.post(path, body)
+            .await
+            .map_err(|e| anyhow::anyhow!("{path}: {e}"))
     }
 
     async fn get(&self, token: &str, path: &str) -> anyhow::Result<Value> {
-        let r = self
-            .client
-            .get(format!("{}{}", self.url, path))
-            .bearer_auth(token)
-            .send()
-            .await?;
-        Ok(r.json().await?)
+        let c = self.client.with_token(Some(token.to_string()));
+        c.get(path)
+            .await
+            .map_err(|e| anyhow::anyhow!("{path}: {e}"))
     }
 }
 
@@ -435,12 +427,7 @@ fn run_cluster(
         worker = w;
     }
     let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
-    let http = Http {
-        client: reqwest::Client::builder()
-            .pool_max_idle_per_host(64)
-            .build()?,
-        url: urls[0].clone(),
-    };
+    let http = Http::new(&urls[0])?;
     eprintln!("{label}: one request per task ({} tasks)…", args.tasks);
     let single = rt.block_on(run_throughput(&http, &urls, &user, &worker, args, false))?;
     eprintln!("{label}: batched by 100 ({} tasks)…", args.batched_tasks);

@@ -12,7 +12,8 @@ use crpc_bench::{
     build_examples, build_release, publish_testkit, read_listening, repo_root, rss_mib,
     start_processor, Proc, SECRET,
 };
-use serde_json::{json, Value};
+use serde_json::json;
+use task_api::{AnswerResponse, SubmitResponse, TaskState};
 use task_processor::gpu::Gpus;
 use task_processor::handler::Progress;
 use task_processor::runtime::wasm::{RunOutcome, WasmRuntime};
@@ -92,26 +93,19 @@ fn token(bin_dir: &Path, dir: &Path, role: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8(out.stdout)?.trim().to_string())
 }
 
-async fn first_task_ms(http: &reqwest::Client, server: &str, user: &str) -> anyhow::Result<f64> {
+async fn first_task_ms(server: &str, user: &str) -> anyhow::Result<f64> {
+    let opts = crpc_http::Options {
+        timeout: Some(Duration::from_secs(90)),
+        ..Default::default()
+    };
+    let http = crpc_http::Client::new(server, Some(user.to_string()), opts)?;
     let t = Instant::now();
-    let r: Value = http
-        .post(format!("{server}/user/submit_task"))
-        .bearer_auth(user)
-        .json(&json!({"package": "testkit", "function": "echo", "args": [1]}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let id = r["id"].as_str().context("submit")?.to_string();
-    let a: Value = http
-        .get(format!("{server}/user/request_answer/{id}?wait=60"))
-        .bearer_auth(user)
-        .send()
-        .await?
-        .json()
-        .await?;
-    if a["state"] != "succeeded" {
-        bail!("first task: {a}");
+    let task = json!({"package": "testkit", "function": "echo", "args": [1]});
+    let r: SubmitResponse = http.post("/user/submit_task", &task).await?;
+    let path = format!("/user/request_answer/{}?wait=60", r.id);
+    let a: AnswerResponse = http.get(&path).await?;
+    if a.state != TaskState::Succeeded {
+        bail!("first task: {a:?}");
     }
     Ok(t.elapsed().as_secs_f64() * 1000.0)
 }
@@ -138,15 +132,14 @@ async fn cache_and_footprint() -> anyhow::Result<(f64, f64, f64)> {
         token(&bins, &srv_dir, "worker")?,
         token(&bins, &srv_dir, "publisher")?,
     );
-    let http = reqwest::Client::new();
-    publish_testkit(&http, &registry, &publisher).await?;
+    publish_testkit(&registry, &publisher).await?;
     let p = start_processor(&bins, &server, &registry, &worker, 1, None, &cache)?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = rss_mib(p.0.id()).map_or(f64::NAN, |(now, _)| now);
-    let cold = first_task_ms(&http, &server, &user).await?;
+    let cold = first_task_ms(&server, &user).await?;
     drop(p);
     let _p = start_processor(&bins, &server, &registry, &worker, 1, None, &cache)?;
-    let warm = first_task_ms(&http, &server, &user).await?;
+    let warm = first_task_ms(&server, &user).await?;
     Ok((cold, warm, idle))
 }
 

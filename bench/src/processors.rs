@@ -184,10 +184,7 @@ pub fn run(rt: &tokio::runtime::Runtime, plan: &Plan) -> anyhow::Result<RealFigu
     let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
     let publisher = servers[0].token("publisher")?;
 
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()?;
-    rt.block_on(publish_testkit(&client, &registry, &publisher))?;
+    rt.block_on(publish_testkit(&registry, &publisher))?;
 
     let mut procs = Vec::new();
     let caches = temp_dir(&format!("{label}-caches"))?;
@@ -203,10 +200,7 @@ pub fn run(rt: &tokio::runtime::Runtime, plan: &Plan) -> anyhow::Result<RealFigu
         )?);
     }
 
-    let http = Http {
-        client,
-        url: urls[0].clone(),
-    };
+    let http = Http::new(&urls[0])?;
     let figures = rt.block_on(async {
         // Every processor installs the package and warms its instances first.
         timed(&http, &user, "noop", json!([]), 200 * plan.processors).await?;

@@ -2,14 +2,16 @@
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use task_api::{
     AnswerResponse, BatchResultsResponse, CancelResponse, SubmitBatch, SubmitBatchResponse,
     SubmitResponse, TaskSpec,
 };
 use uuid::Uuid;
 
-use crate::error::{root_cause, CliError, CliResult};
+use crpc_http::reqwest;
+
+use crate::error::{CliError, CliResult};
 
 /// Longest single long-poll the server grants (`?wait=`), seconds.
 pub const MAX_WAIT_S: f64 = 60.0;
@@ -17,14 +19,7 @@ pub const MAX_WAIT_S: f64 = 60.0;
 /// A task server client.
 #[derive(Debug, Clone)]
 pub struct Api {
-    http: reqwest::Client,
-    base: String,
-    token: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: task_api::ErrorDetail,
+    http: crpc_http::Client,
 }
 
 /// Checks a base URL: absolute http(s) with a host.
@@ -42,21 +37,14 @@ impl Api {
     /// A client for `base` with an optional bearer token.
     pub fn new(base: &str, token: Option<String>) -> CliResult<Api> {
         check_url("server", base)?;
-        let http = crpc_package::http::client_builder()
-            .connect_timeout(Duration::from_secs(5))
-            .pool_max_idle_per_host(64)
-            .build()
-            .map_err(|e| CliError::Other(format!("HTTP client: {e}")))?;
-        Ok(Api {
-            http,
-            base: base.trim_end_matches('/').to_string(),
-            token,
-        })
+        let http = crpc_http::Client::new(base, token, crpc_http::Options::default())
+            .map_err(|e| CliError::Other(e.to_string()))?;
+        Ok(Api { http })
     }
 
     /// The base URL.
     pub fn base(&self) -> &str {
-        &self.base
+        self.http.base()
     }
 
     fn req(
@@ -65,60 +53,51 @@ impl Api {
         path: &str,
         timeout: Duration,
     ) -> reqwest::RequestBuilder {
-        let r = self
-            .http
-            .request(method, format!("{}{}", self.base, path))
-            .timeout(timeout);
-        match &self.token {
-            Some(t) => r.bearer_auth(t),
-            None => r,
-        }
+        self.http.request(method, path).timeout(timeout)
     }
 
     async fn call<T: DeserializeOwned>(&self, rb: reqwest::RequestBuilder) -> CliResult<T> {
-        let resp = rb.send().await.map_err(|e| {
-            let reason = if e.is_timeout() {
-                "timed out".to_string()
-            } else {
-                root_cause(&e)
-            };
-            CliError::Unreachable {
+        self.http.json(rb).await.map_err(|e| self.cli_error(e))
+    }
+
+    /// The CLI's reading of a failed call (its exit code follows from the variant).
+    fn cli_error(&self, e: crpc_http::Error) -> CliError {
+        let base = self.base().to_string();
+        match e {
+            crpc_http::Error::Unreachable { reason, .. } => CliError::Unreachable {
                 what: "server",
-                url: self.base.clone(),
+                url: base,
                 reason,
+            },
+            crpc_http::Error::Decode { reason, .. } => {
+                CliError::Other(format!("unexpected answer from {base}: {reason}"))
             }
-        })?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|e| CliError::Unreachable {
-            what: "server",
-            url: self.base.clone(),
-            reason: root_cause(&e),
-        })?;
-        if (200..300).contains(&status) {
-            return serde_json::from_str(&text).map_err(|e| {
-                CliError::Other(format!("unexpected answer from {}: {e}", self.base))
-            });
-        }
-        if status == 401 && self.token.is_none() {
-            return Err(CliError::Auth(
-                "no token: run `crpc dev` (it writes one to the config file), `crpc login`, \
-                 or set CRPC_TOKEN"
-                    .into(),
-            ));
-        }
-        Err(match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(b) => CliError::from_status("server", status, &b.error.code, &b.error.message),
-            Err(_) => CliError::from_status(
+            crpc_http::Error::Build(reason) => CliError::Other(reason),
+            crpc_http::Error::Status { status: 401, .. } if self.http.token().is_none() => {
+                CliError::Auth(
+                    "no token: run `crpc dev` (it writes one to the config file), `crpc login`, \
+                     or set CRPC_TOKEN"
+                        .into(),
+                )
+            }
+            crpc_http::Error::Status {
+                status,
+                code,
+                message,
+                crpc: true,
+            } => CliError::from_status("server", status, &code, &message),
+            crpc_http::Error::Status {
+                status, message, ..
+            } => CliError::from_status(
                 "server",
                 status,
                 "unexpected",
                 &format!(
-                    "{} does not look like a crpc server: {}",
-                    self.base,
-                    text.chars().take(120).collect::<String>()
+                    "{base} does not look like a crpc server: {}",
+                    message.chars().take(120).collect::<String>()
                 ),
             ),
-        })
+        }
     }
 
     /// GET a JSON document.

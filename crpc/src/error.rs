@@ -128,18 +128,5 @@ pub fn short_reason(text: &str) -> String {
     }
 }
 
-/// The innermost cause of an error chain.
-pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    let text = cur.to_string();
-    match text.find(" (os error ") {
-        Some(i) => text[..i].to_string(),
-        None => text,
-    }
-}
-
 /// Result of a command.
 pub type CliResult<T = ()> = Result<T, CliError>;

@@ -18,7 +18,7 @@ use error::{CliError, CliResult};
 /// Runs a parsed command line (`crpc dev` has its own runtime: see [`commands::dev::run`]).
 pub async fn run(cli: Cli) -> CliResult {
     if let Some(ca) = &cli.global.ca_cert {
-        crpc_package::http::trust_ca_file(ca).map_err(CliError::Other)?;
+        crpc_http::trust_ca_file(ca).map_err(CliError::Other)?;
     }
     let given = Given {
         server: cli.global.server.clone(),

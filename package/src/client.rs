@@ -1,5 +1,6 @@
 //! Registry HTTP client used by the task server (resolution at submit), the processor (downloads)
 //! and the CLI (publish). Every download is verified before it is handed out.
+use crpc_http::reqwest;
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::Manifest;
@@ -82,14 +83,7 @@ impl ClientError {
 /// A registry client.
 #[derive(Debug, Clone)]
 pub struct RegistryClient {
-    http: reqwest::Client,
-    base: String,
-    token: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: task_api::ErrorDetail,
+    http: crpc_http::Client,
 }
 
 #[derive(Deserialize)]
@@ -97,72 +91,68 @@ struct FunctionsBody {
     packages: Vec<VersionInfo>,
 }
 
+impl From<crpc_http::Error> for ClientError {
+    fn from(e: crpc_http::Error) -> Self {
+        match e {
+            crpc_http::Error::Unreachable { url, reason, .. } => {
+                ClientError::Unreachable { url, reason }
+            }
+            crpc_http::Error::Status {
+                status,
+                code,
+                message,
+                ..
+            } => ClientError::Status {
+                status,
+                code,
+                message,
+            },
+            crpc_http::Error::Decode { reason, .. } => ClientError::Decode(reason),
+            crpc_http::Error::Build(reason) => ClientError::Unreachable {
+                url: String::new(),
+                reason,
+            },
+        }
+    }
+}
+
 impl RegistryClient {
     /// A client for `base` (e.g. `http://127.0.0.1:7701`) with an optional bearer token.
     pub fn new(base: &str, token: Option<String>) -> Self {
+        let opts = crpc_http::Options {
+            timeout: Some(std::time::Duration::from_secs(300)),
+            ..Default::default()
+        };
         RegistryClient {
-            http: crate::http::client_builder()
-                .connect_timeout(std::time::Duration::from_secs(5))
-                .timeout(std::time::Duration::from_secs(300))
-                .build()
-                .expect("HTTP client"),
-            base: base.trim_end_matches('/').to_string(),
-            token,
+            http: crpc_http::Client::new(base, token, opts).expect("HTTP client"),
         }
     }
 
     /// Replaces the token.
-    pub fn with_token(mut self, token: Option<String>) -> Self {
-        self.token = token;
-        self
+    pub fn with_token(self, token: Option<String>) -> Self {
+        RegistryClient {
+            http: self.http.with_token(token),
+        }
     }
 
     /// The base URL.
     pub fn base(&self) -> &str {
-        &self.base
+        self.http.base()
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let r = self.http.request(method, format!("{}{}", self.base, path));
-        match &self.token {
-            Some(t) => r.bearer_auth(t),
-            None => r,
-        }
+        self.http.request(method, path)
     }
 
     async fn send(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
-        let resp = rb.send().await.map_err(|e| ClientError::Unreachable {
-            url: self.base.clone(),
-            reason: e.to_string(),
-        })?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        Err(match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(b) => ClientError::Status {
-                status,
-                code: b.error.code,
-                message: b.error.message,
-            },
-            Err(_) => ClientError::Status {
-                status,
-                code: "unexpected".into(),
-                message: text.chars().take(200).collect(),
-            },
-        })
+        Ok(self.http.send(rb).await?)
     }
 
     async fn json<T: serde::de::DeserializeOwned>(
         &self,
         rb: reqwest::RequestBuilder,
     ) -> Result<T, ClientError> {
-        self.send(rb)
-            .await?
-            .json::<T>()
-            .await
-            .map_err(|e| ClientError::Decode(e.to_string()))
+        Ok(self.http.json(rb).await?)
     }
 
     /// Highest non-yanked version of `name` matching the semver requirement `req`.
@@ -226,8 +216,8 @@ impl RegistryClient {
         let mut out = Vec::new();
         loop {
             let chunk = resp.chunk().await.map_err(|e| ClientError::Unreachable {
-                url: self.base.clone(),
-                reason: e.to_string(),
+                url: self.base().to_string(),
+                reason: crpc_http::describe(&e),
             })?;
             let Some(chunk) = chunk else { return Ok(out) };
             if out.len() as u64 + chunk.len() as u64 > limit {

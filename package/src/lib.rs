@@ -10,7 +10,6 @@
 
 pub mod archive;
 pub mod client;
-pub mod http;
 pub mod manifest;
 #[cfg(any(test, feature = "test-archives"))]
 pub mod testing;

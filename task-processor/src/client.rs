@@ -45,14 +45,7 @@ pub enum CallError {
 /// Client of one task server.
 #[derive(Debug, Clone)]
 pub struct ServerClient {
-    http: reqwest::Client,
-    base: String,
-    token: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: task_api::ErrorDetail,
+    http: crpc_http::Client,
 }
 
 #[derive(Deserialize)]
@@ -60,26 +53,65 @@ struct AnswersResponse {
     results: Vec<SubmitAnswerResult>,
 }
 
+impl From<crpc_http::Error> for CallError {
+    /// No answer, 429 and 5xx are worth retrying; 401/403 never are.
+    fn from(e: crpc_http::Error) -> Self {
+        match e {
+            crpc_http::Error::Status {
+                status: status @ (401 | 403),
+                code,
+                message,
+                ..
+            } => CallError::Auth {
+                status,
+                code,
+                message,
+            },
+            crpc_http::Error::Status {
+                status: status @ (429 | 500..=599),
+                code,
+                message,
+                ..
+            } => CallError::Unavailable {
+                url: String::new(),
+                reason: format!("{status} {code}: {message}"),
+            },
+            crpc_http::Error::Status {
+                status,
+                code,
+                message,
+                ..
+            } => CallError::Rejected {
+                status,
+                code,
+                message,
+            },
+            crpc_http::Error::Unreachable { url, reason, .. }
+            | crpc_http::Error::Decode { url, reason } => CallError::Unavailable { url, reason },
+            crpc_http::Error::Build(reason) => CallError::Unavailable {
+                url: String::new(),
+                reason,
+            },
+        }
+    }
+}
+
 impl ServerClient {
     /// A client for `base` (e.g. `http://127.0.0.1:7700`).
     pub fn new(base: &str, token: Option<String>) -> ServerClient {
+        let opts = crpc_http::Options {
+            // Above the server's 30 s long-poll ceiling.
+            timeout: Some(Duration::from_secs(45)),
+            ..Default::default()
+        };
         ServerClient {
-            http: crpc_package::http::client_builder()
-                .connect_timeout(Duration::from_secs(5))
-                // Above the server's 30 s long-poll ceiling.
-                .timeout(Duration::from_secs(45))
-                .tcp_nodelay(true)
-                .pool_idle_timeout(Duration::from_secs(60))
-                .build()
-                .expect("HTTP client"),
-            base: base.trim_end_matches('/').to_string(),
-            token,
+            http: crpc_http::Client::new(base, token, opts).expect("HTTP client"),
         }
     }
 
     /// The base URL.
     pub fn base(&self) -> &str {
-        &self.base
+        self.http.base()
     }
 
     async fn post<B: serde::Serialize, T: DeserializeOwned>(
@@ -87,41 +119,17 @@ impl ServerClient {
         path: &str,
         body: &B,
     ) -> Result<T, CallError> {
-        let url = format!("{}{}", self.base, path);
-        let mut rb = self.http.post(&url).json(body);
-        if let Some(t) = &self.token {
-            rb = rb.bearer_auth(t);
-        }
-        let unavailable = |e: reqwest::Error| CallError::Unavailable {
-            url: url.clone(),
-            reason: e.to_string(),
-        };
-        let resp = rb.send().await.map_err(unavailable)?;
-        let status = resp.status().as_u16();
-        if resp.status().is_success() {
-            return resp.json::<T>().await.map_err(unavailable);
-        }
-        let text = resp.text().await.unwrap_or_default();
-        let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(b) => (b.error.code, b.error.message),
-            Err(_) => ("unexpected".into(), text.chars().take(200).collect()),
-        };
-        Err(match status {
-            401 | 403 => CallError::Auth {
-                status,
-                code,
-                message,
-            },
-            429 | 500..=599 => CallError::Unavailable {
-                url,
-                reason: format!("{status} {code}: {message}"),
-            },
-            _ => CallError::Rejected {
-                status,
-                code,
-                message,
-            },
-        })
+        self.http
+            .post(path, body)
+            .await
+            .map_err(|e| match e.into() {
+                // Name the route, as the log lines of a processor that cannot reach it should.
+                CallError::Unavailable { reason, .. } => CallError::Unavailable {
+                    url: format!("{}{path}", self.base()),
+                    reason,
+                },
+                other => other,
+            })
     }
 
     /// Leases up to `req.max_tasks` tasks, long-polling when none is queued.

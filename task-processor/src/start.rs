@@ -15,7 +15,7 @@ use crate::runtime::wasm::WasmRuntime;
 /// A processor with the package handler, GPUs from NVML and the cache from `config`.
 pub fn build_from_config(config: &Config) -> anyhow::Result<Processor> {
     if let Some(ca) = &config.ca_cert {
-        crpc_package::http::trust_ca_file(ca).map_err(|e| anyhow::anyhow!(e))?;
+        crpc_http::trust_ca_file(ca).map_err(|e| anyhow::anyhow!(e))?;
     }
     let gpus = Arc::new(Gpus::discover(!config.no_gpu));
     let slots = plan_slots(&gpus, config.cpu_slots());

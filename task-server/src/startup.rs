@@ -30,7 +30,7 @@ impl Application {
     pub async fn build(args: ServeArgs) -> anyhow::Result<Application> {
         crpc_service::fs::private_dir(&args.data_dir)?;
         if let Some(ca) = &args.ca_cert {
-            crpc_package::http::trust_ca_file(ca).map_err(|e| anyhow::anyhow!(e))?;
+            crpc_http::trust_ca_file(ca).map_err(|e| anyhow::anyhow!(e))?;
         }
         let store = open_store(&args).await?;
         let secret = load_secret(&args)?;

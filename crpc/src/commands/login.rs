@@ -1,7 +1,7 @@
 //! `crpc login`: check the server answers and save server, registry and token.
-use crate::client::check_url;
+use crate::client::{check_url, Api};
 use crate::config::{self, Settings};
-use crate::error::{root_cause, CliError, CliResult};
+use crate::error::{CliError, CliResult};
 
 /// Runs the command.
 pub async fn run(s: &Settings) -> CliResult {
@@ -10,15 +10,8 @@ pub async fn run(s: &Settings) -> CliResult {
     let token = s.token.clone().ok_or_else(|| {
         CliError::Other("no token to save: pass --token or set CRPC_TOKEN".into())
     })?;
-    let live = format!("{}/livez", s.server);
-    reqwest::get(&live)
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|e| CliError::Unreachable {
-            what: "server",
-            url: s.server.clone(),
-            reason: root_cause(&e),
-        })?;
+    // Through the one client, so a private CA given with --ca-cert is trusted here too.
+    let _: task_api::HealthResponse = Api::new(&s.server, None)?.get("/livez").await?;
     let mut cfg = config::load()?;
     cfg.server = Some(s.server.clone());
     cfg.registry = Some(s.registry.clone());
