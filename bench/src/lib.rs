@@ -1,10 +1,11 @@
 //! What both benchmark drivers share: the release build, the example components, starting the
 //! services and processors, publishing the testkit package, reading RSS.
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
+pub use crpc_tests::{Proc, Worker};
 
 /// One JWT secret for every service of a run (they must accept each other's tokens).
 pub const SECRET: &str = "crpc-bench-secret-not-for-production";
@@ -47,57 +48,47 @@ pub fn build_examples() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A child process killed when dropped.
-pub struct Proc(pub Child);
+/// What every service of a run gets: quiet logs and the run's one secret.
+const SERVICE_ENV: [(&str, &str); 2] = [("CRPC_LOG", "warn"), ("CRPC_JWT_SECRET", SECRET)];
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+/// Starts a service binary (`task-server`, `task-registry`) on a free port with a fresh data
+/// directory, through the test harness's process handling (killed when dropped).
+pub fn start_service(binary: &Path, extra: &[&str]) -> anyhow::Result<Proc> {
+    let dir = tempfile::Builder::new().prefix("crpc-bench-").tempdir()?;
+    Proc::start_with(binary, Arc::new(dir), extra, &SERVICE_ENV).map_err(anyhow::Error::msg)
+}
+
+/// A token for `role` (subject `bench`) signed with the run's secret.
+pub fn token(server_bin: &Path, data_dir: &Path, role: &str) -> anyhow::Result<String> {
+    let out = Command::new(server_bin)
+        .args(["token", "--role", role, "--sub", "bench", "--data-dir"])
+        .arg(data_dir)
+        .env("CRPC_JWT_SECRET", SECRET)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "task-server token: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
+    Ok(String::from_utf8(out.stdout)?.trim().to_string())
 }
 
-/// The address a service prints on its first stdout line (`listening on URL`).
-pub fn read_listening(child: &mut Child) -> anyhow::Result<String> {
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-    Ok(line
-        .trim()
-        .strip_prefix("listening on ")
-        .with_context(|| format!("expected `listening on URL`, got {line:?}"))?
-        .to_string())
-}
-
-/// Starts a `task-processor` with `slots` CPU slots; returns once it is pulling.
+/// Starts a `task-processor` (the release build beside this driver) with `slots` CPU slots and
+/// its own cache; returns once it is pulling.
 pub fn start_processor(
-    bin_dir: &Path,
     server: &str,
     registry: &str,
     token: &str,
     slots: usize,
     worker_id: Option<&str>,
-    cache: &Path,
-) -> anyhow::Result<Proc> {
-    let mut cmd = Command::new(bin_dir.join("task-processor"));
-    cmd.args(["--server", server, "--registry", registry, "--token", token])
-        .args(["--cpu-slots", &slots.to_string()])
-        .arg("--cache-dir")
-        .arg(cache);
+) -> Worker {
+    let slots = slots.to_string();
+    let mut extra = vec!["--token", token, "--cpu-slots", &slots];
     if let Some(id) = worker_id {
-        cmd.args(["--worker-id", id]);
+        extra.extend(["--worker-id", id]);
     }
-    let mut child = cmd
-        .env("CRPC_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("start task-processor")?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-    if !line.contains("pulling from") {
-        bail!("task-processor printed {line:?}");
-    }
-    Ok(Proc(child))
+    Worker::start_with_env(server, registry, &extra, &[("CRPC_LOG", "warn")])
 }
 
 /// Publishes `examples/testkit` as testkit 1.0.0.

@@ -7,7 +7,7 @@
 mod processors;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -70,26 +70,19 @@ struct Args {
     no_real: bool,
 }
 
-use crpc_bench::{read_listening, rss_mib, SECRET as BENCH_SECRET};
+use crpc_bench::{rss_mib, start_service, token, Proc};
 
+/// One task-server of the run.
 struct Server {
-    child: Child,
+    proc: Proc,
     url: String,
     bin: PathBuf,
-    _dir: tempfile::TempDir,
 }
 
-/// A throwaway directory for one service of the run, removed when dropped.
-fn temp_dir(tag: &str) -> std::io::Result<tempfile::TempDir> {
-    tempfile::Builder::new()
-        .prefix(&format!("crpc-bench-{tag}-"))
-        .tempdir()
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Server {
+    /// A token for `role` signed with the run's secret.
+    fn token(&self, role: &str) -> anyhow::Result<String> {
+        token(&self.bin, self.proc.data_dir(), role)
     }
 }
 
@@ -105,43 +98,18 @@ fn server_binary() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-fn start_server(
-    bin: &Path,
-    extra: &[String],
-    tag: &str,
-) -> anyhow::Result<(Server, String, String)> {
-    let dir = temp_dir(tag)?;
-    let mut child = Command::new(bin)
-        .args(["--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .args(extra)
-        .env("CRPC_LOG", "warn")
-        .env("CRPC_JWT_SECRET", BENCH_SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let addr = read_listening(&mut child)?;
+/// Starts a task-server; with its user and worker tokens.
+fn start_server(bin: &Path, extra: &[String]) -> anyhow::Result<(Server, String, String)> {
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let proc = start_service(bin, &extra)?;
     let server = Server {
-        child,
-        url: addr,
+        url: proc.url.clone(),
+        proc,
         bin: bin.to_path_buf(),
-        _dir: dir,
     };
     let user = server.token("user")?;
     let worker = server.token("worker")?;
     Ok((server, user, worker))
-}
-
-impl Server {
-    /// A token for `role` signed with the run's secret.
-    fn token(&self, role: &str) -> anyhow::Result<String> {
-        let out = Command::new(&self.bin)
-            .args(["token", "--role", role, "--sub", "bench", "--data-dir"])
-            .arg(self._dir.path())
-            .env("CRPC_JWT_SECRET", BENCH_SECRET)
-            .output()?;
-        Ok(String::from_utf8(out.stdout)?.trim().to_string())
-    }
 }
 
 /// The bench's side of the API: crpc's one client, a token per call.
@@ -420,8 +388,8 @@ fn run_cluster(
 ) -> anyhow::Result<Figures> {
     let mut servers = Vec::new();
     let (mut user, mut worker) = (String::new(), String::new());
-    for i in 0..replicas {
-        let (s, u, w) = start_server(bin, extra, &format!("{label}-{i}"))?;
+    for _ in 0..replicas {
+        let (s, u, w) = start_server(bin, extra)?;
         servers.push(s);
         user = u;
         worker = w;
@@ -445,7 +413,7 @@ fn run_cluster(
     ))?;
     let rss = servers
         .iter()
-        .filter_map(|s| rss_mib(s.child.id()))
+        .filter_map(|s| rss_mib(s.proc.pid()))
         .fold(None, |acc: Option<(f64, f64)>, (a, b)| {
             Some(acc.map_or((a, b), |(x, y)| (x.max(a), y.max(b))))
         });

@@ -2,15 +2,13 @@
 //! package cache and idle footprint measured on the real binaries.
 //!
 //! `cargo run --release -p crpc-bench --bin processor-bench`
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use crpc_bench::{
-    build_examples, build_release, publish_testkit, read_listening, repo_root, rss_mib,
-    start_processor, Proc, SECRET,
+    build_examples, build_release, publish_testkit, repo_root, rss_mib, start_processor,
+    start_service, token,
 };
 use serde_json::json;
 use task_api::{AnswerResponse, SubmitResponse, TaskState};
@@ -69,30 +67,6 @@ fn wasm_hot_path() -> anyhow::Result<((f64, f64), (f64, f64))> {
     ))
 }
 
-fn start(bin_dir: &Path, name: &str, args: &[&str], dir: &Path) -> anyhow::Result<(Proc, String)> {
-    let mut child = Command::new(bin_dir.join(name))
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .env("CRPC_LOG", "warn")
-        .env("CRPC_JWT_SECRET", SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("start {name}"))?;
-    let url = read_listening(&mut child).with_context(|| name.to_string())?;
-    Ok((Proc(child), url))
-}
-
-fn token(bin_dir: &Path, dir: &Path, role: &str) -> anyhow::Result<String> {
-    let out = Command::new(bin_dir.join("task-server"))
-        .args(["token", "--role", role, "--sub", "bench", "--data-dir"])
-        .arg(dir)
-        .env("CRPC_JWT_SECRET", SECRET)
-        .output()?;
-    Ok(String::from_utf8(out.stdout)?.trim().to_string())
-}
-
 async fn first_task_ms(server: &str, user: &str) -> anyhow::Result<f64> {
     let opts = crpc_http::Options {
         timeout: Some(Duration::from_secs(90)),
@@ -114,31 +88,24 @@ async fn first_task_ms(server: &str, user: &str) -> anyhow::Result<f64> {
 /// the idle processor's RSS (MiB).
 async fn cache_and_footprint() -> anyhow::Result<(f64, f64, f64)> {
     let bins = build_release(&["task-server", "registry", "task-processor"])?;
-    let tmp = tempfile::tempdir()?;
-    let (reg_dir, srv_dir, cache) = (
-        tmp.path().join("reg"),
-        tmp.path().join("srv"),
-        tmp.path().join("cache"),
-    );
-    let (_reg, registry) = start(&bins, "task-registry", &["--bind", "127.0.0.1:0"], &reg_dir)?;
-    let (_srv, server) = start(
-        &bins,
-        "task-server",
-        &["--bind", "127.0.0.1:0", "--registry", &registry],
-        &srv_dir,
-    )?;
+    let reg = start_service(&bins.join("task-registry"), &[])?;
+    let registry = reg.url.clone();
+    let srv = start_service(&bins.join("task-server"), &["--registry", &registry])?;
+    let server = srv.url.clone();
+    let server_bin = bins.join("task-server");
     let (user, worker, publisher) = (
-        token(&bins, &srv_dir, "user")?,
-        token(&bins, &srv_dir, "worker")?,
-        token(&bins, &srv_dir, "publisher")?,
+        token(&server_bin, srv.data_dir(), "user")?,
+        token(&server_bin, srv.data_dir(), "worker")?,
+        token(&server_bin, srv.data_dir(), "publisher")?,
     );
     publish_testkit(&registry, &publisher).await?;
-    let p = start_processor(&bins, &server, &registry, &worker, 1, None, &cache)?;
+    let mut p = start_processor(&server, &registry, &worker, 1, None);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle = rss_mib(p.0.id()).map_or(f64::NAN, |(now, _)| now);
+    let idle = rss_mib(p.pid()).map_or(f64::NAN, |(now, _)| now);
     let cold = first_task_ms(&server, &user).await?;
-    drop(p);
-    let _p = start_processor(&bins, &server, &registry, &worker, 1, None, &cache)?;
+    // The same processor again, on the cache it just filled.
+    p.kill9();
+    p.restart();
     let warm = first_task_ms(&server, &user).await?;
     Ok((cold, warm, idle))
 }

@@ -5,16 +5,15 @@
 //! ETA (`estimate_time_left` right after a submission, against the time the queue really took),
 //! and the processors' RSS.
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use futures_util::future::try_join_all;
 use serde_json::{json, Value};
 
-use crpc_bench::{publish_testkit, read_listening, rss_mib, start_processor, Proc};
+use crpc_bench::{publish_testkit, rss_mib, start_processor, start_service};
 
-use crate::{start_server, temp_dir, Http, Server, BENCH_SECRET};
+use crate::{start_server, Http, Server};
 
 /// What one configuration measured.
 pub struct RealFigures {
@@ -155,29 +154,15 @@ async fn eta_error(http: &Http, user: &str, n: usize) -> anyhow::Result<(f64, f6
 /// Starts the registry, `plan.replicas` servers and the processors; runs the measurements.
 pub fn run(rt: &tokio::runtime::Runtime, plan: &Plan) -> anyhow::Result<RealFigures> {
     let label = plan.label;
-    let reg_dir = temp_dir(&format!("{label}-registry"))?;
-    let mut reg = Command::new(plan.bin_dir.join("task-registry"))
-        .args(["--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(reg_dir.path())
-        .env("CRPC_LOG", "warn")
-        .env("CRPC_JWT_SECRET", BENCH_SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("start task-registry")?;
-    let registry = read_listening(&mut reg)?;
-    let _reg = Proc(reg);
+    let reg = start_service(&plan.bin_dir.join("task-registry"), &[])?;
+    let registry = reg.url.clone();
 
     let mut extra = plan.extra.to_vec();
     extra.extend(["--registry".to_string(), registry.clone()]);
     let mut servers: Vec<Server> = Vec::new();
     let (mut user, mut worker) = (String::new(), String::new());
-    for i in 0..plan.replicas {
-        let (s, u, w) = start_server(
-            &plan.bin_dir.join("task-server"),
-            &extra,
-            &format!("{label}-real-{i}"),
-        )?;
+    for _ in 0..plan.replicas {
+        let (s, u, w) = start_server(&plan.bin_dir.join("task-server"), &extra)?;
         servers.push(s);
         (user, worker) = (u, w);
     }
@@ -187,17 +172,14 @@ pub fn run(rt: &tokio::runtime::Runtime, plan: &Plan) -> anyhow::Result<RealFigu
     rt.block_on(publish_testkit(&registry, &publisher))?;
 
     let mut procs = Vec::new();
-    let caches = temp_dir(&format!("{label}-caches"))?;
     for p in 0..plan.processors {
         procs.push(start_processor(
-            plan.bin_dir,
             &urls[p % urls.len()],
             &registry,
             &worker,
             plan.slots,
             Some(&format!("bench-{label}-{p}")),
-            &caches.path().join(p.to_string()),
-        )?);
+        ));
     }
 
     let http = Http::new(&urls[0])?;
@@ -216,7 +198,7 @@ pub fn run(rt: &tokio::runtime::Runtime, plan: &Plan) -> anyhow::Result<RealFigu
     })?;
     let processor_rss = procs
         .iter()
-        .filter_map(|p| rss_mib(p.0.id()))
+        .filter_map(|p| rss_mib(p.pid()))
         .map(|(now, _)| now)
         .fold(0.0, f64::max);
     drop(procs);

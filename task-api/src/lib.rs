@@ -19,8 +19,8 @@ pub use task::{
 pub use views::{
     BatchResultItem, BatchResultsResponse, BatchStatusResponse, CancelResponse, DeleteResponse,
     EstimateResponse, FunctionEstimate, FunctionStatsView, HealthResponse, SingleTaskResponse,
-    StatsResponse, SubmitAnswerResponse, SubmitAnswersResponse, TaskListResponse, WorkerView,
-    WorkersResponse,
+    StatsResponse, SubmitAnswerResponse, SubmitAnswersResponse, TaskListResponse, WorkerInfo,
+    WorkerView, WorkersResponse,
 };
 pub use worker::{
     Capabilities, HeartbeatLease, HeartbeatRequest, HeartbeatResponse, Lease, RequestTask,

@@ -108,7 +108,7 @@ pub struct WorkersResponse {
 
 /// A processor as last seen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkerView {
+pub struct WorkerInfo {
     /// Processor name.
     pub worker_id: String,
     /// Token subject it authenticated as.
@@ -123,8 +123,16 @@ pub struct WorkerView {
     pub last_seen: i64,
     /// Leases it holds now.
     pub running: u64,
-    /// Its last reported dispatch overhead per task, ms.
+    /// Its last reported dispatch overhead per task, ms (see `HeartbeatRequest::dispatch_ms`).
     pub dispatch_ms: Option<f64>,
+}
+
+/// A processor in `GET /user/workers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerView {
+    /// What it is.
+    #[serde(flatten)]
+    pub worker: WorkerInfo,
     /// Heard from within the live window.
     pub live: bool,
 }

@@ -15,10 +15,14 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use task_api::Role;
 
-/// A crpc binary built next to the running test (`target/<profile>/<name>`).
+/// A crpc binary built next to the running program (`target/<profile>/<name>`): a test (in
+/// `target/<profile>/deps/`) or the bench (in `target/release/`).
 pub fn sibling_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let mut dir = exe.parent().expect("target dir");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir = dir.parent().expect("target dir");
+    }
     let bin = dir.join(name);
     assert!(
         bin.exists(),
@@ -52,6 +56,7 @@ pub struct Proc {
     /// The data directory (removed when the last holder drops it).
     pub dir: Arc<tempfile::TempDir>,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Proc {
@@ -66,16 +71,32 @@ impl Proc {
 
     /// Same, in a given data directory.
     pub fn start_in(binary: &Path, dir: Arc<tempfile::TempDir>, extra: &[&str]) -> Proc {
+        Self::start_with(binary, dir, extra, &[]).expect("service starts")
+    }
+
+    /// Same, with more environment (it wins over the harness's: `CRPC_LOG`, a shared
+    /// `CRPC_JWT_SECRET`); an error instead of a panic when it does not start.
+    pub fn start_with(
+        binary: &Path,
+        dir: Arc<tempfile::TempDir>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Proc, String> {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, port) = spawn(binary, dir.path(), 0, &extra).expect("service starts");
-        Proc {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (child, port) = spawn(binary, dir.path(), 0, &extra, &env)?;
+        Ok(Proc {
             child: Some(child),
             binary: binary.to_path_buf(),
             url: format!("http://127.0.0.1:{port}"),
             port,
             dir,
             extra,
-        }
+            env,
+        })
     }
 
     /// The data directory.
@@ -109,7 +130,13 @@ impl Proc {
         assert!(self.child.is_none(), "stop it first");
         let mut last = None;
         for _ in 0..50 {
-            match spawn(&self.binary, self.dir.path(), self.port, &self.extra) {
+            match spawn(
+                &self.binary,
+                self.dir.path(),
+                self.port,
+                &self.extra,
+                &self.env,
+            ) {
                 Ok((child, _)) => {
                     self.child = Some(child);
                     return;
@@ -163,7 +190,13 @@ fn first_stdout_line(child: &mut Child) -> String {
     rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default()
 }
 
-fn spawn(binary: &Path, dir: &Path, port: u16, extra: &[String]) -> Result<(Child, u16), String> {
+fn spawn(
+    binary: &Path,
+    dir: &Path,
+    port: u16,
+    extra: &[String],
+    env: &[(String, String)],
+) -> Result<(Child, u16), String> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -177,6 +210,7 @@ fn spawn(binary: &Path, dir: &Path, port: u16, extra: &[String]) -> Result<(Chil
         .args(extra)
         .env("CRPC_LOG", "info")
         .env_remove("CRPC_JWT_SECRET")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .spawn()

@@ -33,7 +33,8 @@ pub async fn run(api: &Api, all: bool, json: bool) -> CliResult {
     Ok(())
 }
 
-fn row(w: &WorkerView) -> Vec<String> {
+fn row(v: &WorkerView) -> Vec<String> {
+    let w = &v.worker;
     // Capabilities are shown as the processor sent them; a field it left out is empty here.
     let caps = &w.capabilities;
     let gpus = caps["gpu_names"]
@@ -53,7 +54,7 @@ fn row(w: &WorkerView) -> Vec<String> {
         w.running.to_string(),
         gpus,
         packages.to_string(),
-        if w.live { "yes" } else { "no" }.to_string(),
+        if v.live { "yes" } else { "no" }.to_string(),
         output::ago(w.last_seen),
     ]
 }

@@ -103,14 +103,7 @@ impl Queue {
             .into_iter()
             .map(|w| WorkerView {
                 live: w.last_seen >= live_cutoff,
-                worker_id: w.worker_id,
-                owner: w.owner,
-                slots: w.slots,
-                capabilities: w.capabilities,
-                first_seen: w.first_seen,
-                last_seen: w.last_seen,
-                running: w.running,
-                dispatch_ms: w.dispatch_ms,
+                worker: w,
             })
             .collect();
         Ok(WorkersResponse {

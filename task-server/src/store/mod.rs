@@ -390,26 +390,8 @@ impl BatchResult {
     }
 }
 
-/// A processor as last seen.
-#[derive(Debug, Clone, Serialize)]
-pub struct WorkerRecord {
-    /// Processor name.
-    pub worker_id: String,
-    /// Token subject it authenticated as.
-    pub owner: String,
-    /// Slots it runs.
-    pub slots: u32,
-    /// What it advertised.
-    pub capabilities: Value,
-    /// ms.
-    pub first_seen: i64,
-    /// ms.
-    pub last_seen: i64,
-    /// Tasks it holds now (filled on read).
-    pub running: u64,
-    /// Its last reported dispatch overhead per task, ms (see `HeartbeatRequest::dispatch_ms`).
-    pub dispatch_ms: Option<f64>,
-}
+/// A processor as last seen (`running` is filled on read).
+pub use task_api::WorkerInfo as WorkerRecord;
 
 /// Filter for listing tasks.
 #[derive(Debug, Clone)]
