@@ -6,14 +6,14 @@ use task_api::{
 };
 use uuid::Uuid;
 
+use super::QueueError;
 use super::{now_ms, Queue};
 use crate::auth::Caller;
-use crate::error::ApiError;
 use crate::stats::{estimate, non_empty, Estimate, FnKey};
 use crate::store::{LoadScope, WorkerRecord};
 
 impl Queue {
-    pub(super) async fn estimate_scope(&self, scope: LoadScope) -> Result<Estimate, ApiError> {
+    pub(super) async fn estimate_scope(&self, scope: LoadScope) -> Result<Estimate, QueueError> {
         let load = self.store.queue_load(scope, now_ms()).await?;
         let stats = self
             .store
@@ -30,7 +30,7 @@ impl Queue {
         &self,
         caller: &Caller,
         task_id: Option<Uuid>,
-    ) -> Result<EstimateResponse, ApiError> {
+    ) -> Result<EstimateResponse, QueueError> {
         let scope = match task_id {
             None => LoadScope::All,
             Some(id) => {
@@ -66,7 +66,7 @@ impl Queue {
     }
 
     /// `GET /user/stats`.
-    pub async fn stats(&self) -> Result<StatsResponse, ApiError> {
+    pub async fn stats(&self) -> Result<StatsResponse, QueueError> {
         let rows = self.store.stats().await?;
         let functions = rows
             .iter()
@@ -90,7 +90,7 @@ impl Queue {
     }
 
     /// `GET /user/workers`: processors heard from within the live window (or ever, with `all`).
-    pub async fn workers(&self, all: bool) -> Result<WorkersResponse, ApiError> {
+    pub async fn workers(&self, all: bool) -> Result<WorkersResponse, QueueError> {
         let live_cutoff = now_ms() - self.cfg.live_window.as_millis() as i64;
         let since = if all { 0 } else { live_cutoff };
         let workers = self.store.workers(since).await?;
@@ -114,7 +114,7 @@ impl Queue {
     }
 
     /// Live slots and their dispatch overhead.
-    pub(super) async fn capacity(&self) -> Result<Capacity, ApiError> {
+    pub(super) async fn capacity(&self) -> Result<Capacity, QueueError> {
         let since = now_ms() - self.cfg.live_window.as_millis() as i64;
         Ok(Capacity::of(&self.store.workers(since).await?))
     }

@@ -17,19 +17,19 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::ApiError;
 use crate::resolver::Resolver;
 use crate::store::{Finished, Store, StoreEvent};
 use crate::waiters::{batch_key, task_key, Waiters};
 
+mod error;
 mod estimate;
 mod reads;
 mod reaper;
 mod submit;
 mod workers;
 
+pub use error::QueueError;
 pub use reads::task_view;
-pub use workers::not_lease_holder;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -158,9 +158,9 @@ impl Queue {
         wake: &Notify,
         deadline: Instant,
         mut check: impl FnMut() -> Fut,
-    ) -> Result<S, ApiError>
+    ) -> Result<S, QueueError>
     where
-        Fut: Future<Output = Result<(S, bool), ApiError>>,
+        Fut: Future<Output = Result<(S, bool), QueueError>>,
     {
         loop {
             let notified = wake.notified();

@@ -2,7 +2,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use task_api::{
     AnswerResponse, BatchResultsResponse, BatchStatusResponse, CancelResponse, DeleteResponse,
     TaskListResponse, TaskState, TaskView,
@@ -10,9 +10,9 @@ use task_api::{
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::QueueError;
 use super::{clamped_secs, now_ms, Queue};
 use crate::auth::Caller;
-use crate::error::ApiError;
 use crate::stats::non_empty;
 use crate::store::{
     BatchRecord, BatchResult, CancelOutcome, Finished, ListQuery, LoadScope, TaskRecord,
@@ -21,10 +21,10 @@ use crate::waiters::{batch_key, task_key};
 
 impl Queue {
     /// A task the caller may see, else 404.
-    pub async fn visible_task(&self, caller: &Caller, id: Uuid) -> Result<TaskRecord, ApiError> {
+    pub async fn visible_task(&self, caller: &Caller, id: Uuid) -> Result<TaskRecord, QueueError> {
         match self.store.get_task(id).await? {
             Some(t) if caller.may_see(&t.owner) => Ok(t),
-            _ => Err(ApiError::no_task(id)),
+            _ => Err(QueueError::NoTask(id)),
         }
     }
 
@@ -36,7 +36,7 @@ impl Queue {
         caller: &Caller,
         id: Uuid,
         wait: Option<f64>,
-    ) -> Result<AnswerResponse, ApiError> {
+    ) -> Result<AnswerResponse, QueueError> {
         let deadline = Instant::now() + self.user_wait(wait)?;
         let waiter = self.waiters.subscribe(task_key(&id));
         let checked_owner = std::cell::Cell::new(false);
@@ -63,7 +63,7 @@ impl Queue {
         state: Option<TaskState>,
         before: Option<i64>,
         limit: u32,
-    ) -> Result<TaskListResponse, ApiError> {
+    ) -> Result<TaskListResponse, QueueError> {
         let limit = limit.clamp(1, 1000);
         let rows = self
             .store
@@ -85,7 +85,7 @@ impl Queue {
     }
 
     /// Cancels a task the caller owns.
-    pub async fn cancel(&self, caller: &Caller, id: Uuid) -> Result<CancelResponse, ApiError> {
+    pub async fn cancel(&self, caller: &Caller, id: Uuid) -> Result<CancelResponse, QueueError> {
         self.visible_task(caller, id).await?;
         match self.store.cancel(id, &caller.sub, now_ms()).await? {
             CancelOutcome::Cancelled(f) => {
@@ -96,17 +96,13 @@ impl Queue {
                     state: TaskState::Cancelled,
                 })
             }
-            CancelOutcome::AlreadyFinished(state) => Err(ApiError::conflict(
-                "already_finished",
-                format!("task {id} already finished ({state}); nothing to cancel"),
-            )
-            .with_details(json!({"state": state}))),
-            CancelOutcome::NotFound => Err(ApiError::no_task(id)),
+            CancelOutcome::AlreadyFinished(state) => Err(QueueError::AlreadyFinished { id, state }),
+            CancelOutcome::NotFound => Err(QueueError::NoTask(id)),
         }
     }
 
     /// Deletes a task the caller owns (a running one is cancelled on its worker).
-    pub async fn delete(&self, caller: &Caller, id: Uuid) -> Result<DeleteResponse, ApiError> {
+    pub async fn delete(&self, caller: &Caller, id: Uuid) -> Result<DeleteResponse, QueueError> {
         self.visible_task(caller, id).await?;
         match self.store.delete(id).await? {
             Some(f) => {
@@ -118,7 +114,7 @@ impl Queue {
                     state_was: f.state,
                 })
             }
-            None => Err(ApiError::no_task(id)),
+            None => Err(QueueError::NoTask(id)),
         }
     }
 
@@ -128,7 +124,7 @@ impl Queue {
         caller: &Caller,
         id: Uuid,
         wait: Option<f64>,
-    ) -> Result<BatchStatusResponse, ApiError> {
+    ) -> Result<BatchStatusResponse, QueueError> {
         let deadline = Instant::now() + self.user_wait(wait)?;
         let waiter = self.waiters.subscribe(batch_key(&id));
         let check = || async {
@@ -167,7 +163,7 @@ impl Queue {
         after: i64,
         limit: u32,
         wait: Option<f64>,
-    ) -> Result<BatchResultsResponse, ApiError> {
+    ) -> Result<BatchResultsResponse, QueueError> {
         let deadline = Instant::now() + self.user_wait(wait)?;
         let limit = limit.clamp(1, 1000);
         let waiter = self.waiters.subscribe(batch_key(&id));
@@ -193,19 +189,18 @@ impl Queue {
         })
     }
 
-    async fn visible_batch(&self, caller: &Caller, id: Uuid) -> Result<BatchRecord, ApiError> {
+    async fn visible_batch(&self, caller: &Caller, id: Uuid) -> Result<BatchRecord, QueueError> {
         match self.store.get_batch(id).await? {
             Some(b) if caller.may_see(&b.owner) => Ok(b),
-            _ => Err(ApiError::not_found(format!("no batch with id {id}"))),
+            _ => Err(QueueError::NoBatch(id)),
         }
     }
 
-    fn user_wait(&self, wait: Option<f64>) -> Result<Duration, ApiError> {
+    fn user_wait(&self, wait: Option<f64>) -> Result<Duration, QueueError> {
         let w = wait.unwrap_or(0.0);
         if !w.is_finite() || w < 0.0 {
-            return Err(ApiError::bad_request(
-                "bad_query",
-                "wait must be a number of seconds ≥ 0",
+            return Err(QueueError::BadQuery(
+                "wait must be a number of seconds ≥ 0".into(),
             ));
         }
         Ok(clamped_secs(w, self.cfg.max_user_wait))

@@ -1,10 +1,10 @@
 //! The background pass: expired leases, expired results, delayed tasks that became ready.
+use super::QueueError;
 use super::{now_ms, Queue, PENDING_RECOUNT};
-use crate::error::ApiError;
 
 impl Queue {
     /// One reaper pass: expired leases, expired results, delayed tasks that became ready.
-    pub async fn reap_once(&self, last: i64) -> Result<i64, ApiError> {
+    pub async fn reap_once(&self, last: i64) -> Result<i64, QueueError> {
         let now = now_ms();
         let out = self.store.reap(now).await?;
         for f in &out.failed {

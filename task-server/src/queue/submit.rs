@@ -8,9 +8,9 @@ use task_api::{SubmitBatch, SubmitBatchResponse, SubmitResponse, TaskSpec, TaskS
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::QueueError;
 use super::{now_ms, sha256_hex, Queue, PENDING_RECOUNT};
 use crate::auth::Caller;
-use crate::error::ApiError;
 use crate::stats::non_empty;
 use crate::store::{NewTask, SubmitOutcome};
 
@@ -20,7 +20,7 @@ impl Queue {
         &self,
         caller: &Caller,
         spec: TaskSpec,
-    ) -> Result<(SubmitResponse, bool), ApiError> {
+    ) -> Result<(SubmitResponse, bool), QueueError> {
         let task = self.new_task(spec, "").await?;
         if task.memoize {
             if let Some((id, state)) = self
@@ -39,12 +39,7 @@ impl Queue {
                 Ok((submitted(id, TaskState::Queued, &version), true))
             }
             SubmitOutcome::Existing { id, state } => Ok((submitted(id, state, &version), false)),
-            SubmitOutcome::Conflict { id } => Err(ApiError::new(
-                actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                format!("idempotency_key is already used by task {id} with a different body"),
-            )
-            .with_details(json!({"field": "idempotency_key", "task_id": id}))),
+            SubmitOutcome::Conflict { id } => Err(QueueError::KeyReused(id)),
         }
     }
 
@@ -53,15 +48,15 @@ impl Queue {
         &self,
         caller: &Caller,
         batch: SubmitBatch,
-    ) -> Result<SubmitBatchResponse, ApiError> {
+    ) -> Result<SubmitBatchResponse, QueueError> {
         if batch.tasks.is_empty() {
-            return Err(ApiError::invalid(
+            return Err(QueueError::invalid(
                 "tasks",
                 "tasks must hold at least one task",
             ));
         }
         if batch.tasks.len() > self.cfg.max_batch_tasks {
-            return Err(ApiError::invalid(
+            return Err(QueueError::invalid(
                 "tasks",
                 format!(
                     "a batch holds at most {} tasks; split it",
@@ -72,7 +67,7 @@ impl Queue {
         let mut tasks = Vec::with_capacity(batch.tasks.len());
         for (i, spec) in batch.tasks.into_iter().enumerate() {
             if spec.idempotency_key.is_some() {
-                return Err(ApiError::invalid(
+                return Err(QueueError::invalid(
                     &format!("tasks[{i}].idempotency_key"),
                     "idempotency keys are per task submit; a batch is identified by its batch_id",
                 ));
@@ -98,7 +93,7 @@ impl Queue {
     /// accepted since is an upper bound (started tasks are not subtracted), so the database is
     /// asked again only when that bound would pass the cap (at most once a second) or every
     /// [`PENDING_RECOUNT`] (to see other replicas' submits): the hot path almost never counts.
-    async fn reserve_quota(&self, owner: &str, adding: u64) -> Result<(), ApiError> {
+    async fn reserve_quota(&self, owner: &str, adding: u64) -> Result<(), QueueError> {
         let cap = self.cfg.max_queued_per_owner;
         if cap == 0 {
             return Ok(());
@@ -118,12 +113,11 @@ impl Queue {
             }
         };
         if now + adding > cap {
-            return Err(ApiError::new(
-                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
-                "queue_full",
-                format!("`{owner}` has {now} queued tasks; at most {cap} (--max-queued-per-owner)"),
-            )
-            .with_details(json!({"retry_after_s": 1, "queued": now, "limit": cap})));
+            return Err(QueueError::QueueFull {
+                owner: owner.to_string(),
+                queued: now,
+                limit: cap,
+            });
         }
         if let Some(e) = self.pending_counts().get_mut(owner) {
             e.1 += adding;
@@ -138,7 +132,7 @@ impl Queue {
     }
 
     /// A validated, resolved task; errors name the field under `prefix` (`tasks[3].`).
-    async fn new_task(&self, mut spec: TaskSpec, prefix: &str) -> Result<NewTask, ApiError> {
+    async fn new_task(&self, mut spec: TaskSpec, prefix: &str) -> Result<NewTask, QueueError> {
         let field = |f: &str| format!("{prefix}{f}");
         check_names(&spec, &field, self.resolver.is_some())?;
         let max_attempts = check_limits(&spec, &field, self.cfg.default_max_attempts)?;
@@ -210,16 +204,16 @@ fn check_names(
     spec: &TaskSpec,
     field: &dyn Fn(&str) -> String,
     resolving: bool,
-) -> Result<(), ApiError> {
+) -> Result<(), QueueError> {
     if !name_ok(&spec.function, 256) {
-        return Err(ApiError::invalid(
+        return Err(QueueError::invalid(
             &field("function"),
             "function must be 1-256 characters of letters, digits, `_ . - :`",
         ));
     }
     if let Some(p) = &spec.package {
         if !valid_package_name(p) {
-            return Err(ApiError::invalid(
+            return Err(QueueError::invalid(
                 &field("package"),
                 "package must match [a-z0-9][a-z0-9_-]{0,63}",
             ));
@@ -241,7 +235,7 @@ fn check_names(
             )
         };
         if !ok {
-            return Err(ApiError::invalid(
+            return Err(QueueError::invalid(
                 &field("version"),
                 format!("version must be {what}, at most 64 characters"),
             ));
@@ -250,7 +244,7 @@ fn check_names(
     if spec.resources.datasets.len() > 32
         || spec.resources.datasets.iter().any(|d| !name_ok(d, 128))
     {
-        return Err(ApiError::invalid(
+        return Err(QueueError::invalid(
             &field("resources.datasets"),
             "at most 32 datasets, each 1-128 characters of letters, digits, `_ . - :`",
         ));
@@ -263,16 +257,16 @@ fn check_limits(
     spec: &TaskSpec,
     field: &dyn Fn(&str) -> String,
     default_attempts: u32,
-) -> Result<u32, ApiError> {
+) -> Result<u32, QueueError> {
     if !(-1000..=1000).contains(&spec.priority) {
-        return Err(ApiError::invalid(
+        return Err(QueueError::invalid(
             &field("priority"),
             "priority must be between -1000 and 1000",
         ));
     }
     if let Some(t) = spec.timeout_s {
         if t == 0 || t > 7 * 24 * 3600 {
-            return Err(ApiError::invalid(
+            return Err(QueueError::invalid(
                 &field("timeout_s"),
                 "timeout_s must be 1 s to 7 days",
             ));
@@ -280,14 +274,14 @@ fn check_limits(
     }
     let max_attempts = spec.max_attempts.unwrap_or(default_attempts);
     if !(1..=100).contains(&max_attempts) {
-        return Err(ApiError::invalid(
+        return Err(QueueError::invalid(
             &field("max_attempts"),
             "max_attempts must be 1 to 100",
         ));
     }
     if let Some(k) = &spec.idempotency_key {
         if k.is_empty() || k.len() > 256 {
-            return Err(ApiError::invalid(
+            return Err(QueueError::invalid(
                 &field("idempotency_key"),
                 "idempotency_key must be 1-256 characters",
             ));
@@ -295,14 +289,14 @@ fn check_limits(
     }
     if let Some(t) = spec.ttl_s {
         if t == 0 || t > 365 * 24 * 3600 {
-            return Err(ApiError::invalid(
+            return Err(QueueError::invalid(
                 &field("ttl_s"),
                 "ttl_s must be 1 s to 365 days",
             ));
         }
     }
     if spec.resources.gpus > 64 {
-        return Err(ApiError::invalid(
+        return Err(QueueError::invalid(
             &field("resources.gpus"),
             "resources.gpus must be at most 64",
         ));

@@ -6,11 +6,10 @@ use task_api::{
     SubmitAnswer, TaskErrorKind,
 };
 use tokio::time::Instant;
-use uuid::Uuid;
 
+use super::QueueError;
 use super::{clamped_secs, now_ms, Queue, WORKER_UPSERT_EVERY_MS};
 use crate::auth::Caller;
-use crate::error::ApiError;
 use crate::store::{
     AnswerIn, AnswerKind, AnswerOutcome, ClaimRequest, HeartbeatIn, Holder, WorkerRecord,
     WorkerTouch,
@@ -22,17 +21,17 @@ impl Queue {
         &self,
         caller: &Caller,
         body: RequestTask,
-    ) -> Result<RequestTaskResponse, ApiError> {
+    ) -> Result<RequestTaskResponse, QueueError> {
         let worker_id = worker_name(caller, body.worker_id)?;
         if body.max_tasks == 0 || body.max_tasks > 1000 {
-            return Err(ApiError::invalid(
+            return Err(QueueError::invalid(
                 "max_tasks",
                 "max_tasks must be 1 to 1000",
             ));
         }
         let wait = match body.wait_s {
             Some(w) if !w.is_finite() || w < 0.0 => {
-                return Err(ApiError::invalid(
+                return Err(QueueError::invalid(
                     "wait_s",
                     "wait_s must be a number of seconds ≥ 0",
                 ))
@@ -87,7 +86,7 @@ impl Queue {
         caps: &Capabilities,
         max_tasks: u32,
         dispatch_ms: Option<f64>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), QueueError> {
         let now = now_ms();
         let caps_json = json!(caps);
         let fingerprint = {
@@ -129,7 +128,7 @@ impl Queue {
             .await?;
         if taken {
             self.seen.lock().expect("seen lock").remove(worker_id);
-            return Err(worker_id_taken(worker_id));
+            return Err(QueueError::WorkerIdTaken(worker_id.to_string()));
         }
         Ok(())
     }
@@ -139,13 +138,13 @@ impl Queue {
         &self,
         caller: &Caller,
         hb: HeartbeatRequest,
-    ) -> Result<HeartbeatResponse, ApiError> {
+    ) -> Result<HeartbeatResponse, QueueError> {
         let named = hb.worker_id.is_some();
         let worker_id = worker_name(caller, hb.worker_id)?;
         for (i, l) in hb.leases.iter().enumerate() {
             if let Some(p) = l.progress {
                 if !(0.0..=100.0).contains(&p) {
-                    return Err(ApiError::invalid(
+                    return Err(QueueError::invalid(
                         &format!("leases[{i}].progress"),
                         "progress must be between 0 and 100",
                     ));
@@ -154,7 +153,7 @@ impl Queue {
         }
         if let Some(d) = hb.dispatch_ms {
             if !(0.0..=3_600_000.0).contains(&d) {
-                return Err(ApiError::invalid(
+                return Err(QueueError::invalid(
                     "dispatch_ms",
                     "dispatch_ms must be between 0 and 3600000",
                 ));
@@ -184,7 +183,7 @@ impl Queue {
             })
             .await?;
         if let Some(id) = out.foreign.first() {
-            return Err(not_lease_holder(*id));
+            return Err(QueueError::NotLeaseHolder(*id));
         }
         Ok(HeartbeatResponse {
             success: true,
@@ -203,7 +202,7 @@ impl Queue {
         caller: &Caller,
         worker_id: &str,
         dispatch_ms: Option<f64>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), QueueError> {
         let now = now_ms();
         {
             let mut seen = self.seen.lock().expect("seen lock");
@@ -236,8 +235,8 @@ impl Queue {
         &self,
         caller: &Caller,
         answers: Vec<SubmitAnswer>,
-    ) -> Result<Vec<Result<AnswerOutcome, ApiError>>, ApiError> {
-        let mut results: Vec<Option<Result<AnswerOutcome, ApiError>>> =
+    ) -> Result<Vec<Result<AnswerOutcome, QueueError>>, QueueError> {
+        let mut results: Vec<Option<Result<AnswerOutcome, QueueError>>> =
             Vec::with_capacity(answers.len());
         let mut valid = Vec::new();
         let mut slots = Vec::new();
@@ -274,10 +273,10 @@ impl Queue {
     }
 }
 
-fn worker_name(caller: &Caller, given: Option<String>) -> Result<String, ApiError> {
+fn worker_name(caller: &Caller, given: Option<String>) -> Result<String, QueueError> {
     let id = given.unwrap_or_else(|| caller.sub.clone());
     if id.is_empty() || id.len() > 128 {
-        return Err(ApiError::invalid(
+        return Err(QueueError::invalid(
             "worker_id",
             "worker_id must be 1-128 characters",
         ));
@@ -285,27 +284,8 @@ fn worker_name(caller: &Caller, given: Option<String>) -> Result<String, ApiErro
     Ok(id)
 }
 
-/// 403 for a heartbeat or answer naming another worker's current lease.
-pub fn not_lease_holder(id: Uuid) -> ApiError {
-    ApiError::new(
-        actix_web::http::StatusCode::FORBIDDEN,
-        "not_lease_holder",
-        format!("task {id} is leased to another worker; nothing was changed"),
-    )
-}
-
-fn worker_id_taken(worker_id: &str) -> ApiError {
-    ApiError::new(
-        actix_web::http::StatusCode::FORBIDDEN,
-        "worker_id_taken",
-        format!(
-            "worker id `{worker_id}` belongs to another token subject; choose another --worker-id"
-        ),
-    )
-}
-
 /// Bounds on what a worker may claim to offer: `slots` feeds every user's `eta_s`.
-fn check_capabilities(c: &Capabilities) -> Result<(), ApiError> {
+fn check_capabilities(c: &Capabilities) -> Result<(), QueueError> {
     let short = |v: &[String], n: usize| v.len() <= n && v.iter().all(|s| s.len() <= 256);
     let checks = [
         (
@@ -336,12 +316,12 @@ fn check_capabilities(c: &Capabilities) -> Result<(), ApiError> {
         ),
     ];
     match checks.into_iter().find(|(ok, _, _)| !ok) {
-        Some((_, field, message)) => Err(ApiError::invalid(field, message)),
+        Some((_, field, message)) => Err(QueueError::invalid(field, message)),
         None => Ok(()),
     }
 }
 
-fn to_answer_in(caller: &Caller, a: SubmitAnswer) -> Result<AnswerIn, ApiError> {
+fn to_answer_in(caller: &Caller, a: SubmitAnswer) -> Result<AnswerIn, QueueError> {
     let named = a.worker_id.is_some();
     let holder = Holder {
         worker_id: named
@@ -351,7 +331,7 @@ fn to_answer_in(caller: &Caller, a: SubmitAnswer) -> Result<AnswerIn, ApiError> 
     };
     if let Some(ms) = a.runtime_ms {
         if !ms.is_finite() || ms < 0.0 {
-            return Err(ApiError::invalid(
+            return Err(QueueError::invalid(
                 "runtime_ms",
                 "runtime_ms must be a number ≥ 0",
             ));
@@ -365,20 +345,20 @@ fn to_answer_in(caller: &Caller, a: SubmitAnswer) -> Result<AnswerIn, ApiError> 
             // Celery's hard time limit, and shown to the owner under that kind.
             TaskErrorKind::Fatal | TaskErrorKind::Timeout => AnswerKind::Fatal(e),
             _ => {
-                return Err(ApiError::invalid(
+                return Err(QueueError::invalid(
                     "error.kind",
                     "a worker reports error.kind `retryable`, `fatal` or `timeout`",
                 ))
             }
         },
         (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
+            return Err(QueueError::invalid(
                 "answer",
                 "send either answer or error, not both",
             ))
         }
         (None, None) => {
-            return Err(ApiError::invalid(
+            return Err(QueueError::invalid(
                 "answer",
                 "send answer (the return value) or error",
             ))

@@ -6,7 +6,7 @@ use task_api::{SubmitAnswer, SubmitAnswerResponse, SubmitAnswerResult, SubmitAns
 
 use crate::auth::WorkerCaller;
 use crate::error::ApiError;
-use crate::queue::{not_lease_holder, Queue};
+use crate::queue::{Queue, QueueError};
 use crate::routes::{ok, parse_value, Body};
 use crate::store::AnswerOutcome;
 
@@ -39,8 +39,8 @@ pub async fn handle(
                 duplicate: Some(true),
             })),
             AnswerOutcome::Stale { state } => Err(stale(id, epoch, state)),
-            AnswerOutcome::NotHolder => Err(not_lease_holder(id)),
-            AnswerOutcome::NotFound => Err(ApiError::no_task(id)),
+            AnswerOutcome::NotHolder => Err(QueueError::NotLeaseHolder(id).into()),
+            AnswerOutcome::NotFound => Err(QueueError::NoTask(id).into()),
         };
     }
     #[derive(serde::Deserialize)]
@@ -68,7 +68,10 @@ pub async fn handle(
                 Ok(AnswerOutcome::NotFound) => {
                     (StatusCode::NOT_FOUND, Some("not_found".to_string()))
                 }
-                Err(e) => (e.status, Some(e.code.to_string())),
+                Err(e) => {
+                    let e = ApiError::from(e);
+                    (e.status, Some(e.code.to_string()))
+                }
             };
             SubmitAnswerResult {
                 id,
