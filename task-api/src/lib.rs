@@ -23,8 +23,9 @@ pub use views::{
     WorkerView, WorkersResponse,
 };
 pub use worker::{
-    Capabilities, HeartbeatLease, HeartbeatRequest, HeartbeatResponse, Lease, RequestTask,
-    RequestTaskResponse, SubmitAnswer, SubmitAnswerResult,
+    Capabilities, HeartbeatLease, HeartbeatRequest, HeartbeatResponse, Lease, LeaseRef,
+    ReleaseRequest, ReleaseResponse, RequestTask, RequestTaskResponse, SubmitAnswer,
+    SubmitAnswerResult,
 };
 
 /// Deserialize a field so that an explicit JSON `null` is `Some(Value::Null)` and an absent field

@@ -172,3 +172,35 @@ pub struct SubmitAnswerResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
 }
+
+/// A lease named by id and epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRef {
+    /// Task id.
+    pub id: Uuid,
+    /// The epoch `request_task` returned.
+    pub lease_epoch: i64,
+}
+
+/// Body of `POST /worker/release`: leases handed back before they started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    /// Processor name (default: the token subject); as in `request_task`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
+    /// The leases (at most 1,000).
+    pub leases: Vec<LeaseRef>,
+}
+
+/// Answer of `POST /worker/release`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseResponse {
+    /// Always true.
+    pub success: bool,
+    /// Back in the queue, `attempt` as before the lease.
+    pub released: Vec<Uuid>,
+    /// Not current leases of this worker (expired, cancelled, answered, another's): unchanged.
+    pub not_released: Vec<Uuid>,
+}

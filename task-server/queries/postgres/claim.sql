@@ -12,5 +12,5 @@ WHERE seq = ANY(ARRAY(
     ORDER BY priority DESC, seq
     LIMIT $7
     FOR UPDATE SKIP LOCKED))
-RETURNING id, package, version, function, args::text AS args, kwargs::text AS kwargs, timeout_s, attempt,
+RETURNING id, package, version, function, args::text AS args, kwargs::text AS kwargs, timeout_s, attempt, priority, seq,
           max_attempts, lease_epoch, lease_deadline, req_gpus, req_memory_mb, req_datasets::text AS req_datasets

@@ -13,5 +13,5 @@ WHERE seq IN (
             WHERE d.value NOT IN (SELECT value FROM json_each(?6))))
     ORDER BY priority DESC, seq
     LIMIT ?7)
-RETURNING id, package, version, function, args, kwargs, timeout_s, attempt, max_attempts,
+RETURNING id, package, version, function, args, kwargs, timeout_s, attempt, max_attempts, priority, seq,
           lease_epoch, lease_deadline, req_gpus, req_memory_mb, req_datasets

@@ -2,8 +2,8 @@
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use task_api::{
-    Capabilities, HeartbeatRequest, HeartbeatResponse, Lease, RequestTask, RequestTaskResponse,
-    SubmitAnswer, TaskErrorKind,
+    Capabilities, HeartbeatRequest, HeartbeatResponse, Lease, ReleaseRequest, ReleaseResponse,
+    RequestTask, RequestTaskResponse, SubmitAnswer, TaskErrorKind,
 };
 use tokio::time::Instant;
 
@@ -193,6 +193,42 @@ impl Queue {
             lease_deadline: now + ttl,
             // Filled by the broadcast route (its own issue); processors already act on it.
             broadcasts: Vec::new(),
+        })
+    }
+
+    /// Hands back never-started leases (`POST /worker/release`): queued again at their place,
+    /// their attempt unused, so a `max_attempts: 1` task survives a processor that prefetched it
+    /// and stopped. Leases that are not the caller's current ones are reported, not touched.
+    pub async fn release(
+        &self,
+        caller: &Caller,
+        body: ReleaseRequest,
+    ) -> Result<ReleaseResponse, QueueError> {
+        if body.leases.len() > 1000 {
+            return Err(QueueError::invalid(
+                "leases",
+                "at most 1000 leases per release",
+            ));
+        }
+        let named = body.worker_id.is_some();
+        let worker_id = worker_name(caller, body.worker_id)?;
+        let holder = Holder {
+            worker_id: named.then_some(worker_id),
+            owner: caller.sub.clone(),
+        };
+        let asked: Vec<uuid::Uuid> = body.leases.iter().map(|l| l.id).collect();
+        let released = self.store.release(holder, body.leases).await?;
+        if !released.is_empty() {
+            self.work.notify_waiters();
+        }
+        let not_released = asked
+            .into_iter()
+            .filter(|id| !released.contains(id))
+            .collect();
+        Ok(ReleaseResponse {
+            success: true,
+            released,
+            not_released,
         })
     }
 

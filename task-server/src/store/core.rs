@@ -244,6 +244,11 @@ pub fn heartbeat_outcome(
     out
 }
 
+/// The leases to release as the JSON the release statement reads.
+pub fn lease_refs_json(leases: &[task_api::LeaseRef]) -> String {
+    serde_json::to_string(leases).expect("lease refs serialize")
+}
+
 /// Whether the heartbeat needs the follow-up lookup.
 pub fn heartbeat_incomplete(hb: &HeartbeatIn, extended: &[DbId]) -> bool {
     extended.len() < hb.leases.len()

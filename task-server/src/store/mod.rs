@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use task_api::{HeartbeatLease, Lease, TaskError, TaskState};
+use task_api::{HeartbeatLease, Lease, LeaseRef, TaskError, TaskState};
 use uuid::Uuid;
 
 use crate::stats::{FunctionStats, QueueLoad};
@@ -483,6 +483,9 @@ pub trait Store: StoreReads {
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Lease>>;
     /// Extends the given leases.
     async fn heartbeat(&self, hb: HeartbeatIn) -> Result<HeartbeatOutcome>;
+    /// Puts never-started leases of `holder` back in the queue with their attempt unused; the
+    /// ids released (the others were not current leases of `holder`).
+    async fn release(&self, holder: Holder, leases: Vec<LeaseRef>) -> Result<Vec<Uuid>>;
     /// Applies answers (fenced by lease epoch) and updates runtime statistics.
     async fn answer(&self, answers: Vec<AnswerIn>, now: i64) -> Result<Vec<AnswerOutcome>>;
     /// Cancels a non-terminal task.

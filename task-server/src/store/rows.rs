@@ -140,11 +140,20 @@ pub struct LeaseRow {
     timeout_s: Option<i64>,
     attempt: i64,
     max_attempts: i64,
+    priority: i64,
+    seq: i64,
     lease_epoch: i64,
     lease_deadline: i64,
     req_gpus: i64,
     req_memory_mb: i64,
     req_datasets: Option<String>,
+}
+
+/// The leases of one grant in the order they are due: priority, then FIFO (an UPDATE's RETURNING
+/// follows no order, so the statement's `ORDER BY` does not reach the worker by itself).
+pub fn leases_in_order(mut rows: Vec<LeaseRow>) -> Result<Vec<Lease>, StoreError> {
+    rows.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.seq));
+    rows.into_iter().map(TryInto::try_into).collect()
 }
 
 impl TryFrom<LeaseRow> for Lease {

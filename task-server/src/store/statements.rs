@@ -41,6 +41,21 @@ macro_rules! statements {
                 .await?)
         }
 
+        /// Hands back the holder's current leases of `items` (JSON `[{id, lease_epoch}]`)
+        /// without using an attempt; the ids released.
+        pub async fn release<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            items: &str,
+            holder: &Holder,
+        ) -> Result<Vec<DbId>> {
+            Ok(sqlx::query_scalar(sql_file!($dir, "release"))
+                .bind(items)
+                .bind(&holder.worker_id)
+                .bind(&holder.owner)
+                .fetch_all(ex)
+                .await?)
+        }
+
         /// Extends the holder's current leases of `items`; the ids extended.
         pub async fn heartbeat<'e, E: Executor<'e, Database = $db>>(
             ex: E,

@@ -487,3 +487,58 @@ async fn workers_are_listed_with_their_slots() {
         .await;
     assert_eq!(v["leases"][0]["id"], json!(id));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_lease_goes_back_without_using_an_attempt() {
+    let server = Server::start(&[]);
+    let (user, worker) = clients(&server);
+    let id = user
+        .submit(json!({"function": "once", "args": [1], "max_attempts": 1}))
+        .await;
+    let held = worker.lease("worker-a", 1, 1.0).await;
+    assert_eq!(held.len(), 1);
+    let refs = json!([{"id": id, "lease_epoch": held[0]["lease_epoch"]}]);
+
+    // Another worker cannot hand it back; too many leases at once is refused.
+    let (st, v) = worker
+        .post(
+            "/worker/release",
+            &json!({"worker_id": "worker-b", "leases": refs}),
+        )
+        .await;
+    assert_eq!(st.as_u16(), 200, "{v}");
+    assert_eq!(v["released"], json!([]));
+    assert_eq!(v["not_released"], json!([id]));
+    let many: Vec<Value> = (0..1001)
+        .map(|_| json!({"id": id, "lease_epoch": 1}))
+        .collect();
+    let got = worker
+        .post(
+            "/worker/release",
+            &json!({"worker_id": "worker-a", "leases": many}),
+        )
+        .await;
+    assert_error(&got, 422, "validation_failed");
+
+    // Its holder hands it back: queued, attempt 0, and a max_attempts 1 task still runs.
+    let (st, v) = worker
+        .post(
+            "/worker/release",
+            &json!({"worker_id": "worker-a", "leases": refs}),
+        )
+        .await;
+    assert_eq!(st.as_u16(), 200, "{v}");
+    assert_eq!(v["released"], json!([id]));
+    let (_, a) = user.get(&format!("/user/request_answer/{id}")).await;
+    assert_eq!(
+        (a["state"].clone(), a["attempt"].clone()),
+        (json!("queued"), json!(0))
+    );
+    let again = worker.lease("worker-b", 1, 1.0).await;
+    assert_eq!(again[0]["task"]["attempt"], 1);
+    let (st, _) = worker.answer(&held[0], json!("late")).await;
+    assert_eq!(st.as_u16(), 409, "the released lease's answer is stale");
+    let (st, v) = worker.answer(&again[0], json!("done")).await;
+    assert_eq!(st.as_u16(), 200, "{v}");
+    assert_eq!(user.wait_answer(&id, 5).await["answer"], json!("done"));
+}

@@ -534,6 +534,76 @@ pub async fn routing_by_gpu_and_dataset(b: &dyn Backend) {
     assert_eq!(s.claim(req).await.unwrap()[0].id, gpu.id);
 }
 
+pub async fn one_grant_comes_in_priority_then_fifo_order(b: &dyn Backend) {
+    let s = b.open(cfg()).await;
+    let now = now_ms();
+    let tasks = vec![task("lo", 0), task("mid", 5), task("lo2", 0), task("hi", 9)];
+    s.submit_batch("o", Uuid::now_v7(), tasks, now)
+        .await
+        .unwrap();
+    let got: Vec<String> = s
+        .claim(claim("w", 10, now))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.task.function)
+        .collect();
+    assert_eq!(got, vec!["hi", "mid", "lo", "lo2"]);
+}
+
+pub async fn released_leases_keep_their_attempt(b: &dyn Backend) {
+    let s = b.open(cfg()).await;
+    let now = now_ms();
+    let mut t = task("once", 0);
+    t.max_attempts = 1;
+    s.submit_one("o", t.clone(), now).await.unwrap();
+    let l = s.claim(claim("w", 1, now)).await.unwrap().remove(0);
+    let lease = |epoch| {
+        vec![task_api::LeaseRef {
+            id: t.id,
+            lease_epoch: epoch,
+        }]
+    };
+    // Not this holder's, or not the current epoch: nothing changes.
+    assert!(s
+        .release(holder("x"), lease(l.lease_epoch))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .release(holder("w"), lease(l.lease_epoch + 1))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(state(&s, t.id).await, TaskState::Leased);
+    assert_eq!(
+        s.release(holder("w"), lease(l.lease_epoch)).await.unwrap(),
+        vec![t.id]
+    );
+    let rec = s.get_task(t.id).await.unwrap().unwrap();
+    assert_eq!((rec.state, rec.attempt), (TaskState::Queued, 0));
+    // A late answer for the released lease is stale; the next lease is a first attempt again.
+    assert_eq!(
+        s.answer(vec![ok(t.id, l.lease_epoch, json!(0))], now)
+            .await
+            .unwrap(),
+        vec![AnswerOutcome::Stale {
+            state: TaskState::Queued
+        }]
+    );
+    let again = s.claim(claim("w2", 1, now)).await.unwrap().remove(0);
+    assert_eq!(
+        (again.task.attempt, again.lease_epoch),
+        (1, l.lease_epoch + 1)
+    );
+    let mut done = ok(t.id, again.lease_epoch, json!("ok"));
+    done.holder = holder("w2");
+    let out = s.answer(vec![done], now).await.unwrap();
+    assert!(
+        matches!(&out[0], AnswerOutcome::Accepted { finished: Some(f) } if f.state == TaskState::Succeeded)
+    );
+}
+
 /// Generates one `#[tokio::test]` per conformance case for a backend.
 #[macro_export]
 macro_rules! conformance {
@@ -544,7 +614,8 @@ macro_rules! conformance {
                 answers_are_fenced_by_epoch, leases_bind_to_their_holder, retries_back_off_then_fail,
                 reaper_requeues_expired_leases_and_fails_timeouts, idempotency_keys,
                 statistics_survive_reopen, batches_report_counts_and_results_in_completion_order,
-                cancel_and_expiry, routing_by_gpu_and_dataset);
+                cancel_and_expiry, routing_by_gpu_and_dataset, one_grant_comes_in_priority_then_fifo_order,
+                released_leases_keep_their_attempt);
         }
     };
     (@case $backend:expr; $($case:ident),*) => {

@@ -1,4 +1,5 @@
-//! `/worker` routes: lease, heartbeat, answer.
+//! `/worker` routes: lease, heartbeat, release, answer.
 pub mod heartbeat;
+pub mod release;
 pub mod request_task;
 pub mod submit_answer;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use task_api::Lease;
+use task_api::{Lease, LeaseRef};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -185,7 +185,18 @@ impl Store for PgStore {
 
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Lease>> {
         let rows = sql::claim(&self.fast, &req, self.config.timeout_grace_ms).await?;
-        rows.into_iter().map(TryInto::try_into).collect()
+        super::rows::leases_in_order(rows)
+    }
+
+    /// On the durable pool: a hand-back lost in a crash would leave the task leased until its
+    /// lease expired, and then count the attempt.
+    async fn release(&self, holder: Holder, leases: Vec<LeaseRef>) -> Result<Vec<Uuid>> {
+        let items = core::lease_refs_json(&leases);
+        let ids = sql::release(&self.pool, &items, &holder).await?;
+        if !ids.is_empty() {
+            self.announcer.announce([events::work_item()]);
+        }
+        Ok(ids.into_iter().map(|id| id.0).collect())
     }
 
     async fn heartbeat(&self, hb: HeartbeatIn) -> Result<HeartbeatOutcome> {

@@ -2,17 +2,17 @@
 //! statements on the writer's connection and hands the rows to the shared decisions in
 //! `store::core`.
 use async_trait::async_trait;
-use task_api::Lease;
+use task_api::{Lease, LeaseRef};
 use uuid::Uuid;
 
 use super::writer::{Command, Ctx};
 use super::{insert, sql};
 use crate::stats::FunctionStats;
 use crate::store::core::{self, Applied};
-use crate::store::rows::DbId;
+use crate::store::rows::{leases_in_order, DbId};
 use crate::store::{
     AnswerIn, AnswerOutcome, CancelOutcome, ClaimRequest, Finished, HeartbeatIn, HeartbeatOutcome,
-    NewTask, ReapOutcome, Result, SubmitOutcome, WorkerRecord, WorkerTouch,
+    Holder, NewTask, ReapOutcome, Result, SubmitOutcome, WorkerRecord, WorkerTouch,
 };
 
 /// Rows the reaper touches per pass.
@@ -74,7 +74,7 @@ impl Command for Claim {
 
     async fn run(&self, ctx: &mut Ctx<'_>) -> Result<Vec<Lease>> {
         let rows = sql::claim(&mut *ctx.conn, &self.0, ctx.config.timeout_grace_ms).await?;
-        rows.into_iter().map(TryInto::try_into).collect()
+        leases_in_order(rows)
     }
 }
 
@@ -95,6 +95,22 @@ impl Command for Heartbeat {
             Vec::new()
         };
         Ok(core::heartbeat_outcome(hb, extended, others))
+    }
+}
+
+pub(super) struct Release {
+    pub holder: Holder,
+    pub leases: Vec<LeaseRef>,
+}
+
+#[async_trait]
+impl Command for Release {
+    type Reply = Vec<Uuid>;
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<Vec<Uuid>> {
+        let items = core::lease_refs_json(&self.leases);
+        let ids = sql::release(&mut *ctx.conn, &items, &self.holder).await?;
+        Ok(ids.into_iter().map(|id| id.0).collect())
     }
 }
 

@@ -11,7 +11,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::Connection;
-use task_api::Lease;
+use task_api::{Lease, LeaseRef};
 use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -158,6 +158,10 @@ impl Store for SqliteStore {
 
     async fn heartbeat(&self, hb: HeartbeatIn) -> Result<HeartbeatOutcome> {
         self.call(Heartbeat(hb)).await
+    }
+
+    async fn release(&self, holder: Holder, leases: Vec<LeaseRef>) -> Result<Vec<Uuid>> {
+        self.call(Release { holder, leases }).await
     }
 
     async fn answer(&self, answers: Vec<AnswerIn>, now: i64) -> Result<Vec<AnswerOutcome>> {

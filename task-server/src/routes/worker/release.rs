@@ -1,0 +1,18 @@
+//! `POST /worker/release`
+use actix_web::{web, HttpResponse};
+use task_api::ReleaseRequest;
+
+use crate::auth::WorkerCaller;
+use crate::error::ApiError;
+use crate::queue::Queue;
+use crate::routes::{ok, Body};
+
+/// Hands back leases that never started (a processor's prefetch when it stops or finds its
+/// slots busy): the tasks are queued again and the attempt is not counted.
+pub async fn handle(
+    queue: web::Data<Queue>,
+    WorkerCaller(caller): WorkerCaller,
+    Body(body): Body<ReleaseRequest>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(ok(&queue.release(&caller, body).await?))
+}
