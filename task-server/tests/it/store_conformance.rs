@@ -117,6 +117,12 @@ fn retry(id: Uuid, epoch: i64, msg: &str) -> AnswerIn {
     }
 }
 
+/// The functions of one grant of up to `n` leases to worker `w`, in the order granted.
+async fn claimed_functions(s: &Arc<dyn Store>, n: u32, now: i64) -> Vec<String> {
+    let leases = s.claim(claim("w", n, now)).await.unwrap();
+    leases.into_iter().map(|l| l.task.function).collect()
+}
+
 async fn state(s: &Arc<dyn Store>, id: Uuid) -> TaskState {
     s.get_task(id).await.unwrap().unwrap().state
 }
@@ -147,13 +153,7 @@ pub async fn claims_in_priority_then_fifo_order(b: &dyn Backend) {
                 .function,
         );
     }
-    let rest: Vec<String> = s
-        .claim(claim("w", 10, now))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|l| l.task.function)
-        .collect();
+    let rest = claimed_functions(&s, 10, now).await;
     assert_eq!(order, vec!["hi", "a", "b"]);
     assert_eq!(
         rest.len(),
@@ -541,13 +541,7 @@ pub async fn one_grant_comes_in_priority_then_fifo_order(b: &dyn Backend) {
     s.submit_batch("o", Uuid::now_v7(), tasks, now)
         .await
         .unwrap();
-    let got: Vec<String> = s
-        .claim(claim("w", 10, now))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|l| l.task.function)
-        .collect();
+    let got = claimed_functions(&s, 10, now).await;
     assert_eq!(got, vec!["hi", "mid", "lo", "lo2"]);
 }
 
