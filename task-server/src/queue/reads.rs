@@ -41,11 +41,13 @@ impl Queue {
         let waiter = self.waiters.subscribe(task_key(&id));
         let checked_owner = std::cell::Cell::new(false);
         let check = || async {
-            let snapshot = waiter
-                .slot
-                .finished()
+            // The snapshot is parsed only once it may be used (the owner was checked).
+            let snapshot = checked_owner
+                .get()
+                .then(|| waiter.slot.finished())
+                .flatten()
                 .and_then(|f| answer_from_snapshot(&f));
-            if let Some(resp) = snapshot.filter(|_| checked_owner.get()) {
+            if let Some(resp) = snapshot {
                 return Ok((resp, true));
             }
             let t = self.visible_task(caller, id).await?;

@@ -103,10 +103,6 @@ pub struct Applied {
     pub outcomes: HashMap<Uuid, AnswerOutcome>,
     /// Runtime samples (ms, succeeded) per function, in key order.
     pub samples: BTreeMap<FnKey, Vec<(f64, bool)>>,
-    /// Tasks now terminal.
-    pub finished: Vec<Finished>,
-    /// Whether any task went back to the queue (a retry).
-    pub requeued: bool,
 }
 
 impl Applied {
@@ -130,12 +126,25 @@ impl Applied {
                     error: row.error,
                 }),
             });
-            out.requeued |= finished.is_none();
-            out.finished.extend(finished.clone());
             out.outcomes
                 .insert(row.id.0, AnswerOutcome::Accepted { finished });
         }
         Ok(out)
+    }
+
+    /// Tasks the applied answers finished.
+    pub fn finished(&self) -> impl Iterator<Item = &Finished> {
+        self.outcomes.values().filter_map(|o| match o {
+            AnswerOutcome::Accepted { finished } => finished.as_ref(),
+            _ => None,
+        })
+    }
+
+    /// Whether an applied answer put its task back in the queue (a retry).
+    pub fn requeued(&self) -> bool {
+        self.outcomes
+            .values()
+            .any(|o| matches!(o, AnswerOutcome::Accepted { finished: None }))
     }
 
     /// Ids of the answers that did not apply, as the JSON the lease-state lookup reads; `None`

@@ -65,7 +65,8 @@ impl Encode<'_, Postgres> for DbId {
     }
 }
 
-fn state(s: &str) -> Result<TaskState, StoreError> {
+/// Parses a state column.
+pub fn parse_state(s: &str) -> Result<TaskState, StoreError> {
     s.parse().map_err(StoreError::Corrupt)
 }
 
@@ -113,7 +114,7 @@ impl TryFrom<TaskRow> for TaskRecord {
             package: r.package,
             version: r.version,
             function: r.function,
-            state: state(&r.state)?,
+            state: parse_state(&r.state)?,
             priority: r.priority.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
             attempt: small(r.attempt),
             max_attempts: small(r.max_attempts),
@@ -208,7 +209,7 @@ impl AnsweredRow {
     }
 
     pub(super) fn task_state(&self) -> Result<TaskState, StoreError> {
-        state(&self.state)
+        parse_state(&self.state)
     }
 }
 
@@ -229,7 +230,7 @@ impl LeaseStateRow {
         Ok((
             self.id.0,
             UnappliedRow {
-                state: state(&self.state)?,
+                state: parse_state(&self.state)?,
                 lease_epoch: self.lease_epoch,
                 answered_epoch: self.answered_epoch,
                 lease_worker: self.lease_worker,
@@ -265,7 +266,7 @@ impl TryFrom<EndedRow> for Finished {
         Ok(Finished {
             id: r.id.0,
             batch_id: r.batch_id.map(|b| b.0),
-            state: state(&r.state)?,
+            state: parse_state(&r.state)?,
             snapshot: None,
         })
     }
@@ -289,7 +290,7 @@ pub struct IdStateRow {
 impl TryFrom<IdStateRow> for (Uuid, TaskState) {
     type Error = StoreError;
     fn try_from(r: IdStateRow) -> Result<Self, StoreError> {
-        Ok((r.id.0, state(&r.state)?))
+        Ok((r.id.0, parse_state(&r.state)?))
     }
 }
 
@@ -392,7 +393,7 @@ impl TryFrom<BatchResultRow> for BatchResult {
         Ok(BatchResult {
             id: r.id.0,
             index: r.batch_index.max(0) as u64,
-            state: state(&r.state)?,
+            state: parse_state(&r.state)?,
             answer: json(r.answer)?,
             error: json(r.error)?,
             finish_seq: r.finish_seq,
@@ -439,9 +440,4 @@ impl RunningRow {
         };
         (key, (now - self.leased_at.unwrap_or(now)).max(0) as f64)
     }
-}
-
-/// Parses a state column (for statements that return a bare state).
-pub fn parse_state(s: &str) -> Result<TaskState, StoreError> {
-    state(s)
 }

@@ -55,7 +55,7 @@ fn parse(item: &str) -> Option<StoreEvent> {
 }
 
 /// The payload items announcing that tasks finished.
-pub(super) fn finished_items(f: &[Finished]) -> Vec<String> {
+pub(super) fn finished_items<'a>(f: impl IntoIterator<Item = &'a Finished>) -> Vec<String> {
     let mut out = HashSet::new();
     for f in f {
         out.insert(format!("t:{}", f.id));

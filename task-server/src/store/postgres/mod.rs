@@ -218,8 +218,8 @@ impl Store for PgStore {
         let rows = sql::answer(&self.pool, &self.finishing(now), &items).await?;
         let mut applied = Applied::from_rows(rows)?;
         // Committed: wake the waiters and keep the runtime samples before anything else can fail.
-        let mut wake = events::finished_items(&applied.finished);
-        wake.extend(applied.requeued.then(events::work_item));
+        let mut wake = events::finished_items(applied.finished());
+        wake.extend(applied.requeued().then(events::work_item));
         self.announcer.announce(wake);
         self.samples.add(std::mem::take(&mut applied.samples), now);
         let mut rest = Vec::new();
