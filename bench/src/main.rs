@@ -4,6 +4,7 @@
 //! table.
 //!
 //! `cargo run --release -p crpc-bench [-- --tasks 20000 --batched-tasks 100000]`
+mod dev_map;
 mod processors;
 
 use std::path::{Path, PathBuf};
@@ -68,6 +69,12 @@ struct Args {
     /// Skip the end-to-end run with real processors.
     #[arg(long)]
     no_real: bool,
+    /// Inputs of the `crpc map` run against `crpc dev`.
+    #[arg(long, default_value_t = 100_000)]
+    dev_map_inputs: usize,
+    /// Skip the `crpc map` run against `crpc dev`.
+    #[arg(long)]
+    no_dev_map: bool,
 }
 
 use crpc_bench::{rss_mib, start_service, token, Proc};
@@ -87,7 +94,7 @@ impl Server {
 }
 
 fn server_binary() -> anyhow::Result<PathBuf> {
-    let dir = crpc_bench::build_release(&["task-server", "registry", "task-processor"])?;
+    let dir = crpc_bench::build_release(&["task-server", "registry", "task-processor", "crpc"])?;
     let bin = dir.join("task-server");
     if !bin.exists() {
         bail!(
@@ -542,6 +549,11 @@ fn main() -> anyhow::Result<()> {
         })?;
         (s, p)
     };
+    let dev_map = if args.no_real || args.no_dev_map {
+        None
+    } else {
+        Some(dev_map::run(args.dev_map_inputs)?)
+    };
 
     let celery = if args.no_celery {
         None
@@ -674,6 +686,14 @@ fn main() -> anyhow::Result<()> {
             "| ETA error, `estimate_time_left` right after submitting {n} × 1 ms | {} | {} | no ETA | | |",
             rs.map(eta).unwrap_or_else(|| "n/a".into()),
             rp.map(eta).unwrap_or_else(|| "n/a".into())
+        );
+        row(
+            &format!("tasks/s, `crpc map` over {} no-op inputs via `crpc dev` (built-in processor, default slots)", args.dev_map_inputs),
+            dev_map,
+            None,
+            c("tasks_per_s"),
+            true,
+            0,
         );
         println!(
             "| processor RSS after the run, MiB, largest | {} | {} | | | |",

@@ -38,9 +38,26 @@ pub struct RequestTask {
     /// Stable name of this processor (defaults to the token subject).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_id: Option<String>,
-    /// Free slots: at most this many leases come back. Default 1.
+    /// Free slots: this many leases are granted when that many are ready, and only for them
+    /// does the request long-poll. 0 to 1,000; default 1. 0 asks for prefetch (or delivers
+    /// `answers`) only and never waits.
     #[serde(default = "one")]
     pub max_tasks: u32,
+    /// Extra leases this processor is willing to hold beyond `max_tasks` (prefetch), 0 to
+    /// 1,000 - `max_tasks`; default 0. The server grants fewer: only tasks of functions whose
+    /// measured mean runtime is under 1 s, while the expected work held stays within 50 ms per
+    /// slot (`held_ms` included). A prefetched lease is heartbeated like a running one and
+    /// handed back with `POST /worker/release` if it does not start soon.
+    #[serde(default)]
+    pub prefetch: u32,
+    /// Expected work (ms, by the `expected_ms` of the leases) this processor already holds
+    /// prefetched and not started. 0 to 3,600,000; default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_ms: Option<f64>,
+    /// Answers delivered with this request (at most 1,000), applied before any lease is
+    /// granted, with one result each in the response, as `POST /worker/submit_answer` would.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<SubmitAnswer>,
     /// Routing information.
     #[serde(default)]
     pub capabilities: Capabilities,
@@ -64,6 +81,9 @@ pub struct Lease {
     pub lease_epoch: i64,
     /// Lease ends then (ms since the Unix epoch) unless extended by a heartbeat.
     pub lease_deadline: i64,
+    /// The function's measured mean runtime, ms, when the server has statistics for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_ms: Option<f64>,
 }
 
 /// Answer of `POST /worker/request_task`.
@@ -71,8 +91,12 @@ pub struct Lease {
 pub struct RequestTaskResponse {
     /// Always `true`.
     pub success: bool,
-    /// 0..max_tasks leases.
+    /// 0..max_tasks leases for the free slots, then any prefetched ones, each group in priority
+    /// then FIFO order.
     pub leases: Vec<Lease>,
+    /// One result per answer the request carried, in order (absent when it carried none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<SubmitAnswerResult>,
     /// Heartbeat at least this often, ms.
     pub heartbeat_interval_ms: u64,
     /// `true` when nothing was ready at once and the request was parked (long poll): the time

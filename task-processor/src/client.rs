@@ -5,8 +5,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use task_api::{
-    HeartbeatRequest, HeartbeatResponse, RequestTask, RequestTaskResponse, SubmitAnswer,
-    SubmitAnswerResult,
+    HeartbeatRequest, HeartbeatResponse, ReleaseRequest, ReleaseResponse, RequestTask,
+    RequestTaskResponse, SubmitAnswer, SubmitAnswerResult,
 };
 
 /// Why a call failed.
@@ -135,6 +135,11 @@ impl ServerClient {
     /// Leases up to `req.max_tasks` tasks, long-polling when none is queued.
     pub async fn request_tasks(&self, req: &RequestTask) -> Result<RequestTaskResponse, CallError> {
         self.post("/worker/request_task", req).await
+    }
+
+    /// Hands back leases that never started, their attempt unused.
+    pub async fn release(&self, req: &ReleaseRequest) -> Result<ReleaseResponse, CallError> {
+        self.post("/worker/release", req).await
     }
 
     /// Extends leases, reports progress, learns of cancellations.

@@ -72,6 +72,11 @@ pub struct Config {
     #[arg(long, env = "CRPC_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
 
+    /// Most leases held ahead of the free slots, per slot kind (0: no prefetch). The server
+    /// grants fewer: only short tasks, about 50 ms of expected work per slot.
+    #[arg(long, env = "CRPC_PREFETCH", default_value_t = 512, value_parser = clap::value_parser!(u32).range(0..=999))]
+    pub prefetch: u32,
+
     /// Datasets held on this machine (repeatable); tasks needing them are routed here.
     #[arg(long = "dataset", env = "CRPC_DATASETS", value_delimiter = ',')]
     pub datasets: Vec<String>,

@@ -106,6 +106,28 @@ pub struct TaskContext {
     pub cancel: CancellationToken,
     /// When the attempt must be over (its `timeout_s` or the processor's default).
     pub deadline: Instant,
+    /// Time the handler spent installing the package before running the function: left out
+    /// of the reported runtime, so a cold start does not skew the function's statistics.
+    pub setup: Arc<SetupTime>,
+}
+
+/// Setup time of one task, recorded by the handler.
+#[derive(Debug, Default)]
+pub struct SetupTime(std::sync::atomic::AtomicU64);
+
+impl SetupTime {
+    /// Adds `d`.
+    pub fn add(&self, d: std::time::Duration) {
+        self.0.fetch_add(
+            d.as_micros().min(u64::MAX as u128) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Recorded so far.
+    pub fn get(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.0.load(std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 /// Runs tasks. One call per task; calls for different slots run concurrently, never two for

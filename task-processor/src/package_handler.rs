@@ -154,11 +154,13 @@ impl TaskHandler for PackageHandler {
                 "the task names no exact package version (start the server with --registry so it resolves one at submit)",
             ));
         };
+        let installing = std::time::Instant::now();
         let inst = tokio::select! {
             r = self.cache.get(name, version, &self.preparer) => r?,
             _ = ctx.cancel.cancelled() => return Err(TaskFailure::cancelled("cancelled while installing")),
             _ = tokio::time::sleep_until(ctx.deadline.into()) => return Err(TaskFailure::timeout("the time limit ran out while the package was being installed")),
         };
+        ctx.setup.add(installing.elapsed());
         let slot = ctx.slot.index;
         match inst.manifest.kind {
             Kind::Wasm => {

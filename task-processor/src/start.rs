@@ -58,6 +58,7 @@ pub fn build_from_config(config: &Config) -> anyhow::Result<Processor> {
         .datasets(config.datasets.clone())
         .default_timeout(config.default_timeout)
         .drain_timeout(config.drain_timeout)
+        .prefetch(config.prefetch)
         .handler(Arc::new(handler))
         .build()
 }

@@ -702,6 +702,13 @@ pub struct Dev {
 impl Dev {
     /// Starts `crpc dev` on free ports with `--cpu-slots 2` and `extra`, and reads its exports.
     pub fn start(extra: &[&str]) -> Dev {
+        let mut args = vec!["--cpu-slots", "2"];
+        args.extend_from_slice(extra);
+        Dev::start_with_args(&args)
+    }
+
+    /// Starts `crpc dev` on free ports with only `args` besides, as a user would (default slots).
+    pub fn start_with_args(extra: &[&str]) -> Dev {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = std::fs::File::create(dir.path().join("dev.log")).expect("log");
         let started = Instant::now();
@@ -713,7 +720,7 @@ impl Dev {
                 "--registry-bind",
                 "127.0.0.1:0",
             ])
-            .args(["--cpu-slots", "2", "--data-dir"])
+            .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(extra)
             .current_dir(dir.path())

@@ -22,6 +22,12 @@ crpc_guest::export! {
         Ok(ms)
     }
 
+    /// Sleeps `ms` milliseconds (a task of known length that leaves the CPU to others).
+    fn sleep_ms(ms: u64) -> crpc_guest::Result<u64> {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        Ok(ms)
+    }
+
     /// Never returns: the processor's timeout must stop it.
     fn spin() -> crpc_guest::Result<()> {
         let mut x: u64 = 0;

@@ -23,6 +23,7 @@ use crate::waiters::{batch_key, task_key, Waiters};
 
 mod error;
 mod estimate;
+mod prefetch;
 mod reads;
 mod reaper;
 mod submit;
@@ -30,6 +31,7 @@ mod workers;
 
 pub use error::QueueError;
 pub use reads::task_view;
+pub use workers::Grant;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -89,6 +91,8 @@ pub struct Queue {
     /// Per owner: when its queued tasks were counted, and the count since (plus what this
     /// replica accepted after), for `max_queued_per_owner`.
     pending: Mutex<HashMap<String, (Instant, u64)>>,
+    /// Mean runtimes behind prefetch sizing, and when they were read.
+    means: Mutex<Option<(Instant, prefetch::Means)>>,
 }
 
 /// How long a count of an owner's queued tasks is trusted.
@@ -111,6 +115,7 @@ impl Queue {
             shutdown,
             resolver,
             pending: Mutex::new(HashMap::new()),
+            means: Mutex::new(None),
         }
     }
 

@@ -2,10 +2,13 @@
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use task_api::{
-    Capabilities, HeartbeatRequest, HeartbeatResponse, Lease, ReleaseRequest, ReleaseResponse,
-    RequestTask, RequestTaskResponse, SubmitAnswer, TaskErrorKind,
+    Capabilities, HeartbeatRequest, HeartbeatResponse, Lease, LeaseRef, ReleaseRequest,
+    ReleaseResponse, RequestTask, RequestTaskResponse, SubmitAnswer, TaskErrorKind,
 };
 use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::prefetch;
 
 use super::QueueError;
 use super::{clamped_secs, now_ms, Queue, WORKER_UPSERT_EVERY_MS};
@@ -15,46 +18,78 @@ use crate::store::{
     WorkerTouch,
 };
 
+/// Most answers one request may carry (a lease request or a `submit_answer` batch).
+pub const MAX_ANSWERS: usize = 1000;
+
+/// What `request_task` hands out: the response, and the outcome of each answer it carried
+/// (mapped to statuses at the HTTP edge).
+pub struct Grant {
+    /// Leases and timing; `answers` is left empty for the edge to fill.
+    pub response: RequestTaskResponse,
+    /// Each carried answer's task and outcome, in order.
+    pub answers: Vec<(Uuid, Result<AnswerOutcome, QueueError>)>,
+}
+
 impl Queue {
-    /// Leases up to `max_tasks` tasks, long-polling up to `wait_s` (≤ 30 s) when none is ready.
+    /// Applies the answers a request carries, then leases up to `max_tasks` tasks for free slots
+    /// (long-polling up to `wait_s`, ≤ 30 s, when none is ready and `max_tasks` > 0) plus the
+    /// prefetch the functions' runtimes allow (see [`prefetch::keep`]); claimed leases beyond that
+    /// go straight back to the queue, their attempt unused.
     pub async fn request_tasks(
         &self,
         caller: &Caller,
         body: RequestTask,
-    ) -> Result<RequestTaskResponse, QueueError> {
-        let worker_id = worker_name(caller, body.worker_id)?;
-        if body.max_tasks == 0 || body.max_tasks > 1000 {
-            return Err(QueueError::invalid(
-                "max_tasks",
-                "max_tasks must be 1 to 1000",
-            ));
-        }
-        let wait = match body.wait_s {
-            Some(w) if !w.is_finite() || w < 0.0 => {
-                return Err(QueueError::invalid(
-                    "wait_s",
-                    "wait_s must be a number of seconds ≥ 0",
-                ))
-            }
-            Some(w) => clamped_secs(w, self.cfg.max_worker_wait),
-            None => self.cfg.max_worker_wait,
-        };
-        let caps = body.capabilities;
-        check_capabilities(&caps)?;
-        self.seen_worker(caller, &worker_id, &caps, body.max_tasks, None)
+    ) -> Result<Grant, QueueError> {
+        let worker_id = worker_name(caller, body.worker_id.clone())?;
+        let wait = check_request(&body, self.cfg.max_worker_wait)?;
+        let caps = &body.capabilities;
+        check_capabilities(caps)?;
+        self.seen_worker(caller, &worker_id, caps, body.max_tasks, None)
             .await?;
+        let answers = self.answers_with_ids(caller, body.answers.clone()).await?;
         let holder = Holder {
             worker_id: Some(worker_id.clone()),
             owner: caller.sub.clone(),
         };
-        let deadline = Instant::now() + wait;
         let ttl = self.cfg.lease_ttl.as_millis() as i64;
+        let (leases, waited) = self.claim_for(&holder, &body, wait, ttl).await?;
+        let leases = self.size_prefetch(&holder, &body, leases).await?;
+        if !wait.is_zero() {
+            self.seen_worker(caller, &worker_id, caps, body.max_tasks, None)
+                .await?;
+        }
+        Ok(Grant {
+            response: RequestTaskResponse {
+                success: true,
+                leases,
+                answers: Vec::new(),
+                heartbeat_interval_ms: (ttl / 3).max(100) as u64,
+                waited,
+            },
+            answers,
+        })
+    }
+
+    /// Claims up to `max_tasks + prefetch` leases, long-polling for at least one while `wait`
+    /// lasts; whether it had to wait.
+    async fn claim_for(
+        &self,
+        holder: &Holder,
+        body: &RequestTask,
+        wait: std::time::Duration,
+        ttl: i64,
+    ) -> Result<(Vec<Lease>, bool), QueueError> {
+        let limit = body.max_tasks + body.prefetch;
+        if limit == 0 {
+            return Ok((Vec::new(), false));
+        }
+        let caps = &body.capabilities;
         let claims = std::cell::Cell::new(0u32);
         let check = || async {
             claims.set(claims.get() + 1);
             let req = ClaimRequest {
                 holder: holder.clone(),
-                max_tasks: body.max_tasks,
+                max_tasks: limit,
                 gpus: caps.gpus,
                 memory_mb: caps.memory_mb,
                 datasets: caps.datasets.clone(),
@@ -65,18 +100,45 @@ impl Queue {
             let got = !leases.is_empty();
             Ok((leases, got))
         };
-        let leases = self.long_poll(&self.work, deadline, check).await?;
-        let waited = claims.get() > 1;
-        if !wait.is_zero() {
-            self.seen_worker(caller, &worker_id, &caps, body.max_tasks, None)
-                .await?;
+        let leases = self
+            .long_poll(&self.work, Instant::now() + wait, check)
+            .await?;
+        Ok((leases, claims.get() > 1))
+    }
+
+    /// Keeps the leases for free slots and the prefetch the runtimes allow; hands the rest back.
+    async fn size_prefetch(
+        &self,
+        holder: &Holder,
+        body: &RequestTask,
+        mut leases: Vec<Lease>,
+    ) -> Result<Vec<Lease>, QueueError> {
+        if leases.is_empty() {
+            return Ok(leases);
         }
-        Ok(RequestTaskResponse {
-            success: true,
-            leases,
-            heartbeat_interval_ms: (ttl / 3).max(100) as u64,
-            waited,
-        })
+        let means = self.means().await?;
+        prefetch::annotate(&mut leases, &means);
+        let expected: Vec<Option<f64>> = leases.iter().map(|l| l.expected_ms).collect();
+        let slots = body.capabilities.slots.unwrap_or(body.max_tasks);
+        let kept = prefetch::keep(
+            &expected,
+            body.max_tasks as usize,
+            slots,
+            body.held_ms.unwrap_or(0.0),
+        );
+        let back: Vec<LeaseRef> = leases
+            .split_off(kept)
+            .iter()
+            .map(|l| LeaseRef {
+                id: l.id,
+                lease_epoch: l.lease_epoch,
+            })
+            .collect();
+        if !back.is_empty() {
+            self.store.release(holder.clone(), back).await?;
+            self.work.notify_waiters();
+        }
+        Ok(leases)
     }
 
     async fn seen_worker(
@@ -118,7 +180,7 @@ impl Queue {
             .upsert_worker(WorkerRecord {
                 worker_id: worker_id.to_string(),
                 owner: caller.sub.clone(),
-                slots: caps.slots.unwrap_or(max_tasks),
+                slots: caps.slots.unwrap_or(max_tasks.max(1)),
                 capabilities: caps_json,
                 first_seen: now,
                 last_seen: now,
@@ -266,6 +328,26 @@ impl Queue {
         Ok(())
     }
 
+    /// [`Queue::submit_answers`] of at most [`MAX_ANSWERS`], each result with its task id.
+    pub async fn answers_with_ids(
+        &self,
+        caller: &Caller,
+        answers: Vec<SubmitAnswer>,
+    ) -> Result<Vec<(Uuid, Result<AnswerOutcome, QueueError>)>, QueueError> {
+        if answers.is_empty() {
+            return Ok(Vec::new());
+        }
+        if answers.len() > MAX_ANSWERS {
+            return Err(QueueError::invalid(
+                "answers",
+                "at most 1000 answers per request",
+            ));
+        }
+        let ids: Vec<Uuid> = answers.iter().map(|a| a.id).collect();
+        let results = self.submit_answers(caller, answers).await?;
+        Ok(ids.into_iter().zip(results).collect())
+    }
+
     /// Applies answers; one result per answer, in order.
     pub async fn submit_answers(
         &self,
@@ -306,6 +388,43 @@ impl Queue {
             .into_iter()
             .map(|r| r.expect("every answer has a result"))
             .collect())
+    }
+}
+
+/// What a lease request asks for, checked: the long-poll it may wait (none without free slots).
+fn check_request(
+    body: &RequestTask,
+    max_wait: std::time::Duration,
+) -> Result<std::time::Duration, QueueError> {
+    if body.max_tasks > 1000 {
+        return Err(QueueError::invalid(
+            "max_tasks",
+            "max_tasks must be 0 to 1000",
+        ));
+    }
+    if body.prefetch > 1000 - body.max_tasks {
+        return Err(QueueError::invalid(
+            "prefetch",
+            "prefetch must be 0 to 1000 - max_tasks",
+        ));
+    }
+    if body
+        .held_ms
+        .is_some_and(|h| !(0.0..=3_600_000.0).contains(&h))
+    {
+        return Err(QueueError::invalid(
+            "held_ms",
+            "held_ms must be between 0 and 3600000",
+        ));
+    }
+    match body.wait_s {
+        Some(w) if !w.is_finite() || w < 0.0 => Err(QueueError::invalid(
+            "wait_s",
+            "wait_s must be a number of seconds ≥ 0",
+        )),
+        _ if body.max_tasks == 0 => Ok(std::time::Duration::ZERO),
+        Some(w) => Ok(clamped_secs(w, max_wait)),
+        None => Ok(max_wait),
     }
 }
 

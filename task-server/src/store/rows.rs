@@ -179,6 +179,7 @@ impl TryFrom<LeaseRow> for Lease {
             },
             lease_epoch: r.lease_epoch,
             lease_deadline: r.lease_deadline,
+            expected_ms: None,
         })
     }
 }

@@ -314,7 +314,7 @@ async fn bad_input_gets_the_json_error_body_never_500() {
     );
     assert_error(
         &worker
-            .post("/worker/request_task", &json!({"max_tasks": 0}))
+            .post("/worker/request_task", &json!({"max_tasks": 1001}))
             .await,
         422,
         "validation_failed",

@@ -542,3 +542,112 @@ async fn a_released_lease_goes_back_without_using_an_attempt() {
     assert_eq!(st.as_u16(), 200, "{v}");
     assert_eq!(user.wait_answer(&id, 5).await["answer"], json!("done"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetch_follows_measured_runtimes_and_answers_ride_along() {
+    let server = Server::start(&[]);
+    let (user, worker) = clients(&server);
+    let ask = |max: u32, prefetch: u32, held_ms: f64, answers: Value| {
+        json!({"worker_id": "w", "max_tasks": max, "prefetch": prefetch, "held_ms": held_ms,
+               "answers": answers, "wait_s": 0})
+    };
+    for _ in 0..12 {
+        user.submit(json!({"function": "fast"})).await;
+    }
+    // Never measured: only the free slot's lease; the claimed extras went back unused.
+    let (st, v) = worker
+        .post("/worker/request_task", &ask(1, 5, 0.0, json!([])))
+        .await;
+    assert_eq!(st.as_u16(), 200, "{v}");
+    let first = v["leases"].as_array().unwrap().clone();
+    assert_eq!(first.len(), 1, "{v}");
+    assert!(first[0].get("expected_ms").is_none(), "{v}");
+    let (_, tasks) = user.get("/user/tasks?state=queued&limit=100").await;
+    let queued = tasks["tasks"].as_array().unwrap();
+    assert_eq!(queued.len(), 11, "{tasks}");
+    assert!(queued.iter().all(|t| t["attempt"] == 0), "{tasks}");
+
+    // Its answer rides on a request that asks for nothing (it never waits).
+    let answer = json!([{"id": first[0]["id"], "lease_epoch": first[0]["lease_epoch"],
+                         "worker_id": "w", "answer": 1, "runtime_ms": 2.0},
+                        {"id": "00000000-0000-7000-8000-000000000000", "lease_epoch": 1,
+                         "worker_id": "w", "answer": 1}]);
+    let mut only_answers = ask(0, 0, 0.0, answer);
+    only_answers["wait_s"] = json!(30);
+    let (st, v) = tokio::time::timeout(
+        Duration::from_secs(10),
+        worker.post("/worker/request_task", &only_answers),
+    )
+    .await
+    .expect("max_tasks 0 never long-polls");
+    assert_eq!(st.as_u16(), 200, "{v}");
+    assert_eq!(v["leases"], json!([]));
+    let statuses: Vec<&Value> = v["answers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["status"])
+        .collect();
+    assert_eq!(statuses, [&json!(200), &json!(404)], "{v}");
+
+    // Measured at 2 ms: five extras fit one slot's 50 ms; then only what the held work leaves.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (_, v) = worker
+        .post("/worker/request_task", &ask(1, 5, 0.0, json!([])))
+        .await;
+    let leases = v["leases"].as_array().unwrap();
+    assert_eq!(leases.len(), 6, "{v}");
+    assert!(leases.iter().all(|l| l["expected_ms"] == 2.0), "{v}");
+    let (_, v) = worker
+        .post("/worker/request_task", &ask(0, 5, 45.0, json!([])))
+        .await;
+    assert_eq!(
+        v["leases"].as_array().unwrap().len(),
+        2,
+        "45 + 2 + 2 ≤ 50: {v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_lease_requests_are_refused_and_change_nothing() {
+    let server = Server::start(&[]);
+    let (user, worker) = clients(&server);
+    let id = user.submit(json!({"function": "f"})).await;
+    let big_answers: Vec<Value> = (0..1001)
+        .map(|_| json!({"id": id, "lease_epoch": 1, "answer": 1}))
+        .collect();
+    for (body, field) in [
+        (json!({"max_tasks": 1001}), "max_tasks"),
+        (json!({"max_tasks": 1, "prefetch": 1000}), "prefetch"),
+        (json!({"max_tasks": 1, "held_ms": -1.0}), "held_ms"),
+        (json!({"max_tasks": 1, "held_ms": 1e20}), "held_ms"),
+        (
+            json!({"max_tasks": 1, "answers": big_answers.clone()}),
+            "answers",
+        ),
+    ] {
+        let got = worker.post("/worker/request_task", &body).await;
+        assert_error(&got, 422, "validation_failed");
+        assert!(got.1.to_string().contains(field), "{field}: {}", got.1);
+    }
+    let got = worker
+        .post("/worker/submit_answer", &json!({"answers": big_answers}))
+        .await;
+    assert_error(&got, 422, "validation_failed");
+    for raw in [
+        r#"{"max_tasks": 1, "held_ms": "NaN"}"#,
+        r#"{"max_tasks": 1, "prefetch": -1}"#,
+        r#"{"max_tasks": 1, "prefetch": 1e20}"#,
+    ] {
+        let (st, v) = worker
+            .post_raw("/worker/request_task", raw.as_bytes().to_vec())
+            .await;
+        assert_eq!(st.as_u16(), 422, "{raw}: {v}");
+    }
+    let (_, a) = user.get(&format!("/user/request_answer/{id}")).await;
+    assert_eq!(
+        (a["state"].clone(), a["attempt"].clone()),
+        (json!("queued"), json!(0)),
+        "{a}"
+    );
+}

@@ -6,17 +6,23 @@ use task_api::{Capabilities, RequestTask, SingleTaskResponse};
 use crate::auth::WorkerCaller;
 use crate::error::ApiError;
 use crate::queue::Queue;
+use crate::routes::worker::submit_answer::answer_result;
 use crate::routes::{long_poll, ok, Body, TokenLimits};
 
-/// Batch form: up to `max_tasks` leases, long-polling up to `wait_s` (≤ 30 s, default 30).
+/// Batch form: applies the answers it carries, then up to `max_tasks` leases (long-polling up to
+/// `wait_s`, ≤ 30 s, default 30) plus the prefetch the runtimes allow.
 pub async fn handle_post(
     queue: web::Data<Queue>,
     limits: web::Data<TokenLimits>,
     WorkerCaller(caller): WorkerCaller,
     Body(body): Body<RequestTask>,
 ) -> Result<HttpResponse, ApiError> {
-    let _poll = long_poll(&limits, &caller, body.wait_s.is_none_or(|w| w > 0.0))?;
-    Ok(ok(&queue.request_tasks(&caller, body).await?))
+    let waits = body.max_tasks > 0 && body.wait_s.is_none_or(|w| w > 0.0);
+    let _poll = long_poll(&limits, &caller, waits)?;
+    let grant = queue.request_tasks(&caller, body).await?;
+    let mut resp = grant.response;
+    resp.answers = grant.answers.into_iter().map(answer_result).collect();
+    Ok(ok(&resp))
 }
 
 /// Query of the seed's single form.
@@ -45,11 +51,15 @@ pub async fn handle_get(
             RequestTask {
                 worker_id: q.worker_id,
                 max_tasks: 1,
+                prefetch: 0,
+                held_ms: None,
+                answers: Vec::new(),
                 capabilities: Capabilities::default(),
                 wait_s: Some(q.wait.unwrap_or(0.0)),
             },
         )
-        .await?;
+        .await?
+        .response;
     let lease = resp.leases.into_iter().next();
     Ok(ok(&SingleTaskResponse {
         success: true,

@@ -10,6 +10,29 @@ use crate::queue::{Queue, QueueError};
 use crate::routes::{ok, parse_value, Body};
 use crate::store::AnswerOutcome;
 
+/// The batch form's entry for one answer (also used by `request_task`, which carries answers).
+pub fn answer_result(
+    (id, r): (uuid::Uuid, Result<AnswerOutcome, QueueError>),
+) -> SubmitAnswerResult {
+    let (status, code) = match r {
+        Ok(AnswerOutcome::Accepted { .. }) | Ok(AnswerOutcome::Duplicate) => (StatusCode::OK, None),
+        Ok(AnswerOutcome::Stale { .. }) => (StatusCode::CONFLICT, Some("stale_lease".to_string())),
+        Ok(AnswerOutcome::NotHolder) => {
+            (StatusCode::FORBIDDEN, Some("not_lease_holder".to_string()))
+        }
+        Ok(AnswerOutcome::NotFound) => (StatusCode::NOT_FOUND, Some("not_found".to_string())),
+        Err(e) => {
+            let e = ApiError::from(e);
+            (e.status, Some(e.code.to_string()))
+        }
+    };
+    SubmitAnswerResult {
+        id,
+        status: status.as_u16(),
+        code,
+    }
+}
+
 /// Single form: 200 accepted (also for a replay of an accepted answer), 409 stale lease (nothing
 /// changes), 403 `not_lease_holder` (another worker's lease: nothing changes), 404 unknown task. Batch form: 200 with a status per answer.
 pub async fn handle(
@@ -49,37 +72,8 @@ pub async fn handle(
         answers: Vec<SubmitAnswer>,
     }
     let Batch { answers } = parse_value(body)?;
-    let ids: Vec<_> = answers.iter().map(|a| a.id).collect();
-    let results = queue.submit_answers(&caller, answers).await?;
-    let per: Vec<SubmitAnswerResult> = ids
-        .into_iter()
-        .zip(results)
-        .map(|(id, r)| {
-            let (status, code) = match r {
-                Ok(AnswerOutcome::Accepted { .. }) | Ok(AnswerOutcome::Duplicate) => {
-                    (StatusCode::OK, None)
-                }
-                Ok(AnswerOutcome::Stale { .. }) => {
-                    (StatusCode::CONFLICT, Some("stale_lease".to_string()))
-                }
-                Ok(AnswerOutcome::NotHolder) => {
-                    (StatusCode::FORBIDDEN, Some("not_lease_holder".to_string()))
-                }
-                Ok(AnswerOutcome::NotFound) => {
-                    (StatusCode::NOT_FOUND, Some("not_found".to_string()))
-                }
-                Err(e) => {
-                    let e = ApiError::from(e);
-                    (e.status, Some(e.code.to_string()))
-                }
-            };
-            SubmitAnswerResult {
-                id,
-                status: status.as_u16(),
-                code,
-            }
-        })
-        .collect();
+    let results = queue.answers_with_ids(&caller, answers).await?;
+    let per = results.into_iter().map(answer_result).collect();
     Ok(ok(&SubmitAnswersResponse {
         success: true,
         results: per,

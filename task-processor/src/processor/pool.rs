@@ -1,0 +1,196 @@
+//! The slots of one kind (GPU or CPU) and the leases held for them ahead of time (prefetch).
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use task_api::{Lease, LeaseRef};
+
+use crate::gpu::Slot;
+
+/// A prefetched lease still waiting for a slot this long means the slots are busier than the
+/// runtimes promised: it is handed back for another processor. Under the server's 1 s timeout
+/// grace, so the wait never eats into a task's time limit as the server counts it.
+pub const PREFETCH_HOLD: Duration = Duration::from_millis(500);
+
+/// A lease waiting here for a slot.
+pub struct Held {
+    pub lease: Lease,
+    pub since: Instant,
+}
+
+/// What a pool holds: free slots (each with when it became free, or when the last idle wait
+/// ended, to measure dispatch overhead) and prefetched leases in grant order.
+#[derive(Default)]
+pub struct PoolState {
+    pub free: Vec<(Slot, Instant)>,
+    pub held: VecDeque<Held>,
+    pub prefetch: Prefetch,
+}
+
+impl PoolState {
+    /// Expected work held, ms (leases of unmeasured functions count 0; the server grants none).
+    pub fn held_ms(&self) -> f64 {
+        self.held
+            .iter()
+            .map(|h| h.lease.expected_ms.unwrap_or(0.0))
+            .sum()
+    }
+
+    /// Held leases that waited past [`PREFETCH_HOLD`], taken out.
+    pub fn take_overdue(&mut self, now: Instant) -> Vec<Lease> {
+        let (overdue, keep): (VecDeque<Held>, VecDeque<Held>) = self
+            .held
+            .drain(..)
+            .partition(|h| now.saturating_duration_since(h.since) >= PREFETCH_HOLD);
+        self.held = keep;
+        overdue.into_iter().map(|h| h.lease).collect()
+    }
+
+    /// When the oldest held lease becomes overdue.
+    pub fn next_overdue(&self) -> Option<Instant> {
+        self.held.iter().map(|h| h.since + PREFETCH_HOLD).min()
+    }
+
+    /// Removes held leases the server says are no longer ours (cancelled, lost).
+    pub fn forget(&mut self, ids: &[uuid::Uuid]) -> usize {
+        let before = self.held.len();
+        self.held.retain(|h| !ids.contains(&h.lease.id));
+        before - self.held.len()
+    }
+}
+
+/// One pool of slots.
+pub struct Pool {
+    pub gpu: bool,
+    pub size: usize,
+    pub state: Mutex<PoolState>,
+}
+
+impl Pool {
+    pub fn new(gpu: bool, slots: Vec<Slot>, cap: u32) -> Pool {
+        let now = Instant::now();
+        Pool {
+            gpu,
+            size: slots.len(),
+            state: Mutex::new(PoolState {
+                free: slots.into_iter().map(|s| (s, now)).collect(),
+                held: VecDeque::new(),
+                prefetch: Prefetch::new(cap),
+            }),
+        }
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        self.state.lock().expect("pool lock")
+    }
+
+    /// The idle time so far was not overhead (nothing was ready, or the server was unreachable).
+    pub fn restart_clocks(&self) {
+        let now = Instant::now();
+        for (_, at) in self.lock().free.iter_mut() {
+            *at = now;
+        }
+    }
+
+    /// Whether every slot is free.
+    pub fn is_idle(&self) -> bool {
+        self.lock().free.len() == self.size
+    }
+
+    /// Every held lease, taken out (shutdown hands them back).
+    pub fn take_all_held(&self) -> Vec<Lease> {
+        self.lock().held.drain(..).map(|h| h.lease).collect()
+    }
+
+    /// The held leases, to heartbeat.
+    pub fn held_refs(&self) -> Vec<LeaseRef> {
+        self.lock()
+            .held
+            .iter()
+            .map(|h| LeaseRef {
+                id: h.lease.id,
+                lease_epoch: h.lease.lease_epoch,
+            })
+            .collect()
+    }
+}
+
+/// How many leases to ask for ahead of the free slots, learned from what the server grants:
+/// the ask doubles while the server grants all of it and settles one above what it grants
+/// when the runtimes limit it, so a claim hands back at most one lease. `target` is what the
+/// last grant left held: a refill is asked for once half of it has started.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Prefetch {
+    pub cap: u32,
+    pub ask: u32,
+    pub target: usize,
+    /// A held lease went overdue: no refill until a task finishes here.
+    pub stalled: bool,
+}
+
+impl Prefetch {
+    pub fn new(cap: u32) -> Prefetch {
+        Prefetch {
+            cap,
+            ask: cap.min(1),
+            target: 0,
+            stalled: false,
+        }
+    }
+
+    /// After a grant that asked for `asked` extra leases and got `got`, leaving `held` held.
+    pub fn granted(&mut self, asked: u32, got: u32, held: usize) {
+        self.ask = if got >= asked {
+            asked.saturating_mul(2).max(1)
+        } else {
+            got + 1
+        }
+        .min(self.cap);
+        self.target = held;
+    }
+
+    /// Whether `held` leases are few enough to ask for more while every slot is busy.
+    pub fn wants_refill(&self, held: usize) -> bool {
+        !self.stalled && self.ask > 0 && self.target > 0 && held * 2 <= self.target
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ask_doubles_while_granted_and_settles_just_above_the_grant() {
+        let mut p = Prefetch::new(512);
+        assert_eq!(p.ask, 1);
+        p.granted(1, 1, 1);
+        assert_eq!(p.ask, 2);
+        p.granted(2, 2, 2);
+        p.granted(4, 4, 4);
+        assert_eq!(p.ask, 8);
+        p.granted(8, 5, 5);
+        assert_eq!(p.ask, 6, "limited by the runtimes: one above the grant");
+        for _ in 0..20 {
+            let ask = p.ask;
+            p.granted(ask, ask, ask as usize);
+        }
+        assert_eq!(p.ask, 512, "never above the cap");
+        assert_eq!(Prefetch::new(0).ask, 0, "prefetch off");
+    }
+
+    #[test]
+    fn refills_come_at_half_and_never_when_stalled_or_useless() {
+        let mut p = Prefetch::new(512);
+        p.granted(4, 4, 10);
+        assert!(!p.wants_refill(6));
+        assert!(p.wants_refill(5));
+        p.stalled = true;
+        assert!(!p.wants_refill(0));
+        let mut none = Prefetch::new(512);
+        none.granted(1, 0, 0);
+        assert!(
+            !none.wants_refill(0),
+            "nothing prefetchable: wait for a free slot"
+        );
+    }
+}

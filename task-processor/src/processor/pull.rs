@@ -1,0 +1,363 @@
+//! The pull loop of one pool: lease tasks for free slots plus the prefetch the server allows,
+//! carrying the answers waiting in the outbox; run them; hand back prefetched leases that wait
+//! too long.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use task_api::{
+    Capabilities, Lease, LeaseRef, ReleaseRequest, RequestTask, RequestTaskResponse, SubmitAnswer,
+    TaskErrorKind,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::outbox::log_results;
+use super::pool::{Held, Pool};
+use super::{Backoff, Running, Shared};
+use crate::client::CallError;
+use crate::gpu::Slot;
+use crate::handler::{Progress, TaskContext, TaskFailure};
+
+/// What the pull loop does next.
+enum Next {
+    /// Ask for leases: `max_tasks` for free slots (long-polling) plus `prefetch` ahead.
+    Ask { max_tasks: u32, prefetch: u32 },
+    /// Nothing to ask for: wait for a slot to free up or a held lease to go overdue.
+    Wait(Option<Instant>),
+}
+
+fn next_step(pool: &Pool) -> Next {
+    let st = pool.lock();
+    let free = st.free.len() as u32;
+    let held = st.held.len();
+    if free > 0 {
+        let prefetch = st.prefetch.ask.min(1000 - free.min(1000));
+        return Next::Ask {
+            max_tasks: free,
+            prefetch,
+        };
+    }
+    if st.prefetch.wants_refill(held) {
+        let room = (st.prefetch.cap as usize).saturating_sub(held) as u32;
+        return Next::Ask {
+            max_tasks: 0,
+            prefetch: st.prefetch.ask.min(room),
+        };
+    }
+    Next::Wait(st.next_overdue())
+}
+
+pub(super) async fn pull_loop(shared: Arc<Shared>, pool: Arc<Pool>) {
+    let mut backoff = Backoff(0);
+    let kind = if pool.gpu { "GPU" } else { "CPU" };
+    loop {
+        if shared.stop_pulling.is_cancelled() {
+            return;
+        }
+        let woke = shared.slot_freed.notified();
+        tokio::pin!(woke);
+        woke.as_mut().enable();
+        let (max_tasks, prefetch) = match next_step(&pool) {
+            Next::Ask {
+                max_tasks,
+                prefetch,
+            } => (max_tasks, prefetch),
+            Next::Wait(overdue) => {
+                let until = overdue.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+                tokio::select! {
+                    _ = &mut woke => {}
+                    _ = tokio::time::sleep_until(until.into()) => hand_back_overdue(&shared, &pool).await,
+                    _ = shared.stop_pulling.cancelled() => return,
+                }
+                continue;
+            }
+        };
+        let req = lease_request(&shared, &pool, max_tasks, prefetch);
+        let resp = tokio::select! {
+            r = shared.client.request_tasks(&req) => Some(r),
+            _ = shared.stop_pulling.cancelled() => None,
+        };
+        let Some(resp) = resp else {
+            // Whether the server got them is unknown: send them again (a replay is harmless).
+            shared.outbox.put_back(req.answers);
+            return;
+        };
+        match resp {
+            Ok(r) => {
+                if backoff.0 > 0 {
+                    tracing::info!("{kind} pull loop: server reachable again");
+                }
+                backoff = Backoff(0);
+                log_results(&r.answers);
+                granted(&shared, &pool, &req, r);
+            }
+            Err(e) => {
+                shared.outbox.put_back(req.answers);
+                if let CallError::Auth { .. } = e {
+                    let e = e.to_string();
+                    tracing::error!("{e}; stopping");
+                    *shared.fatal.lock().unwrap() = Some(e);
+                    shared.stop_pulling.cancel();
+                    return;
+                }
+                let wait = backoff.next();
+                tracing::warn!("{kind} pull loop: {e}; retrying in {wait:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shared.stop_pulling.cancelled() => return,
+                }
+                pool.restart_clocks();
+            }
+        }
+    }
+}
+
+fn lease_request(shared: &Shared, pool: &Pool, max_tasks: u32, prefetch: u32) -> RequestTask {
+    RequestTask {
+        worker_id: Some(shared.worker_id.clone()),
+        max_tasks,
+        prefetch,
+        held_ms: Some(pool.lock().held_ms().min(3_600_000.0)),
+        answers: shared.outbox.take(),
+        capabilities: Capabilities {
+            slots: Some(shared.total_slots),
+            gpus: if pool.gpu { 1 } else { 0 },
+            gpu_names: shared.gpu_names.clone(),
+            memory_mb: None,
+            datasets: shared.datasets.clone(),
+            packages: shared.handler.cached_packages(),
+            extra: Default::default(),
+        },
+        wait_s: Some(30.0),
+    }
+}
+
+/// Puts a grant to work: leases fill the free slots, the rest are held for the next slot to
+/// free up.
+fn granted(shared: &Arc<Shared>, pool: &Arc<Pool>, req: &RequestTask, r: RequestTaskResponse) {
+    shared
+        .heartbeat_ms
+        .store(r.heartbeat_interval_ms.max(100), Ordering::Relaxed);
+    if r.waited {
+        pool.restart_clocks();
+    }
+    let now = Instant::now();
+    let got = r.leases.len() as u32;
+    let mut starts = Vec::new();
+    {
+        let mut st = pool.lock();
+        for lease in r.leases {
+            st.held.push_back(Held { lease, since: now });
+        }
+        while !st.held.is_empty() && !st.free.is_empty() {
+            let (slot, free_since) = st.free.pop().expect("a free slot");
+            let lease = st.held.pop_front().expect("a held lease").lease;
+            starts.push((slot, free_since, lease));
+        }
+        let extra = got.saturating_sub(req.max_tasks);
+        let held = st.held.len();
+        st.prefetch.granted(req.prefetch, extra, held);
+        // Fewer leases than free slots: the queue ran dry for the others, so their idle time
+        // from here on is not dispatch overhead either.
+        if !st.free.is_empty() {
+            for (_, at) in st.free.iter_mut() {
+                *at = now;
+            }
+        }
+    }
+    for (slot, free_since, lease) in starts {
+        if !r.waited {
+            shared
+                .dispatch
+                .lock()
+                .unwrap()
+                .record(now.saturating_duration_since(free_since));
+        }
+        tokio::spawn(run_slot(shared.clone(), pool.clone(), slot, lease));
+    }
+}
+
+/// Hands back the held leases that waited past the hold: the slots are busier than expected.
+async fn hand_back_overdue(shared: &Shared, pool: &Pool) {
+    let overdue = {
+        let mut st = pool.lock();
+        let overdue = st.take_overdue(Instant::now());
+        if !overdue.is_empty() {
+            st.prefetch.stalled = true;
+        }
+        overdue
+    };
+    if !overdue.is_empty() {
+        tracing::info!(
+            "{} prefetched task(s) waited over {:?} for a busy slot: handing them back",
+            overdue.len(),
+            super::pool::PREFETCH_HOLD
+        );
+        release(shared, overdue).await;
+    }
+}
+
+/// `POST /worker/release`, in chunks of 1,000; a lease the server cannot take back expires.
+pub(super) async fn release(shared: &Shared, leases: Vec<Lease>) {
+    for chunk in leases.chunks(1000) {
+        let req = ReleaseRequest {
+            worker_id: Some(shared.worker_id.clone()),
+            leases: chunk
+                .iter()
+                .map(|l| LeaseRef {
+                    id: l.id,
+                    lease_epoch: l.lease_epoch,
+                })
+                .collect(),
+        };
+        match shared.client.release(&req).await {
+            Ok(r) if !r.not_released.is_empty() => tracing::info!(
+                "{} of {} lease(s) were no longer ours to hand back",
+                r.not_released.len(),
+                chunk.len()
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(
+                "could not hand back {} prefetched lease(s): {e}; they run again once their lease expires",
+                chunk.len()
+            ),
+        }
+    }
+}
+
+/// Runs `lease` in `slot`, then the held leases while there are any, then frees the slot.
+async fn run_slot(shared: Arc<Shared>, pool: Arc<Pool>, slot: Slot, lease: Lease) {
+    let mut next = Some(lease);
+    while let Some(lease) = next.take() {
+        run_one(&shared, &slot, lease).await;
+        let mut st = pool.lock();
+        st.prefetch.stalled = false;
+        if !shared.stop_pulling.is_cancelled() {
+            next = st.held.pop_front().map(|h| h.lease);
+        }
+        if next.is_some() {
+            shared.dispatch.lock().unwrap().record(Duration::ZERO);
+        } else {
+            st.free.push((slot.clone(), Instant::now()));
+        }
+        drop(st);
+        // Wakes the pull loop: a slot is free, or the held leases may want a refill.
+        shared.slot_freed.notify_waiters();
+        if next.is_none() {
+            shared.all_idle.notify_waiters();
+        }
+    }
+}
+
+fn failure_answer(
+    worker_id: &str,
+    lease: &Lease,
+    f: &TaskFailure,
+    runtime_ms: f64,
+) -> SubmitAnswer {
+    SubmitAnswer {
+        id: lease.id,
+        lease_epoch: Some(lease.lease_epoch),
+        worker_id: Some(worker_id.to_string()),
+        answer: None,
+        error: Some(task_api::TaskError {
+            kind: f.kind,
+            message: f.message.clone(),
+        }),
+        runtime_ms: Some(runtime_ms),
+    }
+}
+
+async fn run_one(shared: &Shared, slot: &Slot, lease: Lease) {
+    let id = lease.id;
+    let running = Arc::new(Running {
+        lease_epoch: lease.lease_epoch,
+        progress: Arc::new(Progress::new(shared.progress_changed.clone())),
+        cancel: CancellationToken::new(),
+        silenced: AtomicBool::new(false),
+        handed_back: AtomicBool::new(false),
+    });
+    shared.running.lock().unwrap().insert(id, running.clone());
+    let limit = lease
+        .task
+        .timeout_s
+        .map(|s| Duration::from_secs(s.into()))
+        .unwrap_or(shared.default_timeout);
+    let started = Instant::now();
+    let ctx = TaskContext {
+        id,
+        slot: slot.clone(),
+        progress: running.progress.clone(),
+        cancel: running.cancel.clone(),
+        deadline: started + limit,
+        setup: Arc::default(),
+    };
+    tracing::debug!(task = %id, slot = slot.index, function = %lease.task.function, "running");
+    // The handler honours ctx.deadline itself; this outer limit is only a backstop.
+    let outcome = match tokio::time::timeout(
+        limit + Duration::from_secs(5),
+        shared.handler.process_task(&lease.task, &ctx),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(TaskFailure::timeout(format!(
+            "the task ran past its {}s time limit",
+            limit.as_secs()
+        ))),
+    };
+    // The function's own time: a package install before it is not the function's runtime.
+    let runtime_ms = started
+        .elapsed()
+        .saturating_sub(ctx.setup.get())
+        .as_secs_f64()
+        * 1000.0;
+    if let Some(answer) = answer_of(shared, &lease, &running, outcome, runtime_ms) {
+        shared.outbox.push(answer);
+    }
+    shared.running.lock().unwrap().remove(&id);
+}
+
+/// What to tell the server about a finished run, if anything.
+fn answer_of(
+    shared: &Shared,
+    lease: &Lease,
+    running: &Running,
+    outcome: Result<serde_json::Value, TaskFailure>,
+    runtime_ms: f64,
+) -> Option<SubmitAnswer> {
+    let worker_id = &shared.worker_id;
+    if running.handed_back.load(Ordering::SeqCst) {
+        let why = "the processor shut down before the task finished; handed back";
+        return Some(failure_answer(
+            worker_id,
+            lease,
+            &TaskFailure::retryable(why),
+            runtime_ms,
+        ));
+    }
+    if running.silenced.load(Ordering::SeqCst) {
+        tracing::info!(task = %lease.id, "stopped: cancelled by its owner or lease lost; no answer sent");
+        return None;
+    }
+    Some(match outcome {
+        Ok(v) => SubmitAnswer {
+            id: lease.id,
+            lease_epoch: Some(lease.lease_epoch),
+            worker_id: Some(worker_id.clone()),
+            answer: Some(v),
+            error: None,
+            runtime_ms: Some(runtime_ms),
+        },
+        Err(f) => {
+            let f = if f.kind == TaskErrorKind::Cancelled {
+                // Cancelled without being told by the server: not the owner's doing.
+                TaskFailure::retryable(f.message)
+            } else {
+                f
+            };
+            tracing::info!(task = %lease.id, kind = ?f.kind, "task failed: {}", f.message);
+            failure_answer(worker_id, lease, &f, runtime_ms)
+        }
+    })
+}
