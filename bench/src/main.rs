@@ -75,6 +75,9 @@ struct Args {
     /// Skip the `crpc map` run against `crpc dev`.
     #[arg(long)]
     no_dev_map: bool,
+    /// Skip the runs with simulated workers (to profile the real processors).
+    #[arg(long)]
+    no_simulated: bool,
 }
 
 use crpc_bench::{rss_mib, start_service, token, Proc};
@@ -528,14 +531,18 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let replicas = args.replicas.max(1);
-    let sqlite = if args.no_sqlite {
+    let sqlite = if args.no_sqlite || args.no_simulated {
         None
     } else {
         Some(run_cluster(&rt, &bin, &args, &[], 1, "sqlite")?)
     };
-    let pg = on_postgres(&rt, &args, |extra| {
-        run_cluster(&rt, &bin, &args, extra, replicas, "postgres")
-    })?;
+    let pg = if args.no_simulated {
+        None
+    } else {
+        on_postgres(&rt, &args, |extra| {
+            run_cluster(&rt, &bin, &args, extra, replicas, "postgres")
+        })?
+    };
     let (real_sqlite, real_pg) = if args.no_real {
         (None, None)
     } else {
@@ -650,14 +657,31 @@ fn main() -> anyhow::Result<()> {
             true,
             0,
         );
-        row(
-            &format!("tasks/s, 1 ms WASM tasks, {slots} real processor slot(s) (Celery peer: no-op only)"),
-            rs.map(|f| f.busy_tps),
-            rp.map(|f| f.busy_tps),
-            None,
-            true,
-            0,
-        );
+        // Share of the nominal 1 ms per task, and of the slot time the tasks' measured runtime
+        // allows (what the slots could do if no time went to dispatch).
+        let share = |f: Option<&processors::RealFigures>, spin: bool| {
+            f.map(|f| {
+                let (tps, ms) = if spin {
+                    (f.busy_tps, f.busy_ms)
+                } else {
+                    (f.sleep_tps, f.sleep_ms)
+                };
+                format!(
+                    "{tps:.0} ({:.0} % of {:.0}/s; slots busy {:.0} % at the measured {ms:.2} ms/task)",
+                    100.0 * tps / (slots as f64 * 1000.0),
+                    slots as f64 * 1000.0,
+                    100.0 * tps * ms / 1000.0 / slots as f64
+                )
+            })
+            .unwrap_or_else(|| "n/a".into())
+        };
+        for (spin, what) in [(true, "spin (CPU-bound)"), (false, "sleep")] {
+            println!(
+                "| tasks/s, 1 ms WASM tasks that {what}, {slots} real processor slot(s) | {} | {} | | | |",
+                share(rs, spin),
+                share(rp, spin),
+            );
+        }
         row(
             "p50 submit→answer, no-op WASM task on a real processor, ms",
             rs.map(|f| f.p50),

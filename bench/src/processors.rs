@@ -1,6 +1,6 @@
 //! End to end with real processors: the registry, the server replica(s) started with
 //! `--registry`, the `testkit` WASM package published, and `task-processor` processes pulling
-//! from the replicas. Measures no-op and 1 ms tasks (submitted in batches, timed until the last
+//! from the replicas. Measures no-op and 1 ms tasks (spinning and sleeping) (submitted in batches, timed until the last
 //! answer is out), the sequential submit→answer latency of a no-op, the error of the queue's
 //! ETA (`estimate_time_left` right after a submission, against the time the queue really took),
 //! and the processors' RSS.
@@ -19,8 +19,14 @@ use crate::{start_server, Http, Server};
 pub struct RealFigures {
     /// No-op WASM tasks per second, batched submit to last answer.
     pub noop_tps: f64,
-    /// 1 ms WASM tasks per second.
+    /// 1 ms WASM tasks that spin (CPU-bound) per second.
     pub busy_tps: f64,
+    /// Their mean runtime as the processors measured it (`/user/stats`), ms.
+    pub busy_ms: f64,
+    /// 1 ms WASM tasks that sleep (no CPU: what is left is dispatch) per second.
+    pub sleep_tps: f64,
+    /// Their mean runtime as measured, ms.
+    pub sleep_ms: f64,
     /// Sequential no-op submit→answer, ms.
     pub p50: f64,
     /// Same, p99.
@@ -141,12 +147,28 @@ async fn latency(http: &Http, user: &str, samples: usize) -> anyhow::Result<(f64
     ))
 }
 
+/// The mean runtime `/user/stats` holds for `testkit.FUNCTION`, ms.
+async fn mean_ms(http: &Http, user: &str, function: &str) -> anyhow::Result<f64> {
+    let stats = http.get(user, "/user/stats").await?;
+    stats["functions"]
+        .as_array()
+        .context("functions")?
+        .iter()
+        .find(|f| f["function"] == function)
+        .and_then(|f| f["mean_ms"].as_f64())
+        .context("no statistics")
+}
+
 /// The ETA the server gives right after a submission, against the time the queue really took.
 async fn eta_error(http: &Http, user: &str, n: usize) -> anyhow::Result<(f64, f64)> {
     let batches = submit(http, user, "busy_ms", json!([1]), n).await?;
     let t = Instant::now();
     let est = http.get(user, "/user/estimate_time_left").await?;
     let predicted = est["eta_s"].as_f64().context("eta_s")?;
+    eprintln!(
+        "estimate: eta_s {predicted:.2}, time {}, live_slots {}, dispatch_ms {}, per_function {}",
+        est["time"], est["live_slots"], est["dispatch_ms"], est["per_function"]
+    );
     drain(http, user, &batches).await?;
     Ok((predicted, t.elapsed().as_secs_f64()))
 }
@@ -190,11 +212,26 @@ pub fn run(rt: &tokio::runtime::Runtime, plan: &Plan) -> anyhow::Result<RealFigu
         let noop_tps = timed(&http, &user, "noop", json!([]), plan.tasks).await?;
         eprintln!("{label}, real processors: 1 ms ({} tasks)…", plan.tasks);
         let busy_tps = timed(&http, &user, "busy_ms", json!([1]), plan.tasks).await?;
+        let busy_ms = mean_ms(&http, &user, "busy_ms").await?;
+        eprintln!(
+            "{label}, real processors: 1 ms sleeping ({} tasks)…",
+            plan.tasks
+        );
+        let sleep_tps = timed(&http, &user, "sleep_ms", json!([1]), plan.tasks).await?;
+        let sleep_ms = mean_ms(&http, &user, "sleep_ms").await?;
         eprintln!("{label}, real processors: submit→answer latency…");
         let (p50, p99) = latency(&http, &user, 1000).await?;
         eprintln!("{label}, real processors: ETA of a fresh queue of 1 ms tasks…");
         let (eta_predicted, eta_actual) = eta_error(&http, &user, plan.tasks).await?;
-        Ok::<_, anyhow::Error>((noop_tps, busy_tps, p50, p99, eta_predicted, eta_actual))
+        Ok::<_, anyhow::Error>((
+            noop_tps,
+            (busy_tps, busy_ms),
+            (sleep_tps, sleep_ms),
+            p50,
+            p99,
+            eta_predicted,
+            eta_actual,
+        ))
     })?;
     let processor_rss = procs
         .iter()
@@ -202,12 +239,16 @@ pub fn run(rt: &tokio::runtime::Runtime, plan: &Plan) -> anyhow::Result<RealFigu
         .map(|(now, _)| now)
         .fold(0.0, f64::max);
     drop(procs);
-    let (noop_tps, busy_tps, p50, p99, eta_predicted, eta_actual) = figures;
+    let (noop_tps, (busy_tps, busy_ms), (sleep_tps, sleep_ms), p50, p99, eta_predicted, eta_actual) =
+        figures;
     // Give the processors a moment to hand back before the servers go.
     std::thread::sleep(Duration::from_millis(100));
     Ok(RealFigures {
         noop_tps,
         busy_tps,
+        busy_ms,
+        sleep_tps,
+        sleep_ms,
         p50,
         p99,
         eta_predicted,

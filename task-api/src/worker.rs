@@ -103,6 +103,10 @@ pub struct RequestTaskResponse {
     /// it took is idle time, not dispatch overhead.
     #[serde(default)]
     pub waited: bool,
+    /// `true` when fewer tasks were ready for this worker than `max_tasks + prefetch`: the queue
+    /// ran dry, so a slot's idle time until its next lease is not dispatch overhead either.
+    #[serde(default)]
+    pub drained: bool,
 }
 
 /// One lease in a heartbeat.

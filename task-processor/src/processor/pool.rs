@@ -25,6 +25,8 @@ pub struct PoolState {
     pub free: Vec<(Slot, Instant)>,
     pub held: VecDeque<Held>,
     pub prefetch: Prefetch,
+    /// The last grant left the queue dry (see `RequestTaskResponse::drained`).
+    pub dry: bool,
 }
 
 impl PoolState {
@@ -76,6 +78,7 @@ impl Pool {
                 free: slots.into_iter().map(|s| (s, now)).collect(),
                 held: VecDeque::new(),
                 prefetch: Prefetch::new(cap),
+                dry: false,
             }),
         }
     }

@@ -138,6 +138,9 @@ fn granted(shared: &Arc<Shared>, pool: &Arc<Pool>, req: &RequestTask, r: Request
     shared
         .heartbeat_ms
         .store(r.heartbeat_interval_ms.max(100), Ordering::Relaxed);
+    // Idle time is dispatch overhead only while work was waiting: not when this request had to
+    // wait for work, nor after a grant that left the queue dry.
+    let record_gaps = !r.waited && !pool.lock().dry;
     if r.waited {
         pool.restart_clocks();
     }
@@ -154,6 +157,7 @@ fn granted(shared: &Arc<Shared>, pool: &Arc<Pool>, req: &RequestTask, r: Request
             let lease = st.held.pop_front().expect("a held lease").lease;
             starts.push((slot, free_since, lease));
         }
+        st.dry = r.drained;
         let extra = got.saturating_sub(req.max_tasks);
         let held = st.held.len();
         st.prefetch.granted(req.prefetch, extra, held);
@@ -166,7 +170,7 @@ fn granted(shared: &Arc<Shared>, pool: &Arc<Pool>, req: &RequestTask, r: Request
         }
     }
     for (slot, free_since, lease) in starts {
-        if !r.waited {
+        if record_gaps {
             shared
                 .dispatch
                 .lock()

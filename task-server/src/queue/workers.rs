@@ -53,6 +53,7 @@ impl Queue {
         };
         let ttl = self.cfg.lease_ttl.as_millis() as i64;
         let (leases, waited) = self.claim_for(&holder, &body, wait, ttl).await?;
+        let drained = (leases.len() as u32) < body.max_tasks + body.prefetch;
         let leases = self.size_prefetch(&holder, &body, leases).await?;
         if !wait.is_zero() {
             self.seen_worker(caller, &worker_id, caps, body.max_tasks, None)
@@ -65,6 +66,7 @@ impl Queue {
                 answers: Vec::new(),
                 heartbeat_interval_ms: (ttl / 3).max(100) as u64,
                 waited,
+                drained,
             },
             answers,
         })
