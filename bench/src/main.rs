@@ -156,8 +156,14 @@ impl Http {
     }
 }
 
-/// Workers lease `per_lease` tasks at a time and answer them (batch form when > 1) until `target`
-/// answers were accepted in all.
+/// A simulated worker's answer to a lease: the task's first argument.
+fn simulated_answer(l: &Value) -> Value {
+    json!({"id": l["id"], "lease_epoch": l["lease_epoch"], "answer": l["task"]["args"][0], "runtime_ms": 0.0})
+}
+
+/// Workers lease `per_lease` tasks at a time and answer them, each lease request carrying the
+/// previous lease's answers (one request per lease, as the real processor), until `target`
+/// answers were delivered in all.
 fn spawn_workers(
     http: &Http,
     urls: &[String],
@@ -171,27 +177,26 @@ fn spawn_workers(
         .map(|w| {
             let (http, token, done) = (http.at(urls, w), token.to_string(), done.clone());
             tokio::spawn(async move {
+                // As the real processor does: each lease request carries the previous answers.
+                let mut answers: Vec<Value> = Vec::new();
                 while done.load(Ordering::Relaxed) < target {
-                    let v = http
-                        .post(&token, "/worker/request_task", &json!({"worker_id": format!("bw{w}"), "max_tasks": per_lease, "wait_s": 0.2}))
-                        .await?;
-                    let leases = v["leases"].as_array().cloned().unwrap_or_default();
-                    if leases.is_empty() {
-                        continue;
-                    }
-                    if per_lease == 1 {
-                        for l in &leases {
-                            http.post(&token, "/worker/submit_answer", &json!({"id": l["id"], "lease_epoch": l["lease_epoch"], "answer": l["task"]["args"][0], "runtime_ms": 0.0}))
-                                .await?;
-                        }
-                    } else {
-                        let answers: Vec<Value> = leases
-                            .iter()
-                            .map(|l| json!({"id": l["id"], "lease_epoch": l["lease_epoch"], "answer": l["task"]["args"][0], "runtime_ms": 0.0}))
-                            .collect();
-                        http.post(&token, "/worker/submit_answer", &json!({"answers": answers})).await?;
-                    }
-                    done.fetch_add(leases.len(), Ordering::Relaxed);
+                    let body = json!({"worker_id": format!("bw{w}"), "max_tasks": per_lease,
+                                      "wait_s": 0.2, "answers": answers});
+                    let v = http.post(&token, "/worker/request_task", &body).await?;
+                    done.fetch_add(answers.len(), Ordering::Relaxed);
+                    answers = v["leases"]
+                        .as_array()
+                        .map(|ls| ls.iter().map(simulated_answer).collect())
+                        .unwrap_or_default();
+                }
+                if !answers.is_empty() {
+                    http.post(
+                        &token,
+                        "/worker/submit_answer",
+                        &json!({"answers": answers}),
+                    )
+                    .await?;
+                    done.fetch_add(answers.len(), Ordering::Relaxed);
                 }
                 Ok(())
             })
