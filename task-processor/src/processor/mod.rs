@@ -418,10 +418,18 @@ async fn heartbeat_once(shared: &Shared) {
         capabilities: None,
         dispatch_ms: shared.dispatch.lock().unwrap().value(),
     };
-    let resp = match shared.client.heartbeat(&req).await {
-        Ok(resp) => resp,
-        Err(e) => return tracing::warn!("heartbeat failed: {e}"),
-    };
+    match shared.client.heartbeat(&req).await {
+        Ok(resp) => apply_heartbeat(shared, &running, resp).await,
+        Err(e) => tracing::warn!("heartbeat failed: {e}"),
+    }
+}
+
+/// Stops what the server says to stop, hands broadcasts to the handler.
+async fn apply_heartbeat(
+    shared: &Shared,
+    running: &HashMap<Uuid, Arc<Running>>,
+    resp: task_api::HeartbeatResponse,
+) {
     for payload in &resp.broadcasts {
         shared.handler.update(payload).await;
     }
