@@ -86,6 +86,16 @@ pub struct Lease {
     pub expected_ms: Option<f64>,
 }
 
+impl Lease {
+    /// The lease by id and epoch (for heartbeats and hand-backs).
+    pub fn lease_ref(&self) -> LeaseRef {
+        LeaseRef {
+            id: self.id,
+            lease_epoch: self.lease_epoch,
+        }
+    }
+}
+
 /// Answer of `POST /worker/request_task`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RequestTaskResponse {

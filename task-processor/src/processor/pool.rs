@@ -30,6 +30,13 @@ pub struct PoolState {
 }
 
 impl PoolState {
+    /// The free slots' idle time so far was not dispatch overhead: their clocks start again.
+    pub fn restart_clocks(&mut self, now: Instant) {
+        for (_, at) in self.free.iter_mut() {
+            *at = now;
+        }
+    }
+
     /// Expected work held, ms (leases of unmeasured functions count 0; the server grants none).
     pub fn held_ms(&self) -> f64 {
         self.held
@@ -89,10 +96,7 @@ impl Pool {
 
     /// The idle time so far was not overhead (nothing was ready, or the server was unreachable).
     pub fn restart_clocks(&self) {
-        let now = Instant::now();
-        for (_, at) in self.lock().free.iter_mut() {
-            *at = now;
-        }
+        self.lock().restart_clocks(Instant::now());
     }
 
     /// Whether every slot is free.
@@ -110,10 +114,7 @@ impl Pool {
         self.lock()
             .held
             .iter()
-            .map(|h| LeaseRef {
-                id: h.lease.id,
-                lease_epoch: h.lease.lease_epoch,
-            })
+            .map(|h| h.lease.lease_ref())
             .collect()
     }
 }

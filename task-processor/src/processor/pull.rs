@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use task_api::{
-    Capabilities, Lease, LeaseRef, ReleaseRequest, RequestTask, RequestTaskResponse, SubmitAnswer,
+    Capabilities, Lease, ReleaseRequest, RequestTask, RequestTaskResponse, SubmitAnswer,
     TaskErrorKind,
 };
 use tokio_util::sync::CancellationToken;
@@ -138,17 +138,18 @@ fn granted(shared: &Arc<Shared>, pool: &Arc<Pool>, req: &RequestTask, r: Request
     shared
         .heartbeat_ms
         .store(r.heartbeat_interval_ms.max(100), Ordering::Relaxed);
-    // Idle time is dispatch overhead only while work was waiting: not when this request had to
-    // wait for work, nor after a grant that left the queue dry.
-    let record_gaps = !r.waited && !pool.lock().dry;
-    if r.waited {
-        pool.restart_clocks();
-    }
     let now = Instant::now();
     let got = r.leases.len() as u32;
     let mut starts = Vec::new();
+    let record_gaps;
     {
         let mut st = pool.lock();
+        // Idle time is dispatch overhead only while work was waiting: not when this request had
+        // to wait for work, nor after a grant that left the queue dry.
+        record_gaps = !r.waited && !st.dry;
+        if r.waited {
+            st.restart_clocks(now);
+        }
         for lease in r.leases {
             st.held.push_back(Held { lease, since: now });
         }
@@ -163,11 +164,7 @@ fn granted(shared: &Arc<Shared>, pool: &Arc<Pool>, req: &RequestTask, r: Request
         st.prefetch.granted(req.prefetch, extra, held);
         // Fewer leases than free slots: the queue ran dry for the others, so their idle time
         // from here on is not dispatch overhead either.
-        if !st.free.is_empty() {
-            for (_, at) in st.free.iter_mut() {
-                *at = now;
-            }
-        }
+        st.restart_clocks(now);
     }
     for (slot, free_since, lease) in starts {
         if record_gaps {
@@ -206,13 +203,7 @@ pub(super) async fn release(shared: &Shared, leases: Vec<Lease>) {
     for chunk in leases.chunks(1000) {
         let req = ReleaseRequest {
             worker_id: Some(shared.worker_id.clone()),
-            leases: chunk
-                .iter()
-                .map(|l| LeaseRef {
-                    id: l.id,
-                    lease_epoch: l.lease_epoch,
-                })
-                .collect(),
+            leases: chunk.iter().map(Lease::lease_ref).collect(),
         };
         match shared.client.release(&req).await {
             Ok(r) if !r.not_released.is_empty() => tracing::info!(

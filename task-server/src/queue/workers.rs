@@ -38,7 +38,7 @@ impl Queue {
     pub async fn request_tasks(
         &self,
         caller: &Caller,
-        body: RequestTask,
+        mut body: RequestTask,
     ) -> Result<Grant, QueueError> {
         let worker_id = worker_name(caller, body.worker_id.clone())?;
         let wait = check_request(&body, self.cfg.max_worker_wait)?;
@@ -46,7 +46,8 @@ impl Queue {
         check_capabilities(caps)?;
         self.seen_worker(caller, &worker_id, caps, body.max_tasks, None)
             .await?;
-        let answers = self.answers_with_ids(caller, body.answers.clone()).await?;
+        let answers = std::mem::take(&mut body.answers);
+        let answers = self.answers_with_ids(caller, answers).await?;
         let holder = Holder {
             worker_id: Some(worker_id.clone()),
             owner: caller.sub.clone(),
@@ -131,10 +132,7 @@ impl Queue {
         let back: Vec<LeaseRef> = leases
             .split_off(kept)
             .iter()
-            .map(|l| LeaseRef {
-                id: l.id,
-                lease_epoch: l.lease_epoch,
-            })
+            .map(Lease::lease_ref)
             .collect();
         if !back.is_empty() {
             self.store.release(holder.clone(), back).await?;
