@@ -57,6 +57,16 @@ def slow(seconds):
 
 
 @crpc_worker.task
+def spin(seconds):
+    """Keeps one core at 100 % for `seconds` (a CPU-bound native task); the loop count."""
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+    return n
+
+
+@crpc_worker.task
 def flood(mb):
     """Writes `mb` MiB to stdout without a newline, then waits."""
     chunk = b"x" * (1 << 20)

@@ -64,6 +64,12 @@ pub struct RequestTask {
     /// Long-poll up to this many seconds when nothing is queued (≤ 30; default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_s: Option<f64>,
+    /// This run of the processor: a UUIDv7 made new at each start (time-ordered). When a
+    /// newer incarnation of a `worker_id` shows up, the leases of the older ones are requeued
+    /// at once (lost leases, no backoff) instead of waiting out their TTL, and requests of an
+    /// older incarnation are refused (409 `superseded`): only one run per `worker_id` works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<Uuid>,
 }
 
 fn one() -> u32 {
@@ -150,6 +156,9 @@ pub struct HeartbeatRequest {
     /// The server adds it per queued task to `eta_s`. 0 to 3,600,000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dispatch_ms: Option<f64>,
+    /// This run of the processor (see [`RequestTask::incarnation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<Uuid>,
 }
 
 /// Answer of `POST /worker/heartbeat`.

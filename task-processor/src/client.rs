@@ -1,5 +1,7 @@
 //! The processor's side of the worker API: long-poll for leases, heartbeats, answers. Every
 //! call goes out over plain HTTP from the processor, so processors work behind NAT.
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -42,15 +44,42 @@ pub enum CallError {
     },
 }
 
-/// Client of one task server.
+/// Client of a task server: one URL, or the replicas of one (sharing a database), used in
+/// turn: a call that cannot reach the current one (no answer, 5xx) tries the next at once, and
+/// the first that answers becomes current.
 #[derive(Debug, Clone)]
 pub struct ServerClient {
-    http: crpc_http::Client,
+    servers: Arc<[crpc_http::Client]>,
+    current: Arc<AtomicUsize>,
 }
 
 #[derive(Deserialize)]
 struct AnswersResponse {
     results: Vec<SubmitAnswerResult>,
+}
+
+/// Whether another replica may do better: no answer, or a server error.
+fn unreachable(e: &crpc_http::Error) -> bool {
+    matches!(
+        e,
+        crpc_http::Error::Unreachable { .. }
+            | crpc_http::Error::Status {
+                status: 500..=599,
+                ..
+            }
+    )
+}
+
+/// The error, naming the route when the server could not be reached, as the log lines of a
+/// processor that cannot reach it should.
+fn named(base: &str, path: &str, e: CallError) -> CallError {
+    match e {
+        CallError::Unavailable { reason, .. } => CallError::Unavailable {
+            url: format!("{base}{path}"),
+            reason,
+        },
+        other => other,
+    }
 }
 
 impl From<crpc_http::Error> for CallError {
@@ -97,39 +126,68 @@ impl From<crpc_http::Error> for CallError {
 }
 
 impl ServerClient {
-    /// A client for `base` (e.g. `http://127.0.0.1:7700`).
-    pub fn new(base: &str, token: Option<String>) -> ServerClient {
+    /// A client for `bases`: one base URL (e.g. `http://127.0.0.1:7700`) or several,
+    /// comma-separated (replicas of one server).
+    pub fn new(bases: &str, token: Option<String>) -> anyhow::Result<ServerClient> {
         let opts = crpc_http::Options {
             // Above the server's 30 s long-poll ceiling.
             timeout: Some(Duration::from_secs(45)),
             ..Default::default()
         };
-        ServerClient {
-            http: crpc_http::Client::new(base, token, opts).expect("HTTP client"),
-        }
+        let servers = bases
+            .split(',')
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .map(|b| crpc_http::Client::new(b, token.clone(), opts.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        anyhow::ensure!(!servers.is_empty(), "no server URL given");
+        Ok(ServerClient {
+            servers: servers.into(),
+            current: Arc::default(),
+        })
     }
 
-    /// The base URL.
+    /// The base URL in use.
     pub fn base(&self) -> &str {
-        self.http.base()
+        self.servers[self.current.load(Ordering::Relaxed) % self.servers.len()].base()
     }
 
+    /// Every base URL, comma-separated.
+    pub fn bases(&self) -> String {
+        let all: Vec<&str> = self.servers.iter().map(|s| s.base()).collect();
+        all.join(",")
+    }
+
+    /// POSTs to the current server, then to each other one while they cannot be reached.
     async fn post<B: serde::Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
     ) -> Result<T, CallError> {
-        self.http
-            .post(path, body)
-            .await
-            .map_err(|e| match e.into() {
-                // Name the route, as the log lines of a processor that cannot reach it should.
-                CallError::Unavailable { reason, .. } => CallError::Unavailable {
-                    url: format!("{}{path}", self.base()),
-                    reason,
-                },
-                other => other,
-            })
+        let n = self.servers.len();
+        let first = self.current.load(Ordering::Relaxed) % n;
+        let mut last = None;
+        for i in (0..n).map(|k| (first + k) % n) {
+            let server = &self.servers[i];
+            match server.post(path, body).await {
+                Ok(v) => {
+                    if i != first {
+                        self.current.store(i, Ordering::Relaxed);
+                        tracing::warn!("failed over to {}", server.base());
+                    }
+                    return Ok(v);
+                }
+                Err(e) => {
+                    let retry_elsewhere = n > 1 && unreachable(&e);
+                    let e = named(server.base(), path, e.into());
+                    if !retry_elsewhere {
+                        return Err(e);
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.expect("at least one server"))
     }
 
     /// Leases up to `req.max_tasks` tasks, long-polling when none is queued.

@@ -10,7 +10,8 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "task-processor", version)]
 pub struct Config {
-    /// Task server base URL.
+    /// Task server base URL, or the comma-separated URLs of its replicas (sharing one
+    /// PostgreSQL database): a processor that cannot reach one fails over to the next.
     #[arg(long, env = "CRPC_SERVER", default_value = "http://127.0.0.1:7700")]
     pub server: String,
 

@@ -51,6 +51,7 @@ pub fn build_from_config(config: &Config) -> anyhow::Result<Processor> {
     );
     Processor::builder()
         .server(config.server.clone())
+        .outbox_dir(config.cache_dir().join("outbox"))
         .token(config.token.clone())
         .worker_id(config.worker_id.clone())
         .gpu_names(gpus.found().iter().map(|d| d.name.clone()).collect())

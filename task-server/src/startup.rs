@@ -198,6 +198,7 @@ fn serve(
             .configure(|cfg| routes::configure(cfg, limits))
             .default_service(web::to(routes::not_found))
     })
+    .on_connect(routes::peer::on_connect)
     .disable_signals()
     .shutdown_timeout(10)
     .backlog(2048);

@@ -5,12 +5,12 @@ use std::time::{Duration, Instant};
 use crpc_tests::{Cluster, Worker};
 use serde_json::{json, Value};
 
-fn sleep_task(ms: u64) -> Value {
+pub(crate) fn sleep_task(ms: u64) -> Value {
     json!({"package": "testkit", "function": "sleep_ms", "args": [ms]})
 }
 
 /// Submits `tasks` in one batch; their ids.
-async fn submit_batch(c: &Cluster, tasks: Vec<Value>) -> (String, Vec<String>) {
+pub(crate) async fn submit_batch(c: &Cluster, tasks: Vec<Value>) -> (String, Vec<String>) {
     let (st, b) = c
         .user
         .post("/user/submit_batch", &json!({"tasks": tasks}))
@@ -41,7 +41,7 @@ async fn batch_done(c: &Cluster, batch: &str, since: Instant, logs: &[&Worker]) 
 
 /// Runs `sleep_ms` until every processor has the package loaded and the server's statistics
 /// say the function is short (the lease sizing reads them at most once a second).
-async fn warm(c: &Cluster, workers: usize) {
+pub(crate) async fn warm(c: &Cluster, workers: usize) {
     let until = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, ids) = submit_batch(c, (0..4 * workers).map(|_| sleep_task(5)).collect()).await;

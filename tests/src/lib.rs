@@ -386,6 +386,10 @@ pub struct Cluster {
     pub publisher: Api,
     /// A `worker` token.
     pub worker_token: String,
+    /// Alice's `user` token.
+    pub user_token: String,
+    /// The server's flags (for more replicas).
+    server_args: Vec<String>,
 }
 
 impl Cluster {
@@ -393,23 +397,40 @@ impl Cluster {
     pub fn start(server_extra: &[&str]) -> Cluster {
         let registry = Proc::start(&sibling_binary("task-registry"), &[]);
         let secret_file = registry.data_dir().join("jwt_secret");
-        let mut args = vec![
-            "--registry",
-            registry.url.as_str(),
-            "--jwt-secret-file",
-            secret_file.to_str().unwrap(),
+        let mut args: Vec<String> = vec![
+            "--registry".into(),
+            registry.url.clone(),
+            "--jwt-secret-file".into(),
+            secret_file.to_str().unwrap().into(),
         ];
-        args.extend_from_slice(server_extra);
-        let server = Proc::start(&sibling_binary("task-server"), &args);
+        args.extend(server_extra.iter().map(|s| s.to_string()));
+        let flags: Vec<&str> = args.iter().map(String::as_str).collect();
+        let server = Proc::start(&sibling_binary("task-server"), &flags);
         let secret = Secret::load(None, Some(&secret_file), registry.data_dir()).unwrap();
         let tok = |role, sub: &str| mint(&secret, sub, role, Duration::from_secs(3600)).unwrap();
+        let user_token = tok(Role::User, "alice");
         Cluster {
-            user: Api::new(&server.url, Some(tok(Role::User, "alice"))),
+            user: Api::new(&server.url, Some(user_token.clone())),
             publisher: Api::new(&registry.url, Some(tok(Role::Publisher, "ci"))),
             worker_token: tok(Role::Worker, "proc"),
+            user_token,
+            server_args: args,
             registry,
             server,
         }
+    }
+
+    /// Same, the server on a PostgreSQL database (so more replicas can share it).
+    pub fn start_with_database(url: &str, server_extra: &[&str]) -> Cluster {
+        let mut extra = vec!["--database-url", url];
+        extra.extend_from_slice(server_extra);
+        Self::start(&extra)
+    }
+
+    /// Another server replica with the same flags (and database, when PostgreSQL).
+    pub fn replica(&self) -> Proc {
+        let flags: Vec<&str> = self.server_args.iter().map(String::as_str).collect();
+        Proc::start(&sibling_binary("task-server"), &flags)
     }
 
     /// Publishes `examples/NAME`, optionally under another version.

@@ -2,6 +2,7 @@
 //! answers back (retrying until the server has them), drain on shutdown.
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,14 +12,16 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::client::ServerClient;
+use crate::client::{CallError, ServerClient};
 use crate::gpu::Slot;
 use crate::handler::{Progress, TaskHandler};
 
-mod outbox;
+mod link;
+pub mod outbox;
 mod pool;
 mod pull;
 
+use link::Link;
 use outbox::Outbox;
 use pool::Pool;
 
@@ -33,11 +36,12 @@ pub struct ProcessorBuilder {
     default_timeout: Duration,
     drain_timeout: Duration,
     prefetch: u32,
+    outbox_dir: PathBuf,
     handler: Option<Arc<dyn TaskHandler>>,
 }
 
 impl ProcessorBuilder {
-    /// Task server base URL.
+    /// Task server base URL, or the comma-separated URLs of its replicas (failed over in turn).
     pub fn server(mut self, url: impl Into<String>) -> Self {
         self.server = url.into();
         self
@@ -83,6 +87,12 @@ impl ProcessorBuilder {
         self.prefetch = n.min(999);
         self
     }
+    /// Where answers wait on disk when the server is away long enough for them to outgrow
+    /// [`outbox::MEMORY_BYTES`] (default: the system's temporary directory).
+    pub fn outbox_dir(mut self, dir: PathBuf) -> Self {
+        self.outbox_dir = dir;
+        self
+    }
     /// What runs the tasks (required).
     pub fn handler(mut self, h: Arc<dyn TaskHandler>) -> Self {
         self.handler = Some(h);
@@ -98,8 +108,10 @@ impl ProcessorBuilder {
         }
         let worker_id = self.worker_id.unwrap_or_else(default_worker_id);
         Ok(Processor {
-            client: ServerClient::new(&self.server, self.token),
+            client: ServerClient::new(&self.server, self.token)?,
             worker_id,
+            incarnation: Uuid::now_v7(),
+            outbox_dir: self.outbox_dir,
             slots: self.slots,
             gpu_names: self.gpu_names,
             datasets: self.datasets,
@@ -123,6 +135,10 @@ fn default_worker_id() -> String {
 pub struct Processor {
     client: ServerClient,
     worker_id: String,
+    /// This run (see `RequestTask::incarnation`): the server takes back the leases of earlier
+    /// runs of `worker_id` as soon as it sees this one.
+    incarnation: Uuid,
+    outbox_dir: PathBuf,
     slots: Vec<Slot>,
     gpu_names: Vec<String>,
     datasets: Vec<String>,
@@ -175,6 +191,8 @@ impl DispatchMeter {
 struct Shared {
     client: ServerClient,
     worker_id: String,
+    incarnation: Uuid,
+    link: Arc<Link>,
     handler: Arc<dyn TaskHandler>,
     default_timeout: Duration,
     total_slots: u32,
@@ -211,6 +229,7 @@ impl Processor {
             default_timeout: Duration::from_secs(3600),
             drain_timeout: Duration::from_secs(30),
             prefetch: 512,
+            outbox_dir: std::env::temp_dir(),
             handler: None,
         }
     }
@@ -233,7 +252,8 @@ impl Processor {
             self.slots.iter().cloned().partition(Slot::is_gpu);
         tracing::info!(
             worker_id = %self.worker_id,
-            server = %self.client.base(),
+            incarnation = %self.incarnation,
+            server = %self.client.bases(),
             "processor started: {} GPU slot(s), {} CPU slot(s), prefetch up to {}",
             gpu_slots.len(),
             cpu_slots.len(),
@@ -254,6 +274,7 @@ impl Processor {
         let outbox = tokio::spawn(outbox::outbox_loop(
             shared.client.clone(),
             shared.outbox.clone(),
+            shared.link.clone(),
         ));
 
         tokio::select! {
@@ -290,6 +311,8 @@ impl Processor {
         Shared {
             client: self.client.clone(),
             worker_id: self.worker_id.clone(),
+            incarnation: self.incarnation,
+            link: Arc::default(),
             handler: self.handler.clone(),
             default_timeout: self.default_timeout,
             total_slots: self.slots.len() as u32,
@@ -301,7 +324,7 @@ impl Processor {
             progress_changed: Arc::new(Notify::new()),
             heartbeat_ms: AtomicU64::new(1000),
             dispatch: Mutex::new(DispatchMeter::default()),
-            outbox: Arc::new(Outbox::default()),
+            outbox: Arc::new(Outbox::new(self.outbox_dir.clone(), outbox::MEMORY_BYTES)),
             pools,
             stop_pulling: CancellationToken::new(),
             fatal: Mutex::new(None),
@@ -417,9 +440,14 @@ async fn heartbeat_once(shared: &Shared) {
         leases,
         capabilities: None,
         dispatch_ms: shared.dispatch.lock().unwrap().value(),
+        incarnation: Some(shared.incarnation),
     };
     match shared.client.heartbeat(&req).await {
-        Ok(resp) => apply_heartbeat(shared, &running, resp).await,
+        Ok(resp) => {
+            shared.link.up();
+            apply_heartbeat(shared, &running, resp).await
+        }
+        Err(e @ CallError::Unavailable { .. }) => shared.link.lost("heartbeat", &e),
         Err(e) => tracing::warn!("heartbeat failed: {e}"),
     }
 }

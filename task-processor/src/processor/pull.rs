@@ -84,16 +84,14 @@ pub(super) async fn pull_loop(shared: Arc<Shared>, pool: Arc<Pool>) {
         };
         match resp {
             Ok(r) => {
-                if backoff.0 > 0 {
-                    tracing::info!("{kind} pull loop: server reachable again");
-                }
                 backoff = Backoff(0);
+                shared.link.up();
                 log_results(&r.answers);
                 granted(&shared, &pool, &req, r);
             }
             Err(e) => {
                 shared.outbox.put_back(req.answers);
-                if let CallError::Auth { .. } = e {
+                if is_fatal(&e) {
                     let e = e.to_string();
                     tracing::error!("{e}; stopping");
                     *shared.fatal.lock().unwrap() = Some(e);
@@ -101,7 +99,10 @@ pub(super) async fn pull_loop(shared: Arc<Shared>, pool: Arc<Pool>) {
                     return;
                 }
                 let wait = backoff.next();
-                tracing::warn!("{kind} pull loop: {e}; retrying in {wait:?}");
+                match &e {
+                    CallError::Unavailable { .. } => shared.link.lost("asking for tasks", &e),
+                    _ => tracing::warn!("{kind} pull loop: {e}; retrying in {wait:?}"),
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = shared.stop_pulling.cancelled() => return,
@@ -109,6 +110,15 @@ pub(super) async fn pull_loop(shared: Arc<Shared>, pool: Arc<Pool>) {
                 pool.restart_clocks();
             }
         }
+    }
+}
+
+/// Errors retrying cannot mend: the token refused, or a newer run of this worker id working.
+fn is_fatal(e: &CallError) -> bool {
+    match e {
+        CallError::Auth { .. } => true,
+        CallError::Rejected { code, .. } => code == "superseded",
+        CallError::Unavailable { .. } => false,
     }
 }
 
@@ -129,6 +139,7 @@ fn lease_request(shared: &Shared, pool: &Pool, max_tasks: u32, prefetch: u32) ->
             extra: Default::default(),
         },
         wait_s: Some(30.0),
+        incarnation: Some(shared.incarnation),
     }
 }
 

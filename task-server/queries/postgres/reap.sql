@@ -1,10 +1,11 @@
 -- Applies what store/core.rs decided for expired leases. $1 now, $2 unused here (completion order
 -- comes from a sequence), $3 default result TTL (s), $4 plan (JSON [{id, epoch, state, error,
--- available_at}]).
+-- available_at, lost}]).
 WITH p AS (SELECT (v->>'id')::uuid AS id, (v->>'epoch')::bigint AS epoch, v->>'state' AS state,
-                  v->'error' AS error, (v->>'available_at')::bigint AS available_at
+                  v->'error' AS error, (v->>'available_at')::bigint AS available_at,
+                  (v->>'lost')::int AS lost
            FROM jsonb_array_elements($4::jsonb) v)
-UPDATE tasks t SET state = p.state, error = p.error,
+UPDATE tasks t SET state = p.state, error = p.error, lost_leases = t.lost_leases + p.lost,
   available_at = COALESCE(p.available_at, t.available_at),
   finished_at = CASE WHEN p.state = 'queued' THEN NULL ELSE $1 END,
   finish_order = CASE WHEN p.state = 'queued' THEN NULL ELSE nextval('finish_order_counter') END,

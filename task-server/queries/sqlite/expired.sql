@@ -1,3 +1,4 @@
 -- Leases past their deadline, oldest first. ?1 now, ?2 limit.
-SELECT id, lease_epoch, attempt, max_attempts, timeout_s, timeout_at, lease_worker FROM tasks
+SELECT id, lease_epoch, attempt, max_attempts, timeout_s, timeout_at, lease_worker, lost_leases
+FROM tasks
 WHERE state = 'leased' AND lease_deadline <= ?1 ORDER BY lease_deadline LIMIT ?2

@@ -1,10 +1,11 @@
 -- Applies what store/core.rs decided for expired leases. ?1 now, ?2 first completion number,
--- ?3 default result TTL (s), ?4 plan (JSON [{id, epoch, state, error, available_at}]).
+-- ?3 default result TTL (s), ?4 plan (JSON [{id, epoch, state, error, available_at, lost}]).
 WITH p AS MATERIALIZED (
   SELECT j.key AS k, j.value->>'id' AS id, j.value->>'epoch' AS epoch, j.value->>'state' AS state,
-         j.value->'error' AS error, j.value->>'available_at' AS available_at
+         j.value->'error' AS error, j.value->>'available_at' AS available_at,
+         j.value->>'lost' AS lost
   FROM json_each(?4) AS j)
-UPDATE tasks SET state = p.state, error = p.error,
+UPDATE tasks SET state = p.state, error = p.error, lost_leases = tasks.lost_leases + p.lost,
   available_at = coalesce(p.available_at, tasks.available_at),
   finished_at = CASE WHEN p.state = 'queued' THEN NULL ELSE ?1 END,
   finish_seq = CASE WHEN p.state = 'queued' THEN NULL ELSE ?2 + p.k END,

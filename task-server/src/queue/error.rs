@@ -55,6 +55,9 @@ pub enum QueueError {
     /// A worker id registered by another token subject (403).
     #[error("worker id `{0}` belongs to another token subject; choose another --worker-id")]
     WorkerIdTaken(String),
+    /// A newer run (incarnation) of this worker id is working: this one is over.
+    #[error("a newer run of processor {0} started; this one was superseded and must stop (give each processor its own --worker-id)")]
+    Superseded(String),
     /// Submit-time resolution against the registry refused the task (its own status and code).
     #[error("{}", .0.message)]
     Resolve(ApiError),
@@ -101,6 +104,7 @@ impl From<QueueError> for ApiError {
             QueueError::WorkerIdTaken(_) => {
                 ApiError::new(StatusCode::FORBIDDEN, "worker_id_taken", message)
             }
+            QueueError::Superseded(_) => ApiError::new(StatusCode::CONFLICT, "superseded", message),
             QueueError::Resolve(e) => e,
             QueueError::Store(e) => e.into(),
         }
@@ -154,6 +158,7 @@ mod tests {
                 403,
                 "worker_id_taken",
             ),
+            (QueueError::Superseded("w".into()), 409, "superseded"),
             (QueueError::Store(StoreError::Closed), 503, "unavailable"),
         ];
         for (e, status, code) in cases {

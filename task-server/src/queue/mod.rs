@@ -77,15 +77,26 @@ impl Default for QueueConfig {
 /// Processors' sightings are written at most this often (plus whenever capabilities change).
 const WORKER_UPSERT_EVERY_MS: i64 = 2000;
 
+/// What a replica last wrote of a processor (sightings are throttled per replica).
+struct Sighted {
+    /// When, ms.
+    at: i64,
+    /// Hash of its capabilities, token subject and run.
+    fingerprint: u64,
+    /// Whether a dispatch overhead was stored.
+    dispatch_stored: bool,
+    /// Its run (incarnation) whose older runs' leases this replica took back.
+    run: Option<uuid::Uuid>,
+}
+
 /// The task queue service.
 pub struct Queue {
     store: Arc<dyn Store>,
     cfg: QueueConfig,
     waiters: Waiters,
     work: Notify,
-    /// Per worker: last row write (ms), capabilities fingerprint, whether a dispatch overhead
-    /// was stored.
-    seen: Mutex<HashMap<String, (i64, u64, bool)>>,
+    /// Per worker: what this replica last wrote of it.
+    seen: Mutex<HashMap<String, Sighted>>,
     shutdown: CancellationToken,
     resolver: Option<Arc<Resolver>>,
     /// Per owner: when its queued tasks were counted, and the count since (plus what this

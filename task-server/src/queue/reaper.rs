@@ -25,7 +25,7 @@ impl Queue {
         self.seen
             .lock()
             .expect("seen lock")
-            .retain(|_, (at, _, _)| *at >= horizon);
+            .retain(|_, s| s.at >= horizon);
         self.pending_counts()
             .retain(|_, (at, _)| at.elapsed() < PENDING_RECOUNT);
         Ok(now)

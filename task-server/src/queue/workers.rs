@@ -11,12 +11,26 @@ use uuid::Uuid;
 use super::prefetch;
 
 use super::QueueError;
-use super::{clamped_secs, now_ms, Queue, WORKER_UPSERT_EVERY_MS};
+use super::{clamped_secs, now_ms, Queue, Sighted, WORKER_UPSERT_EVERY_MS};
 use crate::auth::Caller;
 use crate::store::{
-    AnswerIn, AnswerKind, AnswerOutcome, ClaimRequest, HeartbeatIn, Holder, WorkerRecord,
+    AnswerIn, AnswerKind, AnswerOutcome, ClaimRequest, HeartbeatIn, Holder, Sighting, WorkerRecord,
     WorkerTouch,
 };
+
+/// Whether the client of a request went away (see `routes::peer`).
+pub type ClientGone<'a> = dyn Fn() -> bool + Sync + 'a;
+
+/// What a request says of the processor that sent it.
+#[derive(Clone, Copy)]
+struct Seen<'a> {
+    caps: &'a Capabilities,
+    /// Free slots it asked for (its slot count when `caps.slots` is missing).
+    max_tasks: u32,
+    dispatch_ms: Option<f64>,
+    /// Its run (incarnation).
+    run: Option<Uuid>,
+}
 
 /// Most answers one request may carry (a lease request or a `submit_answer` batch).
 pub const MAX_ANSWERS: usize = 1000;
@@ -34,18 +48,26 @@ impl Queue {
     /// Applies the answers a request carries, then leases up to `max_tasks` tasks for free slots
     /// (long-polling up to `wait_s`, ≤ 30 s, when none is ready and `max_tasks` > 0) plus the
     /// prefetch the functions' runtimes allow (see [`prefetch::keep`]); claimed leases beyond that
-    /// go straight back to the queue, their attempt unused.
+    /// go straight back to the queue, their attempt unused. `gone` says whether the client
+    /// went away: a long-poll whose client is gone is granted nothing (what its last claim took
+    /// goes back at once).
     pub async fn request_tasks(
         &self,
         caller: &Caller,
         mut body: RequestTask,
+        gone: &ClientGone<'_>,
     ) -> Result<Grant, QueueError> {
         let worker_id = worker_name(caller, body.worker_id.clone())?;
         let wait = check_request(&body, self.cfg.max_worker_wait)?;
         let caps = &body.capabilities;
         check_capabilities(caps)?;
-        self.seen_worker(caller, &worker_id, caps, body.max_tasks, None)
-            .await?;
+        let seen = Seen {
+            caps,
+            max_tasks: body.max_tasks,
+            dispatch_ms: None,
+            run: body.incarnation,
+        };
+        self.seen_worker(caller, &worker_id, seen).await?;
         let answers = std::mem::take(&mut body.answers);
         let answers = self.answers_with_ids(caller, answers).await?;
         let holder = Holder {
@@ -53,12 +75,11 @@ impl Queue {
             owner: caller.sub.clone(),
         };
         let ttl = self.cfg.lease_ttl.as_millis() as i64;
-        let (leases, waited) = self.claim_for(&holder, &body, wait, ttl).await?;
+        let (leases, waited) = self.claim_for(&holder, &body, wait, ttl, gone).await?;
         let drained = (leases.len() as u32) < body.max_tasks + body.prefetch;
         let leases = self.size_prefetch(&holder, &body, leases).await?;
         if !wait.is_zero() {
-            self.seen_worker(caller, &worker_id, caps, body.max_tasks, None)
-                .await?;
+            self.seen_worker(caller, &worker_id, seen).await?;
         }
         Ok(Grant {
             response: RequestTaskResponse {
@@ -74,13 +95,14 @@ impl Queue {
     }
 
     /// Claims up to `max_tasks + prefetch` leases, long-polling for at least one while `wait`
-    /// lasts; whether it had to wait.
+    /// lasts and the client is there; whether it had to wait.
     async fn claim_for(
         &self,
         holder: &Holder,
         body: &RequestTask,
         wait: std::time::Duration,
         ttl: i64,
+        gone: &ClientGone<'_>,
     ) -> Result<(Vec<Lease>, bool), QueueError> {
         let limit = body.max_tasks + body.prefetch;
         if limit == 0 {
@@ -90,6 +112,9 @@ impl Queue {
         let claims = std::cell::Cell::new(0u32);
         let check = || async {
             claims.set(claims.get() + 1);
+            if gone() {
+                return Ok((Vec::new(), true));
+            }
             let req = ClaimRequest {
                 holder: holder.clone(),
                 max_tasks: limit,
@@ -98,8 +123,13 @@ impl Queue {
                 datasets: caps.datasets.clone(),
                 now: now_ms(),
                 lease_ttl_ms: ttl,
+                incarnation: body.incarnation,
             };
             let leases: Vec<Lease> = self.store.claim(req).await?;
+            if !leases.is_empty() && gone() {
+                self.hand_back(holder, &leases).await?;
+                return Ok((Vec::new(), true));
+            }
             let got = !leases.is_empty();
             Ok((leases, got))
         };
@@ -129,70 +159,137 @@ impl Queue {
             slots,
             body.held_ms.unwrap_or(0.0),
         );
-        let back: Vec<LeaseRef> = leases
-            .split_off(kept)
-            .iter()
-            .map(Lease::lease_ref)
-            .collect();
-        if !back.is_empty() {
-            self.store.release(holder.clone(), back).await?;
-            self.work.notify_waiters();
-        }
+        let back = leases.split_off(kept);
+        self.hand_back(holder, &back).await?;
         Ok(leases)
     }
 
+    /// Leases never handed out go back to the queue, their attempt unused.
+    async fn hand_back(&self, holder: &Holder, leases: &[Lease]) -> Result<(), QueueError> {
+        if leases.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<LeaseRef> = leases.iter().map(Lease::lease_ref).collect();
+        self.store.release(holder.clone(), refs).await?;
+        self.work.notify_waiters();
+        Ok(())
+    }
+
+    /// Records a sighting (throttled per replica); the first sighting of a new run of the
+    /// worker id on this replica takes back the leases of its older runs.
     async fn seen_worker(
         &self,
         caller: &Caller,
         worker_id: &str,
-        caps: &Capabilities,
-        max_tasks: u32,
-        dispatch_ms: Option<f64>,
+        seen: Seen<'_>,
     ) -> Result<(), QueueError> {
         let now = now_ms();
-        let caps_json = json!(caps);
+        let caps_json = json!(seen.caps);
         let fingerprint = {
             let mut h = Sha256::new();
             h.update(caps_json.to_string());
             h.update(caller.sub.as_bytes());
+            h.update(seen.run.map(|r| r.into_bytes()).unwrap_or_default());
             u64::from_le_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
         };
-        {
-            let mut seen = self.seen.lock().expect("seen lock");
-            match seen.get(worker_id) {
-                Some((at, fp, _)) if *fp == fingerprint && now - at < WORKER_UPSERT_EVERY_MS => {
-                    return Ok(())
-                }
-                Some((_, _, stored)) => {
-                    let stored = *stored || dispatch_ms.is_some();
-                    seen.insert(worker_id.to_string(), (now, fingerprint, stored));
-                }
-                None => {
-                    seen.insert(
-                        worker_id.to_string(),
-                        (now, fingerprint, dispatch_ms.is_some()),
-                    );
-                }
+        let Some(new_run) = self.note_sighting(worker_id, now, fingerprint, &seen) else {
+            return Ok(());
+        };
+        let record = WorkerRecord {
+            worker_id: worker_id.to_string(),
+            owner: caller.sub.clone(),
+            slots: seen.caps.slots.unwrap_or(seen.max_tasks.max(1)),
+            capabilities: caps_json,
+            first_seen: now,
+            last_seen: now,
+            running: 0,
+            dispatch_ms: seen.dispatch_ms,
+        };
+        let refused = match self.store.upsert_worker(record, seen.run).await? {
+            Sighting::Recorded => None,
+            Sighting::Taken => Some(QueueError::WorkerIdTaken(worker_id.to_string())),
+            Sighting::Superseded => Some(QueueError::Superseded(worker_id.to_string())),
+        };
+        if let Some(e) = refused {
+            self.seen.lock().expect("seen lock").remove(worker_id);
+            return Err(e);
+        }
+        match seen.run {
+            Some(run) if new_run => self.requeue_orphans(caller, worker_id, run).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Notes a sighting in this replica's memory: `None` when the row is fresh enough to skip
+    /// the write, else whether the run is new here.
+    fn note_sighting(
+        &self,
+        worker_id: &str,
+        now: i64,
+        fingerprint: u64,
+        seen: &Seen<'_>,
+    ) -> Option<bool> {
+        let mut map = self.seen.lock().expect("seen lock");
+        let fresh = Sighted {
+            at: now,
+            fingerprint,
+            dispatch_stored: seen.dispatch_ms.is_some(),
+            run: seen.run,
+        };
+        match map.get_mut(worker_id) {
+            Some(s) if s.fingerprint == fingerprint && now - s.at < WORKER_UPSERT_EVERY_MS => None,
+            Some(s) => {
+                let new_run = s.run != seen.run;
+                *s = Sighted {
+                    dispatch_stored: s.dispatch_stored || fresh.dispatch_stored,
+                    ..fresh
+                };
+                Some(new_run)
+            }
+            None => {
+                map.insert(worker_id.to_string(), fresh);
+                Some(true)
             }
         }
-        let taken = !self
-            .store
-            .upsert_worker(WorkerRecord {
-                worker_id: worker_id.to_string(),
-                owner: caller.sub.clone(),
-                slots: caps.slots.unwrap_or(max_tasks.max(1)),
-                capabilities: caps_json,
-                first_seen: now,
-                last_seen: now,
-                running: 0,
-                dispatch_ms,
-            })
-            .await?;
-        if taken {
-            self.seen.lock().expect("seen lock").remove(worker_id);
-            return Err(QueueError::WorkerIdTaken(worker_id.to_string()));
+    }
+
+    /// The leases `worker_id` took in runs before `run` go back to the queue at once (lost
+    /// leases: a restarted processor's old leases have nobody working on them).
+    async fn requeue_orphans(
+        &self,
+        caller: &Caller,
+        worker_id: &str,
+        run: Uuid,
+    ) -> Result<(), QueueError> {
+        let holder = Holder {
+            worker_id: Some(worker_id.to_string()),
+            owner: caller.sub.clone(),
+        };
+        loop {
+            let out = self
+                .store
+                .requeue_orphans(holder.clone(), run, now_ms())
+                .await?;
+            for f in &out.failed {
+                self.finished(f);
+            }
+            let taken = out.requeued + out.failed.len();
+            if taken == 0 {
+                return Ok(());
+            }
+            tracing::info!(
+                worker_id,
+                requeued = out.requeued,
+                failed = out.failed.len(),
+                "processor restarted: the leases of its previous run were taken back"
+            );
+            if out.requeued > 0 {
+                self.work.notify_waiters();
+            }
+            if taken < 1000 {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
     /// Extends leases, records progress, reports cancellations.
@@ -223,9 +320,13 @@ impl Queue {
         }
         if let Some(caps) = &hb.capabilities {
             check_capabilities(caps)?;
-            let slots = caps.slots.unwrap_or(1);
-            self.seen_worker(caller, &worker_id, caps, slots, hb.dispatch_ms)
-                .await?;
+            let seen = Seen {
+                caps,
+                max_tasks: caps.slots.unwrap_or(1),
+                dispatch_ms: hb.dispatch_ms,
+                run: hb.incarnation,
+            };
+            self.seen_worker(caller, &worker_id, seen).await?;
         } else {
             self.touch_worker(caller, &worker_id, hb.dispatch_ms)
                 .await?;
@@ -306,14 +407,15 @@ impl Queue {
             let mut seen = self.seen.lock().expect("seen lock");
             match seen.get_mut(worker_id) {
                 // Throttled, except that a worker's first dispatch figure is stored at once.
-                Some((at, _, stored))
-                    if now - *at < WORKER_UPSERT_EVERY_MS && (*stored || dispatch_ms.is_none()) =>
+                Some(s)
+                    if now - s.at < WORKER_UPSERT_EVERY_MS
+                        && (s.dispatch_stored || dispatch_ms.is_none()) =>
                 {
                     return Ok(())
                 }
-                Some((at, _, stored)) => {
-                    *at = now;
-                    *stored |= dispatch_ms.is_some();
+                Some(s) => {
+                    s.at = now;
+                    s.dispatch_stored |= dispatch_ms.is_some();
                 }
                 None => {}
             }

@@ -5,6 +5,7 @@ use uuid::Uuid;
 use crate::error::ApiError;
 
 pub mod health;
+pub mod peer;
 pub mod user;
 pub mod worker;
 

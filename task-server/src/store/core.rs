@@ -10,11 +10,13 @@ use uuid::Uuid;
 use super::rows::{AnsweredRow, DbId, EndedRow, ExpiredRow, KeyedRow, LeaseStateRow};
 use super::{
     AnswerIn, AnswerKind, AnswerOutcome, CancelOutcome, Finished, HeartbeatIn, HeartbeatOutcome,
-    ReapOutcome, Snapshot, StoreConfig, StoreError, SubmitOutcome, UnappliedRow,
+    LeaseLoss, ReapOutcome, Sighting, Snapshot, StoreConfig, StoreError, SubmitOutcome,
+    UnappliedRow,
 };
 use crate::stats::{FnKey, FunctionStats};
 
-/// Retries of a task whose attempt failed with a retryable error or lost its lease: the delay
+/// Retries of a task whose attempt failed with a retryable error (a lost lease is requeued at
+/// once, see [`reap_plan`]): the delay
 /// before attempt `n + 1` is `min(base · 2^(n−1), max)`. The only place this policy is written;
 /// the answer statement reads it as a table ([`RetryPolicy::delays_json`]).
 #[derive(Debug, Clone)]
@@ -306,17 +308,20 @@ pub fn cancel_outcome(
     })
 }
 
-/// The reaper's decision for expired leases, as the JSON plan the reap statement applies: an
-/// attempt past its timeout fails (`timeout`: running it again would waste the slot again); a
-/// lost lease with attempts left goes back to the queue after the retry delay; one without fails
-/// (`lease_expired`).
-pub fn reap_plan(rows: &[ExpiredRow], now: i64, retry: &RetryPolicy) -> String {
-    let plan: Vec<Value> = rows.iter().map(|r| reap_one(r, now, retry)).collect();
+/// The decision for leases taken from their holder (expired, or its processor restarted), as
+/// the JSON plan the reap statement applies: an attempt past its timeout fails (`timeout`:
+/// running it again would waste the slot again); a lost lease with attempts left goes back to the
+/// queue at once (the retry backoff is for task errors: a crashed processor says nothing about
+/// the task); one without fails (`lease_expired`, counting the lost leases: a task that kills
+/// every processor it lands on stops at `max_attempts`).
+pub fn reap_plan(rows: &[ExpiredRow], now: i64, loss: LeaseLoss) -> String {
+    let plan: Vec<Value> = rows.iter().map(|r| reap_one(r, now, loss)).collect();
     serde_json::to_string(&plan).expect("JSON values serialize")
 }
 
-fn reap_one(r: &ExpiredRow, now: i64, retry: &RetryPolicy) -> Value {
+fn reap_one(r: &ExpiredRow, now: i64, loss: LeaseLoss) -> Value {
     let timed_out = r.timeout_at.is_some_and(|t| t <= now);
+    let fail = timed_out || r.attempt >= r.max_attempts;
     let error = if timed_out {
         TaskError {
             kind: TaskErrorKind::Timeout,
@@ -328,25 +333,49 @@ fn reap_one(r: &ExpiredRow, now: i64, retry: &RetryPolicy) -> Value {
             ),
         }
     } else {
-        TaskError {
-            kind: TaskErrorKind::LeaseExpired,
-            message: format!(
-                "worker {} stopped heartbeating during attempt {} of {}",
-                r.lease_worker.as_deref().unwrap_or("?"),
-                r.attempt,
-                r.max_attempts
-            ),
-        }
+        lost_lease_error(r, loss, fail)
     };
-    let fail = timed_out || r.attempt >= r.max_attempts;
-    let attempt = r.attempt.clamp(0, u32::MAX as i64) as u32;
     json!({
         "id": r.id.0,
         "epoch": r.lease_epoch,
         "state": if fail { TaskState::Failed } else { TaskState::Queued },
         "error": error,
-        "available_at": (!fail).then(|| now.saturating_add(retry.delay_ms(attempt))),
+        "available_at": (!fail).then_some(now),
+        "lost": i64::from(!timed_out),
     })
+}
+
+/// The error a lost lease leaves; the final one says how many attempts were lost.
+fn lost_lease_error(r: &ExpiredRow, loss: LeaseLoss, last: bool) -> TaskError {
+    let worker = r.lease_worker.as_deref().unwrap_or("?");
+    let cause = match loss {
+        LeaseLoss::Expired => "stopped heartbeating",
+        LeaseLoss::Restarted => "restarted",
+    };
+    let mut message = format!(
+        "worker {worker} {cause} during attempt {} of {}",
+        r.attempt, r.max_attempts
+    );
+    if last {
+        let lost = r.lost_leases.saturating_add(1);
+        message.push_str(&format!(
+            "; out of attempts after lost_lease × {lost} (each time the processor running it died)"
+        ));
+    }
+    TaskError {
+        kind: TaskErrorKind::LeaseExpired,
+        message,
+    }
+}
+
+/// Whether a sighting was recorded (`written` rows), and if not, why: the id's subject and
+/// newest run as stored.
+pub fn sighting(written: u64, stored: Option<(String, Option<String>)>, owner: &str) -> Sighting {
+    match stored {
+        _ if written > 0 => Sighting::Recorded,
+        Some((o, _)) if o == owner => Sighting::Superseded,
+        _ => Sighting::Taken,
+    }
 }
 
 /// What the reap statement did.

@@ -158,6 +158,8 @@ pub struct ClaimRequest {
     pub now: i64,
     /// Lease length, ms.
     pub lease_ttl_ms: i64,
+    /// The asking processor's run, recorded on each lease.
+    pub incarnation: Option<Uuid>,
 }
 
 /// A heartbeat.
@@ -284,6 +286,26 @@ pub struct UnappliedRow {
     pub lease_worker: Option<String>,
     /// The current (or last) lease's token subject.
     pub lease_owner: Option<String>,
+}
+
+/// What became of a processor sighting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sighting {
+    /// Recorded.
+    Recorded,
+    /// The worker id belongs to another token subject: nothing written.
+    Taken,
+    /// A newer run of this worker id was seen: this one is over, nothing written.
+    Superseded,
+}
+
+/// Why leases were taken from their holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseLoss {
+    /// The holder stopped heartbeating until the lease expired.
+    Expired,
+    /// The holder's processor started again under the same worker id.
+    Restarted,
 }
 
 /// What the reaper did.
@@ -494,9 +516,17 @@ pub trait Store: StoreReads {
     async fn delete(&self, id: Uuid) -> Result<Option<Finished>>;
     /// Expired leases back to the queue (or failed), expired results deleted.
     async fn reap(&self, now: i64) -> Result<ReapOutcome>;
-    /// Records a processor sighting; `false` (and nothing written) when the worker id
-    /// belongs to another token subject.
-    async fn upsert_worker(&self, w: WorkerRecord) -> Result<bool>;
+    /// Records a processor sighting of run `incarnation`; nothing is written when the worker id
+    /// belongs to another token subject or a newer run of it was seen.
+    async fn upsert_worker(&self, w: WorkerRecord, incarnation: Option<Uuid>) -> Result<Sighting>;
+    /// Leases `holder` took in runs older than `incarnation`, back to the queue (or failed) as
+    /// lost leases: the processor restarted, nobody works on them.
+    async fn requeue_orphans(
+        &self,
+        holder: Holder,
+        incarnation: Uuid,
+        now: i64,
+    ) -> Result<ReapOutcome>;
     /// Refreshes a known processor's last_seen and, when given, its dispatch overhead (only
     /// when `owner` is the subject the worker id belongs to).
     async fn touch_worker(&self, t: WorkerTouch) -> Result<()>;

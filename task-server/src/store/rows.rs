@@ -251,6 +251,7 @@ pub struct ExpiredRow {
     pub(super) timeout_s: Option<i64>,
     pub(super) timeout_at: Option<i64>,
     pub(super) lease_worker: Option<String>,
+    pub(super) lost_leases: i64,
 }
 
 /// A task some statement finished, requeued or deleted: id, state now, batch.

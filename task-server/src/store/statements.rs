@@ -37,6 +37,7 @@ macro_rules! statements {
                 .bind(req.max_tasks as i64)
                 .bind(grace_ms)
                 .bind(&req.holder.owner)
+                .bind(req.incarnation.map(|i| i.to_string()))
                 .fetch_all(ex)
                 .await?)
         }
@@ -166,6 +167,22 @@ macro_rules! statements {
                 .await?)
         }
 
+        /// Up to `limit` leases `holder` took in runs older than `incarnation`.
+        pub async fn orphaned<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            holder: &Holder,
+            incarnation: &str,
+            limit: i64,
+        ) -> Result<Vec<ExpiredRow>> {
+            Ok(sqlx::query_as(sql_file!($dir, "orphaned"))
+                .bind(&holder.worker_id)
+                .bind(&holder.owner)
+                .bind(incarnation)
+                .bind(limit)
+                .fetch_all(ex)
+                .await?)
+        }
+
         /// Applies the reaper's plan (see `core::reap_plan`).
         pub async fn reap<'e, E: Executor<'e, Database = $db>>(
             ex: E,
@@ -209,10 +226,12 @@ macro_rules! statements {
             Ok(done.rows_affected())
         }
 
-        /// Records a processor sighting; rows written (0: the id is another subject's).
+        /// Records a processor sighting; rows written (0: the id is another subject's, or a
+        /// newer run of it was seen).
         pub async fn upsert_worker<'e, E: Executor<'e, Database = $db>>(
             ex: E,
             w: &WorkerRecord,
+            incarnation: Option<&str>,
         ) -> Result<u64> {
             let done = sqlx::query(sql_file!($dir, "upsert_worker"))
                 .bind(&w.worker_id)
@@ -221,9 +240,21 @@ macro_rules! statements {
                 .bind(serde_json::to_string(&w.capabilities)?)
                 .bind(w.last_seen)
                 .bind(w.dispatch_ms)
+                .bind(incarnation)
                 .execute(ex)
                 .await?;
             Ok(done.rows_affected())
+        }
+
+        /// A worker id's subject and newest run.
+        pub async fn worker_holder<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            worker_id: &str,
+        ) -> Result<Option<(String, Option<String>)>> {
+            Ok(sqlx::query_as(sql_file!($dir, "worker_holder"))
+                .bind(worker_id)
+                .fetch_optional(ex)
+                .await?)
         }
 
         /// Refreshes a processor's last sighting (and dispatch overhead, when given).

@@ -91,6 +91,29 @@ fn claim(worker: &str, n: u32, now: i64) -> ClaimRequest {
         datasets: vec![],
         now,
         lease_ttl_ms: 10_000,
+        incarnation: None,
+    }
+}
+
+/// [`claim`] by one run of the worker.
+fn claim_by(worker: &str, run: Uuid, n: u32, now: i64) -> ClaimRequest {
+    ClaimRequest {
+        incarnation: Some(run),
+        ..claim(worker, n, now)
+    }
+}
+
+/// A sighting of worker id `w` by token subject `owner`.
+fn sighting(owner: &str, now: i64) -> WorkerRecord {
+    WorkerRecord {
+        worker_id: "w".into(),
+        owner: owner.into(),
+        slots: 1,
+        capabilities: json!({}),
+        first_seen: now,
+        last_seen: now,
+        running: 0,
+        dispatch_ms: None,
     }
 }
 
@@ -299,9 +322,73 @@ pub async fn leases_bind_to_their_holder(b: &dyn Backend) {
         running: 0,
         dispatch_ms: None,
     };
-    assert!(s.upsert_worker(w("o")).await.unwrap());
-    assert!(!s.upsert_worker(w("mallory")).await.unwrap());
-    assert!(s.upsert_worker(w("o")).await.unwrap());
+    assert_eq!(
+        s.upsert_worker(w("o"), None).await.unwrap(),
+        Sighting::Recorded
+    );
+    assert_eq!(
+        s.upsert_worker(w("mallory"), None).await.unwrap(),
+        Sighting::Taken
+    );
+    assert_eq!(
+        s.upsert_worker(w("o"), None).await.unwrap(),
+        Sighting::Recorded
+    );
+}
+
+pub async fn a_restarted_processor_gives_back_its_old_runs_leases(b: &dyn Backend) {
+    let s = b.open(cfg()).await;
+    let now = now_ms();
+    let (old_run, new_run) = (Uuid::now_v7(), Uuid::now_v7());
+    let mut doomed = task("killer", 0);
+    doomed.max_attempts = 2;
+    let plain = task("f", 0);
+    s.submit_one("o", doomed.clone(), now).await.unwrap();
+    s.submit_one("o", plain.clone(), now).await.unwrap();
+    let seen = |owner: &str, run| s.upsert_worker(sighting(owner, now), Some(run));
+    assert_eq!(seen("o", old_run).await.unwrap(), Sighting::Recorded);
+    assert_eq!(
+        s.claim(claim_by("w", old_run, 2, now)).await.unwrap().len(),
+        2
+    );
+    // The new run is recorded; the old one is over, and the id stays its subject's.
+    assert_eq!(seen("o", new_run).await.unwrap(), Sighting::Recorded);
+    assert_eq!(seen("o", old_run).await.unwrap(), Sighting::Superseded);
+    assert_eq!(seen("mallory", new_run).await.unwrap(), Sighting::Taken);
+    // Another subject's sweep touches nothing; the new run's takes the old leases back at
+    // once, claimable without backoff, and leaves its own alone.
+    let foreign = Holder {
+        worker_id: Some("w".into()),
+        owner: "mallory".into(),
+    };
+    let out = s.requeue_orphans(foreign, new_run, now).await.unwrap();
+    assert_eq!((out.requeued, out.failed.len()), (0, 0));
+    let out = s
+        .requeue_orphans(holder("w"), new_run, now + 10)
+        .await
+        .unwrap();
+    assert_eq!((out.requeued, out.failed.len()), (2, 0));
+    let rec = s.get_task(plain.id).await.unwrap().unwrap();
+    assert_eq!(rec.state, TaskState::Queued);
+    assert!(rec.error.unwrap().message.contains("restarted"));
+    let again = s.claim(claim_by("w", new_run, 2, now + 10)).await.unwrap();
+    assert_eq!(again.len(), 2, "requeued without backoff");
+    let out = s
+        .requeue_orphans(holder("w"), new_run, now + 20)
+        .await
+        .unwrap();
+    assert_eq!(out.requeued, 0, "a run's own leases stay");
+    // A third run: the task that lost both its attempts fails and says why.
+    let out = s
+        .requeue_orphans(holder("w"), Uuid::now_v7(), now + 30)
+        .await
+        .unwrap();
+    assert_eq!(out.requeued, 1);
+    assert_eq!(out.failed.len(), 1);
+    assert_eq!(out.failed[0].id, doomed.id);
+    let e = s.get_task(doomed.id).await.unwrap().unwrap().error.unwrap();
+    assert_eq!(e.kind, TaskErrorKind::LeaseExpired);
+    assert!(e.message.contains("lost_lease × 2"), "{}", e.message);
 }
 
 pub async fn retries_back_off_then_fail(b: &dyn Backend) {
@@ -374,7 +461,7 @@ pub async fn reaper_requeues_expired_leases_and_fails_timeouts(b: &dyn Backend) 
     let rec = s.get_task(t.id).await.unwrap().unwrap();
     assert_eq!(rec.state, TaskState::Queued);
     assert_eq!(rec.error.unwrap().kind, TaskErrorKind::LeaseExpired);
-    let hb = s
+    let hb_late = s
         .heartbeat(HeartbeatIn {
             holder: holder("w"),
             leases: vec![HeartbeatLease {
@@ -387,7 +474,11 @@ pub async fn reaper_requeues_expired_leases_and_fails_timeouts(b: &dyn Backend) 
         })
         .await
         .unwrap();
-    assert_eq!(hb.lost, vec![t.id]);
+    assert_eq!(hb_late.lost, vec![t.id]);
+    // A lost lease is no task error: it is claimable again at once, without backoff.
+    let again = s.claim(claim("w2", 1, now + 10_601)).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, t.id);
 }
 
 pub async fn idempotency_keys(b: &dyn Backend) {
@@ -609,7 +700,7 @@ macro_rules! conformance {
                 reaper_requeues_expired_leases_and_fails_timeouts, idempotency_keys,
                 statistics_survive_reopen, batches_report_counts_and_results_in_completion_order,
                 cancel_and_expiry, routing_by_gpu_and_dataset, one_grant_comes_in_priority_then_fifo_order,
-                released_leases_keep_their_attempt);
+                released_leases_keep_their_attempt, a_restarted_processor_gives_back_its_old_runs_leases);
         }
     };
     (@case $backend:expr; $($case:ident),*) => {

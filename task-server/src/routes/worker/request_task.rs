@@ -1,17 +1,19 @@
 //! `GET|POST /worker/request_task`
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use task_api::{Capabilities, RequestTask, SingleTaskResponse};
 
 use crate::auth::WorkerCaller;
 use crate::error::ApiError;
 use crate::queue::Queue;
+use crate::routes::peer::Peer;
 use crate::routes::worker::submit_answer::answer_result;
 use crate::routes::{long_poll, ok, Body, TokenLimits};
 
 /// Batch form: applies the answers it carries, then up to `max_tasks` leases (long-polling up to
 /// `wait_s`, ≤ 30 s, default 30) plus the prefetch the runtimes allow.
 pub async fn handle_post(
+    req: HttpRequest,
     queue: web::Data<Queue>,
     limits: web::Data<TokenLimits>,
     WorkerCaller(caller): WorkerCaller,
@@ -19,7 +21,8 @@ pub async fn handle_post(
 ) -> Result<HttpResponse, ApiError> {
     let waits = body.max_tasks > 0 && body.wait_s.is_none_or(|w| w > 0.0);
     let _poll = long_poll(&limits, &caller, waits)?;
-    let grant = queue.request_tasks(&caller, body).await?;
+    let peer = Peer::of(&req);
+    let grant = queue.request_tasks(&caller, body, &|| peer.gone()).await?;
     let mut resp = grant.response;
     resp.answers = grant.answers.into_iter().map(answer_result).collect();
     Ok(ok(&resp))
@@ -38,6 +41,7 @@ pub struct Query {
 /// The seed's single-task form: `{success, id, task, lease_epoch, lease_deadline}`, with `id` and
 /// `task` null when nothing is queued.
 pub async fn handle_get(
+    req: HttpRequest,
     queue: web::Data<Queue>,
     limits: web::Data<TokenLimits>,
     WorkerCaller(caller): WorkerCaller,
@@ -45,6 +49,7 @@ pub async fn handle_get(
 ) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let _poll = long_poll(&limits, &caller, q.wait.unwrap_or(0.0) > 0.0)?;
+    let peer = Peer::of(&req);
     let resp = queue
         .request_tasks(
             &caller,
@@ -56,7 +61,9 @@ pub async fn handle_get(
                 answers: Vec::new(),
                 capabilities: Capabilities::default(),
                 wait_s: Some(q.wait.unwrap_or(0.0)),
+                incarnation: None,
             },
+            &|| peer.gone(),
         )
         .await?
         .response;

@@ -259,7 +259,7 @@ impl Store for PgStore {
         let expired = sql::expired(&mut *tx, now, REAP_LIMIT).await?;
         let mut out = ReapOutcome::default();
         if !expired.is_empty() {
-            let plan = core::reap_plan(&expired, now, &self.retry);
+            let plan = core::reap_plan(&expired, now, LeaseLoss::Expired);
             out = core::reap_outcome(sql::reap(&mut *tx, &self.finishing(now), &plan).await?)?;
         }
         out.deleted = sql::delete_expired(&mut *tx, now, REAP_LIMIT).await? as usize;
@@ -272,8 +272,34 @@ impl Store for PgStore {
         Ok(out)
     }
 
-    async fn upsert_worker(&self, w: WorkerRecord) -> Result<bool> {
-        Ok(sql::upsert_worker(&self.fast, &w).await? > 0)
+    async fn upsert_worker(&self, w: WorkerRecord, incarnation: Option<Uuid>) -> Result<Sighting> {
+        let run = incarnation.map(|i| i.to_string());
+        let written = sql::upsert_worker(&self.fast, &w, run.as_deref()).await?;
+        let mut stored = None;
+        if written == 0 {
+            stored = sql::worker_holder(&self.fast, &w.worker_id).await?;
+        }
+        Ok(core::sighting(written, stored, &w.owner))
+    }
+
+    async fn requeue_orphans(
+        &self,
+        holder: Holder,
+        incarnation: Uuid,
+        now: i64,
+    ) -> Result<ReapOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sql::orphaned(&mut *tx, &holder, &incarnation.to_string(), REAP_LIMIT).await?;
+        if rows.is_empty() {
+            return Ok(ReapOutcome::default());
+        }
+        let plan = core::reap_plan(&rows, now, LeaseLoss::Restarted);
+        let out = core::reap_outcome(sql::reap(&mut *tx, &self.finishing(now), &plan).await?)?;
+        tx.commit().await?;
+        let mut wake = events::finished_items(&out.failed);
+        wake.extend((out.requeued > 0).then(events::work_item));
+        self.announcer.announce(wake);
+        Ok(out)
     }
 
     async fn touch_worker(&self, t: WorkerTouch) -> Result<()> {

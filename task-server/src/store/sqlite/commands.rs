@@ -9,10 +9,11 @@ use super::writer::{Command, Ctx};
 use super::{insert, sql};
 use crate::stats::FunctionStats;
 use crate::store::core::{self, Applied};
-use crate::store::rows::{leases_in_order, DbId};
+use crate::store::rows::{leases_in_order, DbId, ExpiredRow};
 use crate::store::{
     AnswerIn, AnswerOutcome, CancelOutcome, ClaimRequest, Finished, HeartbeatIn, HeartbeatOutcome,
-    Holder, NewTask, ReapOutcome, Result, SubmitOutcome, WorkerRecord, WorkerTouch,
+    Holder, LeaseLoss, NewTask, ReapOutcome, Result, Sighting, SubmitOutcome, WorkerRecord,
+    WorkerTouch,
 };
 
 /// Rows the reaper touches per pass.
@@ -196,11 +197,7 @@ impl Command for Reap {
         let expired = sql::expired(&mut *ctx.conn, now, REAP_LIMIT).await?;
         let mut out = ReapOutcome::default();
         if !expired.is_empty() {
-            let plan = core::reap_plan(&expired, now, ctx.retry);
-            let at = ctx.finishing(now);
-            let rows = sql::reap(&mut *ctx.conn, &at, &plan).await?;
-            ctx.use_numbers(expired.len());
-            out = core::reap_outcome(rows)?;
+            out = take_leases(ctx, &expired, now, LeaseLoss::Expired).await?;
         }
         out.deleted = sql::delete_expired(&mut *ctx.conn, now, REAP_LIMIT).await? as usize;
         let old = now.saturating_sub(ctx.config.default_result_ttl_s.saturating_mul(1000));
@@ -209,14 +206,58 @@ impl Command for Reap {
     }
 }
 
-pub(super) struct UpsertWorker(pub WorkerRecord);
+/// Applies the decision for leases taken from their holder; what became of them.
+async fn take_leases(
+    ctx: &mut Ctx<'_>,
+    rows: &[ExpiredRow],
+    now: i64,
+    loss: LeaseLoss,
+) -> Result<ReapOutcome> {
+    let plan = core::reap_plan(rows, now, loss);
+    let at = ctx.finishing(now);
+    let ended = sql::reap(&mut *ctx.conn, &at, &plan).await?;
+    ctx.use_numbers(rows.len());
+    core::reap_outcome(ended)
+}
+
+pub(super) struct RequeueOrphans {
+    pub holder: Holder,
+    pub incarnation: Uuid,
+    pub now: i64,
+}
+
+#[async_trait]
+impl Command for RequeueOrphans {
+    type Reply = ReapOutcome;
+
+    fn single_statement(&self) -> bool {
+        false
+    }
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<ReapOutcome> {
+        let run = self.incarnation.to_string();
+        let rows = sql::orphaned(&mut *ctx.conn, &self.holder, &run, REAP_LIMIT).await?;
+        if rows.is_empty() {
+            return Ok(ReapOutcome::default());
+        }
+        take_leases(ctx, &rows, self.now, LeaseLoss::Restarted).await
+    }
+}
+
+pub(super) struct UpsertWorker(pub WorkerRecord, pub Option<Uuid>);
 
 #[async_trait]
 impl Command for UpsertWorker {
-    type Reply = bool;
+    type Reply = Sighting;
 
-    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<bool> {
-        Ok(sql::upsert_worker(&mut *ctx.conn, &self.0).await? > 0)
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<Sighting> {
+        let run = self.1.map(|i| i.to_string());
+        let written = sql::upsert_worker(&mut *ctx.conn, &self.0, run.as_deref()).await?;
+        let mut stored = None;
+        if written == 0 {
+            stored = sql::worker_holder(&mut *ctx.conn, &self.0.worker_id).await?;
+        }
+        Ok(core::sighting(written, stored, &self.0.owner))
     }
 }
 

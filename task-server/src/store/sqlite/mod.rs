@@ -181,8 +181,22 @@ impl Store for SqliteStore {
         self.call(Reap(now)).await
     }
 
-    async fn upsert_worker(&self, w: WorkerRecord) -> Result<bool> {
-        self.call(UpsertWorker(w)).await
+    async fn upsert_worker(&self, w: WorkerRecord, incarnation: Option<Uuid>) -> Result<Sighting> {
+        self.call(UpsertWorker(w, incarnation)).await
+    }
+
+    async fn requeue_orphans(
+        &self,
+        holder: Holder,
+        incarnation: Uuid,
+        now: i64,
+    ) -> Result<ReapOutcome> {
+        self.call(RequeueOrphans {
+            holder,
+            incarnation,
+            now,
+        })
+        .await
     }
 
     async fn touch_worker(&self, t: WorkerTouch) -> Result<()> {
