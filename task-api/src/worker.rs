@@ -238,7 +238,13 @@ pub struct ReleaseRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_id: Option<String>,
     /// The leases (at most 1,000).
+    #[serde(default)]
     pub leases: Vec<LeaseRef>,
+    /// Set by a processor run (incarnation) that is stopping and holds nothing any more: every
+    /// lease still recorded as this run's goes back too, its attempt unused (a grant that was on
+    /// its way as the processor stopped, which it never received). Needs `worker_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<Uuid>,
 }
 
 /// Answer of `POST /worker/release`.

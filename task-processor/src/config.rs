@@ -32,7 +32,9 @@ pub struct Config {
     #[arg(long, env = "CRPC_REGISTRY_TOKEN", hide_env_values = true)]
     pub registry_token: Option<String>,
 
-    /// Name this processor reports (default: the token's subject, as the server sees it).
+    /// Name this processor reports (default: `HOST-xxxxxxxx`, made once and kept in the package
+    /// cache, so a restarted processor keeps its name and the server requeues the leases of its
+    /// previous run at once). Give each processor its own.
     #[arg(long, env = "CRPC_WORKER_ID")]
     pub worker_id: Option<String>,
 

@@ -1,4 +1,5 @@
 //! Wiring a processor from its flags (used by the binary and by `crpc dev`).
+use std::path::Path;
 use std::sync::Arc;
 
 use crpc_package::client::RegistryClient;
@@ -53,7 +54,10 @@ pub fn build_from_config(config: &Config) -> anyhow::Result<Processor> {
         .server(config.server.clone())
         .outbox_dir(config.cache_dir().join("outbox"))
         .token(config.token.clone())
-        .worker_id(config.worker_id.clone())
+        .worker_id(Some(match &config.worker_id {
+            Some(id) => id.clone(),
+            None => cache_worker_id(&config.cache_dir())?,
+        }))
         .gpu_names(gpus.found().iter().map(|d| d.name.clone()).collect())
         .slots(slots)
         .datasets(config.datasets.clone())
@@ -62,6 +66,31 @@ pub fn build_from_config(config: &Config) -> anyhow::Result<Processor> {
         .prefetch(config.prefetch)
         .handler(Arc::new(handler))
         .build()
+}
+
+/// The worker id of a processor started without `--worker-id`: `HOST-xxxxxxxx`, made once per
+/// package cache and kept in it (`worker-id`). One processor runs per cache (the cache's lock,
+/// taken before this), so a processor restarted on its cache comes back under its id, and the
+/// server takes back the leases of its previous run at once instead of after their TTL.
+fn cache_worker_id(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("worker-id");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let id = text.trim();
+        if (1..=128).contains(&id.len()) && !id.chars().any(char::is_control) {
+            return Ok(id.to_string());
+        }
+    }
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "processor".into());
+    let host: String = host.chars().take(100).collect();
+    let id = format!("{host}-{:08x}", rand::random::<u32>());
+    let tmp = dir.join(format!("worker-id.{}", std::process::id()));
+    std::fs::write(&tmp, format!("{id}\n"))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| anyhow::anyhow!("keeping the worker id in {}: {e}", path.display()))?;
+    Ok(id)
 }
 
 /// How native packages run here, with one log line about the sandbox in effect.

@@ -330,6 +330,11 @@ impl Worker {
         }
     }
 
+    /// Waits for it to exit (after a signal sent by other means).
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.take().expect("running").wait().expect("wait")
+    }
+
     /// SIGTERM and wait for the exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");

@@ -51,7 +51,8 @@ impl ProcessorBuilder {
         self.token = token;
         self
     }
-    /// Name shown in `/user/workers` (default `HOST:PID`).
+    /// Name shown in `/user/workers` (default `HOST:PID`; the binary keeps one per package
+    /// cache, see `start.rs`).
     pub fn worker_id(mut self, id: Option<String>) -> Self {
         self.worker_id = id;
         self
@@ -298,6 +299,7 @@ impl Processor {
         {
             tracing::error!("answers still undelivered after 30 s; their leases will expire and the tasks will run again");
         }
+        pull::goodbye(&shared).await;
         match fatal {
             Some(e) => Err(anyhow::anyhow!(e)),
             None => {

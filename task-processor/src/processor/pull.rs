@@ -215,6 +215,7 @@ pub(super) async fn release(shared: &Shared, leases: Vec<Lease>) {
         let req = ReleaseRequest {
             worker_id: Some(shared.worker_id.clone()),
             leases: chunk.iter().map(Lease::lease_ref).collect(),
+            ended: None,
         };
         match shared.client.release(&req).await {
             Ok(r) if !r.not_released.is_empty() => tracing::info!(
@@ -228,6 +229,25 @@ pub(super) async fn release(shared: &Shared, leases: Vec<Lease>) {
                 chunk.len()
             ),
         }
+    }
+}
+
+/// The last word of a stopping run that holds nothing any more: whatever the server still
+/// records as this run's (a grant on its way as the poll was dropped) goes back to the queue now,
+/// its attempt unused, instead of after the lease TTL.
+pub(super) async fn goodbye(shared: &Shared) {
+    let req = ReleaseRequest {
+        worker_id: Some(shared.worker_id.clone()),
+        leases: Vec::new(),
+        ended: Some(shared.incarnation),
+    };
+    match shared.client.release(&req).await {
+        Ok(r) if !r.released.is_empty() => tracing::info!(
+            "{} task(s) granted as this processor stopped went back to the queue",
+            r.released.len()
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::debug!("goodbye not delivered: {e}"),
     }
 }
 

@@ -374,13 +374,22 @@ impl Queue {
             ));
         }
         let named = body.worker_id.is_some();
+        if body.ended.is_some() && !named {
+            return Err(QueueError::invalid(
+                "ended",
+                "a run that ended must name its worker_id",
+            ));
+        }
         let worker_id = worker_name(caller, body.worker_id)?;
         let holder = Holder {
             worker_id: named.then_some(worker_id),
             owner: caller.sub.clone(),
         };
         let asked: Vec<uuid::Uuid> = body.leases.iter().map(|l| l.id).collect();
-        let released = self.store.release(holder, body.leases).await?;
+        let mut released = self.store.release(holder.clone(), body.leases).await?;
+        if let Some(run) = body.ended {
+            released.extend(self.release_run(holder, run).await?);
+        }
         if !released.is_empty() {
             self.work.notify_waiters();
         }
@@ -393,6 +402,20 @@ impl Queue {
             released,
             not_released,
         })
+    }
+
+    /// What a run that ended still has goes back (grants it never received as it stopped).
+    async fn release_run(&self, holder: Holder, run: Uuid) -> Result<Vec<Uuid>, QueueError> {
+        let worker = holder.worker_id.clone().unwrap_or_default();
+        let rest = self.store.release_run(holder, run).await?;
+        if !rest.is_empty() {
+            tracing::info!(
+                worker_id = %worker,
+                released = rest.len(),
+                "processor stopped: grants it never received went back to the queue"
+            );
+        }
+        Ok(rest)
     }
 
     /// Keeps a worker's last_seen fresh without knowing its capabilities (throttled).

@@ -508,6 +508,9 @@ pub trait Store: StoreReads {
     /// Puts never-started leases of `holder` back in the queue with their attempt unused; the
     /// ids released (the others were not current leases of `holder`).
     async fn release(&self, holder: Holder, leases: Vec<LeaseRef>) -> Result<Vec<Uuid>>;
+    /// Puts every lease the run `incarnation` of `holder` still has back in the queue, attempt
+    /// unused (the run ended holding nothing: these never reached it); the ids.
+    async fn release_run(&self, holder: Holder, incarnation: Uuid) -> Result<Vec<Uuid>>;
     /// Applies answers (fenced by lease epoch) and updates runtime statistics.
     async fn answer(&self, answers: Vec<AnswerIn>, now: i64) -> Result<Vec<AnswerOutcome>>;
     /// Cancels a non-terminal task.

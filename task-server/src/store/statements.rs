@@ -57,6 +57,20 @@ macro_rules! statements {
                 .await?)
         }
 
+        /// Hands back every lease the holder's run `incarnation` still has; the ids.
+        pub async fn release_run<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            holder: &Holder,
+            incarnation: &str,
+        ) -> Result<Vec<DbId>> {
+            Ok(sqlx::query_scalar(sql_file!($dir, "release_run"))
+                .bind(&holder.worker_id)
+                .bind(&holder.owner)
+                .bind(incarnation)
+                .fetch_all(ex)
+                .await?)
+        }
+
         /// Extends the holder's current leases of `items`; the ids extended.
         pub async fn heartbeat<'e, E: Executor<'e, Database = $db>>(
             ex: E,

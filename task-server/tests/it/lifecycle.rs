@@ -638,12 +638,30 @@ async fn hostile_lease_requests_are_refused_and_change_nothing() {
         r#"{"max_tasks": 1, "held_ms": "NaN"}"#,
         r#"{"max_tasks": 1, "prefetch": -1}"#,
         r#"{"max_tasks": 1, "prefetch": 1e20}"#,
+        r#"{"max_tasks": 1, "incarnation": "../../etc/passwd"}"#,
+        r#"{"max_tasks": 1, "incarnation": 7}"#,
     ] {
         let (st, v) = worker
             .post_raw("/worker/request_task", raw.as_bytes().to_vec())
             .await;
         assert_eq!(st.as_u16(), 422, "{raw}: {v}");
     }
+    // A run that ended must say which worker it was; an older run of a worker id than one
+    // already seen is told it was superseded (and granted nothing).
+    let got = worker
+        .post("/worker/release", &json!({"ended": uuid::Uuid::now_v7()}))
+        .await;
+    assert_error(&got, 422, "validation_failed");
+    let (old, new) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let ask = |run| json!({"worker_id": "w", "max_tasks": 0, "incarnation": run});
+    assert_eq!(worker.post("/worker/request_task", &ask(new)).await.0, 200);
+    let got = worker
+        .post(
+            "/worker/request_task",
+            &json!({"worker_id": "w", "max_tasks": 1, "incarnation": old}),
+        )
+        .await;
+    assert_error(&got, 409, "superseded");
     let (_, a) = user.get(&format!("/user/request_answer/{id}")).await;
     assert_eq!(
         (a["state"].clone(), a["attempt"].clone()),

@@ -389,6 +389,18 @@ pub async fn a_restarted_processor_gives_back_its_old_runs_leases(b: &dyn Backen
     let e = s.get_task(doomed.id).await.unwrap().unwrap().error.unwrap();
     assert_eq!(e.kind, TaskErrorKind::LeaseExpired);
     assert!(e.message.contains("lost_lease × 2"), "{}", e.message);
+    // A run that ended gives back what is still its own, attempt unused; no other run's.
+    let last = Uuid::now_v7();
+    let held = s.claim(claim_by("w", last, 1, now + 40)).await.unwrap();
+    assert_eq!(held.len(), 1);
+    let other = s.release_run(holder("w"), Uuid::now_v7()).await.unwrap();
+    assert!(other.is_empty());
+    assert_eq!(
+        s.release_run(holder("w"), last).await.unwrap(),
+        vec![plain.id]
+    );
+    let rec = s.get_task(plain.id).await.unwrap().unwrap();
+    assert_eq!((rec.state, rec.attempt), (TaskState::Queued, 2));
 }
 
 pub async fn retries_back_off_then_fail(b: &dyn Backend) {

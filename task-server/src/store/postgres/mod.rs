@@ -199,6 +199,14 @@ impl Store for PgStore {
         Ok(ids.into_iter().map(|id| id.0).collect())
     }
 
+    async fn release_run(&self, holder: Holder, incarnation: Uuid) -> Result<Vec<Uuid>> {
+        let ids = sql::release_run(&self.pool, &holder, &incarnation.to_string()).await?;
+        if !ids.is_empty() {
+            self.announcer.announce([events::work_item()]);
+        }
+        Ok(ids.into_iter().map(|id| id.0).collect())
+    }
+
     async fn heartbeat(&self, hb: HeartbeatIn) -> Result<HeartbeatOutcome> {
         let items = core::heartbeat_json(&hb);
         let deadline = hb.now.saturating_add(hb.lease_ttl_ms);

@@ -115,6 +115,22 @@ impl Command for Release {
     }
 }
 
+pub(super) struct ReleaseRun {
+    pub holder: Holder,
+    pub incarnation: Uuid,
+}
+
+#[async_trait]
+impl Command for ReleaseRun {
+    type Reply = Vec<Uuid>;
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<Vec<Uuid>> {
+        let run = self.incarnation.to_string();
+        let ids = sql::release_run(&mut *ctx.conn, &self.holder, &run).await?;
+        Ok(ids.into_iter().map(|id| id.0).collect())
+    }
+}
+
 pub(super) struct Answer {
     pub answers: Vec<AnswerIn>,
     pub now: i64,

@@ -164,6 +164,14 @@ impl Store for SqliteStore {
         self.call(Release { holder, leases }).await
     }
 
+    async fn release_run(&self, holder: Holder, incarnation: Uuid) -> Result<Vec<Uuid>> {
+        self.call(ReleaseRun {
+            holder,
+            incarnation,
+        })
+        .await
+    }
+
     async fn answer(&self, answers: Vec<AnswerIn>, now: i64) -> Result<Vec<AnswerOutcome>> {
         self.call(Answer { answers, now }).await
     }
