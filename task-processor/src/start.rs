@@ -120,3 +120,21 @@ fn native_policy(config: &Config) -> NativePolicy {
 }
 
 pub use crpc_service::shutdown_signal;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_worker_id_is_made_once_per_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = cache_worker_id(dir.path()).unwrap();
+        assert!(id.len() > 9 && id.contains('-'), "{id}");
+        assert_eq!(cache_worker_id(dir.path()).unwrap(), id, "kept");
+        // A file that is not a worker id is replaced, not trusted.
+        std::fs::write(dir.path().join("worker-id"), "\u{1b}[2J").unwrap();
+        let fresh = cache_worker_id(dir.path()).unwrap();
+        assert_ne!(fresh, id);
+        assert!(!fresh.chars().any(char::is_control));
+    }
+}

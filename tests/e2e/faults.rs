@@ -152,8 +152,13 @@ async fn a_stopped_processor_loses_its_lease_and_drops_its_late_answer() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     signal(stalled.pid(), "-STOP");
+    let stopped_at = Instant::now();
     let mut other = c.processor(&["--cpu-slots", "1", "--worker-id", "other"]);
     let v = c.wait(&id, Duration::from_secs(30)).await;
+    println!(
+        "SIGSTOP with a 1.5 s task leased (TTL 2 s): done by the other processor {:.1?} later",
+        stopped_at.elapsed()
+    );
     assert_eq!(v["state"], "succeeded", "{v}");
     assert_eq!(
         v["attempt"], 2,
@@ -201,9 +206,16 @@ async fn the_server_killed_mid_batch_and_restarted_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     c.server.kill9();
+    let killed = Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
     tokio::task::block_in_place(|| c.server.restart());
+    let restarted = Instant::now();
     batch_finished(&c, &batch, Duration::from_secs(90), &[&a, &b]).await;
+    println!(
+        "server killed -9 with 2,000 × 5 ms tasks under way, restarted 2 s later: batch done {:.1?} after the restart ({:.1?} after the kill)",
+        restarted.elapsed(),
+        killed.elapsed()
+    );
     exactly_once(&c, &batch, &ids).await;
     for w in [&a, &b] {
         let log = w.log();
@@ -261,6 +273,7 @@ async fn processors_fail_over_between_replicas_and_nothing_runs_twice() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     c.server.kill9();
+    let killed = Instant::now();
     c.user = crpc_tests::Api::new(&urls[1], Some(c.user_token.clone()));
     while done().await < N {
         assert!(
@@ -280,6 +293,10 @@ async fn processors_fail_over_between_replicas_and_nothing_runs_twice() {
     .await
     .unwrap();
     assert_eq!(wrong, 0, "every task answered once, with its own value");
+    println!(
+        "one of 3 replicas killed -9 halfway through {N} tasks: the rest done {:.1?} later",
+        killed.elapsed()
+    );
     let (seen, _) = batch_results(&c, &batch).await;
     assert_eq!(seen.len(), N);
     assert!(seen.values().all(|n| *n == 1), "a result streamed twice");
@@ -316,6 +333,7 @@ async fn tasks_never_go_to_the_long_poll_of_a_processor_that_is_gone() {
         let v = c.wait(&id, Duration::from_secs(60)).await;
         let took = since.elapsed();
         assert_eq!(v["answer"], round, "{v}");
+        println!("round {round}: answered {took:.1?} after SIGTERM + kill -9 of the idle others");
         assert!(
             took < Duration::from_secs(1),
             "round {round}: the task took {took:?} (attempt {}): granted to a poll that was going away? {}",
@@ -343,6 +361,7 @@ async fn cpu_bound_tasks_on_every_slot_keep_their_leases() {
         .await;
     for id in [wasm, native] {
         let v = c.wait(&id, Duration::from_secs(60)).await;
+        println!("CPU-bound 6 s task, lease TTL 2 s: {} on attempt {}", v["state"], v["attempt"]);
         assert_eq!(v["state"], "succeeded", "{v}; {}", tail(&p.log()));
         assert_eq!(v["attempt"], 1, "the lease held: {v}");
     }
