@@ -95,7 +95,10 @@ impl Run {
                 return Ok(t.elapsed());
             }
             if t.elapsed() > limit {
-                bail!("{ok} + {failed} of {} finished after {limit:?}", self.submitted);
+                bail!(
+                    "{ok} + {failed} of {} finished after {limit:?}",
+                    self.submitted
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -115,12 +118,25 @@ fn main() -> anyhow::Result<()> {
     let publisher = token(&server_bin, server.data_dir(), "publisher")?;
     rt.block_on(publish_testkit(&reg.url, &publisher))?;
     let procs: Vec<_> = (0..args.processors)
-        .map(|i| start_processor(&server.url, &reg.url, &worker, args.slots, Some(&format!("soak-{i}"))))
+        .map(|i| {
+            start_processor(
+                &server.url,
+                &reg.url,
+                &worker,
+                args.slots,
+                Some(&format!("soak-{i}")),
+            )
+        })
         .collect();
     let opts = crpc_http::Options::default();
     let http = crpc_http::Client::new(&server.url, Some(user), opts)?;
     let mut pids = vec![("server".to_string(), server.pid())];
-    pids.extend(procs.iter().enumerate().map(|(i, p)| (format!("processor {i}"), p.pid())));
+    pids.extend(
+        procs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("processor {i}"), p.pid())),
+    );
     rt.block_on(soak(&args, http, &pids))
 }
 
@@ -139,8 +155,17 @@ async fn soak(args: &Args, http: crpc_http::Client, pids: &[(String, u32)]) -> a
     let took = run.drain(Duration::from_secs(600)).await?;
     let capacity = run.submitted as f64 / took.as_secs_f64();
     let rate = capacity / 2.0;
-    println!("capacity with the mix: {capacity:.0} tasks/s; soaking at {rate:.0} tasks/s for {} min", args.minutes);
-    println!("| minute | tasks done | {} |", pids.iter().map(|(n, _)| format!("{n} RSS MiB")).collect::<Vec<_>>().join(" | "));
+    println!(
+        "capacity with the mix: {capacity:.0} tasks/s; soaking at {rate:.0} tasks/s for {} min",
+        args.minutes
+    );
+    println!(
+        "| minute | tasks done | {} |",
+        pids.iter()
+            .map(|(n, _)| format!("{n} RSS MiB"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
     println!("|---|---|{}", "---|".repeat(pids.len()));
     let start = Instant::now();
     let (mut minute, mut owed) = (0, 0.0);
@@ -153,7 +178,10 @@ async fn soak(args: &Args, http: crpc_http::Client, pids: &[(String, u32)]) -> a
         run.submit(n).await?;
         if start.elapsed() >= Duration::from_secs(60 * (minute + 1)) {
             minute += 1;
-            let rss: Vec<f64> = pids.iter().map(|(_, p)| rss_mib(*p).map_or(0.0, |r| r.0)).collect();
+            let rss: Vec<f64> = pids
+                .iter()
+                .map(|(_, p)| rss_mib(*p).map_or(0.0, |r| r.0))
+                .collect();
             let (ok, failed) = run.finished().await?;
             let cells: Vec<String> = rss.iter().map(|r| format!("{r:.1}")).collect();
             println!("| {minute} | {} | {} |", ok + failed, cells.join(" | "));
@@ -167,12 +195,21 @@ async fn soak(args: &Args, http: crpc_http::Client, pids: &[(String, u32)]) -> a
 /// RSS growth over the second half, and whether every task succeeded.
 async fn report(run: &mut Run, pids: &[(String, u32)], samples: &[Vec<f64>]) -> anyhow::Result<()> {
     let (ok, failed) = run.finished().await?;
-    println!("tasks: {} submitted, {ok} succeeded, {failed} failed", run.submitted);
+    println!(
+        "tasks: {} submitted, {ok} succeeded, {failed} failed",
+        run.submitted
+    );
     if samples.len() >= 2 {
-        let (mid, last) = (&samples[(samples.len() - 1) / 2], &samples[samples.len() - 1]);
+        let (mid, last) = (
+            &samples[(samples.len() - 1) / 2],
+            &samples[samples.len() - 1],
+        );
         for (i, (name, _)) in pids.iter().enumerate() {
             let growth = 100.0 * (last[i] - mid[i]) / mid[i].max(1e-9);
-            println!("{name}: RSS {:.1} → {:.1} MiB over the second half ({growth:+.1} %)", mid[i], last[i]);
+            println!(
+                "{name}: RSS {:.1} → {:.1} MiB over the second half ({growth:+.1} %)",
+                mid[i], last[i]
+            );
         }
     }
     if failed > 0 || ok as usize != run.submitted {

@@ -361,7 +361,10 @@ async fn cpu_bound_tasks_on_every_slot_keep_their_leases() {
         .await;
     for id in [wasm, native] {
         let v = c.wait(&id, Duration::from_secs(60)).await;
-        println!("CPU-bound 6 s task, lease TTL 2 s: {} on attempt {}", v["state"], v["attempt"]);
+        println!(
+            "CPU-bound 6 s task, lease TTL 2 s: {} on attempt {}",
+            v["state"], v["attempt"]
+        );
         assert_eq!(v["state"], "succeeded", "{v}; {}", tail(&p.log()));
         assert_eq!(v["attempt"], 1, "the lease held: {v}");
     }
