@@ -70,6 +70,14 @@ pub struct RequestTask {
     /// older incarnation are refused (409 `superseded`): only one run per `worker_id` works.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incarnation: Option<Uuid>,
+    /// Names this request (any UUID, new per request): the leases it takes record it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Uuid>,
+    /// This is `request_id` sent again because no answer came back: the leases that request
+    /// already took (if the server committed it before the answer was lost) are granted again
+    /// instead of new ones. Needs `request_id`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub again: bool,
 }
 
 fn one() -> u32 {

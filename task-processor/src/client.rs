@@ -164,12 +164,30 @@ impl ServerClient {
         path: &str,
         body: &B,
     ) -> Result<T, CallError> {
+        self.post_again(path, body, |_| {}).await
+    }
+
+    /// [`Self::post`], where the body sent to the next server after one that could not be
+    /// reached is the JSON of `body` changed by `again` (a lease request says it is sent again).
+    async fn post_again<B: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        again: fn(&mut serde_json::Value),
+    ) -> Result<T, CallError> {
         let n = self.servers.len();
         let first = self.current.load(Ordering::Relaxed) % n;
         let mut last = None;
         for i in (0..n).map(|k| (first + k) % n) {
             let server = &self.servers[i];
-            match server.post(path, body).await {
+            let sent = if i == first {
+                server.post(path, body).await
+            } else {
+                let mut v = serde_json::to_value(body).expect("request bodies serialize");
+                again(&mut v);
+                server.post(path, &v).await
+            };
+            match sent {
                 Ok(v) => {
                     if i != first {
                         self.current.store(i, Ordering::Relaxed);
@@ -191,8 +209,11 @@ impl ServerClient {
     }
 
     /// Leases up to `req.max_tasks` tasks, long-polling when none is queued.
+    /// Sent to another replica after one that could not be reached, it goes as `again`: that
+    /// one may have granted leases before it went away.
     pub async fn request_tasks(&self, req: &RequestTask) -> Result<RequestTaskResponse, CallError> {
-        self.post("/worker/request_task", req).await
+        let again = |v: &mut serde_json::Value| v["again"] = serde_json::Value::Bool(true);
+        self.post_again("/worker/request_task", req, again).await
     }
 
     /// Hands back leases that never started, their attempt unused.

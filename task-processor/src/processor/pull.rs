@@ -50,14 +50,29 @@ fn next_step(pool: &Pool) -> Next {
 pub(super) async fn pull_loop(shared: Arc<Shared>, pool: Arc<Pool>) {
     let mut backoff = Backoff(0);
     let kind = if pool.gpu { "GPU" } else { "CPU" };
+    // A request that got no answer: sent again as it was, so that leases the server granted it
+    // before the answer was lost come back, instead of waiting out their TTL.
+    let mut unanswered: Option<RequestTask> = None;
     loop {
         if shared.stop_pulling.is_cancelled() {
+            if let Some(req) = unanswered {
+                shared.outbox.put_back(req.answers);
+            }
             return;
         }
         let woke = shared.slot_freed.notified();
         tokio::pin!(woke);
         woke.as_mut().enable();
-        let (max_tasks, prefetch) = match next_step(&pool) {
+        // A request sent again asks what it asked the first time.
+        let step = if unanswered.is_some() {
+            Next::Ask {
+                max_tasks: 0,
+                prefetch: 0,
+            }
+        } else {
+            next_step(&pool)
+        };
+        let (max_tasks, prefetch) = match step {
             Next::Ask {
                 max_tasks,
                 prefetch,
@@ -72,7 +87,10 @@ pub(super) async fn pull_loop(shared: Arc<Shared>, pool: Arc<Pool>) {
                 continue;
             }
         };
-        let req = lease_request(&shared, &pool, max_tasks, prefetch);
+        let req = match unanswered.take() {
+            Some(req) => RequestTask { again: true, ..req },
+            None => lease_request(&shared, &pool, max_tasks, prefetch),
+        };
         let resp = tokio::select! {
             r = shared.client.request_tasks(&req) => Some(r),
             _ = shared.stop_pulling.cancelled() => None,
@@ -90,7 +108,11 @@ pub(super) async fn pull_loop(shared: Arc<Shared>, pool: Arc<Pool>) {
                 granted(&shared, &pool, &req, r);
             }
             Err(e) => {
-                shared.outbox.put_back(req.answers);
+                if let CallError::Unavailable { .. } = e {
+                    unanswered = Some(req);
+                } else {
+                    shared.outbox.put_back(req.answers);
+                }
                 if is_fatal(&e) {
                     let e = e.to_string();
                     tracing::error!("{e}; stopping");
@@ -140,6 +162,8 @@ fn lease_request(shared: &Shared, pool: &Pool, max_tasks: u32, prefetch: u32) ->
         },
         wait_s: Some(30.0),
         incarnation: Some(shared.incarnation),
+        request_id: Some(uuid::Uuid::now_v7()),
+        again: false,
     }
 }
 

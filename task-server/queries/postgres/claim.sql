@@ -1,8 +1,8 @@
 -- Leases up to $7 ready tasks in priority, then FIFO, order (rows locked SKIP LOCKED, so replicas
 -- never hand out one task twice). $1 worker id, $2 now, $3 lease deadline, $4 GPUs free, $5 memory
--- per task (MiB), $6 datasets held (JSON array), $7 limit, $8 timeout grace (ms), $9 token subject, $10 incarnation.
+-- per task (MiB), $6 datasets held (JSON array), $7 limit, $8 timeout grace (ms), $9 token subject, $10 incarnation, $11 request id.
 UPDATE tasks SET state = 'leased', lease_epoch = lease_epoch + 1, attempt = attempt + 1,
-       lease_worker = $1, lease_owner = $9, lease_incarnation = $10, leased_at = $2, progress = NULL,
+       lease_worker = $1, lease_owner = $9, lease_incarnation = $10, lease_request = $11, leased_at = $2, progress = NULL,
        timeout_at = CASE WHEN timeout_s IS NULL THEN NULL ELSE $2 + timeout_s * 1000 + $8 END,
        lease_deadline = CASE WHEN timeout_s IS NULL THEN $3 ELSE LEAST($3, $2 + timeout_s * 1000 + $8) END
 WHERE seq = ANY(ARRAY(

@@ -75,6 +75,12 @@ impl Queue {
             owner: caller.sub.clone(),
         };
         let ttl = self.cfg.lease_ttl.as_millis() as i64;
+        if let Some(leases) = self.granted_before(&holder, &body).await? {
+            return Ok(Grant {
+                response: grant_response(leases, ttl, false, false),
+                answers,
+            });
+        }
         let (leases, waited) = self.claim_for(&holder, &body, wait, ttl, gone).await?;
         let drained = (leases.len() as u32) < body.max_tasks + body.prefetch;
         let leases = self.size_prefetch(&holder, &body, leases).await?;
@@ -82,16 +88,30 @@ impl Queue {
             self.seen_worker(caller, &worker_id, seen).await?;
         }
         Ok(Grant {
-            response: RequestTaskResponse {
-                success: true,
-                leases,
-                answers: Vec::new(),
-                heartbeat_interval_ms: (ttl / 3).max(100) as u64,
-                waited,
-                drained,
-            },
+            response: grant_response(leases, ttl, waited, drained),
             answers,
         })
+    }
+
+    /// For a request sent again (`again`), the leases its first sending took, when the server
+    /// committed them and the answer was lost on the way.
+    async fn granted_before(
+        &self,
+        holder: &Holder,
+        body: &RequestTask,
+    ) -> Result<Option<Vec<Lease>>, QueueError> {
+        let Some(id) = body.request_id.filter(|_| body.again) else {
+            return Ok(None);
+        };
+        let leases = self.store.granted(holder.clone(), id).await?;
+        if !leases.is_empty() {
+            tracing::info!(
+                worker_id = holder.worker_id.as_deref().unwrap_or("?"),
+                leases = leases.len(),
+                "a lease request sent again: the leases its lost answer carried are granted again"
+            );
+        }
+        Ok((!leases.is_empty()).then_some(leases))
     }
 
     /// Claims up to `max_tasks + prefetch` leases, long-polling for at least one while `wait`
@@ -124,6 +144,7 @@ impl Queue {
                 now: now_ms(),
                 lease_ttl_ms: ttl,
                 incarnation: body.incarnation,
+                request_id: body.request_id,
             };
             let leases: Vec<Lease> = self.store.claim(req).await?;
             if !leases.is_empty() && gone() {
@@ -516,6 +537,22 @@ impl Queue {
     }
 }
 
+fn grant_response(
+    leases: Vec<Lease>,
+    ttl: i64,
+    waited: bool,
+    drained: bool,
+) -> RequestTaskResponse {
+    RequestTaskResponse {
+        success: true,
+        leases,
+        answers: Vec::new(),
+        heartbeat_interval_ms: (ttl / 3).max(100) as u64,
+        waited,
+        drained,
+    }
+}
+
 /// What a lease request asks for, checked: the long-poll it may wait (none without free slots).
 fn check_request(
     body: &RequestTask,
@@ -540,6 +577,12 @@ fn check_request(
         return Err(QueueError::invalid(
             "held_ms",
             "held_ms must be between 0 and 3600000",
+        ));
+    }
+    if body.again && body.request_id.is_none() {
+        return Err(QueueError::invalid(
+            "again",
+            "again names a request sent before: give its request_id",
         ));
     }
     match body.wait_s {

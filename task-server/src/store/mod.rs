@@ -160,6 +160,8 @@ pub struct ClaimRequest {
     pub lease_ttl_ms: i64,
     /// The asking processor's run, recorded on each lease.
     pub incarnation: Option<Uuid>,
+    /// The lease request's id, recorded on each lease (see [`Store::granted`]).
+    pub request_id: Option<Uuid>,
 }
 
 /// A heartbeat.
@@ -503,6 +505,9 @@ pub trait Store: StoreReads {
     async fn submit_batch(&self, by: &str, id: Uuid, tasks: Vec<NewTask>, now: i64) -> Result<()>;
     /// Leases up to `max_tasks` ready tasks in priority, then FIFO, order; one statement.
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Lease>>;
+    /// The current leases that lease request `request_id` of `holder` took, in grant order: a
+    /// processor that got no answer sends the request again and gets these instead of new ones.
+    async fn granted(&self, holder: Holder, request_id: Uuid) -> Result<Vec<Lease>>;
     /// Extends the given leases.
     async fn heartbeat(&self, hb: HeartbeatIn) -> Result<HeartbeatOutcome>;
     /// Puts never-started leases of `holder` back in the queue with their attempt unused; the

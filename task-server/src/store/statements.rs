@@ -38,6 +38,21 @@ macro_rules! statements {
                 .bind(grace_ms)
                 .bind(&req.holder.owner)
                 .bind(req.incarnation.map(|i| i.to_string()))
+                .bind(req.request_id.map(|i| i.to_string()))
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// The current leases lease request `request_id` of `holder` took.
+        pub async fn granted<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            holder: &Holder,
+            request_id: &str,
+        ) -> Result<Vec<LeaseRow>> {
+            Ok(sqlx::query_as(sql_file!($dir, "granted"))
+                .bind(&holder.worker_id)
+                .bind(&holder.owner)
+                .bind(request_id)
                 .fetch_all(ex)
                 .await?)
         }

@@ -640,6 +640,8 @@ async fn hostile_lease_requests_are_refused_and_change_nothing() {
         r#"{"max_tasks": 1, "prefetch": 1e20}"#,
         r#"{"max_tasks": 1, "incarnation": "../../etc/passwd"}"#,
         r#"{"max_tasks": 1, "incarnation": 7}"#,
+        r#"{"max_tasks": 1, "again": true}"#,
+        r#"{"max_tasks": 1, "request_id": "x", "again": true}"#,
     ] {
         let (st, v) = worker
             .post_raw("/worker/request_task", raw.as_bytes().to_vec())

@@ -92,6 +92,7 @@ fn claim(worker: &str, n: u32, now: i64) -> ClaimRequest {
         now,
         lease_ttl_ms: 10_000,
         incarnation: None,
+        request_id: None,
     }
 }
 
@@ -390,9 +391,22 @@ pub async fn a_restarted_processor_gives_back_its_old_runs_leases(b: &dyn Backen
     assert_eq!(e.kind, TaskErrorKind::LeaseExpired);
     assert!(e.message.contains("lost_lease × 2"), "{}", e.message);
     // A run that ended gives back what is still its own, attempt unused; no other run's.
-    let last = Uuid::now_v7();
-    let held = s.claim(claim_by("w", last, 1, now + 40)).await.unwrap();
+    let (last, ask) = (Uuid::now_v7(), Uuid::now_v7());
+    let req = ClaimRequest {
+        request_id: Some(ask),
+        ..claim_by("w", last, 1, now + 40)
+    };
+    let held = s.claim(req).await.unwrap();
     assert_eq!(held.len(), 1);
+    // A lease request sent again gets what its first sending took, and only its sender does.
+    let pairs = |l: &[task_api::Lease]| l.iter().map(|l| (l.id, l.lease_epoch)).collect::<Vec<_>>();
+    let again = s.granted(holder("w"), ask).await.unwrap();
+    assert_eq!(pairs(&again), pairs(&held));
+    let foreign = Holder {
+        worker_id: Some("w".into()),
+        owner: "mallory".into(),
+    };
+    assert!(s.granted(foreign, ask).await.unwrap().is_empty());
     let other = s.release_run(holder("w"), Uuid::now_v7()).await.unwrap();
     assert!(other.is_empty());
     assert_eq!(

@@ -62,6 +62,8 @@ pub async fn handle_get(
                 capabilities: Capabilities::default(),
                 wait_s: Some(q.wait.unwrap_or(0.0)),
                 incarnation: None,
+                request_id: None,
+                again: false,
             },
             &|| peer.gone(),
         )

@@ -199,6 +199,11 @@ impl Store for PgStore {
         Ok(ids.into_iter().map(|id| id.0).collect())
     }
 
+    async fn granted(&self, holder: Holder, request_id: Uuid) -> Result<Vec<Lease>> {
+        let rows = sql::granted(&self.pool, &holder, &request_id.to_string()).await?;
+        super::rows::leases_in_order(rows)
+    }
+
     async fn release_run(&self, holder: Holder, incarnation: Uuid) -> Result<Vec<Uuid>> {
         let ids = sql::release_run(&self.pool, &holder, &incarnation.to_string()).await?;
         if !ids.is_empty() {

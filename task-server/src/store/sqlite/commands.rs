@@ -115,6 +115,21 @@ impl Command for Release {
     }
 }
 
+pub(super) struct Granted {
+    pub holder: Holder,
+    pub request_id: Uuid,
+}
+
+#[async_trait]
+impl Command for Granted {
+    type Reply = Vec<Lease>;
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<Vec<Lease>> {
+        let id = self.request_id.to_string();
+        leases_in_order(sql::granted(&mut *ctx.conn, &self.holder, &id).await?)
+    }
+}
+
 pub(super) struct ReleaseRun {
     pub holder: Holder,
     pub incarnation: Uuid,

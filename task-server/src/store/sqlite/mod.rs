@@ -164,6 +164,10 @@ impl Store for SqliteStore {
         self.call(Release { holder, leases }).await
     }
 
+    async fn granted(&self, holder: Holder, request_id: Uuid) -> Result<Vec<Lease>> {
+        self.call(Granted { holder, request_id }).await
+    }
+
     async fn release_run(&self, holder: Holder, incarnation: Uuid) -> Result<Vec<Uuid>> {
         self.call(ReleaseRun {
             holder,
