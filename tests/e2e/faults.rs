@@ -351,6 +351,46 @@ async fn tasks_never_go_to_the_long_poll_of_a_processor_that_is_gone() {
     drop(live);
 }
 
+/// A task that takes down every processor it lands on (here the test kills the processor
+/// whenever the task runs on it, and restarts it, as a supervisor would) stops at its
+/// `max_attempts`, and its error says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_kills_every_processor_stops_at_max_attempts() {
+    let c = Cluster::start(&[]);
+    c.publish("testkit", None).await;
+    let mut p = c.processor(&["--cpu-slots", "1", "--worker-id", "doomed"]);
+    let mut task = sleep_task(60_000);
+    task["max_attempts"] = json!(3);
+    let id = c.submit(task).await;
+    let (until, mut kills) = (Instant::now() + Duration::from_secs(90), 0);
+    let v = loop {
+        let v = c.answer(&id).await;
+        if v["state"] == "failed" {
+            break v;
+        }
+        assert!(Instant::now() < until, "{v}; {}", tail(&p.log()));
+        if v["state"] == "leased" && v["attempt"].as_u64() == Some(kills + 1) {
+            p.kill9();
+            tokio::task::block_in_place(|| p.restart());
+            kills += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!("a task whose processor dies each time: {}", v["error"]);
+    assert_eq!((v["attempt"].clone(), kills), (json!(3), 3), "{v}");
+    assert_eq!(v["error"]["kind"], "lease_expired", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("lost_lease × 3") && message.contains("restarted"),
+        "{message}"
+    );
+    // The processor restarted after the last one goes on working.
+    let next = c
+        .submit(json!({"package": "testkit", "function": "echo", "args": [1]}))
+        .await;
+    assert_eq!(c.wait(&next, Duration::from_secs(60)).await["answer"], 1);
+}
+
 /// A CPU-bound task on every slot (a WASM spin and a native busy loop, on a 2-slot processor)
 /// for 3× the lease TTL keeps its lease: one attempt each, both succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
