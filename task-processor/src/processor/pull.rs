@@ -60,36 +60,8 @@ pub(super) async fn pull_loop(shared: Arc<Shared>, pool: Arc<Pool>) {
             }
             return;
         }
-        let woke = shared.slot_freed.notified();
-        tokio::pin!(woke);
-        woke.as_mut().enable();
-        // A request sent again asks what it asked the first time.
-        let step = if unanswered.is_some() {
-            Next::Ask {
-                max_tasks: 0,
-                prefetch: 0,
-            }
-        } else {
-            next_step(&pool)
-        };
-        let (max_tasks, prefetch) = match step {
-            Next::Ask {
-                max_tasks,
-                prefetch,
-            } => (max_tasks, prefetch),
-            Next::Wait(overdue) => {
-                let until = overdue.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-                tokio::select! {
-                    _ = &mut woke => {}
-                    _ = tokio::time::sleep_until(until.into()) => hand_back_overdue(&shared, &pool).await,
-                    _ = shared.stop_pulling.cancelled() => return,
-                }
-                continue;
-            }
-        };
-        let req = match unanswered.take() {
-            Some(req) => RequestTask { again: true, ..req },
-            None => lease_request(&shared, &pool, max_tasks, prefetch),
+        let Some(req) = next_request(&shared, &pool, &mut unanswered).await else {
+            continue;
         };
         let resp = tokio::select! {
             r = shared.client.request_tasks(&req) => Some(r),
@@ -107,30 +79,61 @@ pub(super) async fn pull_loop(shared: Arc<Shared>, pool: Arc<Pool>) {
                 log_results(&r.answers);
                 granted(&shared, &pool, &req, r);
             }
+            Err(e) if is_fatal(&e) => {
+                shared.outbox.put_back(req.answers);
+                let e = e.to_string();
+                tracing::error!("{e}; stopping");
+                *shared.fatal.lock().unwrap() = Some(e);
+                shared.stop_pulling.cancel();
+                return;
+            }
             Err(e) => {
+                let wait = backoff.next();
                 if let CallError::Unavailable { .. } = e {
+                    shared.link.lost("asking for tasks", &e);
                     unanswered = Some(req);
                 } else {
+                    tracing::warn!("{kind} pull loop: {e}; retrying in {wait:?}");
                     shared.outbox.put_back(req.answers);
                 }
-                if is_fatal(&e) {
-                    let e = e.to_string();
-                    tracing::error!("{e}; stopping");
-                    *shared.fatal.lock().unwrap() = Some(e);
-                    shared.stop_pulling.cancel();
-                    return;
-                }
-                let wait = backoff.next();
-                match &e {
-                    CallError::Unavailable { .. } => shared.link.lost("asking for tasks", &e),
-                    _ => tracing::warn!("{kind} pull loop: {e}; retrying in {wait:?}"),
-                }
+                // A stop ends the wait; the top of the loop hands back what is unsent.
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = shared.stop_pulling.cancelled() => return,
+                    _ = shared.stop_pulling.cancelled() => {}
                 }
                 pool.restart_clocks();
             }
+        }
+    }
+}
+
+/// The next lease request: the one that got no answer, sent again as it was, or a new one when
+/// the pool has something to ask for. `None` after waiting for a slot to free up or a held lease
+/// to go overdue (or for a stop).
+async fn next_request(
+    shared: &Arc<Shared>,
+    pool: &Arc<Pool>,
+    unanswered: &mut Option<RequestTask>,
+) -> Option<RequestTask> {
+    if let Some(req) = unanswered.take() {
+        return Some(RequestTask { again: true, ..req });
+    }
+    let woke = shared.slot_freed.notified();
+    tokio::pin!(woke);
+    woke.as_mut().enable();
+    match next_step(pool) {
+        Next::Ask {
+            max_tasks,
+            prefetch,
+        } => Some(lease_request(shared, pool, max_tasks, prefetch)),
+        Next::Wait(overdue) => {
+            let until = overdue.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                _ = &mut woke => {}
+                _ = tokio::time::sleep_until(until.into()) => hand_back_overdue(shared, pool).await,
+                _ = shared.stop_pulling.cancelled() => {}
+            }
+            None
         }
     }
 }

@@ -34,10 +34,15 @@ async fn survives_a_server_restart_and_delivers_held_answers() {
         assert_eq!(v["answer"], ms);
         assert_eq!(v["attempt"], 1, "answered from the outbox, not re-run: {v}");
     }
+    // One line when the server went away and one when it came back (written just after the
+    // call that got through returns, so it may trail the answers by a moment), not one per retry.
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while !p.log().contains("server reachable again after") {
+        assert!(std::time::Instant::now() < until, "{}", p.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let log = p.log();
-    // One line when the server went away and one when it came back, not one per retry.
     assert_eq!(log.matches("cannot reach the server").count(), 1, "{log}");
-    assert!(log.contains("server reachable again after"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
     // And it keeps pulling.
     let id = c
@@ -63,4 +68,40 @@ async fn a_refused_token_stops_the_processor_with_a_clear_error() {
     let log = w.log();
     assert!(log.contains("refused this processor's token (401"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
+}
+
+/// SIGTERM while the server is down, with a finished answer not yet delivered: the stopping
+/// processor keeps trying (its outbox), and the answer lands once the server is back, so the
+/// task is not run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_finished_while_the_server_is_down_survives_a_sigterm() {
+    let mut c = Cluster::start(&["--lease-ttl", "30s"]);
+    c.publish("testkit", None).await;
+    let mut p = c.processor(&["--cpu-slots", "1"]);
+    let warm = c
+        .submit(json!({"package": "testkit", "function": "echo", "args": [0]}))
+        .await;
+    assert_eq!(c.wait(&warm, Duration::from_secs(60)).await["answer"], 0);
+    let id = c
+        .submit(json!({"package": "testkit", "function": "busy_ms", "args": [500]}))
+        .await;
+    while c.answer(&id).await["state"] != "leased" {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.server.kill9();
+    // The task finishes, its answer cannot be delivered, the pull loop backs off.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = p.pid().to_string();
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::task::block_in_place(|| c.server.restart());
+    let status = tokio::task::block_in_place(|| p.wait());
+    assert!(status.success(), "{}", p.log());
+    let v = c.answer(&id).await;
+    assert_eq!(v["state"], "succeeded", "{v}; {}", p.log());
+    assert_eq!(v["attempt"], 1, "delivered, not run again: {v}");
 }
