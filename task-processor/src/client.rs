@@ -177,15 +177,19 @@ impl ServerClient {
     ) -> Result<T, CallError> {
         let n = self.servers.len();
         let first = self.current.load(Ordering::Relaxed) % n;
-        let mut last = None;
+        let (mut last, mut resent) = (None, None);
         for i in (0..n).map(|k| (first + k) % n) {
             let server = &self.servers[i];
             let sent = if i == first {
                 server.post(path, body).await
             } else {
-                let mut v = serde_json::to_value(body).expect("request bodies serialize");
-                again(&mut v);
-                server.post(path, &v).await
+                // Made once, for whichever servers are tried after the first.
+                let v = resent.get_or_insert_with(|| {
+                    let mut v = serde_json::to_value(body).expect("request bodies serialize");
+                    again(&mut v);
+                    v
+                });
+                server.post(path, &*v).await
             };
             match sent {
                 Ok(v) => {

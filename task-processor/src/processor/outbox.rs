@@ -39,7 +39,8 @@ pub struct Outbox {
 }
 
 struct Pending {
-    memory: VecDeque<SubmitAnswer>,
+    /// Answers with their serialized size.
+    memory: VecDeque<(SubmitAnswer, usize)>,
     /// Serialized size of `memory`.
     bytes: usize,
     max_bytes: usize,
@@ -78,8 +79,9 @@ impl Outbox {
         }
         let mut p = self.pending.lock().expect("outbox lock");
         for a in answers.into_iter().rev() {
-            p.bytes += size_of_answer(&a);
-            p.memory.push_front(a);
+            let size = serde_json::to_vec(&a).expect("answers serialize").len();
+            p.bytes += size;
+            p.memory.push_front((a, size));
         }
         drop(p);
         self.added.notify_one();
@@ -121,35 +123,36 @@ impl Outbox {
 }
 
 impl Pending {
+    /// Serialized once: the size counts against the memory bound, and the bytes are what a
+    /// spill writes.
     fn push(&mut self, a: SubmitAnswer) {
-        let size = size_of_answer(&a);
+        let line = serde_json::to_vec(&a).expect("answers serialize");
+        let size = line.len();
         // Once answers wait on disk, newer ones queue behind them there: oldest first.
         if self.spill.count == 0 && self.bytes + size <= self.max_bytes {
             self.bytes += size;
-            self.memory.push_back(a);
+            self.memory.push_back((a, size));
         } else {
-            self.spill.push(&a);
+            self.spill.push(&a, line);
         }
     }
 
     fn take(&mut self, n: usize) -> Vec<SubmitAnswer> {
         if self.memory.is_empty() && self.spill.count > 0 {
-            self.memory.extend(self.spill.pop(n));
-            self.bytes = self.memory.iter().map(size_of_answer).sum();
+            let back = self.spill.pop(n);
+            self.bytes = back.iter().map(|(_, size)| size).sum();
+            self.memory.extend(back);
         }
         let n = self.memory.len().min(n);
-        let out: Vec<SubmitAnswer> = self.memory.drain(..n).collect();
-        self.bytes -= out
-            .iter()
-            .map(size_of_answer)
-            .sum::<usize>()
-            .min(self.bytes);
-        out
+        let bytes = &mut self.bytes;
+        self.memory
+            .drain(..n)
+            .map(|(a, size)| {
+                *bytes -= size;
+                a
+            })
+            .collect()
     }
-}
-
-fn size_of_answer(a: &SubmitAnswer) -> usize {
-    serde_json::to_vec(a).map_or(0, |v| v.len())
 }
 
 /// Answers waiting on disk, as JSON lines, read from the front.
@@ -173,8 +176,8 @@ impl Spill {
         }
     }
 
-    fn push(&mut self, a: &SubmitAnswer) {
-        let mut line = serde_json::to_vec(a).expect("answers serialize");
+    /// Appends `a`, serialized as `line`.
+    fn push(&mut self, a: &SubmitAnswer, mut line: Vec<u8>) {
         line.push(b'\n');
         if self.written + line.len() as u64 > DISK_BYTES {
             tracing::error!(task = %a.id, "outbox full ({DISK_BYTES} bytes on disk): answer dropped; its lease will expire and the task run again");
@@ -202,8 +205,9 @@ impl Spill {
         }
     }
 
-    /// Up to `n` answers from the front; the file goes once read through.
-    fn pop(&mut self, n: usize) -> Vec<SubmitAnswer> {
+    /// Up to `n` answers from the front, each with its serialized size; the file goes once read
+    /// through.
+    fn pop(&mut self, n: usize) -> Vec<(SubmitAnswer, usize)> {
         let mut out = Vec::new();
         let read = File::open(&self.path).and_then(|mut f| {
             f.seek(SeekFrom::Start(self.read_at))?;
@@ -218,7 +222,7 @@ impl Spill {
                 self.read_at += got as u64;
                 self.count -= 1;
                 match serde_json::from_slice(&line) {
-                    Ok(a) => out.push(a),
+                    Ok(a) => out.push((a, got.saturating_sub(1))),
                     Err(e) => tracing::error!("an answer on disk is unreadable ({e}); skipped"),
                 }
             }
@@ -313,7 +317,7 @@ mod tests {
     #[test]
     fn answers_past_the_memory_bound_wait_on_disk_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let one = size_of_answer(&answer(0));
+        let one = serde_json::to_vec(&answer(0)).unwrap().len();
         let outbox = Outbox::new(dir.path().to_path_buf(), 10 * one);
         for i in 0..2500 {
             outbox.push(answer(i));
