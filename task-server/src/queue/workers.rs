@@ -307,7 +307,7 @@ impl Queue {
             if out.requeued > 0 {
                 self.work.notify_waiters();
             }
-            if taken < 1000 {
+            if (taken as i64) < crate::store::REAP_LIMIT {
                 return Ok(());
             }
         }

@@ -24,6 +24,10 @@ pub mod rows;
 pub mod sqlite;
 mod statements;
 
+/// Rows one reaper pass, or one sweep of a restarted processor's old leases, touches at most
+/// (callers loop while a pass comes back full).
+pub const REAP_LIMIT: i64 = 1000;
+
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

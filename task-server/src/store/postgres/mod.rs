@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::core::{self, Applied, Finishing, RetryPolicy};
-use super::rows::DbId;
+use super::rows::{DbId, ExpiredRow};
 use super::statements::{sql_file, statements, store_reads};
 use super::*;
 use crate::stats::FunctionStats;
@@ -57,9 +57,6 @@ const QUEUE_PLANNER: [(&str, &str); 4] = [
     ("enable_bitmapscan", "off"),
     ("jit", "off"),
 ];
-
-/// Rows the reaper touches per pass.
-const REAP_LIMIT: i64 = 1000;
 
 /// One task (with its idempotency key honoured) or a batch with its record, each one statement:
 /// one round trip and its own transaction. (A BEGIN … COMMIT here kept backends idle in
@@ -141,6 +138,29 @@ impl PgStore {
     /// Wakes the other replicas' waiters for tasks that finished.
     fn announce_finished(&self, f: &[Finished]) {
         self.announcer.announce(events::finished_items(f));
+    }
+
+    /// Applies the decision for leases taken from their holder (expired, or orphaned by a
+    /// restart) inside `tx`; what became of them.
+    async fn take_leases(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        rows: &[ExpiredRow],
+        now: i64,
+        loss: LeaseLoss,
+    ) -> Result<ReapOutcome> {
+        if rows.is_empty() {
+            return Ok(ReapOutcome::default());
+        }
+        let plan = core::reap_plan(rows, now, loss);
+        core::reap_outcome(sql::reap(&mut *tx, &self.finishing(now), &plan).await?)
+    }
+
+    /// Wakes the waiters of what taking leases did: failed tasks, and work requeued.
+    fn announce_taken(&self, out: &ReapOutcome) {
+        let mut wake = events::finished_items(&out.failed);
+        wake.extend((out.requeued > 0).then(events::work_item));
+        self.announcer.announce(wake);
     }
 }
 
@@ -270,18 +290,14 @@ impl Store for PgStore {
     async fn reap(&self, now: i64) -> Result<ReapOutcome> {
         let mut tx = self.pool.begin().await?;
         let expired = sql::expired(&mut *tx, now, REAP_LIMIT).await?;
-        let mut out = ReapOutcome::default();
-        if !expired.is_empty() {
-            let plan = core::reap_plan(&expired, now, LeaseLoss::Expired);
-            out = core::reap_outcome(sql::reap(&mut *tx, &self.finishing(now), &plan).await?)?;
-        }
+        let mut out = self
+            .take_leases(&mut tx, &expired, now, LeaseLoss::Expired)
+            .await?;
         out.deleted = sql::delete_expired(&mut *tx, now, REAP_LIMIT).await? as usize;
         let old = now.saturating_sub(self.config.default_result_ttl_s.saturating_mul(1000));
         sql::delete_batches(&mut *tx, old, REAP_LIMIT).await?;
         tx.commit().await?;
-        let mut wake = events::finished_items(&out.failed);
-        wake.extend((out.requeued > 0).then(events::work_item));
-        self.announcer.announce(wake);
+        self.announce_taken(&out);
         Ok(out)
     }
 
@@ -303,15 +319,11 @@ impl Store for PgStore {
     ) -> Result<ReapOutcome> {
         let mut tx = self.pool.begin().await?;
         let rows = sql::orphaned(&mut *tx, &holder, &incarnation.to_string(), REAP_LIMIT).await?;
-        if rows.is_empty() {
-            return Ok(ReapOutcome::default());
-        }
-        let plan = core::reap_plan(&rows, now, LeaseLoss::Restarted);
-        let out = core::reap_outcome(sql::reap(&mut *tx, &self.finishing(now), &plan).await?)?;
+        let out = self
+            .take_leases(&mut tx, &rows, now, LeaseLoss::Restarted)
+            .await?;
         tx.commit().await?;
-        let mut wake = events::finished_items(&out.failed);
-        wake.extend((out.requeued > 0).then(events::work_item));
-        self.announcer.announce(wake);
+        self.announce_taken(&out);
         Ok(out)
     }
 

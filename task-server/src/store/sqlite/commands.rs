@@ -13,11 +13,8 @@ use crate::store::rows::{leases_in_order, DbId, ExpiredRow};
 use crate::store::{
     AnswerIn, AnswerOutcome, CancelOutcome, ClaimRequest, Finished, HeartbeatIn, HeartbeatOutcome,
     Holder, LeaseLoss, NewTask, ReapOutcome, Result, Sighting, SubmitOutcome, WorkerRecord,
-    WorkerTouch,
+    WorkerTouch, REAP_LIMIT,
 };
-
-/// Rows the reaper touches per pass.
-const REAP_LIMIT: i64 = 1000;
 
 pub(super) struct SubmitOne {
     pub owner: String,
@@ -226,10 +223,7 @@ impl Command for Reap {
     async fn run(&self, ctx: &mut Ctx<'_>) -> Result<ReapOutcome> {
         let now = self.0;
         let expired = sql::expired(&mut *ctx.conn, now, REAP_LIMIT).await?;
-        let mut out = ReapOutcome::default();
-        if !expired.is_empty() {
-            out = take_leases(ctx, &expired, now, LeaseLoss::Expired).await?;
-        }
+        let mut out = take_leases(ctx, &expired, now, LeaseLoss::Expired).await?;
         out.deleted = sql::delete_expired(&mut *ctx.conn, now, REAP_LIMIT).await? as usize;
         let old = now.saturating_sub(ctx.config.default_result_ttl_s.saturating_mul(1000));
         sql::delete_batches(&mut *ctx.conn, old, REAP_LIMIT).await?;
@@ -244,6 +238,9 @@ async fn take_leases(
     now: i64,
     loss: LeaseLoss,
 ) -> Result<ReapOutcome> {
+    if rows.is_empty() {
+        return Ok(ReapOutcome::default());
+    }
     let plan = core::reap_plan(rows, now, loss);
     let at = ctx.finishing(now);
     let ended = sql::reap(&mut *ctx.conn, &at, &plan).await?;
@@ -268,9 +265,6 @@ impl Command for RequeueOrphans {
     async fn run(&self, ctx: &mut Ctx<'_>) -> Result<ReapOutcome> {
         let run = self.incarnation.to_string();
         let rows = sql::orphaned(&mut *ctx.conn, &self.holder, &run, REAP_LIMIT).await?;
-        if rows.is_empty() {
-            return Ok(ReapOutcome::default());
-        }
         take_leases(ctx, &rows, self.now, LeaseLoss::Restarted).await
     }
 }
