@@ -212,6 +212,21 @@ macro_rules! statements {
                 .await?)
         }
 
+        /// Takes `rows`' leases from their holder (expired, or orphaned by a restart) as
+        /// `core::reap_plan` decides; what became of them.
+        pub async fn take_leases<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            at: &$crate::store::core::Finishing<'_>,
+            rows: &[ExpiredRow],
+            loss: $crate::store::LeaseLoss,
+        ) -> Result<$crate::store::ReapOutcome> {
+            if rows.is_empty() {
+                return Ok(Default::default());
+            }
+            let plan = $crate::store::core::reap_plan(rows, at.now, loss);
+            $crate::store::core::reap_outcome(reap(ex, at, &plan).await?)
+        }
+
         /// Applies the reaper's plan (see `core::reap_plan`).
         pub async fn reap<'e, E: Executor<'e, Database = $db>>(
             ex: E,

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::core::{self, Applied, Finishing, RetryPolicy};
-use super::rows::{DbId, ExpiredRow};
+use super::rows::DbId;
 use super::statements::{sql_file, statements, store_reads};
 use super::*;
 use crate::stats::FunctionStats;
@@ -138,22 +138,6 @@ impl PgStore {
     /// Wakes the other replicas' waiters for tasks that finished.
     fn announce_finished(&self, f: &[Finished]) {
         self.announcer.announce(events::finished_items(f));
-    }
-
-    /// Applies the decision for leases taken from their holder (expired, or orphaned by a
-    /// restart) inside `tx`; what became of them.
-    async fn take_leases(
-        &self,
-        tx: &mut sqlx::PgConnection,
-        rows: &[ExpiredRow],
-        now: i64,
-        loss: LeaseLoss,
-    ) -> Result<ReapOutcome> {
-        if rows.is_empty() {
-            return Ok(ReapOutcome::default());
-        }
-        let plan = core::reap_plan(rows, now, loss);
-        core::reap_outcome(sql::reap(&mut *tx, &self.finishing(now), &plan).await?)
     }
 
     /// Wakes the waiters of what taking leases did: failed tasks, and work requeued.
@@ -290,9 +274,8 @@ impl Store for PgStore {
     async fn reap(&self, now: i64) -> Result<ReapOutcome> {
         let mut tx = self.pool.begin().await?;
         let expired = sql::expired(&mut *tx, now, REAP_LIMIT).await?;
-        let mut out = self
-            .take_leases(&mut tx, &expired, now, LeaseLoss::Expired)
-            .await?;
+        let at = self.finishing(now);
+        let mut out = sql::take_leases(&mut *tx, &at, &expired, LeaseLoss::Expired).await?;
         out.deleted = sql::delete_expired(&mut *tx, now, REAP_LIMIT).await? as usize;
         let old = now.saturating_sub(self.config.default_result_ttl_s.saturating_mul(1000));
         sql::delete_batches(&mut *tx, old, REAP_LIMIT).await?;
@@ -319,9 +302,8 @@ impl Store for PgStore {
     ) -> Result<ReapOutcome> {
         let mut tx = self.pool.begin().await?;
         let rows = sql::orphaned(&mut *tx, &holder, &incarnation.to_string(), REAP_LIMIT).await?;
-        let out = self
-            .take_leases(&mut tx, &rows, now, LeaseLoss::Restarted)
-            .await?;
+        let at = self.finishing(now);
+        let out = sql::take_leases(&mut *tx, &at, &rows, LeaseLoss::Restarted).await?;
         tx.commit().await?;
         self.announce_taken(&out);
         Ok(out)

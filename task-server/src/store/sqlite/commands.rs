@@ -231,21 +231,17 @@ impl Command for Reap {
     }
 }
 
-/// Applies the decision for leases taken from their holder; what became of them.
+/// Takes `rows`' leases from their holder; the completion numbers it may use are reserved.
 async fn take_leases(
     ctx: &mut Ctx<'_>,
     rows: &[ExpiredRow],
     now: i64,
     loss: LeaseLoss,
 ) -> Result<ReapOutcome> {
-    if rows.is_empty() {
-        return Ok(ReapOutcome::default());
-    }
-    let plan = core::reap_plan(rows, now, loss);
     let at = ctx.finishing(now);
-    let ended = sql::reap(&mut *ctx.conn, &at, &plan).await?;
+    let out = sql::take_leases(&mut *ctx.conn, &at, rows, loss).await?;
     ctx.use_numbers(rows.len());
-    core::reap_outcome(ended)
+    Ok(out)
 }
 
 pub(super) struct RequeueOrphans {
