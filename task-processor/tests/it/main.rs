@@ -22,9 +22,8 @@ async fn survives_a_server_restart_and_delivers_held_answers() {
     let b = c
         .submit(json!({"package": "testkit", "function": "busy_ms", "args": [1600]}))
         .await;
-    while c.answer(&b).await["state"] != "leased" || c.answer(&a).await["state"] != "leased" {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_running(&p, &a).await;
+    wait_running(&p, &b).await;
     c.server.kill9();
     tokio::time::sleep(Duration::from_secs(3)).await;
     c.server.restart();
@@ -85,9 +84,7 @@ async fn an_answer_finished_while_the_server_is_down_survives_a_sigterm() {
     let id = c
         .submit(json!({"package": "testkit", "function": "busy_ms", "args": [500]}))
         .await;
-    while c.answer(&id).await["state"] != "leased" {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_running(&p, &id).await;
     c.server.kill9();
     // The task finishes, its answer cannot be delivered, the pull loop backs off.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -104,4 +101,17 @@ async fn an_answer_finished_while_the_server_is_down_survives_a_sigterm() {
     let v = c.answer(&id).await;
     assert_eq!(v["state"], "succeeded", "{v}; {}", p.log());
     assert_eq!(v["attempt"], 1, "delivered, not run again: {v}");
+}
+
+/// Waits until the processor has started task `id`. A task the server shows as `leased` may
+/// not have reached the processor yet: a server killed between committing a grant and sending
+/// it leaves the lease with nobody running it, and a stopping processor then hands it back to
+/// the queue (right, but not what these tests are about).
+async fn wait_running(p: &crpc_tests::Worker, id: &str) {
+    let line = format!("running task={id}");
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while !p.log().contains(&line) {
+        assert!(std::time::Instant::now() < until, "{}", p.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
