@@ -92,6 +92,23 @@ pub struct FunctionSig {
     /// One line for humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The argument the runtime grows with (`cost = "samples"`): the server fits runtime ≈
+    /// a + b × its measure (a number's value; a string's, array's or object's length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<String>,
+}
+
+impl FunctionSig {
+    /// The position and value of argument `name`, passed by position or by keyword.
+    pub fn arg_value<'a>(
+        &self,
+        name: &str,
+        args: &'a [Value],
+        kwargs: &'a Map<String, Value>,
+    ) -> Option<(usize, &'a Value)> {
+        let i = self.args.iter().position(|a| a.name == name)?;
+        args.get(i).or_else(|| kwargs.get(name)).map(|v| (i, v))
+    }
 }
 
 /// The manifest.
@@ -260,6 +277,7 @@ impl Manifest {
                 }
                 optional_seen |= a.optional;
             }
+            check_cost(name, f)?;
         }
         Ok(())
     }
@@ -271,6 +289,25 @@ impl Manifest {
 }
 
 /// serde reports a missing top-level field at path `.`; pull the field's name out of the message.
+/// `cost` names an argument that has a size: a number, a string, an array or an object.
+fn check_cost(name: &str, f: &FunctionSig) -> Result<(), ManifestError> {
+    let Some(cost) = &f.cost else {
+        return Ok(());
+    };
+    let field = format!("functions.{name}.cost");
+    match f.args.iter().find(|a| &a.name == cost) {
+        None => Err(err(
+            field,
+            format!("`{cost}` is not an argument of `{name}`"),
+        )),
+        Some(a) if a.ty == ArgType::Boolean => Err(err(
+            field,
+            format!("`{cost}` is a boolean: a cost is a number or the length of a string, array or object"),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
 fn missing_field(msg: &str) -> Option<String> {
     let rest = msg.split("missing field `").nth(1)?;
     Some(rest.split('`').next()?.to_string())
@@ -404,6 +441,16 @@ returns = "number"
         let m = Manifest::parse(GOOD).unwrap();
         assert_eq!(m.name, "monte-carlo-pi");
         assert_eq!(m.functions["estimate_pi"].args[0].ty, ArgType::Integer);
+        let m = Manifest::parse(&format!("{GOOD}cost = \"samples\"\n")).unwrap();
+        let f = &m.functions["estimate_pi"];
+        assert_eq!(f.cost.as_deref(), Some("samples"));
+        let kw: Map<String, Value> = [("samples".to_string(), json!(9))].into_iter().collect();
+        assert_eq!(f.arg_value("samples", &[], &kw), Some((0, &json!(9))));
+        assert_eq!(
+            f.arg_value("samples", &[json!(7)], &kw),
+            Some((0, &json!(7)))
+        );
+        assert_eq!(f.arg_value("seed", &[json!(7)], &Map::new()), None);
     }
 
     #[test]
@@ -419,6 +466,17 @@ returns = "number"
             (GOOD.replace("component = \"pi.wasm\"\n", ""), "component"),
             (GOOD.replace("pi.wasm", "../pi.wasm"), "component"),
             (GOOD.replace("monte-carlo-pi", "Monte_Carlo"), "name"),
+            (
+                format!("{GOOD}cost = \"seeds\"\n"),
+                "functions.estimate_pi.cost",
+            ),
+            (
+                GOOD.replace(
+                    "\"seed\", type = \"integer\"",
+                    "\"seed\", type = \"boolean\"",
+                ) + "cost = \"seed\"\n",
+                "functions.estimate_pi.cost",
+            ),
         ];
         for (text, field) in cases {
             let e = Manifest::parse(&text).unwrap_err();

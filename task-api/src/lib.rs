@@ -17,10 +17,10 @@ pub use task::{
     TaskErrorKind, TaskPayload, TaskSpec, TaskState, TaskView,
 };
 pub use views::{
-    BatchResultItem, BatchResultsResponse, BatchStatusResponse, CancelResponse, DeleteResponse,
-    EstimateResponse, FunctionEstimate, FunctionStatsView, HealthResponse, SingleTaskResponse,
-    StatsResponse, SubmitAnswerResponse, SubmitAnswersResponse, TaskListResponse, WorkerInfo,
-    WorkerView, WorkersResponse,
+    BatchResultItem, BatchResultsResponse, BatchStatusResponse, CancelResponse, ClassBacklog,
+    DeleteResponse, EstimateResponse, Eta, FunctionEstimate, FunctionStatsView, HealthResponse,
+    SingleTaskResponse, StatsResponse, SubmitAnswerResponse, SubmitAnswersResponse,
+    TaskListResponse, WorkerInfo, WorkerView, WorkersResponse,
 };
 pub use worker::{
     Capabilities, HeartbeatLease, HeartbeatRequest, HeartbeatResponse, Lease, LeaseRef,

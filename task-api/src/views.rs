@@ -22,8 +22,14 @@ pub struct EstimateResponse {
     pub state: Option<TaskState>,
     /// Core-seconds of work ahead on one average core (the seed's meaning).
     pub time: f64,
-    /// Wall seconds on the live processors; `null` when none is live.
-    pub eta_s: Option<f64>,
+    /// Wall seconds on the live processors (`eta_s`, with its 10th and 90th percentiles);
+    /// `null` when none is live.
+    #[serde(flatten)]
+    pub eta: Eta,
+    /// Per capability class (`cpu`, `gpu`): the work queued for it and how long its slots take
+    /// to drain it (the autoscaling signal).
+    #[serde(default)]
+    pub backlog: Vec<ClassBacklog>,
     /// Slots of the live processors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_slots: Option<u64>,
@@ -36,8 +42,51 @@ pub struct EstimateResponse {
     pub running: u64,
     /// Per-function breakdown, largest first.
     pub per_function: Vec<FunctionEstimate>,
-    /// 0..1: share of the estimate backed by each function's own statistics.
+    /// 0..1: how far the estimate can be trusted: per function, the samples behind its
+    /// statistics (full at 30) times how well its cost model explains its runtimes (r²; 0.5
+    /// when it fell back to the mean), weighted by each function's share of the work.
     pub confidence: f64,
+}
+
+/// When a queue (or batch, or task) is expected to be done, in wall seconds from now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Eta {
+    /// The estimate; `null` when no processor is live.
+    pub eta_s: Option<f64>,
+    /// 10th percentile: done this soon one time in ten.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_p10_s: Option<f64>,
+    /// 90th percentile: done by then nine times in ten.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_p90_s: Option<f64>,
+}
+
+impl Eta {
+    /// Nothing left.
+    pub fn done() -> Eta {
+        Eta {
+            eta_s: Some(0.0),
+            eta_p10_s: Some(0.0),
+            eta_p90_s: Some(0.0),
+        }
+    }
+}
+
+/// The work of one capability class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassBacklog {
+    /// `gpu` (tasks that need a GPU) or `cpu` (the rest).
+    pub class: String,
+    /// Tasks queued.
+    pub queued: u64,
+    /// Tasks running.
+    pub running: u64,
+    /// Core-seconds of work left.
+    pub time: f64,
+    /// Live slots of the class (GPU slots; CPU slots).
+    pub slots: u64,
+    /// Wall seconds those slots need for it; `null` when the class has no live slot.
+    pub backlog_s: Option<f64>,
 }
 
 /// One function's share of an estimate.
@@ -53,10 +102,18 @@ pub struct FunctionEstimate {
     pub queued: u64,
     /// Tasks running.
     pub running: u64,
-    /// Mean runtime used, ms.
+    /// Mean runtime, ms (the global prior when `known` is false).
     pub mean_ms: f64,
-    /// Whether the mean comes from this function's own statistics (false: the global prior).
+    /// Whether the estimate comes from this function's own statistics (false: the global prior).
     pub known: bool,
+    /// What each task's runtime is estimated from: `cost:NAME` (the declared cost argument's
+    /// fitted line), `arg:I` (the undeclared argument at position I, whose line explains the
+    /// runtimes), `mean` (no argument explains them: every task takes the mean), `prior`.
+    #[serde(default)]
+    pub model: String,
+    /// 0..1: samples behind the model (full at 30) times how well it explains the runtimes.
+    #[serde(default)]
+    pub confidence: f64,
     /// Core-seconds this function adds to the queue.
     pub time: f64,
 }
@@ -189,8 +246,9 @@ pub struct BatchStatusResponse {
     pub counts: BTreeMap<String, u64>,
     /// Core-seconds of its work left.
     pub time: f64,
-    /// Wall seconds on the live processors; `null` when none is live.
-    pub eta_s: Option<f64>,
+    /// Wall seconds on the live processors (with percentiles); `null` when none is live.
+    #[serde(flatten)]
+    pub eta: Eta,
     /// ms since the epoch.
     pub created_at: i64,
 }

@@ -14,6 +14,9 @@ pub struct Capabilities {
     /// GPUs free for the tasks asked for now.
     #[serde(default)]
     pub gpus: u32,
+    /// How many of `slots` are GPU slots (for the per-class backlog). Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_slots: Option<u32>,
     /// GPU names, for display.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpu_names: Vec<String>,
@@ -44,8 +47,8 @@ pub struct RequestTask {
     #[serde(default = "one")]
     pub max_tasks: u32,
     /// Extra leases this processor is willing to hold beyond `max_tasks` (prefetch), 0 to
-    /// 1,000 - `max_tasks`; default 0. The server grants fewer: only tasks of functions whose
-    /// measured mean runtime is under 1 s, while the expected work held stays within 50 ms per
+    /// 1,000 - `max_tasks`; default 0. The server grants fewer: only tasks whose predicted
+    /// runtime (their function's cost model at their arguments) is under 1 s, while the expected work held stays within 50 ms per
     /// slot (`held_ms` included). A prefetched lease is heartbeated like a running one and
     /// handed back with `POST /worker/release` if it does not start soon.
     #[serde(default)]
@@ -61,6 +64,10 @@ pub struct RequestTask {
     /// Routing information.
     #[serde(default)]
     pub capabilities: Capabilities,
+    /// Only tasks that need a GPU: a GPU slot asks this while its processor has a CPU slot
+    /// free, so a CPU task does not take a GPU slot a GPU task could use. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gpu_only: bool,
     /// Long-poll up to this many seconds when nothing is queued (≤ 30; default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_s: Option<f64>,
@@ -95,7 +102,8 @@ pub struct Lease {
     pub lease_epoch: i64,
     /// Lease ends then (ms since the Unix epoch) unless extended by a heartbeat.
     pub lease_deadline: i64,
-    /// The function's measured mean runtime, ms, when the server has statistics for it.
+    /// The task's predicted runtime, ms (its function's cost model at its arguments), when
+    /// the server has statistics for the function.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_ms: Option<f64>,
 }

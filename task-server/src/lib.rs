@@ -4,7 +4,9 @@
 
 pub use crpc_service::auth;
 pub mod config;
+pub mod cost;
 pub mod error;
+pub mod fit;
 pub mod queue;
 pub mod reaper;
 pub mod resolver;

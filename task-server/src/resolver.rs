@@ -13,6 +13,8 @@ use crpc_service::error::ApiError;
 use serde_json::json;
 use task_api::{Resources, Role, TaskSpec};
 
+use crate::cost::Cost;
+
 /// How long a resolution is reused.
 const CACHE_TTL: Duration = Duration::from_secs(10);
 /// Lifetime of the token the server mints for itself; renewed at half-life.
@@ -27,6 +29,8 @@ pub struct Resolved {
     pub version: String,
     /// The package's resources, for tasks that name none.
     pub resources: Resources,
+    /// The task's cost measures, by the function's signature.
+    pub cost: Cost,
 }
 
 enum Auth {
@@ -175,6 +179,7 @@ impl Resolver {
             package: info.name.clone(),
             version: info.version.clone(),
             resources: info.manifest.resources.clone(),
+            cost: Cost::of(Some(sig), &spec.args, &spec.kwargs),
         })
     }
 

@@ -7,8 +7,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cost::Cost;
+use crate::fit::{CostModel, Predictor, SlotSum};
+
 /// Identity of a function version.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FnKey {
     /// Package ('' when the task named none).
     pub package: String,
@@ -16,6 +19,30 @@ pub struct FnKey {
     pub version: String,
     /// Function name.
     pub function: String,
+}
+
+impl FnKey {
+    /// The key of a task as a lease carries it.
+    pub fn of(t: &task_api::TaskPayload) -> FnKey {
+        FnKey {
+            package: t.package.clone().unwrap_or_default(),
+            version: t.version.clone().unwrap_or_default(),
+            function: t.function.clone(),
+        }
+    }
+}
+
+/// One answered attempt: its runtime, whether it succeeded, when, and the task's cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Runtime, ms.
+    pub ms: f64,
+    /// Succeeded.
+    pub ok: bool,
+    /// Answered at, ms since the Unix epoch.
+    pub at: i64,
+    /// The task's cost measures.
+    pub cost: Cost,
 }
 
 /// Log-bucketed histogram: bucket `i` holds runtimes in `[MIN·Γ^(i-1), MIN·Γ^i)`.
@@ -99,6 +126,8 @@ pub struct FunctionStats {
     pub sketch: Sketch,
     /// Last answer, ms since the Unix epoch.
     pub last_seen: i64,
+    /// Runtime against cost (successful attempts only).
+    pub model: CostModel,
 }
 
 /// Weight of the newest observation once a function has many: the mean follows drifts in
@@ -116,11 +145,13 @@ impl FunctionStats {
             var_ms: 0.0,
             sketch: Sketch::default(),
             last_seen: 0,
+            model: CostModel::default(),
         }
     }
 
     /// Records one answered attempt.
-    pub fn record(&mut self, runtime_ms: f64, ok: bool, now_ms: i64) {
+    pub fn record(&mut self, s: &Sample) {
+        let (runtime_ms, ok, now_ms) = (s.ms, s.ok, s.at);
         let x = if runtime_ms.is_finite() && runtime_ms >= 0.0 {
             runtime_ms
         } else {
@@ -137,6 +168,15 @@ impl FunctionStats {
         self.var_ms = (1.0 - alpha) * (self.var_ms + diff * incr);
         self.sketch.add(x);
         self.last_seen = self.last_seen.max(now_ms);
+        if ok {
+            self.model.add(&s.cost, x);
+        }
+    }
+
+    /// How a task's runtime is predicted.
+    pub fn predictor(&self) -> Predictor {
+        self.model
+            .predictor(self.mean_ms, self.var_ms, self.count as f64)
     }
 
     /// Standard deviation, ms.
@@ -145,96 +185,222 @@ impl FunctionStats {
     }
 }
 
-/// What is queued and running, per function, as the store reports it.
+/// Queued tasks of one function and capability class, with the sums of their cost measures.
+#[derive(Debug, Clone, Default)]
+pub struct Queued {
+    /// Which function.
+    pub key: FnKey,
+    /// Tasks that need a GPU.
+    pub gpu: bool,
+    /// How many.
+    pub n: u64,
+    /// Per cost slot.
+    pub slots: Vec<SlotSum>,
+}
+
+/// A running task.
+#[derive(Debug, Clone, Default)]
+pub struct Running {
+    /// Which function.
+    pub key: FnKey,
+    /// Needs a GPU.
+    pub gpu: bool,
+    /// How long it has run, ms.
+    pub elapsed_ms: f64,
+    /// Its cost measures.
+    pub cost: Cost,
+}
+
+/// What is queued and running, as the store reports it.
 #[derive(Debug, Clone, Default)]
 pub struct QueueLoad {
-    /// Queued tasks per function.
-    pub queued: Vec<(FnKey, u64)>,
-    /// Elapsed ms of every running (leased) task.
-    pub running: Vec<(FnKey, f64)>,
+    /// Queued tasks per function and class.
+    pub queued: Vec<Queued>,
+    /// Every running (leased) task.
+    pub running: Vec<Running>,
 }
 
 pub use task_api::FunctionEstimate;
+
+/// Work of one capability class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ClassWork {
+    /// Tasks queued.
+    pub queued: u64,
+    /// Tasks running.
+    pub running: u64,
+    /// Core-seconds.
+    pub time: f64,
+}
 
 /// The queue estimate.
 #[derive(Debug, Clone, Serialize)]
 pub struct Estimate {
     /// Core-seconds to drain the queue on one average core (the seed's meaning).
     pub time: f64,
+    /// Variance of `time`, s²: each task's runtime around its prediction, and the
+    /// uncertainty of the fitted model itself (one error shared by all tasks of a function).
+    pub var_s2: f64,
+    /// The longest single task ahead, s: the last one can end the queue this much later.
+    pub longest_s: f64,
     /// Tasks queued.
     pub queued: u64,
     /// Tasks running.
     pub running: u64,
+    /// Tasks and work that need a GPU.
+    pub gpu: ClassWork,
     /// Per-function breakdown, largest first.
     pub per_function: Vec<FunctionEstimate>,
-    /// 0..1: share of the estimate backed by this function's own statistics, weighted by
-    /// how many samples back each mean.
+    /// 0..1: per function, samples (full at 30) × model quality, weighted by work.
     pub confidence: f64,
 }
 
 /// Mean runtime assumed for a function never seen, when nothing at all has been seen.
 pub const DEFAULT_PRIOR_MS: f64 = 1000.0;
 
-/// Σ over queued tasks of their function's mean + the remaining time of running tasks.
-pub fn estimate(load: &QueueLoad, stats: &HashMap<FnKey, FunctionStats>) -> Estimate {
-    let (sum, n) = stats.values().fold((0.0, 0u64), |(s, n), st| {
-        (s + st.mean_ms * st.count as f64, n + st.count)
-    });
-    let prior = if n > 0 {
-        sum / n as f64
-    } else {
-        DEFAULT_PRIOR_MS
-    };
-    let mean_of = |k: &FnKey| match stats.get(k) {
-        Some(st) if st.count > 0 => (st.mean_ms, true, (st.count as f64 / 30.0).min(1.0)),
-        _ => (prior, false, 0.0),
-    };
+/// The predictor of every function in `stats`, and the one for functions never seen (the
+/// mean of every runtime seen, with its own spread as the uncertainty).
+#[derive(Debug)]
+pub struct Predictors {
+    by_key: HashMap<FnKey, Predictor>,
+    prior: Predictor,
+}
 
-    let mut per: BTreeMap<FnKey, FunctionEstimate> = BTreeMap::new();
-    let mut weighted_conf = 0.0;
-    let mut total_ms = 0.0;
-    let entry = |k: &FnKey, per: &mut BTreeMap<FnKey, FunctionEstimate>| {
-        let (mean, known, _) = mean_of(k);
-        per.entry(k.clone())
-            .or_insert_with(|| FunctionEstimate {
+impl Predictors {
+    /// From the statistics rows.
+    pub fn new(stats: &HashMap<FnKey, FunctionStats>) -> Predictors {
+        let (sum, n) = stats.values().fold((0.0, 0u64), |(s, n), st| {
+            (s + st.mean_ms * st.count as f64, n + st.count)
+        });
+        let prior_ms = if n > 0 {
+            sum / n as f64
+        } else {
+            DEFAULT_PRIOR_MS
+        };
+        Predictors {
+            by_key: stats
+                .iter()
+                .filter(|(_, st)| st.count > 0)
+                .map(|(k, st)| (k.clone(), st.predictor()))
+                .collect(),
+            prior: Predictor::mean(prior_ms, prior_ms * prior_ms, 1.0, 0.0),
+        }
+    }
+
+    /// Expected runtime of a task of `key` with `cost`, ms, when the function was measured.
+    pub fn expected(&self, key: &FnKey, cost: &Cost) -> Option<f64> {
+        self.by_key.get(key).map(|p| p.predict(cost))
+    }
+
+    /// The predictor of `key`, and whether it is the function's own.
+    pub fn get(&self, key: &FnKey) -> (&Predictor, bool) {
+        match self.by_key.get(key) {
+            Some(p) => (p, true),
+            None => (&self.prior, false),
+        }
+    }
+}
+
+/// One function's running total while an estimate is summed.
+struct Tally {
+    out: FunctionEstimate,
+    var_ms2: f64,
+    tasks: u64,
+}
+
+/// Σ over queued tasks of their predicted runtimes + the remaining time of running tasks.
+pub fn estimate(load: &QueueLoad, predictors: &Predictors) -> Estimate {
+    let mut per: BTreeMap<FnKey, Tally> = BTreeMap::new();
+    let mut gpu = ClassWork::default();
+    let mut longest_ms: f64 = 0.0;
+    for q in &load.queued {
+        let (p, _) = predictors.get(&q.key);
+        let ms = p.predict_sum(q.n, &q.slots);
+        longest_ms = longest_ms.max(p.predict_max(&q.slots));
+        let t = tally(&mut per, &q.key, predictors);
+        t.out.queued += q.n;
+        t.out.time += ms / 1000.0;
+        t.tasks += q.n;
+        if q.gpu {
+            gpu.queued += q.n;
+            gpu.time += ms / 1000.0;
+        }
+    }
+    for r in &load.running {
+        let (p, _) = predictors.get(&r.key);
+        let ms = (p.predict(&r.cost) - r.elapsed_ms).max(0.0);
+        longest_ms = longest_ms.max(ms);
+        let t = tally(&mut per, &r.key, predictors);
+        t.out.running += 1;
+        t.out.time += ms / 1000.0;
+        t.tasks += 1;
+        if r.gpu {
+            gpu.running += 1;
+            gpu.time += ms / 1000.0;
+        }
+    }
+    summed(per, gpu, longest_ms, predictors)
+}
+
+fn tally<'a>(
+    per: &'a mut BTreeMap<FnKey, Tally>,
+    k: &FnKey,
+    predictors: &Predictors,
+) -> &'a mut Tally {
+    per.entry(k.clone()).or_insert_with(|| {
+        let (p, known) = predictors.get(k);
+        Tally {
+            out: FunctionEstimate {
                 package: non_empty(&k.package),
                 version: non_empty(&k.version),
                 function: k.function.clone(),
                 queued: 0,
                 running: 0,
-                mean_ms: mean,
+                mean_ms: p.mean_ms,
                 known,
+                model: if known {
+                    p.basis.label()
+                } else {
+                    "prior".into()
+                },
+                confidence: (p.weight / 30.0).min(1.0) * p.quality,
                 time: 0.0,
-            })
-            .mean_ms
-    };
-    for (k, count) in &load.queued {
-        let mean = entry(k, &mut per);
-        let ms = mean * *count as f64;
-        let e = per.get_mut(k).expect("inserted above");
-        e.queued += count;
-        e.time += ms / 1000.0;
-        total_ms += ms;
-        weighted_conf += ms * mean_of(k).2;
+            },
+            var_ms2: p.var_ms.max(0.0),
+            tasks: 0,
+        }
+    })
+}
+
+/// The totals of the per-function tallies. A function's variance is its tasks' own spread
+/// (n·σ²) plus the error of its fitted mean, shared by all n tasks (n²·σ²/samples).
+fn summed(
+    per: BTreeMap<FnKey, Tally>,
+    gpu: ClassWork,
+    longest_ms: f64,
+    predictors: &Predictors,
+) -> Estimate {
+    let (mut time, mut var_ms2, mut weighted_conf) = (0.0, 0.0, 0.0);
+    let mut per_function = Vec::with_capacity(per.len());
+    for (k, t) in per {
+        let n = t.tasks as f64;
+        let weight = predictors.get(&k).0.weight.max(1.0);
+        var_ms2 += n * t.var_ms2 + n * n * t.var_ms2 / weight;
+        time += t.out.time;
+        weighted_conf += t.out.time * t.out.confidence;
+        per_function.push(t.out);
     }
-    for (k, elapsed) in &load.running {
-        let mean = entry(k, &mut per);
-        let ms = (mean - elapsed).max(0.0);
-        let e = per.get_mut(k).expect("inserted above");
-        e.running += 1;
-        e.time += ms / 1000.0;
-        total_ms += ms;
-        weighted_conf += ms * mean_of(k).2;
-    }
-    let mut per_function: Vec<FunctionEstimate> = per.into_values().collect();
     per_function.sort_by(|a, b| b.time.total_cmp(&a.time));
     Estimate {
-        time: total_ms / 1000.0,
+        time,
+        var_s2: var_ms2 / 1e6,
+        longest_s: longest_ms / 1000.0,
         queued: per_function.iter().map(|f| f.queued).sum(),
         running: per_function.iter().map(|f| f.running).sum(),
+        gpu,
         per_function,
-        confidence: if total_ms > 0.0 {
-            weighted_conf / total_ms
+        confidence: if time > 0.0 {
+            weighted_conf / time
         } else {
             1.0
         },
@@ -270,15 +436,27 @@ mod tests {
         assert!((p95 - 950.0).abs() / 950.0 < 0.03, "p95 {p95}");
     }
 
+    fn sample(ms: f64, ok: bool, x: Option<f64>) -> Sample {
+        Sample {
+            ms,
+            ok,
+            at: 1,
+            cost: Cost {
+                by: Some("ms".into()),
+                x: vec![x],
+            },
+        }
+    }
+
     #[test]
     fn mean_is_exact_early_and_tracks_drift_later() {
         let mut st = FunctionStats::new(key("f"));
         for x in [10.0, 20.0, 30.0] {
-            st.record(x, true, 1);
+            st.record(&sample(x, true, None));
         }
         assert!((st.mean_ms - 20.0).abs() < 1e-9);
         for _ in 0..500 {
-            st.record(100.0, false, 2);
+            st.record(&sample(100.0, false, None));
         }
         assert!((st.mean_ms - 100.0).abs() < 1.0, "{}", st.mean_ms);
         assert_eq!(st.count, 503);
@@ -286,22 +464,57 @@ mod tests {
     }
 
     #[test]
-    fn estimate_sums_known_means_and_uses_prior_for_unknown() {
-        let mut stats = HashMap::new();
+    fn estimate_sums_each_tasks_cost_and_uses_prior_for_unknown() {
         let mut st = FunctionStats::new(key("f"));
-        for _ in 0..100 {
-            st.record(20.0, true, 1);
+        for i in 0..100 {
+            let ms = [1.0, 50.0, 200.0][i % 3];
+            st.record(&sample(ms + 1.0, true, Some(ms)));
         }
-        stats.insert(key("f"), st);
-        let load = QueueLoad {
-            queued: vec![(key("f"), 100), (key("g"), 10)],
-            running: vec![(key("f"), 5.0)],
+        let stats: HashMap<FnKey, FunctionStats> = [(key("f"), st)].into();
+        let slot = SlotSum {
+            n: 3,
+            sum: 251.0,
+            max: 200.0,
+            min: 1.0,
         };
-        let e = estimate(&load, &stats);
-        // 100 × 20 ms + 10 × 20 ms (prior = global mean) + 15 ms remaining.
-        assert!((e.time - 2.215).abs() < 1e-9, "{}", e.time);
-        assert_eq!(e.queued, 110);
-        assert_eq!(e.running, 1);
-        assert!(e.confidence > 0.85 && e.confidence < 0.95);
+        let load = QueueLoad {
+            queued: vec![
+                Queued {
+                    key: key("f"),
+                    gpu: false,
+                    n: 4,
+                    slots: vec![slot],
+                },
+                Queued {
+                    key: key("g"),
+                    gpu: true,
+                    n: 10,
+                    slots: vec![],
+                },
+            ],
+            running: vec![Running {
+                key: key("f"),
+                gpu: false,
+                elapsed_ms: 5.0,
+                cost: sample(0.0, true, Some(50.0)).cost,
+            }],
+        };
+        let e = estimate(&load, &Predictors::new(&stats));
+        let mean = stats[&key("f")].mean_ms;
+        // f: 254 ms for the three with a cost, the mean for the one without, 46 ms left of
+        // the running one; g: 10 × the prior (the global mean).
+        let want = (254.0 + mean + 46.0 + 10.0 * mean) / 1000.0;
+        assert!((e.time - want).abs() < 1e-6, "{} vs {want}", e.time);
+        assert_eq!((e.queued, e.running, e.gpu.queued), (14, 1, 10));
+        assert!((e.longest_s - 0.201).abs() < 1e-6, "{}", e.longest_s);
+        let f = e.per_function.iter().find(|f| f.function == "f").unwrap();
+        assert_eq!((f.model.as_str(), f.known), ("cost:ms", true));
+        let g = e.per_function.iter().find(|f| f.function == "g").unwrap();
+        assert_eq!(
+            (g.model.as_str(), g.known, g.confidence),
+            ("prior", false, 0.0)
+        );
+        assert!(e.confidence > 0.1 && e.confidence < 0.5, "{}", e.confidence);
+        assert!(e.var_s2 > 0.0);
     }
 }

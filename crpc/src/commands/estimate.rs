@@ -21,8 +21,13 @@ pub async fn run(api: &Api, task: Option<&str>, json: bool) -> CliResult {
         None => "the queue".to_string(),
     };
     let slots = e.live_slots.unwrap_or(0);
-    let eta = match e.eta_s {
-        Some(eta) if slots > 0 || e.time == 0.0 => output::seconds(eta),
+    let eta = match e.eta.eta_s {
+        Some(eta) if slots > 0 || e.time == 0.0 => format!(
+            "{} (80% between {} and {})",
+            output::seconds(eta),
+            output::seconds(e.eta.eta_p10_s.unwrap_or(eta)),
+            output::seconds(e.eta.eta_p90_s.unwrap_or(eta))
+        ),
         _ if e.time == 0.0 => output::seconds(0.0),
         _ => "never: no processor is connected".to_string(),
     };
@@ -34,12 +39,20 @@ pub async fn run(api: &Api, task: Option<&str>, json: bool) -> CliResult {
         output::seconds(e.time),
         e.confidence * 100.0
     );
+    for b in e.backlog.iter().filter(|b| b.queued + b.running > 0) {
+        let drain = match b.backlog_s {
+            Some(s) => format!("{} on {} slot(s)", output::seconds(s), b.slots),
+            None => "never: no live slot of this class".into(),
+        };
+        println!(
+            "  {} backlog: {} queued, {} running, {drain}",
+            b.class, b.queued, b.running
+        );
+    }
     if !e.per_function.is_empty() {
         let rows: Vec<Vec<String>> = e.per_function.iter().map(row).collect();
-        println!(
-            "{}",
-            output::table(&["FUNCTION", "QUEUED", "RUNNING", "MEAN", "WORK"], &rows)
-        );
+        let head = ["FUNCTION", "QUEUED", "RUNNING", "MEAN", "MODEL", "WORK"];
+        println!("{}", output::table(&head, &rows));
     }
     Ok(())
 }
@@ -54,8 +67,19 @@ fn row(p: &FunctionEstimate) -> Vec<String> {
         } else {
             "unknown".into()
         },
+        model(p),
         output::seconds(p.time),
     ]
+}
+
+/// What the function's estimate is based on, for people.
+fn model(p: &FunctionEstimate) -> String {
+    let pct = (p.confidence * 100.0).round();
+    match p.model.as_str() {
+        "mean" => format!("mean: no argument explains the runtime ({pct}%)"),
+        "prior" | "" => "never ran: the mean of all functions".into(),
+        m => format!("{m} ({pct}%)"),
+    }
 }
 
 /// `package@version.function`, as tables show a function.

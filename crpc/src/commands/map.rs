@@ -166,8 +166,13 @@ pub async fn run(api: &Api, args: &MapArgs, _json: bool) -> CliResult {
                 }
             }
             _ = eta_tick.tick() => {
-                if let Some(eta) = server_eta(api, &batches).await {
-                    bar.set_message(format!("server ETA {}", output::seconds(eta)));
+                if let Some((eta, p10, p90)) = server_eta(api, &batches).await {
+                    bar.set_message(format!(
+                        "server ETA {} ({}–{})",
+                        output::seconds(eta),
+                        output::seconds(p10),
+                        output::seconds(p90)
+                    ));
                 }
             }
             _ = sigint.recv() => {
@@ -213,13 +218,17 @@ fn read_inputs(path: &std::path::Path) -> CliResult<Vec<spec::Input>> {
     Ok(out)
 }
 
-/// The server's ETA for what is left of our batches, seconds.
-async fn server_eta(api: &Api, batches: &[Batch]) -> Option<f64> {
-    let mut sum = 0.0;
+/// The server's ETA for what is left of our batches (they run one after another), with its
+/// 10th and 90th percentiles, seconds.
+async fn server_eta(api: &Api, batches: &[Batch]) -> Option<(f64, f64, f64)> {
+    let mut sum = (0.0, 0.0, 0.0);
     for b in batches {
         let v: BatchStatusResponse = api.get(&format!("/user/batches/{}", b.id)).await.ok()?;
         if !v.done {
-            sum += v.eta_s?;
+            let eta = v.eta.eta_s?;
+            sum.0 += eta;
+            sum.1 += v.eta.eta_p10_s.unwrap_or(eta);
+            sum.2 += v.eta.eta_p90_s.unwrap_or(eta);
         }
     }
     Some(sum)

@@ -252,6 +252,13 @@ async fn manifest_errors_name_the_field() {
             ),
             "functions.estimate_pi.args[0].type",
         ),
+        (
+            m.replace(
+                "returns = \"number\"",
+                "returns = \"number\"\ncost = \"../x\"",
+            ),
+            "functions.estimate_pi.cost",
+        ),
     ];
     for (text, field) in cases {
         let archive = testing::Raw::default()

@@ -147,7 +147,23 @@ fn is_fatal(e: &CallError) -> bool {
     }
 }
 
+/// A GPU slot asks only for GPU tasks while a CPU slot of this processor is free (a CPU task
+/// would take the GPU slot from the next GPU task), and then polls briefly, so that it takes
+/// CPU tasks again soon after the CPU slots fill up.
+const GPU_ONLY_WAIT_S: f64 = 1.0;
+
 fn lease_request(shared: &Shared, pool: &Pool, max_tasks: u32, prefetch: u32) -> RequestTask {
+    let gpu_only = pool.gpu
+        && shared
+            .pools
+            .iter()
+            .any(|p| !p.gpu && !p.lock().free.is_empty());
+    let gpu_slots = shared
+        .pools
+        .iter()
+        .filter(|p| p.gpu)
+        .map(|p| p.size as u32)
+        .sum();
     RequestTask {
         worker_id: Some(shared.worker_id.clone()),
         max_tasks,
@@ -156,6 +172,7 @@ fn lease_request(shared: &Shared, pool: &Pool, max_tasks: u32, prefetch: u32) ->
         answers: shared.outbox.take(),
         capabilities: Capabilities {
             slots: Some(shared.total_slots),
+            gpu_slots: (gpu_slots > 0).then_some(gpu_slots),
             gpus: if pool.gpu { 1 } else { 0 },
             gpu_names: shared.gpu_names.clone(),
             memory_mb: None,
@@ -163,7 +180,8 @@ fn lease_request(shared: &Shared, pool: &Pool, max_tasks: u32, prefetch: u32) ->
             packages: shared.handler.cached_packages(),
             extra: Default::default(),
         },
-        wait_s: Some(30.0),
+        gpu_only,
+        wait_s: Some(if gpu_only { GPU_ONLY_WAIT_S } else { 30.0 }),
         incarnation: Some(shared.incarnation),
         request_id: Some(uuid::Uuid::now_v7()),
         again: false,

@@ -27,4 +27,4 @@ UPDATE tasks t SET
 FROM a WHERE t.id = a.id AND t.state = 'leased' AND t.lease_epoch = COALESCE(a.epoch, t.lease_epoch)
   AND (a.worker IS NULL OR t.lease_worker = a.worker) AND COALESCE(t.lease_owner, a.owner) = a.owner
 RETURNING t.id, t.state, t.batch_id, t.package, t.version, t.function, t.runtime_ms, t.attempt, t.progress,
-          t.answer::text AS answer, t.error::text AS error
+          t.answer::text AS answer, t.error::text AS error, t.cost::text AS cost

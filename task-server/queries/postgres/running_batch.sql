@@ -1,1 +1,2 @@
-SELECT package, version, function, leased_at FROM tasks WHERE state = 'leased' AND batch_id = $1
+SELECT package, version, function, req_gpus > 0 AS gpu, leased_at, cost::text AS cost FROM tasks
+WHERE state = 'leased' AND batch_id = $1

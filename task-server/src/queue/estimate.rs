@@ -1,28 +1,20 @@
 //! Estimates of the time left, runtime statistics and the processors seen.
-use std::collections::HashMap;
-
 use task_api::{
-    EstimateResponse, FunctionStatsView, StatsResponse, TaskState, WorkerView, WorkersResponse,
+    ClassBacklog, EstimateResponse, Eta, FunctionStatsView, StatsResponse, TaskState, WorkerView,
+    WorkersResponse,
 };
 use uuid::Uuid;
 
 use super::QueueError;
 use super::{now_ms, Queue};
 use crate::auth::Caller;
-use crate::stats::{estimate, non_empty, Estimate, FnKey};
+use crate::stats::{estimate, non_empty, Estimate};
 use crate::store::{LoadScope, WorkerRecord};
 
 impl Queue {
     pub(super) async fn estimate_scope(&self, scope: LoadScope) -> Result<Estimate, QueueError> {
         let load = self.store.queue_load(scope, now_ms()).await?;
-        let stats = self
-            .store
-            .stats()
-            .await?
-            .into_iter()
-            .map(|s| (s.key.clone(), s))
-            .collect::<HashMap<FnKey, _>>();
-        Ok(estimate(&load, &stats))
+        Ok(estimate(&load, &*self.fresh_predictors().await?))
     }
 
     /// `GET /user/estimate_time_left`: the whole queue, or what runs before (and including) a task.
@@ -55,7 +47,8 @@ impl Queue {
             task_id,
             state: None,
             time: est.time,
-            eta_s: cap.eta(&est),
+            eta: cap.eta(&est),
+            backlog: cap.backlog(&est),
             live_slots: Some(cap.slots),
             dispatch_ms: Some(cap.dispatch_ms),
             queued: est.queued,
@@ -127,7 +120,8 @@ fn finished_estimate(id: Uuid, state: TaskState) -> EstimateResponse {
         task_id: Some(id),
         state: Some(state),
         time: 0.0,
-        eta_s: Some(0.0),
+        eta: Eta::done(),
+        backlog: Vec::new(),
         live_slots: None,
         dispatch_ms: None,
         queued: 0,
@@ -137,10 +131,18 @@ fn finished_estimate(id: Uuid, state: TaskState) -> EstimateResponse {
     }
 }
 
+/// z of the 10th and 90th percentiles of a normal distribution.
+const Z_P90: f64 = 1.2816;
+/// Spread the model does not see (dispatch overhead and machine load vary from run to run):
+/// the interval is at least this much either side. Sized on the bench's ETA rows.
+const UNMODELLED: f64 = 0.08;
+
 /// What the live processors can do, for `eta_s`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Capacity {
     slots: u64,
+    /// Of `slots`, the GPU slots (as processors report them; 0 for older processors).
+    gpu_slots: u64,
     /// Slot-weighted mean of the dispatch overhead the processors report (0 when none does).
     dispatch_ms: f64,
 }
@@ -148,12 +150,17 @@ pub(super) struct Capacity {
 impl Capacity {
     fn of(workers: &[WorkerRecord]) -> Capacity {
         let slots: u64 = workers.iter().map(|w| w.slots as u64).sum();
+        let gpu_slots: u64 = workers
+            .iter()
+            .map(|w| gpu_slots(w).min(w.slots as u64))
+            .sum();
         let (weighted, reported) = workers
             .iter()
             .filter_map(|w| w.dispatch_ms.map(|d| (d * w.slots as f64, w.slots as f64)))
             .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
         Capacity {
             slots,
+            gpu_slots,
             dispatch_ms: if reported > 0.0 {
                 weighted / reported
             } else {
@@ -162,12 +169,64 @@ impl Capacity {
         }
     }
 
-    /// Wall seconds to run `est` (its runtimes plus one dispatch per queued task) on these
-    /// slots; `None` when no processor is live.
-    pub(super) fn eta(&self, est: &Estimate) -> Option<f64> {
-        (self.slots > 0)
-            .then(|| (est.time + est.queued as f64 * self.dispatch_ms / 1000.0) / self.slots as f64)
+    /// Wall seconds for `time` core-seconds and `queued` dispatches on `slots` slots.
+    fn drain_s(&self, time: f64, queued: u64, slots: u64) -> Option<f64> {
+        (slots > 0).then(|| (time + queued as f64 * self.dispatch_ms / 1000.0) / slots as f64)
     }
+
+    /// Wall seconds to run `est` on these slots (its runtimes plus one dispatch per queued
+    /// task; GPU work on the GPU slots), with its 10th and 90th percentiles: the spread of the
+    /// predicted work, the longest task (the last one may end the queue up to that much past
+    /// the rest), and [`UNMODELLED`]. All `None` when no processor is live.
+    pub(super) fn eta(&self, est: &Estimate) -> Eta {
+        let Some(mut base) = self.drain_s(est.time, est.queued, self.slots) else {
+            return Eta::default();
+        };
+        if let Some(gpu) = self.drain_s(est.gpu.time, est.gpu.queued, self.gpu_slots) {
+            base = base.max(gpu);
+        }
+        let slots = self.slots as f64;
+        let tail = est.longest_s * (1.0 - 1.0 / slots);
+        let sd = est.var_s2.max(0.0).sqrt() / slots;
+        let eta = base + tail / 2.0;
+        Eta {
+            eta_s: Some(eta),
+            eta_p10_s: Some(((base - Z_P90 * sd).max(0.0) * (1.0 - UNMODELLED)).min(eta)),
+            eta_p90_s: Some((base + tail + Z_P90 * sd) * (1.0 + UNMODELLED)),
+        }
+    }
+
+    /// The work of each capability class and how long its own slots take to drain it.
+    pub(super) fn backlog(&self, est: &Estimate) -> Vec<ClassBacklog> {
+        let cpu_slots = self.slots - self.gpu_slots;
+        let class = |name: &str, queued: u64, running: u64, time: f64, slots: u64| ClassBacklog {
+            class: name.into(),
+            queued,
+            running,
+            time,
+            slots,
+            backlog_s: self.drain_s(time, queued, slots),
+        };
+        let g = &est.gpu;
+        vec![
+            class(
+                "cpu",
+                est.queued - g.queued,
+                est.running - g.running,
+                (est.time - g.time).max(0.0),
+                cpu_slots,
+            ),
+            class("gpu", g.queued, g.running, g.time, self.gpu_slots),
+        ]
+    }
+}
+
+/// The GPU slots a processor reported with its capabilities.
+fn gpu_slots(w: &WorkerRecord) -> u64 {
+    w.capabilities
+        .get("gpu_slots")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -189,6 +248,19 @@ mod tests {
         }
     }
 
+    fn est(time: f64, queued: u64) -> Estimate {
+        Estimate {
+            time,
+            var_s2: 0.0,
+            longest_s: 0.0,
+            queued,
+            running: 0,
+            gpu: Default::default(),
+            per_function: vec![],
+            confidence: 1.0,
+        }
+    }
+
     #[test]
     fn eta_adds_the_reported_dispatch_overhead_per_queued_task() {
         let cap = Capacity::of(&[worker(1, Some(4.0)), worker(3, None), worker(2, Some(1.0))]);
@@ -197,16 +269,47 @@ mod tests {
             (cap.dispatch_ms - 2.0).abs() < 1e-9,
             "slot-weighted over reporters"
         );
-        let est = Estimate {
-            time: 12.0,
-            queued: 3000,
-            running: 0,
-            per_function: vec![],
-            confidence: 1.0,
-        };
+        let e = est(12.0, 3000);
         // (12 s of runtime + 3000 × 2 ms) over 6 slots.
-        assert!((cap.eta(&est).unwrap() - 3.0).abs() < 1e-9);
-        assert_eq!(Capacity::of(&[]).eta(&est), None);
-        assert_eq!(Capacity::of(&[worker(2, None)]).eta(&est), Some(6.0));
+        assert!((cap.eta(&e).eta_s.unwrap() - 3.0).abs() < 1e-9);
+        assert_eq!(Capacity::of(&[]).eta(&e), Eta::default());
+        assert_eq!(Capacity::of(&[worker(2, None)]).eta(&e).eta_s, Some(6.0));
+    }
+
+    #[test]
+    fn the_interval_widens_with_the_spread_and_the_last_task() {
+        let cap = Capacity::of(&[worker(4, None)]);
+        let mut e = est(40.0, 100);
+        let tight = cap.eta(&e);
+        assert!((tight.eta_p10_s.unwrap() - 10.0 * (1.0 - UNMODELLED)).abs() < 1e-9);
+        assert!((tight.eta_p90_s.unwrap() - 10.0 * (1.0 + UNMODELLED)).abs() < 1e-9);
+        e.var_s2 = 16.0; // sd 4 s of work: 1 s of wall time on 4 slots
+        e.longest_s = 2.0;
+        let wide = cap.eta(&e);
+        assert!((wide.eta_s.unwrap() - 10.75).abs() < 1e-9, "half the tail");
+        let p90 = (10.0 + 1.5 + Z_P90) * (1.0 + UNMODELLED);
+        assert!((wide.eta_p90_s.unwrap() - p90).abs() < 1e-9);
+        assert!(wide.eta_p10_s.unwrap() < tight.eta_p10_s.unwrap());
+    }
+
+    #[test]
+    fn gpu_work_waits_for_the_gpu_slots_and_has_its_own_backlog() {
+        let mut gpu_box = worker(4, None);
+        gpu_box.capabilities = json!({"gpu_slots": 1});
+        let cap = Capacity::of(&[gpu_box, worker(4, None)]);
+        let mut e = est(16.0, 20);
+        e.gpu.time = 12.0;
+        e.gpu.queued = 10;
+        // All work on 8 slots would be 2 s, but the GPU work alone needs 12 s on its one slot.
+        assert_eq!(cap.eta(&e).eta_s, Some(12.0));
+        let b = cap.backlog(&e);
+        assert_eq!(
+            (b[0].class.as_str(), b[0].slots, b[0].backlog_s),
+            ("cpu", 7, Some(4.0 / 7.0))
+        );
+        assert_eq!(
+            (b[1].class.as_str(), b[1].slots, b[1].backlog_s),
+            ("gpu", 1, Some(12.0))
+        );
     }
 }

@@ -103,7 +103,7 @@ pub struct Queue {
     /// replica accepted after), for `max_queued_per_owner`.
     pending: Mutex<HashMap<String, (Instant, u64)>>,
     /// Mean runtimes behind prefetch sizing, and when they were read.
-    means: Mutex<Option<(Instant, prefetch::Means)>>,
+    predictors: Mutex<Option<(Instant, Arc<crate::stats::Predictors>)>>,
 }
 
 /// How long a count of an owner's queued tasks is trusted.
@@ -126,7 +126,7 @@ impl Queue {
             shutdown,
             resolver,
             pending: Mutex::new(HashMap::new()),
-            means: Mutex::new(None),
+            predictors: Mutex::new(None),
         }
     }
 

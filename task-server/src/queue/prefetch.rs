@@ -1,24 +1,21 @@
 //! How many leases of a grant a processor keeps beyond its free slots (prefetch), sized by the
-//! functions' measured runtimes, so short tasks stream and long ones are never hoarded.
+//! tasks' predicted runtimes, so short tasks stream and long ones are never hoarded.
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use task_api::{Lease, TaskPayload};
 use tokio::time::Instant;
 
 use super::{Queue, QueueError};
-use crate::stats::FnKey;
+use crate::stats::{FnKey, FunctionStats, Predictors};
 
 /// Expected work a processor may hold prefetched, per slot, beyond what it runs.
 pub const BUDGET_PER_SLOT_MS: f64 = 50.0;
 /// Tasks of functions this slow (or never measured) are never prefetched.
 pub const LONG_MS: f64 = 1000.0;
-/// How long the statistics behind the sizing are reused before they are read again.
-const MEANS_TTL: Duration = Duration::from_secs(1);
-
-/// Mean runtime (ms) per function, as last read from the store.
-pub(super) type Means = Arc<HashMap<FnKey, f64>>;
+/// How long the statistics behind the sizing and the estimates are reused before they are
+/// read again.
+const STATS_TTL: Duration = Duration::from_secs(1);
 
 /// How many of a grant's leases (in grant order, with each one's expected runtime) to keep:
 /// every lease for a free slot, then prefetched ones while each is of a function measured to
@@ -41,41 +38,31 @@ pub fn keep(expected: &[Option<f64>], free: usize, slots: u32, held_ms: f64) -> 
     kept
 }
 
-/// The statistics key of a task.
-pub fn key_of(t: &TaskPayload) -> FnKey {
-    FnKey {
-        package: t.package.clone().unwrap_or_default(),
-        version: t.version.clone().unwrap_or_default(),
-        function: t.function.clone(),
-    }
-}
-
 impl Queue {
-    /// Mean runtimes, read from the store at most once per [`MEANS_TTL`].
-    pub(super) async fn means(&self) -> Result<Means, QueueError> {
-        if let Some((at, m)) = &*self.means.lock().expect("means lock") {
-            if at.elapsed() < MEANS_TTL {
-                return Ok(m.clone());
+    /// Every function's runtime predictor, read from the store at most once per [`STATS_TTL`]
+    /// (lease sizing, on every claim).
+    pub(super) async fn predictors(&self) -> Result<Arc<Predictors>, QueueError> {
+        if let Some((at, p)) = &*self.predictors.lock().expect("predictors lock") {
+            if at.elapsed() < STATS_TTL {
+                return Ok(p.clone());
             }
         }
-        let fresh: Means = Arc::new(
-            self.store
-                .stats()
-                .await?
-                .into_iter()
-                .filter(|s| s.count > 0 && s.mean_ms.is_finite())
-                .map(|s| (s.key, s.mean_ms.max(0.0)))
-                .collect(),
-        );
-        *self.means.lock().expect("means lock") = Some((Instant::now(), fresh.clone()));
-        Ok(fresh)
+        self.fresh_predictors().await
     }
-}
 
-/// Sets each lease's `expected_ms` from `means`.
-pub fn annotate(leases: &mut [Lease], means: &HashMap<FnKey, f64>) {
-    for l in leases {
-        l.expected_ms = means.get(&key_of(&l.task)).copied();
+    /// The predictors as the statistics are now (estimates: a user reading one right after
+    /// answers landed sees them counted).
+    pub(super) async fn fresh_predictors(&self) -> Result<Arc<Predictors>, QueueError> {
+        let stats: HashMap<FnKey, FunctionStats> = self
+            .store
+            .stats()
+            .await?
+            .into_iter()
+            .map(|s| (s.key.clone(), s))
+            .collect();
+        let fresh = Arc::new(Predictors::new(&stats));
+        *self.predictors.lock().expect("predictors lock") = Some((Instant::now(), fresh.clone()));
+        Ok(fresh)
     }
 }
 

@@ -152,7 +152,7 @@ impl Queue {
             done: finished >= batch.total,
             counts,
             time: est.time,
-            eta_s: cap.eta(&est),
+            eta: cap.eta(&est),
             created_at: batch.created_at,
         })
     }

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::QueueError;
 use super::{now_ms, sha256_hex, Queue, PENDING_RECOUNT};
 use crate::auth::Caller;
+use crate::cost::Cost;
 use crate::stats::non_empty;
 use crate::store::{NewTask, SubmitOutcome};
 
@@ -142,6 +143,7 @@ impl Queue {
             body.idempotency_key = None;
             sha256_hex(&json!(body))
         });
+        let mut cost = None;
         if let Some(resolver) = &self.resolver {
             let r = resolver.resolve(&spec, prefix).await?;
             spec.package = Some(r.package);
@@ -149,7 +151,9 @@ impl Queue {
             if spec.resources.is_empty() {
                 spec.resources = r.resources;
             }
+            cost = Some(r.cost);
         }
+        let cost = cost.unwrap_or_else(|| Cost::of(None, &spec.args, &spec.kwargs));
         let package = spec.package.clone().unwrap_or_default();
         let version = spec.version.clone().unwrap_or_default();
         let args_hash = sha256_hex(&json!([
@@ -177,6 +181,7 @@ impl Queue {
             req_gpus: spec.resources.gpus,
             req_memory_mb: spec.resources.memory_mb,
             req_datasets: spec.resources.datasets,
+            cost,
         })
     }
 }

@@ -129,6 +129,7 @@ impl Queue {
             return Ok((Vec::new(), false));
         }
         let caps = &body.capabilities;
+        let predictors = self.predictors().await?;
         let claims = std::cell::Cell::new(0u32);
         let check = || async {
             claims.set(claims.get() + 1);
@@ -145,6 +146,8 @@ impl Queue {
                 lease_ttl_ms: ttl,
                 incarnation: body.incarnation,
                 request_id: body.request_id,
+                gpu_only: body.gpu_only,
+                predictors: Some(predictors.clone()),
             };
             let leases: Vec<Lease> = self.store.claim(req).await?;
             if !leases.is_empty() && gone() {
@@ -170,8 +173,6 @@ impl Queue {
         if leases.is_empty() {
             return Ok(leases);
         }
-        let means = self.means().await?;
-        prefetch::annotate(&mut leases, &means);
         let expected: Vec<Option<f64>> = leases.iter().map(|l| l.expected_ms).collect();
         let slots = body.capabilities.slots.unwrap_or(body.max_tasks);
         let kept = prefetch::keep(
@@ -617,6 +618,11 @@ fn check_capabilities(c: &Capabilities) -> Result<(), QueueError> {
             "slots must be 1 to 1024",
         ),
         (c.gpus <= 64, "capabilities.gpus", "gpus must be at most 64"),
+        (
+            c.gpu_slots.is_none_or(|g| g <= c.slots.unwrap_or(1024)),
+            "capabilities.gpu_slots",
+            "gpu_slots must be at most slots",
+        ),
         (
             short(&c.gpu_names, 64),
             "capabilities.gpu_names",

@@ -13,7 +13,8 @@ use super::{
     LeaseLoss, ReapOutcome, Sighting, Snapshot, StoreConfig, StoreError, SubmitOutcome,
     UnappliedRow,
 };
-use crate::stats::{FnKey, FunctionStats};
+use crate::cost::Cost;
+use crate::stats::{FnKey, FunctionStats, Sample};
 
 /// Retries of a task whose attempt failed with a retryable error (a lost lease is requeued at
 /// once, see [`reap_plan`]): the delay
@@ -103,20 +104,22 @@ pub fn answers_json(answers: &[AnswerIn]) -> String {
 pub struct Applied {
     /// Outcome per task id.
     pub outcomes: HashMap<Uuid, AnswerOutcome>,
-    /// Runtime samples (ms, succeeded) per function, in key order.
-    pub samples: BTreeMap<FnKey, Vec<(f64, bool)>>,
+    /// Runtime samples per function, in key order.
+    pub samples: BTreeMap<FnKey, Vec<Sample>>,
 }
 
 impl Applied {
-    /// Reads the rows the answer statement returned.
-    pub fn from_rows(rows: Vec<AnsweredRow>) -> Result<Self, StoreError> {
+    /// Reads the rows the answer statement returned at `now`.
+    pub fn from_rows(rows: Vec<AnsweredRow>, now: i64) -> Result<Self, StoreError> {
         let mut out = Applied::default();
         for row in rows {
             let state = row.task_state()?;
-            out.samples
-                .entry(row.key())
-                .or_default()
-                .push((row.runtime_ms.unwrap_or(0.0), state == TaskState::Succeeded));
+            out.samples.entry(row.key()).or_default().push(Sample {
+                ms: row.runtime_ms.unwrap_or(0.0),
+                ok: state == TaskState::Succeeded,
+                at: now,
+                cost: Cost::parse(row.cost.as_deref()),
+            });
             let finished = state.is_terminal().then(|| Finished {
                 id: row.id.0,
                 batch_id: row.batch_id.map(|b| b.0),
@@ -392,16 +395,16 @@ pub fn reap_outcome(rows: Vec<EndedRow>) -> Result<ReapOutcome, StoreError> {
     Ok(out)
 }
 
-/// `base` (or empty statistics of `key`) with the runtime samples (ms, succeeded, when)
-/// recorded in order: replaying raw samples keeps the merge exact whoever writes them.
-pub fn merge_samples(
+/// `base` (or empty statistics of `key`) with the runtime samples recorded in order:
+/// replaying raw samples keeps the merge exact whoever writes them.
+pub fn merge_samples<'a>(
     base: Option<FunctionStats>,
     key: &FnKey,
-    samples: impl IntoIterator<Item = (f64, bool, i64)>,
+    samples: impl IntoIterator<Item = &'a Sample>,
 ) -> FunctionStats {
     let mut st = base.unwrap_or_else(|| FunctionStats::new(key.clone()));
-    for (ms, ok, at) in samples {
-        st.record(ms, ok, at);
+    for s in samples {
+        st.record(s);
     }
     st
 }

@@ -9,6 +9,7 @@
 //! group commit, PostgreSQL's replica notifications and shared statistics. The conformance suite
 //! (`tests/it/store_conformance.rs`) runs unchanged against both.
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -16,7 +17,8 @@ use serde_json::{Map, Value};
 use task_api::{HeartbeatLease, Lease, LeaseRef, TaskError, TaskState};
 use uuid::Uuid;
 
-use crate::stats::{FunctionStats, QueueLoad};
+use crate::cost::Cost;
+use crate::stats::{FunctionStats, Predictors, QueueLoad};
 
 pub mod core;
 pub mod postgres;
@@ -124,6 +126,8 @@ pub struct NewTask {
     /// Datasets needed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub req_datasets: Vec<String>,
+    /// Cost measures (cost.rs).
+    pub cost: Cost,
 }
 
 /// Result of a single submit.
@@ -166,6 +170,10 @@ pub struct ClaimRequest {
     pub incarnation: Option<Uuid>,
     /// The lease request's id, recorded on each lease (see [`Store::granted`]).
     pub request_id: Option<Uuid>,
+    /// Only tasks that need a GPU.
+    pub gpu_only: bool,
+    /// Each lease's `expected_ms` is its task's predicted runtime by these.
+    pub predictors: Option<Arc<Predictors>>,
 }
 
 /// A heartbeat.

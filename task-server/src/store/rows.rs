@@ -13,7 +13,9 @@ use uuid::Uuid;
 use super::{
     BatchRecord, BatchResult, Finished, StoreError, TaskRecord, UnappliedRow, WorkerRecord,
 };
-use crate::stats::{non_empty, FnKey, FunctionStats, Sketch};
+use crate::cost::Cost;
+use crate::fit::SlotSum;
+use crate::stats::{non_empty, FnKey, FunctionStats, Predictors, Queued, Running, Sketch};
 
 /// A task or batch id as a column: TEXT in SQLite, UUID in PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -148,13 +150,27 @@ pub struct LeaseRow {
     req_gpus: i64,
     req_memory_mb: i64,
     req_datasets: Option<String>,
+    cost: Option<String>,
 }
 
 /// The leases of one grant in the order they are due: priority, then FIFO (an UPDATE's RETURNING
 /// follows no order, so the statement's `ORDER BY` does not reach the worker by itself).
-pub fn leases_in_order(mut rows: Vec<LeaseRow>) -> Result<Vec<Lease>, StoreError> {
+/// Each lease's `expected_ms` is its task's predicted runtime, when `predictors` are given.
+pub fn leases_in_order(
+    mut rows: Vec<LeaseRow>,
+    predictors: Option<&Predictors>,
+) -> Result<Vec<Lease>, StoreError> {
     rows.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.seq));
-    rows.into_iter().map(TryInto::try_into).collect()
+    rows.into_iter()
+        .map(|r| {
+            let cost = Cost::parse(r.cost.as_deref());
+            let mut lease = Lease::try_from(r)?;
+            if let Some(p) = predictors {
+                lease.expected_ms = p.expected(&FnKey::of(&lease.task), &cost);
+            }
+            Ok(lease)
+        })
+        .collect()
 }
 
 impl TryFrom<LeaseRow> for Lease {
@@ -198,6 +214,7 @@ pub struct AnsweredRow {
     pub(super) progress: Option<f64>,
     pub(super) answer: Option<String>,
     pub(super) error: Option<String>,
+    pub(super) cost: Option<String>,
 }
 
 impl AnsweredRow {
@@ -308,6 +325,7 @@ pub struct StatsRow {
     var_ms: f64,
     sketch: String,
     last_seen: i64,
+    model: String,
 }
 
 impl TryFrom<StatsRow> for FunctionStats {
@@ -325,6 +343,8 @@ impl TryFrom<StatsRow> for FunctionStats {
             var_ms: r.var_ms,
             sketch: serde_json::from_str::<Sketch>(&r.sketch)?,
             last_seen: r.last_seen,
+            // A model this version cannot read starts again rather than failing every read.
+            model: serde_json::from_str(&r.model).unwrap_or_default(),
         })
     }
 }
@@ -403,43 +423,79 @@ impl TryFrom<BatchResultRow> for BatchResult {
     }
 }
 
-/// Queued tasks of one function.
+/// Queued tasks of one function and class, with count, sum and range per cost slot.
 #[derive(Debug, sqlx::FromRow)]
 pub struct QueuedRow {
     package: String,
     version: String,
     function: String,
+    gpu: bool,
     n: i64,
+    n0: i64,
+    s0: f64,
+    hi0: Option<f64>,
+    lo0: Option<f64>,
+    n1: i64,
+    s1: f64,
+    hi1: Option<f64>,
+    lo1: Option<f64>,
+    n2: i64,
+    s2: f64,
+    hi2: Option<f64>,
+    lo2: Option<f64>,
 }
 
-impl From<QueuedRow> for (FnKey, u64) {
-    fn from(r: QueuedRow) -> Self {
-        let key = FnKey {
-            package: r.package,
-            version: r.version,
-            function: r.function,
-        };
-        (key, r.n.max(0) as u64)
+fn slot_sum(n: i64, sum: f64, hi: Option<f64>, lo: Option<f64>) -> SlotSum {
+    SlotSum {
+        n: n.max(0) as u64,
+        sum,
+        max: hi.unwrap_or(0.0),
+        min: lo.unwrap_or(0.0),
     }
 }
 
-/// A running task of one function.
+impl From<QueuedRow> for Queued {
+    fn from(r: QueuedRow) -> Self {
+        Queued {
+            key: FnKey {
+                package: r.package,
+                version: r.version,
+                function: r.function,
+            },
+            gpu: r.gpu,
+            n: r.n.max(0) as u64,
+            slots: vec![
+                slot_sum(r.n0, r.s0, r.hi0, r.lo0),
+                slot_sum(r.n1, r.s1, r.hi1, r.lo1),
+                slot_sum(r.n2, r.s2, r.hi2, r.lo2),
+            ],
+        }
+    }
+}
+
+/// A running task.
 #[derive(Debug, sqlx::FromRow)]
 pub struct RunningRow {
     package: String,
     version: String,
     function: String,
+    gpu: bool,
     leased_at: Option<i64>,
+    cost: Option<String>,
 }
 
 impl RunningRow {
-    /// Its function and how long it has run at `now`, ms.
-    pub fn elapsed(self, now: i64) -> (FnKey, f64) {
-        let key = FnKey {
-            package: self.package,
-            version: self.version,
-            function: self.function,
-        };
-        (key, (now - self.leased_at.unwrap_or(now)).max(0) as f64)
+    /// The task as the estimate sees it at `now`.
+    pub fn at(self, now: i64) -> Running {
+        Running {
+            key: FnKey {
+                package: self.package,
+                version: self.version,
+                function: self.function,
+            },
+            gpu: self.gpu,
+            elapsed_ms: (now - self.leased_at.unwrap_or(now)).max(0) as f64,
+            cost: Cost::parse(self.cost.as_deref()),
+        }
     }
 }

@@ -39,6 +39,7 @@ macro_rules! statements {
                 .bind(&req.holder.owner)
                 .bind(req.incarnation.map(|i| i.to_string()))
                 .bind(req.request_id.map(|i| i.to_string()))
+                .bind(i64::from(req.gpu_only))
                 .fetch_all(ex)
                 .await?)
         }
@@ -347,6 +348,7 @@ macro_rules! statements {
                 .bind(st.var_ms)
                 .bind(serde_json::to_string(&st.sketch)?)
                 .bind(st.last_seen)
+                .bind(serde_json::to_string(&st.model)?)
                 .execute(ex)
                 .await?;
             Ok(())
@@ -586,7 +588,7 @@ macro_rules! store_reads {
                     let running = sql::running(&self.$pool, scope).await?;
                     Ok(QueueLoad {
                         queued: queued.into_iter().map(Into::into).collect(),
-                        running: running.into_iter().map(|r| r.elapsed(now)).collect(),
+                        running: running.into_iter().map(|r| r.at(now)).collect(),
                     })
                 }
 

@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use serde_json::{json, Map};
 use task_api::{HeartbeatLease, TaskError, TaskErrorKind, TaskState};
+use task_server::cost::Cost;
+use task_server::fit::Basis;
 use task_server::queue::now_ms;
+use task_server::stats::Predictors;
 use task_server::store::*;
 use uuid::Uuid;
 
@@ -71,6 +74,7 @@ pub fn task(function: &str, priority: i32) -> NewTask {
         req_gpus: 0,
         req_memory_mb: 0,
         req_datasets: vec![],
+        cost: Cost::default(),
     }
 }
 
@@ -93,6 +97,8 @@ fn claim(worker: &str, n: u32, now: i64) -> ClaimRequest {
         lease_ttl_ms: 10_000,
         incarnation: None,
         request_id: None,
+        gpu_only: false,
+        predictors: None,
     }
 }
 
@@ -715,6 +721,87 @@ pub async fn released_leases_keep_their_attempt(b: &dyn Backend) {
     );
 }
 
+/// A task of `f` whose declared cost `ms` is `x`, or that has no measure.
+fn costly(f: &str, x: Option<f64>, gpus: u32) -> NewTask {
+    NewTask {
+        cost: Cost {
+            by: Some("ms".into()),
+            x: vec![x],
+        },
+        req_gpus: gpus,
+        ..task(f, 0)
+    }
+}
+
+pub async fn cost_measures_are_summed_fitted_and_kept(b: &dyn Backend) {
+    let s = b.open(cfg()).await;
+    let now = now_ms();
+    // Runtime = 2 ms + 1 ms per unit of cost, learned from 30 answers.
+    for i in 0..30 {
+        let x = [1.0, 50.0, 200.0][i % 3];
+        let t = costly("f", Some(x), 0);
+        s.submit_one("o", t.clone(), now).await.unwrap();
+        let l = s.claim(claim("w", 1, now)).await.unwrap().remove(0);
+        let answer = AnswerIn {
+            runtime_ms: Some(2.0 + x),
+            ..ok(t.id, l.lease_epoch, json!(0))
+        };
+        s.answer(vec![answer], now).await.unwrap();
+    }
+    s.close().await;
+    let s = b.open(cfg()).await;
+    let stats: std::collections::HashMap<_, _> = s
+        .stats()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|st| (st.key.clone(), st))
+        .collect();
+    let p = Predictors::new(&stats);
+    let f = task_server::stats::FnKey {
+        package: "pkg".into(),
+        version: "1.0.0".into(),
+        function: "f".into(),
+    };
+    assert_eq!(p.get(&f).0.basis, Basis::Declared("ms".into()));
+    let (_, a, b) = p.get(&f).0.slot.unwrap();
+    assert!(
+        (a - 2.0).abs() < 1e-6 && (b - 1.0).abs() < 1e-9,
+        "{a} + {b}·x"
+    );
+
+    // The queue's load: count, sum and range of each slot, per function and class.
+    for (x, gpus) in [(Some(10.0), 0), (Some(30.0), 0), (None, 0), (Some(7.0), 1)] {
+        s.submit_one("o", costly("f", x, gpus), now).await.unwrap();
+    }
+    let load = s.queue_load(LoadScope::All, now).await.unwrap();
+    let cpu = load.queued.iter().find(|q| !q.gpu).unwrap();
+    assert_eq!((cpu.n, cpu.slots[0].n, cpu.slots[0].sum), (3, 2, 40.0));
+    assert_eq!(
+        (cpu.slots[0].min, cpu.slots[0].max, cpu.slots[1].n),
+        (10.0, 30.0, 0)
+    );
+    let gpu = load.queued.iter().find(|q| q.gpu).unwrap();
+    assert_eq!((gpu.n, gpu.slots[0].sum), (1, 7.0));
+
+    // A GPU slot that leaves CPU tasks alone gets only the GPU task, with its expected time.
+    let req = ClaimRequest {
+        gpus: 1,
+        gpu_only: true,
+        predictors: Some(Arc::new(p)),
+        ..claim("g", 4, now)
+    };
+    let got = s.claim(req).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].task.resources.gpus, 1);
+    assert!((got[0].expected_ms.unwrap() - 9.0).abs() < 1e-6);
+    let running = s.queue_load(LoadScope::All, now).await.unwrap().running;
+    assert_eq!(
+        (running.len(), running[0].gpu, running[0].cost.at(0)),
+        (1, true, Some(7.0))
+    );
+}
+
 /// Generates one `#[tokio::test]` per conformance case for a backend.
 #[macro_export]
 macro_rules! conformance {
@@ -726,7 +813,8 @@ macro_rules! conformance {
                 reaper_requeues_expired_leases_and_fails_timeouts, idempotency_keys,
                 statistics_survive_reopen, batches_report_counts_and_results_in_completion_order,
                 cancel_and_expiry, routing_by_gpu_and_dataset, one_grant_comes_in_priority_then_fifo_order,
-                released_leases_keep_their_attempt, a_restarted_processor_gives_back_its_old_runs_leases);
+                released_leases_keep_their_attempt, a_restarted_processor_gives_back_its_old_runs_leases,
+                cost_measures_are_summed_fitted_and_kept);
         }
     };
     (@case $backend:expr; $($case:ident),*) => {

@@ -60,6 +60,7 @@ pub async fn handle_get(
                 held_ms: None,
                 answers: Vec::new(),
                 capabilities: Capabilities::default(),
+                gpu_only: false,
                 wait_s: Some(q.wait.unwrap_or(0.0)),
                 incarnation: None,
                 request_id: None,

@@ -189,7 +189,7 @@ impl Store for PgStore {
 
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Lease>> {
         let rows = sql::claim(&self.fast, &req, self.config.timeout_grace_ms).await?;
-        super::rows::leases_in_order(rows)
+        super::rows::leases_in_order(rows, req.predictors.as_deref())
     }
 
     /// On the durable pool: a hand-back lost in a crash would leave the task leased until its
@@ -205,7 +205,7 @@ impl Store for PgStore {
 
     async fn granted(&self, holder: Holder, request_id: Uuid) -> Result<Vec<Lease>> {
         let rows = sql::granted(&self.pool, &holder, &request_id.to_string()).await?;
-        super::rows::leases_in_order(rows)
+        super::rows::leases_in_order(rows, None)
     }
 
     async fn release_run(&self, holder: Holder, incarnation: Uuid) -> Result<Vec<Uuid>> {
@@ -233,12 +233,12 @@ impl Store for PgStore {
     async fn answer(&self, answers: Vec<AnswerIn>, now: i64) -> Result<Vec<AnswerOutcome>> {
         let items = core::answers_json(&answers);
         let rows = sql::answer(&self.pool, &self.finishing(now), &items).await?;
-        let mut applied = Applied::from_rows(rows)?;
+        let mut applied = Applied::from_rows(rows, now)?;
         // Committed: wake the waiters and keep the runtime samples before anything else can fail.
         let mut wake = events::finished_items(applied.finished());
         wake.extend(applied.requeued().then(events::work_item));
         self.announcer.announce(wake);
-        self.samples.add(std::mem::take(&mut applied.samples), now);
+        self.samples.add(std::mem::take(&mut applied.samples));
         let mut rest = Vec::new();
         if let Some(ids) = applied.unapplied_json(&answers) {
             rest = sql::lease_states(&self.pool, &ids).await?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::postgres::PgPool;
 
 use super::sql;
-use crate::stats::{FnKey, FunctionStats};
+use crate::stats::{FnKey, FunctionStats, Sample};
 use crate::store::core;
 use crate::store::rows::StatsRow;
 use crate::store::statements::sql_file;
@@ -18,8 +18,8 @@ use crate::store::Result;
 /// for the length of a commit (an fsync): ~500 answers/s at most, whatever the replica count.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
-/// Runtime samples (ms, succeeded, when) per function.
-type ByFunction = BTreeMap<FnKey, Vec<(f64, bool, i64)>>;
+/// Runtime samples per function.
+type ByFunction = BTreeMap<FnKey, Vec<Sample>>;
 
 /// Runtime samples of committed answers, waiting to be merged.
 #[derive(Default)]
@@ -32,11 +32,10 @@ pub(super) struct Samples {
 
 impl Samples {
     /// Keeps the samples of committed answers.
-    pub fn add(&self, samples: BTreeMap<FnKey, Vec<(f64, bool)>>, now: i64) {
+    pub fn add(&self, samples: ByFunction) {
         let mut p = self.pending.lock().expect("samples lock");
         for (key, s) in samples {
-            let timed = s.into_iter().map(|(ms, ok)| (ms, ok, now));
-            p.entry(key).or_default().extend(timed);
+            p.entry(key).or_default().extend(s);
         }
     }
 
@@ -91,7 +90,7 @@ async fn merge(pool: &PgPool, batch: &ByFunction) -> Result<()> {
             .bind(&key.function)
             .fetch_one(&mut *tx)
             .await?;
-        let st = core::merge_samples(Some(FunctionStats::try_from(row)?), key, samples.clone());
+        let st = core::merge_samples(Some(FunctionStats::try_from(row)?), key, samples);
         sql::upsert_stats(&mut *tx, &st).await?;
     }
     tx.commit().await?;

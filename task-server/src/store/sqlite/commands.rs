@@ -72,7 +72,7 @@ impl Command for Claim {
 
     async fn run(&self, ctx: &mut Ctx<'_>) -> Result<Vec<Lease>> {
         let rows = sql::claim(&mut *ctx.conn, &self.0, ctx.config.timeout_grace_ms).await?;
-        leases_in_order(rows)
+        leases_in_order(rows, self.0.predictors.as_deref())
     }
 }
 
@@ -123,7 +123,7 @@ impl Command for Granted {
 
     async fn run(&self, ctx: &mut Ctx<'_>) -> Result<Vec<Lease>> {
         let id = self.request_id.to_string();
-        leases_in_order(sql::granted(&mut *ctx.conn, &self.holder, &id).await?)
+        leases_in_order(sql::granted(&mut *ctx.conn, &self.holder, &id).await?, None)
     }
 }
 
@@ -159,10 +159,9 @@ impl Command for Answer {
         let at = ctx.finishing(self.now);
         let rows = sql::answer(&mut *ctx.conn, &at, &items).await?;
         ctx.use_numbers(self.answers.len());
-        let applied = Applied::from_rows(rows)?;
+        let applied = Applied::from_rows(rows, self.now)?;
         for (key, samples) in &applied.samples {
-            let timed = samples.iter().map(|&(ms, ok)| (ms, ok, self.now));
-            let st = core::merge_samples(ctx.stats_of(key), key, timed);
+            let st = core::merge_samples(ctx.stats_of(key), key, samples);
             ctx.staged.stats.insert(key.clone(), st);
         }
         let rest = match applied.unapplied_json(&self.answers) {

@@ -1,0 +1,4 @@
+-- A task's cost measures (cost.rs: {"by", "x": [...]}), computed at submit from its arguments;
+-- and each function's fitted cost lines (fit.rs CostModel, JSON text).
+ALTER TABLE tasks ADD COLUMN cost jsonb;
+ALTER TABLE function_stats ADD COLUMN model TEXT NOT NULL DEFAULT '{}';

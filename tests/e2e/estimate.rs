@@ -1,0 +1,117 @@
+//! Issue 23: the estimate predicts each task from its arguments (a declared cost, or an argument
+//! found to explain the runtimes), and says when it could only use the mean. Real processors
+//! run `testkit`; the queue is read after they stopped, so nothing drains while it is read.
+use std::time::Duration;
+
+use crpc_tests::Cluster;
+use serde_json::{json, Value};
+
+use crate::prefetch::submit_batch;
+
+fn task(function: &str, args: Value) -> Value {
+    json!({"package": "testkit", "function": function, "args": args})
+}
+
+/// Runs `tasks` to completion on a fresh 2-slot processor, which then stops (its slots stay
+/// live for the server's live window, so the estimate still has them).
+async fn run_then_stop(c: &Cluster, tasks: Vec<Value>) {
+    let p = c.processor(&["--cpu-slots", "2"]);
+    let (_, ids) = submit_batch(c, tasks).await;
+    for id in &ids {
+        let v = c.wait(id, Duration::from_secs(60)).await;
+        assert_eq!(v["state"], "succeeded", "{v}; {}", p.log());
+    }
+    drop(p);
+}
+
+fn function<'a>(est: &'a Value, name: &str) -> &'a Value {
+    est["per_function"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["function"] == name)
+        .unwrap_or_else(|| panic!("{name} in {est}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_cost_predicts_each_task_from_its_argument() {
+    let c = Cluster::start(&[]);
+    c.publish("testkit", None).await;
+    // sleep_ms declares cost = "ms": 5 and 40 ms tasks, mean 22.5 ms.
+    let ms = |i: usize| [5, 40][i % 2];
+    let warm = (0..24).map(|i| task("sleep_ms", json!([ms(i)])));
+    run_then_stop(&c, warm.collect()).await;
+    // 5 × 200 ms + 10 × 10 ms: 1.1 s of work; the mean alone would say 0.34 s.
+    let mut queue: Vec<Value> = (0..5).map(|_| task("sleep_ms", json!([200]))).collect();
+    queue.extend((0..10).map(|_| task("sleep_ms", json!([10]))));
+    submit_batch(&c, queue).await;
+    let (st, est) = c.user.get("/user/estimate_time_left").await;
+    assert_eq!(st, 200, "{est}");
+    let f = function(&est, "sleep_ms");
+    assert_eq!(f["model"], "cost:ms", "{est}");
+    let time = est["time"].as_f64().unwrap();
+    assert!((time - 1.1).abs() / 1.1 < 0.1, "time {time}: {est}");
+    let (p10, eta, p90) = (
+        est["eta_p10_s"].as_f64().unwrap(),
+        est["eta_s"].as_f64().unwrap(),
+        est["eta_p90_s"].as_f64().unwrap(),
+    );
+    assert!(p10 <= eta && eta <= p90 && p10 > 0.0, "{est}");
+    // The longest task may end the queue up to 200 ms past the even split: inside the interval.
+    assert!(p90 >= time / 2.0 + 0.1, "{est}");
+    let cpu = &est["backlog"][0];
+    assert_eq!(
+        (cpu["class"].as_str(), cpu["queued"].as_u64()),
+        (Some("cpu"), Some(15))
+    );
+    assert!(cpu["backlog_s"].as_f64().unwrap() > 0.5, "{est}");
+    assert_eq!(est["backlog"][1]["queued"], 0, "{est}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_without_a_usable_argument_falls_back_to_the_mean_and_says_so() {
+    let c = Cluster::start(&[]);
+    c.publish("testkit", None).await;
+    // echo(true): a boolean has no size. progress_steps(1, ms) declares nothing, but its second
+    // argument explains its runtime.
+    let mut warm: Vec<Value> = (0..24).map(|_| task("echo", json!([true]))).collect();
+    let ms = |i: usize| [5, 40][i % 2];
+    warm.extend((0..24).map(|i| task("progress_steps", json!([1, ms(i)]))));
+    run_then_stop(&c, warm).await;
+    let mut queue: Vec<Value> = (0..10).map(|_| task("echo", json!([false]))).collect();
+    queue.extend((0..4).map(|_| task("progress_steps", json!([1, 100]))));
+    submit_batch(&c, queue).await;
+    let (_, est) = c.user.get("/user/estimate_time_left").await;
+    let echo = function(&est, "echo");
+    assert_eq!(
+        (echo["model"].as_str(), echo["known"].as_bool()),
+        (Some("mean"), Some(true))
+    );
+    assert!(echo["confidence"].as_f64().unwrap() <= 0.5, "{est}");
+    let steps = function(&est, "progress_steps");
+    assert_eq!(steps["model"], "arg:1", "{est}");
+    assert!(steps["confidence"].as_f64().unwrap() > 0.7, "{est}");
+    let work = steps["time"].as_f64().unwrap();
+    assert!(
+        (work - 0.4).abs() / 0.4 < 0.15,
+        "4 × 100 ms, not 4 × the mean: {est}"
+    );
+    // The CLI says it in words.
+    let out = std::process::Command::new(crpc_tests::sibling_binary("crpc"))
+        .args([
+            "estimate",
+            "--server",
+            &c.server.url,
+            "--token",
+            &c.user_token,
+        ])
+        .env_remove("CRPC_CONFIG")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.contains("mean: no argument explains the runtime"),
+        "{out}"
+    );
+    assert!(out.contains("80% between"), "{out}");
+}
