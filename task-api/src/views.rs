@@ -182,6 +182,9 @@ pub struct WorkerInfo {
     pub running: u64,
     /// Its last reported dispatch overhead per task, ms (see `HeartbeatRequest::dispatch_ms`).
     pub dispatch_ms: Option<f64>,
+    /// Its last reported runtime against the predictions (see `HeartbeatRequest::speed`).
+    #[serde(default)]
+    pub speed: Option<f64>,
 }
 
 /// A processor in `GET /user/workers`.

@@ -172,6 +172,11 @@ pub struct HeartbeatRequest {
     /// The server adds it per queued task to `eta_s`. 0 to 3,600,000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dispatch_ms: Option<f64>,
+    /// How slow this processor runs tasks against the server's predictions (`expected_ms`):
+    /// the recent mean of actual / expected runtime, 1 for an average processor, 2 for one
+    /// that takes twice as long. The ETA counts its slots as 1/speed slots. 0.01 to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<f64>,
     /// This run of the processor (see [`RequestTask::incarnation`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incarnation: Option<Uuid>,

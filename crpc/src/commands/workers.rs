@@ -24,6 +24,7 @@ pub async fn run(api: &Api, all: bool, json: bool) -> CliResult {
         "SLOTS",
         "RUNNING",
         "GPUS",
+        "SPEED",
         "PACKAGES",
         "LIVE",
         "LAST SEEN",
@@ -53,6 +54,8 @@ fn row(v: &WorkerView) -> Vec<String> {
         w.slots.to_string(),
         w.running.to_string(),
         gpus,
+        // Its runtimes against the predictions: 2.00 = twice as slow as the fleet's average.
+        w.speed.map_or_else(|| "-".into(), |s| format!("{s:.2}")),
         packages.to_string(),
         if v.live { "yes" } else { "no" }.to_string(),
         output::ago(w.last_seen),

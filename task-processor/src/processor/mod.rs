@@ -189,6 +189,36 @@ impl DispatchMeter {
     }
 }
 
+/// How this processor's runtimes compare with what the server predicted for them (each lease's
+/// `expected_ms`, from every processor's answers): an exponentially weighted mean of actual /
+/// expected over roughly the last 50 successful tasks, sent with each heartbeat so the ETA counts
+/// a slower processor's slots for less.
+#[derive(Debug, Default)]
+struct SpeedMeter {
+    mean: f64,
+    samples: u64,
+}
+
+impl SpeedMeter {
+    /// Predictions this short are mostly dispatch noise: not compared.
+    const MIN_EXPECTED_MS: f64 = 1.0;
+
+    fn record(&mut self, actual_ms: f64, expected_ms: Option<f64>) {
+        let Some(expected) = expected_ms.filter(|e| *e >= Self::MIN_EXPECTED_MS) else {
+            return;
+        };
+        let ratio = (actual_ms / expected).clamp(0.01, 100.0);
+        self.samples += 1;
+        let alpha = (1.0 / self.samples as f64).max(0.02);
+        self.mean += alpha * (ratio - self.mean);
+    }
+
+    /// Reported once a few tasks were compared.
+    fn value(&self) -> Option<f64> {
+        (self.samples >= 5).then_some(self.mean)
+    }
+}
+
 struct Shared {
     client: ServerClient,
     worker_id: String,
@@ -205,6 +235,7 @@ struct Shared {
     progress_changed: Arc<Notify>,
     heartbeat_ms: AtomicU64,
     dispatch: Mutex<DispatchMeter>,
+    speed: Mutex<SpeedMeter>,
     outbox: Arc<Outbox>,
     /// The pools (GPU, CPU), for heartbeats and shutdown.
     pools: Vec<Arc<Pool>>,
@@ -326,6 +357,7 @@ impl Processor {
             progress_changed: Arc::new(Notify::new()),
             heartbeat_ms: AtomicU64::new(1000),
             dispatch: Mutex::new(DispatchMeter::default()),
+            speed: Mutex::new(SpeedMeter::default()),
             outbox: Arc::new(Outbox::new(self.outbox_dir.clone(), outbox::MEMORY_BYTES)),
             pools,
             stop_pulling: CancellationToken::new(),
@@ -442,6 +474,7 @@ async fn heartbeat_once(shared: &Shared) {
         leases,
         capabilities: None,
         dispatch_ms: shared.dispatch.lock().unwrap().value(),
+        speed: shared.speed.lock().unwrap().value(),
         incarnation: Some(shared.incarnation),
     };
     match shared.client.heartbeat(&req).await {
@@ -517,5 +550,25 @@ mod tests {
             m.record(Duration::from_millis(10));
         }
         assert!((m.value().unwrap() - 10.0).abs() < 0.1, "tracks a change");
+    }
+
+    #[test]
+    fn speed_meter_compares_runtimes_with_their_predictions() {
+        let mut m = SpeedMeter::default();
+        for _ in 0..10 {
+            m.record(5.0, None);
+            m.record(0.3, Some(0.1));
+        }
+        assert_eq!(
+            m.value(),
+            None,
+            "nothing predicted, or too short to compare"
+        );
+        for ms in [10.0, 40.0, 200.0, 20.0, 100.0] {
+            m.record(2.0 * ms, Some(ms));
+        }
+        assert!((m.value().unwrap() - 2.0).abs() < 1e-9, "twice as slow");
+        m.record(1e9, Some(1.0));
+        assert!(m.value().unwrap() <= 100.0, "clamped");
     }
 }

@@ -383,6 +383,10 @@ async fn run_one(shared: &Shared, slot: &Slot, lease: Lease) {
         .saturating_sub(ctx.setup.get())
         .as_secs_f64()
         * 1000.0;
+    if outcome.is_ok() {
+        let mut speed = shared.speed.lock().unwrap();
+        speed.record(runtime_ms, lease.expected_ms);
+    }
     if let Some(answer) = answer_of(shared, &lease, &running, outcome, runtime_ms) {
         shared.outbox.push(answer);
     }

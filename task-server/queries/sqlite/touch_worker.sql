@@ -1,3 +1,4 @@
--- ?1 worker id, ?2 now, ?3 dispatch ms (NULL: keep), ?4 subject.
-UPDATE workers SET last_seen = max(last_seen, ?2), dispatch_ms = coalesce(?3, dispatch_ms)
+-- ?1 worker id, ?2 now, ?3 dispatch ms (NULL: keep), ?4 subject, ?5 speed (NULL: keep).
+UPDATE workers SET last_seen = max(last_seen, ?2), dispatch_ms = coalesce(?3, dispatch_ms),
+  speed = coalesce(?5, speed)
 WHERE worker_id = ?1 AND owner = ?4

@@ -143,6 +143,11 @@ pub(super) struct Capacity {
     slots: u64,
     /// Of `slots`, the GPU slots (as processors report them; 0 for older processors).
     gpu_slots: u64,
+    /// The slots as average slots: each processor's count divided by its reported `speed`
+    /// (its runtimes against the predictions; 1 when it reported none).
+    rate: f64,
+    /// The same of the GPU slots.
+    gpu_rate: f64,
     /// Slot-weighted mean of the dispatch overhead the processors report (0 when none does).
     dispatch_ms: f64,
 }
@@ -150,9 +155,12 @@ pub(super) struct Capacity {
 impl Capacity {
     fn of(workers: &[WorkerRecord]) -> Capacity {
         let slots: u64 = workers.iter().map(|w| w.slots as u64).sum();
-        let gpu_slots: u64 = workers
+        let gpu_slots: u64 = workers.iter().map(gpu_slots_of).sum();
+        let per_speed = |w: &WorkerRecord| 1.0 / w.speed.unwrap_or(1.0).clamp(0.01, 100.0);
+        let rate = workers.iter().map(|w| w.slots as f64 * per_speed(w)).sum();
+        let gpu_rate = workers
             .iter()
-            .map(|w| gpu_slots(w).min(w.slots as u64))
+            .map(|w| gpu_slots_of(w) as f64 * per_speed(w))
             .sum();
         let (weighted, reported) = workers
             .iter()
@@ -161,6 +169,8 @@ impl Capacity {
         Capacity {
             slots,
             gpu_slots,
+            rate,
+            gpu_rate,
             dispatch_ms: if reported > 0.0 {
                 weighted / reported
             } else {
@@ -169,9 +179,10 @@ impl Capacity {
         }
     }
 
-    /// Wall seconds for `time` core-seconds and `queued` dispatches on `slots` slots.
-    fn drain_s(&self, time: f64, queued: u64, slots: u64) -> Option<f64> {
-        (slots > 0).then(|| (time + queued as f64 * self.dispatch_ms / 1000.0) / slots as f64)
+    /// Wall seconds for `time` core-seconds and `queued` dispatches on `slots` slots of
+    /// `rate` average slots.
+    fn drain_s(&self, time: f64, queued: u64, slots: u64, rate: f64) -> Option<f64> {
+        (slots > 0).then(|| (time + queued as f64 * self.dispatch_ms / 1000.0) / rate)
     }
 
     /// Wall seconds to run `est` on these slots (its runtimes plus one dispatch per queued
@@ -179,15 +190,15 @@ impl Capacity {
     /// predicted work, the longest task (the last one may end the queue up to that much past
     /// the rest), and [`UNMODELLED`]. All `None` when no processor is live.
     pub(super) fn eta(&self, est: &Estimate) -> Eta {
-        let Some(mut base) = self.drain_s(est.time, est.queued, self.slots) else {
+        let Some(mut base) = self.drain_s(est.time, est.queued, self.slots, self.rate) else {
             return Eta::default();
         };
-        if let Some(gpu) = self.drain_s(est.gpu.time, est.gpu.queued, self.gpu_slots) {
+        let g = &est.gpu;
+        if let Some(gpu) = self.drain_s(g.time, g.queued, self.gpu_slots, self.gpu_rate) {
             base = base.max(gpu);
         }
-        let slots = self.slots as f64;
-        let tail = est.longest_s * (1.0 - 1.0 / slots);
-        let sd = est.var_s2.max(0.0).sqrt() / slots;
+        let tail = est.longest_s * (1.0 - 1.0 / self.slots as f64);
+        let sd = est.var_s2.max(0.0).sqrt() / self.rate;
         let eta = base + tail / 2.0;
         Eta {
             eta_s: Some(eta),
@@ -199,34 +210,43 @@ impl Capacity {
     /// The work of each capability class and how long its own slots take to drain it.
     pub(super) fn backlog(&self, est: &Estimate) -> Vec<ClassBacklog> {
         let cpu_slots = self.slots - self.gpu_slots;
-        let class = |name: &str, queued: u64, running: u64, time: f64, slots: u64| ClassBacklog {
-            class: name.into(),
-            queued,
-            running,
-            time,
-            slots,
-            backlog_s: self.drain_s(time, queued, slots),
-        };
+        let cpu_rate = (self.rate - self.gpu_rate).max(0.0);
+        let class =
+            |name: &str, (queued, running): (u64, u64), time: f64, slots, rate| ClassBacklog {
+                class: name.into(),
+                queued,
+                running,
+                time,
+                slots,
+                backlog_s: self.drain_s(time, queued, slots, rate),
+            };
         let g = &est.gpu;
         vec![
             class(
                 "cpu",
-                est.queued - g.queued,
-                est.running - g.running,
+                (est.queued - g.queued, est.running - g.running),
                 (est.time - g.time).max(0.0),
                 cpu_slots,
+                cpu_rate,
             ),
-            class("gpu", g.queued, g.running, g.time, self.gpu_slots),
+            class(
+                "gpu",
+                (g.queued, g.running),
+                g.time,
+                self.gpu_slots,
+                self.gpu_rate,
+            ),
         ]
     }
 }
 
 /// The GPU slots a processor reported with its capabilities.
-fn gpu_slots(w: &WorkerRecord) -> u64 {
+fn gpu_slots_of(w: &WorkerRecord) -> u64 {
     w.capabilities
         .get("gpu_slots")
         .and_then(|v| v.as_u64())
         .unwrap_or(0)
+        .min(w.slots as u64)
 }
 
 #[cfg(test)]
@@ -245,6 +265,7 @@ mod tests {
             last_seen: 0,
             running: 0,
             dispatch_ms,
+            speed: None,
         }
     }
 
@@ -290,6 +311,16 @@ mod tests {
         let p90 = (10.0 + 1.5 + Z_P90) * (1.0 + UNMODELLED);
         assert!((wide.eta_p90_s.unwrap() - p90).abs() < 1e-9);
         assert!(wide.eta_p10_s.unwrap() < tight.eta_p10_s.unwrap());
+    }
+
+    #[test]
+    fn a_slower_processor_counts_for_fewer_slots() {
+        let mut slow = worker(2, None);
+        slow.speed = Some(2.0);
+        let cap = Capacity::of(&[slow, worker(3, None)]);
+        // 2 slots at half speed + 3 average ones: 4 average slots.
+        assert_eq!(cap.eta(&est(40.0, 10)).eta_s, Some(10.0));
+        assert_eq!(cap.slots, 5, "live slots stay what the processors run");
     }
 
     #[test]

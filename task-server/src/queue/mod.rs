@@ -85,6 +85,8 @@ struct Sighted {
     fingerprint: u64,
     /// Whether a dispatch overhead was stored.
     dispatch_stored: bool,
+    /// Whether a speed was stored.
+    speed_stored: bool,
     /// Its run (incarnation) whose older runs' leases this replica took back.
     run: Option<uuid::Uuid>,
 }

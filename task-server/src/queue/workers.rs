@@ -28,6 +28,7 @@ struct Seen<'a> {
     /// Free slots it asked for (its slot count when `caps.slots` is missing).
     max_tasks: u32,
     dispatch_ms: Option<f64>,
+    speed: Option<f64>,
     /// Its run (incarnation).
     run: Option<Uuid>,
 }
@@ -65,6 +66,7 @@ impl Queue {
             caps,
             max_tasks: body.max_tasks,
             dispatch_ms: None,
+            speed: None,
             run: body.incarnation,
         };
         self.seen_worker(caller, &worker_id, seen).await?;
@@ -226,6 +228,7 @@ impl Queue {
             last_seen: now,
             running: 0,
             dispatch_ms: seen.dispatch_ms,
+            speed: seen.speed,
         };
         let refused = match self.store.upsert_worker(record, seen.run).await? {
             Sighting::Recorded => None,
@@ -256,6 +259,7 @@ impl Queue {
             at: now,
             fingerprint,
             dispatch_stored: seen.dispatch_ms.is_some(),
+            speed_stored: seen.speed.is_some(),
             run: seen.run,
         };
         match map.get_mut(worker_id) {
@@ -264,6 +268,7 @@ impl Queue {
                 let new_run = s.run != seen.run;
                 *s = Sighted {
                     dispatch_stored: s.dispatch_stored || fresh.dispatch_stored,
+                    speed_stored: s.speed_stored || fresh.speed_stored,
                     ..fresh
                 };
                 Some(new_run)
@@ -340,17 +345,24 @@ impl Queue {
                 ));
             }
         }
+        if hb.speed.is_some_and(|s| !(0.01..=100.0).contains(&s)) {
+            return Err(QueueError::invalid(
+                "speed",
+                "speed must be between 0.01 and 100",
+            ));
+        }
         if let Some(caps) = &hb.capabilities {
             check_capabilities(caps)?;
             let seen = Seen {
                 caps,
                 max_tasks: caps.slots.unwrap_or(1),
                 dispatch_ms: hb.dispatch_ms,
+                speed: hb.speed,
                 run: hb.incarnation,
             };
             self.seen_worker(caller, &worker_id, seen).await?;
         } else {
-            self.touch_worker(caller, &worker_id, hb.dispatch_ms)
+            self.touch_worker(caller, &worker_id, hb.dispatch_ms, hb.speed)
                 .await?;
         }
         let now = now_ms();
@@ -446,21 +458,25 @@ impl Queue {
         caller: &Caller,
         worker_id: &str,
         dispatch_ms: Option<f64>,
+        speed: Option<f64>,
     ) -> Result<(), QueueError> {
         let now = now_ms();
         {
             let mut seen = self.seen.lock().expect("seen lock");
             match seen.get_mut(worker_id) {
-                // Throttled, except that a worker's first dispatch figure is stored at once.
+                // Throttled, except that a worker's first dispatch and speed figures are stored
+                // at once.
                 Some(s)
                     if now - s.at < WORKER_UPSERT_EVERY_MS
-                        && (s.dispatch_stored || dispatch_ms.is_none()) =>
+                        && (s.dispatch_stored || dispatch_ms.is_none())
+                        && (s.speed_stored || speed.is_none()) =>
                 {
                     return Ok(())
                 }
                 Some(s) => {
                     s.at = now;
                     s.dispatch_stored |= dispatch_ms.is_some();
+                    s.speed_stored |= speed.is_some();
                 }
                 None => {}
             }
@@ -470,6 +486,7 @@ impl Queue {
             owner: caller.sub.clone(),
             now,
             dispatch_ms,
+            speed,
         };
         self.store.touch_worker(touch).await?;
         Ok(())

@@ -505,6 +505,8 @@ pub struct WorkerTouch {
     pub now: i64,
     /// Its dispatch overhead per task, ms, when it reported one.
     pub dispatch_ms: Option<f64>,
+    /// Its runtimes against the predictions, when it reported them.
+    pub speed: Option<f64>,
 }
 
 /// The durable queue's writes (and the reads that go through a backend's own state). Every

@@ -359,6 +359,7 @@ pub struct WorkerRow {
     first_seen: i64,
     last_seen: i64,
     dispatch_ms: Option<f64>,
+    speed: Option<f64>,
     running: i64,
 }
 
@@ -374,6 +375,7 @@ impl TryFrom<WorkerRow> for WorkerRecord {
             last_seen: r.last_seen,
             running: r.running.max(0) as u64,
             dispatch_ms: r.dispatch_ms,
+            speed: r.speed,
         })
     }
 }

@@ -286,6 +286,7 @@ macro_rules! statements {
                 .bind(w.last_seen)
                 .bind(w.dispatch_ms)
                 .bind(incarnation)
+                .bind(w.speed)
                 .execute(ex)
                 .await?;
             Ok(done.rows_affected())
@@ -302,19 +303,17 @@ macro_rules! statements {
                 .await?)
         }
 
-        /// Refreshes a processor's last sighting (and dispatch overhead, when given).
+        /// Refreshes a processor's last sighting (and its meters, when given).
         pub async fn touch_worker<'e, E: Executor<'e, Database = $db>>(
             ex: E,
-            worker_id: &str,
-            now: i64,
-            dispatch_ms: Option<f64>,
-            owner: &str,
+            t: &$crate::store::WorkerTouch,
         ) -> Result<()> {
             sqlx::query(sql_file!($dir, "touch_worker"))
-                .bind(worker_id)
-                .bind(now)
-                .bind(dispatch_ms)
-                .bind(owner)
+                .bind(&t.worker_id)
+                .bind(t.now)
+                .bind(t.dispatch_ms)
+                .bind(&t.owner)
+                .bind(t.speed)
                 .execute(ex)
                 .await?;
             Ok(())

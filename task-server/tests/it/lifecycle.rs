@@ -392,6 +392,23 @@ async fn estimate_tracks_known_runtime_within_ten_percent() {
     );
     let (_, workers) = user.get("/user/workers").await;
     assert_eq!(workers["workers"][0]["dispatch_ms"], 8.0, "{workers}");
+    // Processors that run twice as long as predicted count as half the slots.
+    for bad in [json!(0.0), json!(1e9), json!("NaN")] {
+        let hb = json!({"worker_id": "sim-0", "speed": bad});
+        let (st, e) = worker.post("/worker/heartbeat", &hb).await;
+        assert_eq!(st, 422, "{bad}: {e}");
+    }
+    for w in 0..4 {
+        let hb = json!({"worker_id": format!("sim-{w}"), "speed": 2.0});
+        assert_eq!(worker.post("/worker/heartbeat", &hb).await.0, 200);
+    }
+    let (_, est) = user.get("/user/estimate_time_left").await;
+    let slow = est["eta_s"].as_f64().unwrap();
+    assert!(
+        (slow - ((time + 100.0 * 0.008) / 2.0 + tail)).abs() < 1e-9,
+        "{est}"
+    );
+    assert_eq!(est["live_slots"], 4, "{est}");
     // A null answer is an answer.
     let (_, list) = user.get("/user/tasks?state=succeeded&limit=1").await;
     let id = list["tasks"][0]["id"].as_str().unwrap().to_string();

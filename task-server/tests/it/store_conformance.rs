@@ -121,6 +121,7 @@ fn sighting(owner: &str, now: i64) -> WorkerRecord {
         last_seen: now,
         running: 0,
         dispatch_ms: None,
+        speed: None,
     }
 }
 
@@ -328,6 +329,7 @@ pub async fn leases_bind_to_their_holder(b: &dyn Backend) {
         last_seen: now,
         running: 0,
         dispatch_ms: None,
+        speed: None,
     };
     assert_eq!(
         s.upsert_worker(w("o"), None).await.unwrap(),
@@ -800,6 +802,23 @@ pub async fn cost_measures_are_summed_fitted_and_kept(b: &dyn Backend) {
         (running.len(), running[0].gpu, running[0].cost.at(0)),
         (1, true, Some(7.0))
     );
+
+    // A processor's speed against the predictions is kept with it (a sighting, then a touch).
+    let w = WorkerRecord {
+        speed: Some(2.0),
+        ..sighting("o", now)
+    };
+    assert_eq!(s.upsert_worker(w, None).await.unwrap(), Sighting::Recorded);
+    assert_eq!(s.workers(0).await.unwrap()[0].speed, Some(2.0));
+    let touch = WorkerTouch {
+        worker_id: "w".into(),
+        owner: "o".into(),
+        now: now + 1,
+        dispatch_ms: None,
+        speed: Some(1.5),
+    };
+    s.touch_worker(touch).await.unwrap();
+    assert_eq!(s.workers(0).await.unwrap()[0].speed, Some(1.5));
 }
 
 /// Generates one `#[tokio::test]` per conformance case for a backend.

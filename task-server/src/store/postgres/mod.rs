@@ -310,7 +310,7 @@ impl Store for PgStore {
     }
 
     async fn touch_worker(&self, t: WorkerTouch) -> Result<()> {
-        sql::touch_worker(&self.fast, &t.worker_id, t.now, t.dispatch_ms, &t.owner).await
+        sql::touch_worker(&self.fast, &t).await
     }
 
     /// Numbers the batch's newly visible finished rows (one sequencer per batch at a time),

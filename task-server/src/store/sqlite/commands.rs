@@ -289,7 +289,7 @@ impl Command for TouchWorker {
 
     async fn run(&self, ctx: &mut Ctx<'_>) -> Result<()> {
         let t = &self.0;
-        sql::touch_worker(&mut *ctx.conn, &t.worker_id, t.now, t.dispatch_ms, &t.owner).await
+        sql::touch_worker(&mut *ctx.conn, t).await
     }
 }
 
