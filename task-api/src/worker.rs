@@ -173,8 +173,8 @@ pub struct HeartbeatRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dispatch_ms: Option<f64>,
     /// How slow this processor runs tasks against the server's predictions (`expected_ms`):
-    /// the recent mean of actual / expected runtime, 1 for an average processor, 2 for one
-    /// that takes twice as long. The ETA counts its slots as 1/speed slots. 0.01 to 100.
+    /// recent Σ actual / Σ expected runtime, 1 for an average processor, 2 for one that takes
+    /// twice as long. The ETA counts its slots as 1/speed slots. 0.01 to 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speed: Option<f64>,
     /// This run of the processor (see [`RequestTask::incarnation`]).

@@ -190,32 +190,36 @@ impl DispatchMeter {
 }
 
 /// How this processor's runtimes compare with what the server predicted for them (each lease's
-/// `expected_ms`, from every processor's answers): an exponentially weighted mean of actual /
-/// expected over roughly the last 50 successful tasks, sent with each heartbeat so the ETA counts
-/// a slower processor's slots for less.
+/// `expected_ms`, from every processor's answers): Σ actual / Σ expected over roughly the last
+/// 200 successful tasks (exponentially weighted), sent with each heartbeat so the ETA counts a
+/// slower processor's slots for less. A ratio of sums, not a mean of ratios: it weighs each task
+/// by its length, as the ETA does, so a thousand noisy 1 ms tasks do not outvote the long ones.
 #[derive(Debug, Default)]
 struct SpeedMeter {
-    mean: f64,
+    actual_ms: f64,
+    expected_ms: f64,
     samples: u64,
 }
 
 impl SpeedMeter {
     /// Predictions this short are mostly dispatch noise: not compared.
     const MIN_EXPECTED_MS: f64 = 1.0;
+    /// Weight kept by the older tasks at each new one.
+    const DECAY: f64 = 0.995;
 
     fn record(&mut self, actual_ms: f64, expected_ms: Option<f64>) {
         let Some(expected) = expected_ms.filter(|e| *e >= Self::MIN_EXPECTED_MS) else {
             return;
         };
-        let ratio = (actual_ms / expected).clamp(0.01, 100.0);
+        let actual = actual_ms.clamp(0.01 * expected, 100.0 * expected);
+        self.actual_ms = self.actual_ms * Self::DECAY + actual;
+        self.expected_ms = self.expected_ms * Self::DECAY + expected;
         self.samples += 1;
-        let alpha = (1.0 / self.samples as f64).max(0.02);
-        self.mean += alpha * (ratio - self.mean);
     }
 
     /// Reported once a few tasks were compared.
     fn value(&self) -> Option<f64> {
-        (self.samples >= 5).then_some(self.mean)
+        (self.samples >= 5).then(|| (self.actual_ms / self.expected_ms).clamp(0.01, 100.0))
     }
 }
 
@@ -568,7 +572,14 @@ mod tests {
             m.record(2.0 * ms, Some(ms));
         }
         assert!((m.value().unwrap() - 2.0).abs() < 1e-9, "twice as slow");
-        m.record(1e9, Some(1.0));
+        // Many short tasks that run late do not outvote one long one that is on time.
+        let mut m = SpeedMeter::default();
+        for _ in 0..50 {
+            m.record(2.0, Some(1.0));
+        }
+        m.record(1000.0, Some(1000.0));
+        assert!(m.value().unwrap() < 1.06, "{:?}", m.value());
+        m.record(1e12, Some(1.0));
         assert!(m.value().unwrap() <= 100.0, "clamped");
     }
 }
