@@ -114,3 +114,50 @@ pub fn rss_mib(pid: u32) -> Option<(f64, f64)> {
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
+
+/// A registry and one SQLite task server started from the release build, testkit published,
+/// with a user and a worker token.
+pub struct Stack {
+    /// The release binaries' directory.
+    pub bin: PathBuf,
+    /// The registry.
+    pub registry: Proc,
+    /// The task server.
+    pub server: Proc,
+    /// A `user` token.
+    pub user: String,
+    /// A `worker` token.
+    pub worker: String,
+}
+
+impl Stack {
+    /// Builds what is missing, starts the services and publishes `examples/testkit`.
+    pub fn start(rt: &tokio::runtime::Runtime) -> anyhow::Result<Stack> {
+        let bin = build_release(&["task-server", "registry", "task-processor"])?;
+        build_examples()?;
+        let registry = start_service(&bin.join("task-registry"), &[])?;
+        let server = start_service(&bin.join("task-server"), &["--registry", &registry.url])?;
+        let server_bin = bin.join("task-server");
+        let role = |r: &str| token(&server_bin, server.data_dir(), r);
+        let (user, worker, publisher) = (role("user")?, role("worker")?, role("publisher")?);
+        rt.block_on(publish_testkit(&registry.url, &publisher))?;
+        Ok(Stack {
+            bin,
+            registry,
+            server,
+            user,
+            worker,
+        })
+    }
+
+    /// A processor with `slots` CPU slots pulling from the server.
+    pub fn processor(&self, slots: usize, worker_id: &str) -> Worker {
+        start_processor(
+            &self.server.url,
+            &self.registry.url,
+            &self.worker,
+            slots,
+            Some(worker_id),
+        )
+    }
+}

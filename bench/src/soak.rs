@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use serde_json::{json, Value};
 
-use crpc_bench::{build_release, publish_testkit, rss_mib, start_processor, start_service, token};
+use crpc_bench::{rss_mib, Stack};
 
 #[derive(Parser)]
 #[command(name = "soak")]
@@ -107,30 +107,14 @@ impl Run {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let bin = build_release(&["task-server", "registry", "task-processor"])?;
-    crpc_bench::build_examples()?;
     let rt = tokio::runtime::Runtime::new()?;
-    let reg = start_service(&bin.join("task-registry"), &[])?;
-    let server = start_service(&bin.join("task-server"), &["--registry", &reg.url])?;
-    let server_bin = bin.join("task-server");
-    let user = token(&server_bin, server.data_dir(), "user")?;
-    let worker = token(&server_bin, server.data_dir(), "worker")?;
-    let publisher = token(&server_bin, server.data_dir(), "publisher")?;
-    rt.block_on(publish_testkit(&reg.url, &publisher))?;
+    let stack = Stack::start(&rt)?;
     let procs: Vec<_> = (0..args.processors)
-        .map(|i| {
-            start_processor(
-                &server.url,
-                &reg.url,
-                &worker,
-                args.slots,
-                Some(&format!("soak-{i}")),
-            )
-        })
+        .map(|i| stack.processor(args.slots, &format!("soak-{i}")))
         .collect();
     let opts = crpc_http::Options::default();
-    let http = crpc_http::Client::new(&server.url, Some(user), opts)?;
-    let mut pids = vec![("server".to_string(), server.pid())];
+    let http = crpc_http::Client::new(&stack.server.url, Some(stack.user.clone()), opts)?;
+    let mut pids = vec![("server".to_string(), stack.server.pid())];
     pids.extend(
         procs
             .iter()
