@@ -15,7 +15,7 @@ pub const SLOTS: usize = 3;
 /// estimate is its function's mean, instead of a sum that overflows every other estimate.
 pub const MAX_MEASURE: f64 = 1e12;
 
-/// A task's cost measures, stored with it as JSON.
+/// A task's cost measures, stored with it (`tasks.cost_by`, `cost0`..`cost2`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cost {
     /// The argument the manifest declares; `x[0]` is its measure.
@@ -55,12 +55,6 @@ impl Cost {
     /// The measure in `slot`.
     pub fn at(&self, slot: usize) -> Option<f64> {
         self.x.get(slot).copied().flatten()
-    }
-
-    /// Parses the stored JSON (a task stored before costs were measured has none).
-    pub fn parse(text: Option<&str>) -> Cost {
-        text.and_then(|t| serde_json::from_str(t).ok())
-            .unwrap_or_default()
     }
 }
 
@@ -116,6 +110,5 @@ mod tests {
             assert_eq!(measure(&v), None, "{v}");
         }
         assert_eq!(measure(&json!(-3)), Some(-3.0));
-        assert_eq!(Cost::parse(Some("not json")), Cost::default());
     }
 }

@@ -13,7 +13,6 @@ use super::{
     LeaseLoss, ReapOutcome, Sighting, Snapshot, StoreConfig, StoreError, SubmitOutcome,
     UnappliedRow,
 };
-use crate::cost::Cost;
 use crate::stats::{FnKey, FunctionStats, Sample};
 
 /// Retries of a task whose attempt failed with a retryable error (a lost lease is requeued at
@@ -118,7 +117,7 @@ impl Applied {
                 ms: row.runtime_ms.unwrap_or(0.0),
                 ok: state == TaskState::Succeeded,
                 at: now,
-                cost: Cost::parse(row.cost.as_deref()),
+                cost: row.cost.to_cost(),
             });
             let finished = state.is_terminal().then(|| Finished {
                 id: row.id.0,

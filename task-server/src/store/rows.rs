@@ -150,7 +150,8 @@ pub struct LeaseRow {
     req_gpus: i64,
     req_memory_mb: i64,
     req_datasets: Option<String>,
-    cost: Option<String>,
+    #[sqlx(flatten)]
+    cost: CostCols,
 }
 
 /// The leases of one grant in the order they are due: priority, then FIFO (an UPDATE's RETURNING
@@ -163,7 +164,7 @@ pub fn leases_in_order(
     rows.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.seq));
     rows.into_iter()
         .map(|r| {
-            let cost = Cost::parse(r.cost.as_deref());
+            let cost = r.cost.to_cost();
             let mut lease = Lease::try_from(r)?;
             if let Some(p) = predictors {
                 lease.expected_ms = p.expected(&FnKey::of(&lease.task), &cost);
@@ -214,7 +215,8 @@ pub struct AnsweredRow {
     pub(super) progress: Option<f64>,
     pub(super) answer: Option<String>,
     pub(super) error: Option<String>,
-    pub(super) cost: Option<String>,
+    #[sqlx(flatten)]
+    pub(super) cost: CostCols,
 }
 
 impl AnsweredRow {
@@ -425,6 +427,29 @@ impl TryFrom<BatchResultRow> for BatchResult {
     }
 }
 
+/// A task's cost columns (`cost_by`, `cost0`..`cost2`; see `cost.rs`).
+#[derive(Debug, Default, sqlx::FromRow)]
+pub struct CostCols {
+    cost_by: Option<String>,
+    cost0: Option<f64>,
+    cost1: Option<f64>,
+    cost2: Option<f64>,
+}
+
+impl CostCols {
+    /// The measures as the estimate reads them.
+    pub fn to_cost(&self) -> Cost {
+        let mut x = vec![self.cost0, self.cost1, self.cost2];
+        while x.last() == Some(&None) {
+            x.pop();
+        }
+        Cost {
+            by: self.cost_by.clone(),
+            x,
+        }
+    }
+}
+
 /// Queued tasks of one function and class, with count, sum and range per cost slot.
 #[derive(Debug, sqlx::FromRow)]
 pub struct QueuedRow {
@@ -483,7 +508,8 @@ pub struct RunningRow {
     function: String,
     gpu: bool,
     leased_at: Option<i64>,
-    cost: Option<String>,
+    #[sqlx(flatten)]
+    cost: CostCols,
 }
 
 impl RunningRow {
@@ -497,7 +523,7 @@ impl RunningRow {
             },
             gpu: self.gpu,
             elapsed_ms: (now - self.leased_at.unwrap_or(now)).max(0) as f64,
-            cost: Cost::parse(self.cost.as_deref()),
+            cost: self.cost.to_cost(),
         }
     }
 }

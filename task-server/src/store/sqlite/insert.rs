@@ -9,8 +9,8 @@ use crate::store::{NewTask, Result};
 /// `INSERT INTO tasks (…) VALUES`, followed by one [`ROW`] per task.
 const HEAD: &str = sql_file!("sqlite", "insert_tasks");
 /// One task's values (`state` is always 'queued').
-const ROW: &str = "(?,?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
-/// Rows per INSERT statement (23 bound values each, far below SQLite's 32,766 limit).
+const ROW: &str = "(?,?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+/// Rows per INSERT statement (26 bound values each, far below SQLite's 32,766 limit).
 const CHUNK: usize = 100;
 
 /// Inserts a batch record.
@@ -77,7 +77,10 @@ pub(super) async fn tasks(
                 .bind(t.req_gpus as i64)
                 .bind(t.req_memory_mb.min(i64::MAX as u64) as i64)
                 .bind(datasets)
-                .bind(serde_json::to_string(&t.cost)?);
+                .bind(&t.cost.by)
+                .bind(t.cost.at(0))
+                .bind(t.cost.at(1))
+                .bind(t.cost.at(2));
         }
         q.execute(&mut *conn).await?;
     }
