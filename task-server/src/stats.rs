@@ -268,8 +268,8 @@ pub struct Predictors {
 
 impl Predictors {
     /// From the statistics rows.
-    pub fn new(stats: &HashMap<FnKey, FunctionStats>) -> Predictors {
-        let (sum, n) = stats.values().fold((0.0, 0u64), |(s, n), st| {
+    pub fn new(stats: &[FunctionStats]) -> Predictors {
+        let (sum, n) = stats.iter().fold((0.0, 0u64), |(s, n), st| {
             (s + st.mean_ms * st.count as f64, n + st.count)
         });
         let prior_ms = if n > 0 {
@@ -280,8 +280,8 @@ impl Predictors {
         Predictors {
             by_key: stats
                 .iter()
-                .filter(|(_, st)| st.count > 0)
-                .map(|(k, st)| (k.clone(), st.predictor()))
+                .filter(|st| st.count > 0)
+                .map(|st| (st.key.clone(), st.predictor()))
                 .collect(),
             prior: Predictor::mean(prior_ms, prior_ms * prior_ms, 1.0, 0.0),
         }
@@ -301,103 +301,104 @@ impl Predictors {
     }
 }
 
-/// One function's running total while an estimate is summed.
-struct Tally {
-    out: FunctionEstimate,
-    var_ms2: f64,
-    tasks: u64,
+/// The estimate while it is summed: per function, the GPU class, the longest task.
+struct Sums<'a> {
+    predictors: &'a Predictors,
+    per: BTreeMap<FnKey, FunctionEstimate>,
+    gpu: ClassWork,
+    longest_ms: f64,
+}
+
+impl Sums<'_> {
+    /// Adds `queued` and `running` tasks of `key` (needing a GPU or not) with `ms` of work
+    /// left, the longest of them `longest_ms`.
+    fn add(
+        &mut self,
+        key: &FnKey,
+        gpu: bool,
+        (queued, running): (u64, u64),
+        ms: f64,
+        longest_ms: f64,
+    ) {
+        let e = self
+            .per
+            .entry(key.clone())
+            .or_insert_with(|| function_estimate(key, self.predictors));
+        e.queued += queued;
+        e.running += running;
+        e.time += ms / 1000.0;
+        if gpu {
+            self.gpu.queued += queued;
+            self.gpu.running += running;
+            self.gpu.time += ms / 1000.0;
+        }
+        self.longest_ms = self.longest_ms.max(longest_ms);
+    }
 }
 
 /// Σ over queued tasks of their predicted runtimes + the remaining time of running tasks.
 pub fn estimate(load: &QueueLoad, predictors: &Predictors) -> Estimate {
-    let mut per: BTreeMap<FnKey, Tally> = BTreeMap::new();
-    let mut gpu = ClassWork::default();
-    let mut longest_ms: f64 = 0.0;
+    let mut sums = Sums {
+        predictors,
+        per: BTreeMap::new(),
+        gpu: ClassWork::default(),
+        longest_ms: 0.0,
+    };
     for q in &load.queued {
         let (p, _) = predictors.get(&q.key);
         let ms = p.predict_sum(q.n, &q.slots);
-        longest_ms = longest_ms.max(p.predict_max(&q.slots));
-        let t = tally(&mut per, &q.key, predictors);
-        t.out.queued += q.n;
-        t.out.time += ms / 1000.0;
-        t.tasks += q.n;
-        if q.gpu {
-            gpu.queued += q.n;
-            gpu.time += ms / 1000.0;
-        }
+        sums.add(&q.key, q.gpu, (q.n, 0), ms, p.predict_max(&q.slots));
     }
     for r in &load.running {
         let (p, _) = predictors.get(&r.key);
         let ms = (p.predict(&r.cost) - r.elapsed_ms).max(0.0);
-        longest_ms = longest_ms.max(ms);
-        let t = tally(&mut per, &r.key, predictors);
-        t.out.running += 1;
-        t.out.time += ms / 1000.0;
-        t.tasks += 1;
-        if r.gpu {
-            gpu.running += 1;
-            gpu.time += ms / 1000.0;
-        }
+        sums.add(&r.key, r.gpu, (0, 1), ms, ms);
     }
-    summed(per, gpu, longest_ms, predictors)
+    summed(sums)
 }
 
-fn tally<'a>(
-    per: &'a mut BTreeMap<FnKey, Tally>,
-    k: &FnKey,
-    predictors: &Predictors,
-) -> &'a mut Tally {
-    per.entry(k.clone()).or_insert_with(|| {
-        let (p, known) = predictors.get(k);
-        Tally {
-            out: FunctionEstimate {
-                package: non_empty(&k.package),
-                version: non_empty(&k.version),
-                function: k.function.clone(),
-                queued: 0,
-                running: 0,
-                mean_ms: p.mean_ms,
-                known,
-                model: if known {
-                    p.basis.label()
-                } else {
-                    "prior".into()
-                },
-                confidence: (p.weight / 30.0).min(1.0) * p.quality,
-                time: 0.0,
-            },
-            var_ms2: p.var_ms.max(0.0),
-            tasks: 0,
-        }
-    })
+/// A function's empty share of an estimate, with the model it is predicted by.
+fn function_estimate(k: &FnKey, predictors: &Predictors) -> FunctionEstimate {
+    let (p, known) = predictors.get(k);
+    FunctionEstimate {
+        package: non_empty(&k.package),
+        version: non_empty(&k.version),
+        function: k.function.clone(),
+        queued: 0,
+        running: 0,
+        mean_ms: p.mean_ms,
+        known,
+        model: if known {
+            p.basis.label()
+        } else {
+            "prior".into()
+        },
+        confidence: (p.weight / 30.0).min(1.0) * p.quality,
+        time: 0.0,
+    }
 }
 
-/// The totals of the per-function tallies. A function's variance is its tasks' own spread
+/// The totals of the per-function sums. A function's variance is its tasks' own spread
 /// (n·σ²) plus the error of its fitted mean, shared by all n tasks (n²·σ²/samples).
-fn summed(
-    per: BTreeMap<FnKey, Tally>,
-    gpu: ClassWork,
-    longest_ms: f64,
-    predictors: &Predictors,
-) -> Estimate {
+fn summed(sums: Sums<'_>) -> Estimate {
     let (mut time, mut var_ms2, mut weighted_conf) = (0.0, 0.0, 0.0);
-    let mut per_function = Vec::with_capacity(per.len());
-    for (k, t) in per {
-        let n = t.tasks as f64;
-        let weight = predictors.get(&k).0.weight.max(1.0);
-        var_ms2 += n * t.var_ms2 + n * n * t.var_ms2 / weight;
-        time += t.out.time;
-        weighted_conf += t.out.time * t.out.confidence;
-        per_function.push(t.out);
+    let mut per_function = Vec::with_capacity(sums.per.len());
+    for (k, f) in sums.per {
+        let p = sums.predictors.get(&k).0;
+        let (n, var) = ((f.queued + f.running) as f64, p.var_ms.max(0.0));
+        var_ms2 += n * var + n * n * var / p.weight.max(1.0);
+        time += f.time;
+        weighted_conf += f.time * f.confidence;
+        per_function.push(f);
     }
     per_function.sort_by(|a, b| b.time.total_cmp(&a.time));
     Estimate {
         time,
         var_s2: var_ms2 / 1e6,
-        longest_s: longest_ms / 1000.0,
+        longest_s: sums.longest_ms / 1000.0,
         queued: per_function.iter().map(|f| f.queued).sum(),
         running: per_function.iter().map(|f| f.running).sum(),
-        gpu,
+        gpu: sums.gpu,
         per_function,
         confidence: if time > 0.0 {
             weighted_conf / time
@@ -470,7 +471,7 @@ mod tests {
             let ms = [1.0, 50.0, 200.0][i % 3];
             st.record(&sample(ms + 1.0, true, Some(ms)));
         }
-        let stats: HashMap<FnKey, FunctionStats> = [(key("f"), st)].into();
+        let stats = [st];
         let slot = SlotSum {
             n: 3,
             sum: 251.0,
@@ -500,7 +501,7 @@ mod tests {
             }],
         };
         let e = estimate(&load, &Predictors::new(&stats));
-        let mean = stats[&key("f")].mean_ms;
+        let mean = stats[0].mean_ms;
         // f: 254 ms for the three with a cost, the mean for the one without, 46 ms left of
         // the running one; g: 10 × the prior (the global mean).
         let want = (254.0 + mean + 46.0 + 10.0 * mean) / 1000.0;

@@ -1,13 +1,12 @@
 //! How many leases of a grant a processor keeps beyond its free slots (prefetch), sized by the
 //! tasks' predicted runtimes, so short tasks stream and long ones are never hoarded.
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::{Queue, QueueError};
-use crate::stats::{FnKey, FunctionStats, Predictors};
+use crate::stats::Predictors;
 
 /// Expected work a processor may hold prefetched, per slot, beyond what it runs.
 pub const BUDGET_PER_SLOT_MS: f64 = 50.0;
@@ -53,14 +52,7 @@ impl Queue {
     /// The predictors as the statistics are now (estimates: a user reading one right after
     /// answers landed sees them counted).
     pub(super) async fn fresh_predictors(&self) -> Result<Arc<Predictors>, QueueError> {
-        let stats: HashMap<FnKey, FunctionStats> = self
-            .store
-            .stats()
-            .await?
-            .into_iter()
-            .map(|s| (s.key.clone(), s))
-            .collect();
-        let fresh = Arc::new(Predictors::new(&stats));
+        let fresh = Arc::new(Predictors::new(&self.store.stats().await?));
         *self.predictors.lock().expect("predictors lock") = Some((Instant::now(), fresh.clone()));
         Ok(fresh)
     }

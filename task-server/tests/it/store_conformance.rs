@@ -752,14 +752,7 @@ pub async fn cost_measures_are_summed_fitted_and_kept(b: &dyn Backend) {
     }
     s.close().await;
     let s = b.open(cfg()).await;
-    let stats: std::collections::HashMap<_, _> = s
-        .stats()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|st| (st.key.clone(), st))
-        .collect();
-    let p = Predictors::new(&stats);
+    let p = Predictors::new(&s.stats().await.unwrap());
     let f = task_server::stats::FnKey {
         package: "pkg".into(),
         version: "1.0.0".into(),
