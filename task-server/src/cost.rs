@@ -5,7 +5,7 @@
 //! statistics keep the one that explains the runtimes best (see `stats::CostModel`). A measure is
 //! a number's value, or the length of a string, array or object; booleans and nulls have none.
 use crpc_package::manifest::FunctionSig;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// Argument positions tried as a cost measure when a function declares none.
@@ -16,13 +16,12 @@ pub const SLOTS: usize = 3;
 pub const MAX_MEASURE: f64 = 1e12;
 
 /// A task's cost measures, stored with it (`tasks.cost_by`, `cost0`..`cost2`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Cost {
     /// The argument the manifest declares; `x[0]` is its measure.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
     /// Measure per slot, `null` where the argument has none.
-    #[serde(default)]
     pub x: Vec<Option<f64>>,
 }
 

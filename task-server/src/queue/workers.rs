@@ -326,31 +326,8 @@ impl Queue {
         hb: HeartbeatRequest,
     ) -> Result<HeartbeatResponse, QueueError> {
         let named = hb.worker_id.is_some();
-        let worker_id = worker_name(caller, hb.worker_id)?;
-        for (i, l) in hb.leases.iter().enumerate() {
-            if let Some(p) = l.progress {
-                if !(0.0..=100.0).contains(&p) {
-                    return Err(QueueError::invalid(
-                        &format!("leases[{i}].progress"),
-                        "progress must be between 0 and 100",
-                    ));
-                }
-            }
-        }
-        if let Some(d) = hb.dispatch_ms {
-            if !(0.0..=3_600_000.0).contains(&d) {
-                return Err(QueueError::invalid(
-                    "dispatch_ms",
-                    "dispatch_ms must be between 0 and 3600000",
-                ));
-            }
-        }
-        if hb.speed.is_some_and(|s| !(0.01..=100.0).contains(&s)) {
-            return Err(QueueError::invalid(
-                "speed",
-                "speed must be between 0.01 and 100",
-            ));
-        }
+        let worker_id = worker_name(caller, hb.worker_id.clone())?;
+        check_heartbeat(&hb)?;
         if let Some(caps) = &hb.capabilities {
             check_capabilities(caps)?;
             let seen = Seen {
@@ -572,6 +549,34 @@ fn grant_response(
 }
 
 /// What a lease request asks for, checked: the long-poll it may wait (none without free slots).
+/// Bounds on what a heartbeat reports: progress, and the meters the ETA uses.
+fn check_heartbeat(hb: &HeartbeatRequest) -> Result<(), QueueError> {
+    for (i, l) in hb.leases.iter().enumerate() {
+        if l.progress.is_some_and(|p| !(0.0..=100.0).contains(&p)) {
+            return Err(QueueError::invalid(
+                &format!("leases[{i}].progress"),
+                "progress must be between 0 and 100",
+            ));
+        }
+    }
+    if hb
+        .dispatch_ms
+        .is_some_and(|d| !(0.0..=3_600_000.0).contains(&d))
+    {
+        return Err(QueueError::invalid(
+            "dispatch_ms",
+            "dispatch_ms must be between 0 and 3600000",
+        ));
+    }
+    if hb.speed.is_some_and(|s| !(0.01..=100.0).contains(&s)) {
+        return Err(QueueError::invalid(
+            "speed",
+            "speed must be between 0.01 and 100",
+        ));
+    }
+    Ok(())
+}
+
 fn check_request(
     body: &RequestTask,
     max_wait: std::time::Duration,
