@@ -559,22 +559,19 @@ fn check_heartbeat(hb: &HeartbeatRequest) -> Result<(), QueueError> {
             ));
         }
     }
-    if hb
-        .dispatch_ms
-        .is_some_and(|d| !(0.0..=3_600_000.0).contains(&d))
-    {
-        return Err(QueueError::invalid(
-            "dispatch_ms",
-            "dispatch_ms must be between 0 and 3600000",
-        ));
+    within(hb.dispatch_ms, 0.0, 3_600_000.0, "dispatch_ms")?;
+    within(hb.speed, 0.01, 100.0, "speed")
+}
+
+/// `field` (when given) lies in `lo..=hi` (NaN never does).
+fn within(v: Option<f64>, lo: f64, hi: f64, field: &str) -> Result<(), QueueError> {
+    match v {
+        Some(x) if !(lo..=hi).contains(&x) => Err(QueueError::invalid(
+            field,
+            format!("{field} must be between {lo} and {hi}"),
+        )),
+        _ => Ok(()),
     }
-    if hb.speed.is_some_and(|s| !(0.01..=100.0).contains(&s)) {
-        return Err(QueueError::invalid(
-            "speed",
-            "speed must be between 0.01 and 100",
-        ));
-    }
-    Ok(())
 }
 
 fn check_request(
@@ -593,15 +590,7 @@ fn check_request(
             "prefetch must be 0 to 1000 - max_tasks",
         ));
     }
-    if body
-        .held_ms
-        .is_some_and(|h| !(0.0..=3_600_000.0).contains(&h))
-    {
-        return Err(QueueError::invalid(
-            "held_ms",
-            "held_ms must be between 0 and 3600000",
-        ));
-    }
+    within(body.held_ms, 0.0, 3_600_000.0, "held_ms")?;
     if body.again && body.request_id.is_none() {
         return Err(QueueError::invalid(
             "again",
