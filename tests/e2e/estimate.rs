@@ -13,8 +13,9 @@ fn task(function: &str, args: Value) -> Value {
 }
 
 /// Runs `tasks` to completion on a fresh 2-slot processor, which then stops (its slots stay
-/// live for the server's live window, so the estimate still has them).
-async fn run_then_stop(c: &Cluster, tasks: Vec<Value>) {
+/// live for the server's live window, so the estimate still has them). Each task's runtime as
+/// the processor reported it, ms, in submit order.
+async fn run_then_stop(c: &Cluster, tasks: Vec<Value>) -> Vec<f64> {
     let p = c.processor(&["--cpu-slots", "2"]);
     let (_, ids) = submit_batch(c, tasks).await;
     for id in &ids {
@@ -22,6 +23,26 @@ async fn run_then_stop(c: &Cluster, tasks: Vec<Value>) {
         assert_eq!(v["state"], "succeeded", "{v}; {}", p.log());
     }
     drop(p);
+    let (_, list) = c.user.get("/user/tasks?state=succeeded&limit=1000").await;
+    let listed = list["tasks"].as_array().unwrap();
+    let runtime = |id: &String| {
+        let t = listed.iter().find(|t| t["id"] == id.as_str()).unwrap();
+        t["runtime_ms"].as_f64().unwrap()
+    };
+    ids.iter().map(runtime).collect()
+}
+
+/// The least-squares line (intercept, slope) through `(cost, runtime)` points: what a
+/// server fitting the same answers must predict, whatever this machine's load made of them.
+fn line(points: &[(f64, f64)]) -> (f64, f64) {
+    let n = points.len() as f64;
+    let (mx, my) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
+    let sxy: f64 = points.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+    let sxx: f64 = points.iter().map(|(x, _)| (x - mx) * (x - mx)).sum();
+    let b = sxy / sxx;
+    (my - b * mx, b)
 }
 
 fn function<'a>(est: &'a Value, name: &str) -> &'a Value {
@@ -40,8 +61,16 @@ async fn a_declared_cost_predicts_each_task_from_its_argument() {
     // sleep_ms declares cost = "ms": 5 and 40 ms tasks, mean 22.5 ms.
     let ms = |i: usize| [5, 40][i % 2];
     let warm = (0..24).map(|i| task("sleep_ms", json!([ms(i)])));
-    run_then_stop(&c, warm.collect()).await;
-    // 5 × 200 ms + 10 × 10 ms: 1.1 s of work; the mean alone would say 0.34 s.
+    let took = run_then_stop(&c, warm.collect()).await;
+    let points: Vec<(f64, f64)> = (0..24).map(|i| (ms(i) as f64, took[i])).collect();
+    let (a, b) = line(&points);
+    // 5 × 200 ms + 10 × 10 ms: 1.1 s of work on a quiet machine (the mean alone would say
+    // 0.34 s); on a loaded one, what the runtimes it measured extrapolate to.
+    let want = (5.0 * (a + 200.0 * b) + 10.0 * (a + 10.0 * b)) / 1000.0;
+    assert!(
+        want > 0.9,
+        "the warm-up's own line predicts {want} s: {points:?}"
+    );
     let mut queue: Vec<Value> = (0..5).map(|_| task("sleep_ms", json!([200]))).collect();
     queue.extend((0..10).map(|_| task("sleep_ms", json!([10]))));
     submit_batch(&c, queue).await;
@@ -50,7 +79,10 @@ async fn a_declared_cost_predicts_each_task_from_its_argument() {
     let f = function(&est, "sleep_ms");
     assert_eq!(f["model"], "cost:ms", "{est}");
     let time = est["time"].as_f64().unwrap();
-    assert!((time - 1.1).abs() / 1.1 < 0.1, "time {time}: {est}");
+    assert!(
+        (time - want).abs() / want < 0.1,
+        "time {time}, line {want}: {est}"
+    );
     let (p10, eta, p90) = (
         est["eta_p10_s"].as_f64().unwrap(),
         est["eta_s"].as_f64().unwrap(),
@@ -77,7 +109,11 @@ async fn a_function_without_a_usable_argument_falls_back_to_the_mean_and_says_so
     let mut warm: Vec<Value> = (0..24).map(|_| task("echo", json!([true]))).collect();
     let ms = |i: usize| [5, 40][i % 2];
     warm.extend((0..40).map(|i| task("progress_steps", json!([1, ms(i)]))));
-    run_then_stop(&c, warm).await;
+    let took = run_then_stop(&c, warm).await;
+    let points: Vec<(f64, f64)> = (0..40).map(|i| (ms(i) as f64, took[24 + i])).collect();
+    let (a, b) = line(&points);
+    // 4 × 100 ms on a quiet machine; on a loaded one, what its measured runtimes extrapolate to.
+    let want = 4.0 * (a + 100.0 * b) / 1000.0;
     let mut queue: Vec<Value> = (0..10).map(|_| task("echo", json!([false]))).collect();
     queue.extend((0..4).map(|_| task("progress_steps", json!([1, 100]))));
     submit_batch(&c, queue).await;
@@ -95,8 +131,12 @@ async fn a_function_without_a_usable_argument_falls_back_to_the_mean_and_says_so
     assert!(conf(steps) > conf(echo), "{est}");
     let work = steps["time"].as_f64().unwrap();
     assert!(
-        (work - 0.4).abs() / 0.4 < 0.15,
-        "4 × 100 ms, not 4 × the mean: {est}"
+        (work - want).abs() / want < 0.15,
+        "4 × 100 ms by its line ({want} s), not 4 × the mean: {est}"
+    );
+    assert!(
+        want > 0.3,
+        "the warm-up's own line predicts {want} s: {points:?}"
     );
     // The CLI says it in words.
     let out = std::process::Command::new(crpc_tests::sibling_binary("crpc"))
