@@ -67,6 +67,12 @@ def spin(seconds):
 
 
 @crpc_worker.task
+def claims_integer(value):
+    """Declares an integer and returns whatever it is given: the processor must check."""
+    return value
+
+
+@crpc_worker.task
 def flood(mb):
     """Writes `mb` MiB to stdout without a newline, then waits."""
     chunk = b"x" * (1 << 20)

@@ -390,10 +390,24 @@ impl FunctionSig {
         }
         Ok(())
     }
+
+    /// Whether `answer` is of the declared `returns` type (anything passes when none is
+    /// declared); the error says what came back instead.
+    pub fn check_return(&self, function: &str, answer: &Value) -> Result<(), String> {
+        match self.returns {
+            Some(ty) if !ty.accepts(answer) => Err(format!(
+                "{function} declares it returns {}, but it returned {}",
+                ty.article(),
+                describe(answer)
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
-fn type_error(function: &str, field: String, spec: &ArgSpec, v: &Value) -> ArgError {
-    let got = match v {
+/// What `v` is, in words, for an error message.
+fn describe(v: &Value) -> String {
+    match v {
         Value::Null => "null".to_string(),
         Value::Bool(_) => "a boolean".to_string(),
         Value::Number(n) if n.is_f64() => format!("the number {n}"),
@@ -401,12 +415,16 @@ fn type_error(function: &str, field: String, spec: &ArgSpec, v: &Value) -> ArgEr
         Value::String(s) => format!("the string {:?}", truncate(s)),
         Value::Array(_) => "an array".to_string(),
         Value::Object(_) => "an object".to_string(),
-    };
+    }
+}
+
+fn type_error(function: &str, field: String, spec: &ArgSpec, v: &Value) -> ArgError {
     ArgError {
         message: format!(
-            "argument `{}` ({field}) of {function} must be {}, got {got}",
+            "argument `{}` ({field}) of {function} must be {}, got {}",
             spec.name,
-            spec.ty.article()
+            spec.ty.article(),
+            describe(v)
         ),
         field,
         argument: Some(spec.name.clone()),

@@ -181,6 +181,9 @@ pub enum TaskErrorKind {
     LeaseExpired,
     /// The owner cancelled it.
     Cancelled,
+    /// The function returned a value that is not of its declared `returns` type (final: the
+    /// processor checked it, and another attempt would return the same).
+    BadReturn,
 }
 
 /// An error attached to a task: the last one seen.

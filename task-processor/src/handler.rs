@@ -45,6 +45,13 @@ impl TaskFailure {
             message: message.into(),
         }
     }
+    /// Returned a value of another type than the function declares (final).
+    pub fn bad_return(message: impl Into<String>) -> Self {
+        TaskFailure {
+            kind: TaskErrorKind::BadReturn,
+            message: message.into(),
+        }
+    }
     /// Stopped because the owner cancelled it or the lease was lost (never sent back).
     pub fn cancelled(message: impl Into<String>) -> Self {
         TaskFailure {

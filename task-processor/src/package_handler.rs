@@ -115,6 +115,102 @@ impl PackageHandler {
     fn put_live(&self, slot: usize, live: Live) {
         *self.slots[slot].lock().unwrap() = Some(live);
     }
+
+    /// Runs the task on the installed package's WASM component or native program.
+    async fn run(
+        &self,
+        inst: &Arc<Installed>,
+        task: &TaskPayload,
+        ctx: &TaskContext,
+    ) -> Result<Value, TaskFailure> {
+        match inst.manifest.kind {
+            Kind::Wasm => self.run_wasm(inst, task, ctx).await,
+            Kind::Native => self.run_native(inst, task, ctx).await,
+        }
+    }
+
+    /// Calls the function on the slot's live instance (or a new one); a trap drops it.
+    async fn run_wasm(
+        &self,
+        inst: &Arc<Installed>,
+        task: &TaskPayload,
+        ctx: &TaskContext,
+    ) -> Result<Value, TaskFailure> {
+        let slot = ctx.slot.index;
+        let args = positional(&inst.manifest, &task.function, &task.args, &task.kwargs)?;
+        let live = self.take_live(slot, inst);
+        let wasm = self.preparer.wasm.clone();
+        let inst2 = inst.clone();
+        let gpus = ctx.slot.gpus.clone();
+        let (id, function) = (ctx.id, task.function.clone());
+        let (progress, cancel, deadline) = (ctx.progress.clone(), ctx.cancel.clone(), ctx.deadline);
+        let (outcome, keep) = tokio::task::spawn_blocking(move || {
+            let mut instance = match live {
+                Some(Live::Wasm(_, i)) => i,
+                _ => match wasm.instantiate(&inst2.dir, &gpus) {
+                    Ok(i) => i,
+                    Err(e) => return (Err(e), None),
+                },
+            };
+            match instance.run(id, &function, &args, progress, cancel, deadline) {
+                RunOutcome::Returned(r) => (r, Some(Live::Wasm(inst2, instance))),
+                RunOutcome::Trapped(f) => (Err(f), None),
+            }
+        })
+        .await
+        .map_err(|e| TaskFailure::fatal(format!("the WASM runtime panicked: {e}")))?;
+        if let Some(live) = keep {
+            self.put_live(slot, live);
+        }
+        outcome
+    }
+
+    /// Sends the task to the slot's native program (started when there is none alive).
+    async fn run_native(
+        &self,
+        inst: &Arc<Installed>,
+        task: &TaskPayload,
+        ctx: &TaskContext,
+    ) -> Result<Value, TaskFailure> {
+        let slot = ctx.slot.index;
+        self.preparer.native_allowed(&inst.manifest)?;
+        let alive = match self.take_live(slot, inst) {
+            Some(Live::Native(_, mut c)) => c.is_alive().then_some(c),
+            _ => None,
+        };
+        let mut child = match alive {
+            Some(c) => c,
+            None => {
+                let command = inst.manifest.command.clone().expect("validated manifest");
+                Box::new(
+                    NativeChild::start(
+                        &inst.dir,
+                        &command,
+                        &ctx.slot.cuda_visible_devices(),
+                        slot,
+                        &self.preparer.native,
+                    )
+                    .await?,
+                )
+            }
+        };
+        let r = child.run(task, ctx).await;
+        // A failure reported by the program keeps it; a killed or dead one is dropped
+        // (and the next task gets a fresh one).
+        if child.is_alive()
+            && !matches!(&r, Err(f) if matches!(f.kind, task_api::TaskErrorKind::Timeout | task_api::TaskErrorKind::Cancelled))
+        {
+            self.put_live(slot, Live::Native(inst.clone(), child));
+        }
+        r
+    }
+}
+
+fn no_function(manifest: &Manifest, function: &str) -> TaskFailure {
+    TaskFailure::fatal(format!(
+        "package {}@{} has no function `{function}`",
+        manifest.name, manifest.version
+    ))
 }
 
 /// Positional arguments for a WASM call: keyword arguments are placed by the signature.
@@ -124,12 +220,10 @@ fn positional(
     args: &[Value],
     kwargs: &Map<String, Value>,
 ) -> Result<Vec<Value>, TaskFailure> {
-    let sig = manifest.functions.get(function).ok_or_else(|| {
-        TaskFailure::fatal(format!(
-            "package {}@{} has no function `{function}`",
-            manifest.name, manifest.version
-        ))
-    })?;
+    let sig = manifest
+        .functions
+        .get(function)
+        .ok_or_else(|| no_function(manifest, function))?;
     sig.check(function, args, kwargs)
         .map_err(|e| TaskFailure::fatal(e.message))?;
     let mut out = args.to_vec();
@@ -161,70 +255,13 @@ impl TaskHandler for PackageHandler {
             _ = tokio::time::sleep_until(ctx.deadline.into()) => return Err(TaskFailure::timeout("the time limit ran out while the package was being installed")),
         };
         ctx.setup.add(installing.elapsed());
-        let slot = ctx.slot.index;
-        match inst.manifest.kind {
-            Kind::Wasm => {
-                let args = positional(&inst.manifest, &task.function, &task.args, &task.kwargs)?;
-                let live = self.take_live(slot, &inst);
-                let wasm = self.preparer.wasm.clone();
-                let inst2 = inst.clone();
-                let gpus = ctx.slot.gpus.clone();
-                let (id, function) = (ctx.id, task.function.clone());
-                let (progress, cancel, deadline) =
-                    (ctx.progress.clone(), ctx.cancel.clone(), ctx.deadline);
-                let (outcome, keep) = tokio::task::spawn_blocking(move || {
-                    let mut instance = match live {
-                        Some(Live::Wasm(_, i)) => i,
-                        _ => match wasm.instantiate(&inst2.dir, &gpus) {
-                            Ok(i) => i,
-                            Err(e) => return (Err(e), None),
-                        },
-                    };
-                    match instance.run(id, &function, &args, progress, cancel, deadline) {
-                        RunOutcome::Returned(r) => (r, Some(Live::Wasm(inst2, instance))),
-                        RunOutcome::Trapped(f) => (Err(f), None),
-                    }
-                })
-                .await
-                .map_err(|e| TaskFailure::fatal(format!("the WASM runtime panicked: {e}")))?;
-                if let Some(live) = keep {
-                    self.put_live(slot, live);
-                }
-                outcome
-            }
-            Kind::Native => {
-                self.preparer.native_allowed(&inst.manifest)?;
-                let alive = match self.take_live(slot, &inst) {
-                    Some(Live::Native(_, mut c)) => c.is_alive().then_some(c),
-                    _ => None,
-                };
-                let mut child = match alive {
-                    Some(c) => c,
-                    None => {
-                        let command = inst.manifest.command.clone().expect("validated manifest");
-                        Box::new(
-                            NativeChild::start(
-                                &inst.dir,
-                                &command,
-                                &ctx.slot.cuda_visible_devices(),
-                                slot,
-                                &self.preparer.native,
-                            )
-                            .await?,
-                        )
-                    }
-                };
-                let r = child.run(task, ctx).await;
-                // A failure reported by the program keeps it; a killed or dead one is dropped
-                // (and the next task gets a fresh one).
-                if child.is_alive()
-                    && !matches!(&r, Err(f) if matches!(f.kind, task_api::TaskErrorKind::Timeout | task_api::TaskErrorKind::Cancelled))
-                {
-                    self.put_live(slot, Live::Native(inst, child));
-                }
-                r
-            }
+        let answer = self.run(&inst, task, ctx).await?;
+        // The declared `returns` type, checked before the answer leaves this machine.
+        if let Some(sig) = inst.manifest.functions.get(&task.function) {
+            sig.check_return(&task.function, &answer)
+                .map_err(TaskFailure::bad_return)?;
         }
+        Ok(answer)
     }
 
     async fn update(&self, payload: &Value) {

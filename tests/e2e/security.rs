@@ -141,6 +141,34 @@ async fn cancel_kills_descendants_that_escaped_with_setsid() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_package_that_returns_another_type_than_it_declares_fails_with_bad_return() {
+    let c = Cluster::start(&[]);
+    c.publish("nativekit", None).await;
+    let p = nativekit(&c, &[]);
+    let v = call(&c, "claims_integer", json!([42])).await;
+    assert_eq!(
+        (v["state"].as_str(), v["answer"].as_i64()),
+        (Some("succeeded"), Some(42)),
+        "{v}"
+    );
+    // A string, a float, null and 1e300 are not integers: each fails, final, on its first attempt.
+    for lie in [json!("42"), json!(4.5), Value::Null, json!(1e300)] {
+        let v = call(&c, "claims_integer", json!([lie])).await;
+        assert_eq!(v["state"], "failed", "{lie}: {v}; {}", p.log());
+        assert_eq!(v["error"]["kind"], "bad_return", "{v}");
+        assert_eq!(v["attempt"], 1, "not retried: {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("declares it returns an integer"),
+            "{message}"
+        );
+    }
+    // The program that lied stays usable: the next task on the slot answers.
+    let v = call(&c, "claims_integer", json!([7])).await;
+    assert_eq!(v["answer"], 7, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_native_refuses_native_packages_and_long_lines_are_capped() {
     let c = Cluster::start(&[]);
     c.publish("nativekit", None).await;

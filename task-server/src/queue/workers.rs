@@ -677,33 +677,35 @@ fn to_answer_in(caller: &Caller, a: SubmitAnswer) -> Result<AnswerIn, QueueError
             ));
         }
     }
-    let kind = match (a.answer, a.error) {
-        (Some(v), None) => AnswerKind::Ok(v),
-        (None, Some(e)) => match e.kind {
-            TaskErrorKind::Retryable => AnswerKind::Retryable(e),
-            // A processor that stopped a task at its time limit reports `timeout`: final, like
-            // Celery's hard time limit, and shown to the owner under that kind.
-            TaskErrorKind::Fatal | TaskErrorKind::Timeout => AnswerKind::Fatal(e),
-            _ => {
-                return Err(QueueError::invalid(
+    let kind =
+        match (a.answer, a.error) {
+            (Some(v), None) => AnswerKind::Ok(v),
+            (None, Some(e)) => match e.kind {
+                TaskErrorKind::Retryable => AnswerKind::Retryable(e),
+                // A processor that stopped a task at its time limit reports `timeout`: final, like
+                // Celery's hard time limit, and shown to the owner under that kind.
+                // `bad_return`: the processor checked the answer against the declared type.
+                TaskErrorKind::Fatal | TaskErrorKind::Timeout | TaskErrorKind::BadReturn => {
+                    AnswerKind::Fatal(e)
+                }
+                _ => return Err(QueueError::invalid(
                     "error.kind",
-                    "a worker reports error.kind `retryable`, `fatal` or `timeout`",
+                    "a worker reports error.kind `retryable`, `fatal`, `timeout` or `bad_return`",
+                )),
+            },
+            (Some(_), Some(_)) => {
+                return Err(QueueError::invalid(
+                    "answer",
+                    "send either answer or error, not both",
                 ))
             }
-        },
-        (Some(_), Some(_)) => {
-            return Err(QueueError::invalid(
-                "answer",
-                "send either answer or error, not both",
-            ))
-        }
-        (None, None) => {
-            return Err(QueueError::invalid(
-                "answer",
-                "send answer (the return value) or error",
-            ))
-        }
-    };
+            (None, None) => {
+                return Err(QueueError::invalid(
+                    "answer",
+                    "send answer (the return value) or error",
+                ))
+            }
+        };
     Ok(AnswerIn {
         id: a.id,
         lease_epoch: a.lease_epoch,
