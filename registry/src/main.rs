@@ -1,12 +1,11 @@
 //! `task-registry`: the crpc package registry.
 use std::io::Write;
 
-use clap::Parser;
 use registry::config::Args;
 use registry::Application;
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args: Args = crpc_service::config::parse_with_file();
     crpc_service::init_tracing(args.log_json);
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(args).await?;

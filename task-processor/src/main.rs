@@ -1,5 +1,4 @@
 //! `task-processor`: the worker users run on their machines.
-use clap::Parser;
 use task_processor::config::Config;
 
 fn main() -> std::process::ExitCode {
@@ -7,7 +6,7 @@ fn main() -> std::process::ExitCode {
     if let Some(code) = task_processor::runtime::sandbox::launcher_main() {
         return std::process::ExitCode::from(code.clamp(0, 255) as u8);
     }
-    let config = Config::parse();
+    let config: Config = crpc_service::config::parse_with_file();
     crpc_service::init_tracing(config.log_json);
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = rt.block_on(async {

@@ -3,13 +3,12 @@ use std::io::Write;
 
 use crpc_service::init_tracing;
 
-use clap::Parser;
 use task_server::auth::{mint, Secret};
 use task_server::config::{Cli, Command};
 use task_server::Application;
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli: Cli = crpc_service::config::parse_with_file();
     init_tracing(cli.serve.log_json);
     if let Some(Command::Token(t)) = cli.command {
         let secret = Secret::load(
