@@ -94,6 +94,25 @@ pub enum Command {
     Token(TokenArgs),
     /// Save server, registry and token to the config file.
     Login,
+    /// Print a shell completion script: `crpc completions bash > /etc/bash_completion.d/crpc`.
+    Completions(CompletionsArgs),
+    /// Write man pages (crpc.1 and one per command) into a directory.
+    Man(ManArgs),
+}
+
+/// `crpc completions`.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+/// `crpc man`.
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// Where to write them (created if missing), e.g. ~/.local/share/man/man1.
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
 }
 
 /// `crpc dev`.
@@ -225,8 +244,8 @@ pub struct CancelArgs {
 /// `crpc tasks`.
 #[derive(Debug, Clone, Args)]
 pub struct TasksArgs {
-    /// Only this state: waiting, queued, leased, succeeded, failed, cancelled, expired.
-    #[arg(long)]
+    /// Only this state (the states the server keeps; an expired lease is queued again).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(task_api::TaskState::ALL.map(task_api::TaskState::as_str)))]
     pub state: Option<String>,
     /// How many.
     #[arg(long, default_value_t = 20)]

@@ -44,6 +44,8 @@ pub async fn run(cli: Cli) -> CliResult {
             "`crpc dev` runs on its own runtime: call commands::dev::run".into(),
         )),
         Command::New(a) => commands::new::run(&a),
+        Command::Completions(a) => commands::docs::completions(a.shell),
+        Command::Man(a) => commands::docs::man(&a.out),
         Command::Package(a) => commands::packaging::package(&a, json),
         Command::Keygen(a) => commands::keygen::run(&a, json),
         Command::Token(a) => commands::token::run(&a, config::load()?.data_dir),

@@ -1,5 +1,6 @@
 //! End-to-end tests across crpc binaries (built by `cargo test --workspace`).
 mod cli;
+mod config;
 mod estimate;
 mod faults;
 mod prefetch;

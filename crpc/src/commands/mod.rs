@@ -2,6 +2,7 @@
 pub mod answers;
 pub mod cancel;
 pub mod dev;
+pub mod docs;
 pub mod estimate;
 pub mod keygen;
 pub mod login;
