@@ -253,6 +253,17 @@ impl FromRequest for AnyCaller {
     }
 }
 
+/// An admin (operator routes: `/metrics`).
+pub struct AdminCaller(pub Caller);
+
+impl FromRequest for AdminCaller {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(extract(req, &[], "operator").map(AdminCaller))
+    }
+}
+
 /// A caller allowed on `/user` routes (user or admin).
 pub struct UserCaller(pub Caller);
 /// A caller allowed on `/worker` routes (worker or admin).

@@ -9,6 +9,7 @@ pub mod error;
 pub mod fs;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod tls;
 
 /// The text of `queries/<dialect>/<name>.sql` under the calling crate's directory, for the

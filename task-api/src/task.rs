@@ -186,6 +186,20 @@ pub enum TaskErrorKind {
     BadReturn,
 }
 
+impl TaskErrorKind {
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskErrorKind::Retryable => "retryable",
+            TaskErrorKind::Fatal => "fatal",
+            TaskErrorKind::Timeout => "timeout",
+            TaskErrorKind::LeaseExpired => "lease_expired",
+            TaskErrorKind::Cancelled => "cancelled",
+            TaskErrorKind::BadReturn => "bad_return",
+        }
+    }
+}
+
 /// An error attached to a task: the last one seen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskError {

@@ -302,12 +302,15 @@ impl PackageCache {
             manifest,
             last_used: AtomicU64::new(now_ms()),
         });
+        let took = started.elapsed().as_secs_f64();
         tracing::info!(
             package = %format!("{name}@{version}"),
             "installed in {:.0} ms ({} KiB)",
-            started.elapsed().as_secs_f64() * 1000.0,
+            took * 1000.0,
             inst.size >> 10
         );
+        metrics::histogram!("crpc_processor_install_seconds", "package" => name.to_string())
+            .record(took);
         self.evict(prepare, &inst);
         Ok(inst)
     }

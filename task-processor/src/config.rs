@@ -114,6 +114,10 @@ pub struct Config {
     )]
     pub sandbox_read: Vec<PathBuf>,
 
+    /// Serve Prometheus `GET /metrics` (no token) on this address: install, compile and run
+    /// times, busy slots. Bind it where only the monitoring network reaches.
+    #[arg(long, env = "CRPC_METRICS_BIND")]
+    pub metrics_bind: Option<std::net::SocketAddr>,
     /// Logs as JSON lines.
     #[arg(long, env = "CRPC_LOG_JSON")]
     pub log_json: bool,

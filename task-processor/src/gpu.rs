@@ -135,6 +135,15 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// `gpu` or `cpu`: the class in metrics and estimates.
+    pub fn class(&self) -> &'static str {
+        if self.is_gpu() {
+            "gpu"
+        } else {
+            "cpu"
+        }
+    }
+
     /// Whether the slot owns a GPU.
     pub fn is_gpu(&self) -> bool {
         !self.gpus.is_empty()

@@ -11,6 +11,14 @@ fn main() -> std::process::ExitCode {
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = rt.block_on(async {
         let processor = task_processor::build_from_config(&config)?;
+        if let Some(at) = config.metrics_bind {
+            let (bound, server) =
+                crpc_service::metrics::listener(at, || async { crpc_service::metrics::render() })?;
+            tokio::spawn(server);
+            tracing::info!(
+                "metrics on http://{bound}/metrics (no token: keep this address private)"
+            );
+        }
         println!(
             "processor {} pulling from {}",
             processor.worker_id(),

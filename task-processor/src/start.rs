@@ -20,6 +20,12 @@ pub fn build_from_config(config: &Config) -> anyhow::Result<Processor> {
     }
     let gpus = Arc::new(Gpus::discover(!config.no_gpu));
     let slots = plan_slots(&gpus, config.cpu_slots());
+    crpc_service::metrics::handle();
+    for class in ["cpu", "gpu"] {
+        let n = slots.iter().filter(|s| s.class() == class).count();
+        metrics::gauge!("crpc_processor_slots", "class" => class).set(n as f64);
+        metrics::gauge!("crpc_processor_busy_slots", "class" => class).set(0.0);
+    }
     let trusted = TrustedKeys::from_hex(config.trusted_keys.iter().map(String::as_str))
         .map_err(|e| anyhow::anyhow!("--trusted-key: {e}"))?;
     if trusted.is_empty() {

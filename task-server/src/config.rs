@@ -128,6 +128,10 @@ pub struct ServeArgs {
     /// 429. Each replica counts from the database when near the cap and every 10 s.
     #[arg(long, env = "CRPC_MAX_QUEUED_PER_OWNER", default_value_t = 1_000_000)]
     pub max_queued_per_owner: u64,
+    /// Also serve `GET /metrics` without a token on this address (e.g. 10.0.0.5:9464, reached
+    /// only by the monitoring network). The main port's `/metrics` always needs an admin token.
+    #[arg(long, env = "CRPC_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
     /// Log JSON lines instead of text.
     #[arg(long, env = "CRPC_LOG_JSON")]
     pub log_json: bool,

@@ -23,6 +23,8 @@ pub struct Application {
     queue: Arc<Queue>,
     shutdown: CancellationToken,
     reaper: tokio::task::JoinHandle<()>,
+    /// The `--metrics-bind` listener.
+    metrics: Option<Server>,
 }
 
 impl Application {
@@ -71,7 +73,12 @@ impl Application {
             args.reap_interval,
             shutdown.clone(),
         ));
+        crpc_service::metrics::handle();
         let (addr, https, server) = serve(&args, queue.clone(), auth)?;
+        let metrics = match args.metrics_bind {
+            Some(at) => Some(metrics_listener(at, queue.clone())?),
+            None => None,
+        };
         Ok(Application {
             addr,
             https,
@@ -79,6 +86,7 @@ impl Application {
             queue,
             shutdown,
             reaper,
+            metrics,
         })
     }
 
@@ -107,10 +115,18 @@ impl Application {
     ) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let shutdown = self.shutdown.clone();
+        let metrics = self.metrics.map(|m| {
+            let h = m.handle();
+            tokio::spawn(m);
+            h
+        });
         tokio::spawn(async move {
             stop.await;
             tracing::info!("shutting down: draining in-flight requests");
             shutdown.cancel();
+            if let Some(m) = metrics {
+                m.stop(false).await;
+            }
             handle.stop(true).await;
         });
         self.server.await?;
@@ -167,6 +183,16 @@ fn load_secret(args: &ServeArgs) -> anyhow::Result<Option<Secret>> {
     )?))
 }
 
+/// `GET /metrics` without a token on `--metrics-bind`.
+fn metrics_listener(at: SocketAddr, queue: Arc<Queue>) -> anyhow::Result<Server> {
+    let (bound, server) = crpc_service::metrics::listener(at, move || {
+        let queue = queue.clone();
+        async move { crate::metrics::render(&queue).await }
+    })?;
+    tracing::info!("metrics on http://{bound}/metrics (no token: keep this address private)");
+    Ok(server)
+}
+
 /// Binds the listener (TLS with --tls-cert) and starts the HTTP server on it.
 fn serve(
     args: &ServeArgs,
@@ -188,6 +214,7 @@ fn serve(
     ));
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(crpc_service::metrics::track))
             .app_data(queue_data.clone())
             .app_data(auth_data.clone())
             .app_data(rate_data.clone())

@@ -3,6 +3,7 @@ mod cli;
 mod config;
 mod estimate;
 mod faults;
+mod metrics;
 mod prefetch;
 mod processor;
 mod readme;

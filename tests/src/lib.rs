@@ -432,6 +432,13 @@ impl Cluster {
         Self::start(&extra)
     }
 
+    /// A token for `role` and `sub`, signed with the cluster's secret.
+    pub fn mint(&self, role: Role, sub: &str) -> String {
+        let dir = self.registry.data_dir();
+        let secret = Secret::load(None, Some(&dir.join("jwt_secret")), dir).unwrap();
+        mint(&secret, sub, role, Duration::from_secs(3600)).unwrap()
+    }
+
     /// Another server replica with the same flags (and database, when PostgreSQL).
     pub fn replica(&self) -> Proc {
         let flags: Vec<&str> = self.server_args.iter().map(String::as_str).collect();

@@ -364,6 +364,8 @@ async fn run_one(shared: &Shared, slot: &Slot, lease: Lease) {
         setup: Arc::default(),
     };
     tracing::debug!(task = %id, slot = slot.index, function = %lease.task.function, "running");
+    let busy = metrics::gauge!("crpc_processor_busy_slots", "class" => slot.class());
+    busy.increment(1.0);
     // The handler honours ctx.deadline itself; this outer limit is only a backstop.
     let outcome = match tokio::time::timeout(
         limit + Duration::from_secs(5),
@@ -383,6 +385,8 @@ async fn run_one(shared: &Shared, slot: &Slot, lease: Lease) {
         .saturating_sub(ctx.setup.get())
         .as_secs_f64()
         * 1000.0;
+    busy.decrement(1.0);
+    record_run(&lease, &outcome, runtime_ms);
     if outcome.is_ok() {
         let mut speed = shared.speed.lock().unwrap();
         speed.record(runtime_ms, lease.expected_ms);
@@ -391,6 +395,18 @@ async fn run_one(shared: &Shared, slot: &Slot, lease: Lease) {
         shared.outbox.push(answer);
     }
     shared.running.lock().unwrap().remove(&id);
+}
+
+/// `crpc_processor_run_seconds{package, function, outcome}`: the function's own time (an
+/// install before it excluded); outcome `ok` or the failure's kind.
+fn record_run(lease: &Lease, outcome: &Result<serde_json::Value, TaskFailure>, runtime_ms: f64) {
+    let outcome = match outcome {
+        Ok(_) => "ok",
+        Err(f) => f.kind.as_str(),
+    };
+    let package = lease.task.package.clone().unwrap_or_default();
+    metrics::histogram!("crpc_processor_run_seconds", "package" => package, "function" => lease.task.function.clone(), "outcome" => outcome)
+        .record(runtime_ms / 1000.0);
 }
 
 /// What to tell the server about a finished run, if anything.

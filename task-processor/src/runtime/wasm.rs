@@ -169,9 +169,12 @@ impl WasmRuntime {
         let bytes = std::fs::read(&src).map_err(|e| {
             TaskFailure::fatal(format!("cannot read the component {}: {e}", src.display()))
         })?;
+        let started = Instant::now();
         let compiled = self.engine.precompile_component(&bytes).map_err(|e| {
             TaskFailure::fatal(format!("{component} is not a valid WASM component: {e:#}"))
         })?;
+        metrics::histogram!("crpc_processor_compile_seconds")
+            .record(started.elapsed().as_secs_f64());
         let out = dir.join(CWASM_FILE);
         crpc_service::fs::write_atomic(&out, &compiled)
             .map_err(|e| TaskFailure::retryable(format!("cannot write {}: {e}", out.display())))

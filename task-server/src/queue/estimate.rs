@@ -40,6 +40,15 @@ impl Queue {
                 }
             }
         };
+        self.estimate_in(task_id, scope).await
+    }
+
+    /// The estimate of `scope` with the live processors' capacity.
+    pub(crate) async fn estimate_in(
+        &self,
+        task_id: Option<Uuid>,
+        scope: LoadScope,
+    ) -> Result<EstimateResponse, QueueError> {
         let est = self.estimate_scope(scope).await?;
         let cap = self.capacity().await?;
         Ok(EstimateResponse {

@@ -196,7 +196,14 @@ impl Queue {
         }
     }
 
+    /// A task reached a terminal state: counted, and its waiters woken.
     fn finished(&self, f: &Finished) {
+        crate::metrics::finished(f.state);
+        self.wake_finished(f);
+    }
+
+    /// Wakes the waiters of a task that finished or went away.
+    fn wake_finished(&self, f: &Finished) {
         if f.snapshot.is_some() {
             self.waiters.publish(&task_key(&f.id), Arc::new(f.clone()));
         } else {

@@ -108,7 +108,7 @@ impl Queue {
         self.visible_task(caller, id).await?;
         match self.store.delete(id).await? {
             Some(f) => {
-                self.finished(&f);
+                self.wake_finished(&f);
                 Ok(DeleteResponse {
                     success: true,
                     id,

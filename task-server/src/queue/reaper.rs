@@ -7,6 +7,7 @@ impl Queue {
     pub async fn reap_once(&self, last: i64) -> Result<i64, QueueError> {
         let now = now_ms();
         let out = self.store.reap(now).await?;
+        crate::metrics::reaped(&out);
         for f in &out.failed {
             self.finished(f);
         }

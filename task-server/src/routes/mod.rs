@@ -5,6 +5,7 @@ use uuid::Uuid;
 use crate::error::ApiError;
 
 pub mod health;
+pub mod metrics;
 pub mod peer;
 pub mod user;
 pub mod worker;
@@ -39,6 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: Limits) {
     let large = BodyLimit(limits.batch_body_bytes);
     cfg.service(resource("/livez").route(web::get().to(health::livez)))
         .service(resource("/readyz").route(web::get().to(health::readyz)))
+        .service(resource("/metrics").route(web::get().to(metrics::handle)))
         .service(
             web::scope("/user")
                 .app_data(web::Data::new(small))

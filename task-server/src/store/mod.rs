@@ -344,6 +344,19 @@ pub enum CancelOutcome {
     NotFound,
 }
 
+/// How many tasks of one function are in one state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskCount {
+    /// State.
+    pub state: TaskState,
+    /// Package ('' when the task names none).
+    pub package: String,
+    /// Function.
+    pub function: String,
+    /// Tasks.
+    pub n: u64,
+}
+
 /// A task row as read back.
 #[derive(Debug, Clone)]
 pub struct TaskRecord {
@@ -462,6 +475,9 @@ pub trait StoreReads: Send + Sync + 'static {
     async fn get_batch(&self, id: Uuid) -> Result<Option<BatchRecord>>;
     /// Task counts of a batch by state.
     async fn batch_counts(&self, id: Uuid) -> Result<HashMap<TaskState, u64>>;
+    /// Every task counted by (state, package, function): the metrics' gauge. A scan of the
+    /// tasks table, for a scrape every few seconds, never a request path.
+    async fn task_counts(&self) -> Result<Vec<TaskCount>>;
     /// What is queued/running: whole queue, one batch, or the part ahead of (and including) a task.
     async fn queue_load(&self, scope: LoadScope, now: i64) -> Result<QueueLoad>;
     /// Processors seen since `since` (ms).

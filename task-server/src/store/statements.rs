@@ -447,6 +447,15 @@ macro_rules! statements {
                 .await?)
         }
 
+        /// (state, package, function, count) over every task.
+        pub async fn task_counts<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+        ) -> Result<Vec<(String, String, String, i64)>> {
+            Ok(sqlx::query_as(sql_file!($dir, "task_counts"))
+                .fetch_all(ex)
+                .await?)
+        }
+
         /// Finished tasks of a batch after a completion cursor.
         pub async fn batch_results<'e, E: Executor<'e, Database = $db>>(
             ex: E,
@@ -539,7 +548,8 @@ macro_rules! store_reads {
             use $crate::stats::QueueLoad;
             use $crate::store::rows::{parse_state, DbId};
             use $crate::store::{
-                BatchRecord, ListQuery, LoadScope, Page, Result, TaskRecord, WorkerRecord,
+                BatchRecord, ListQuery, LoadScope, Page, Result, TaskCount, TaskRecord,
+                WorkerRecord,
             };
 
             #[async_trait::async_trait]
@@ -579,6 +589,20 @@ macro_rules! store_reads {
                     let rows = sql::batch_counts(&self.$pool, DbId(id)).await?;
                     rows.into_iter()
                         .map(|(s, n)| Ok((parse_state(&s)?, n.max(0) as u64)))
+                        .collect()
+                }
+
+                async fn task_counts(&self) -> Result<Vec<TaskCount>> {
+                    let rows = sql::task_counts(&self.$pool).await?;
+                    rows.into_iter()
+                        .map(|(s, package, function, n)| {
+                            Ok(TaskCount {
+                                state: parse_state(&s)?,
+                                package,
+                                function,
+                                n: n.max(0) as u64,
+                            })
+                        })
                         .collect()
                 }
 
