@@ -6,6 +6,7 @@ mod faults;
 mod metrics;
 mod prefetch;
 mod processor;
+mod python_client;
 mod readme;
 mod registry_resolution;
 mod security;

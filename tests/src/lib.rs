@@ -34,13 +34,19 @@ pub fn sibling_binary(name: &str) -> PathBuf {
 
 /// The bash block that follows `marker` in the workspace README (docs that are tested).
 pub fn readme_block(marker: &str) -> String {
+    readme_block_in(marker, "bash")
+}
+
+/// The first ```LANG block after `marker` in README.md.
+pub fn readme_block_in(marker: &str, lang: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
     let readme = std::fs::read_to_string(&path).expect("README.md");
     let start = readme
         .find(marker)
         .unwrap_or_else(|| panic!("{marker} in README.md"));
     let rest = &readme[start..];
-    let open = rest.find("```bash\n").expect("bash block") + "```bash\n".len();
+    let fence = format!("```{lang}\n");
+    let open = rest.find(&fence).expect("code block") + fence.len();
     let close = rest[open..].find("\n```\n").expect("closing fence");
     rest[open..open + close + 1].to_string()
 }
