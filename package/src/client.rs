@@ -7,7 +7,7 @@ use crate::manifest::Manifest;
 use crate::verify::{self, TrustedKeys, VerifyError};
 
 /// One published version, as the registry describes it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VersionInfo {
     /// Package name.
     pub name: String,
@@ -250,7 +250,7 @@ impl RegistryClient {
 }
 
 /// Body of `PUT` and `DELETE /v1/packages/{name}/owners`: token subjects to add or remove.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OwnersChange {
     /// Token subjects (1 to 32).
@@ -258,7 +258,7 @@ pub struct OwnersChange {
 }
 
 /// Answer of the owners routes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Owners {
     /// The package.
     pub name: String,

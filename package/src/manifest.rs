@@ -9,7 +9,7 @@ use task_api::Resources;
 pub const MANIFEST_FILE: &str = "crpc.toml";
 
 /// How the processor runs the package.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// A WASM component (`component`).
@@ -19,7 +19,7 @@ pub enum Kind {
 }
 
 /// JSON type of an argument or return value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ArgType {
     /// A JSON number without a fraction.
@@ -52,6 +52,20 @@ impl ArgType {
         }
     }
 
+    /// The JSON Schema of a value of this type.
+    pub fn json_schema(self) -> Value {
+        let ty = match self {
+            ArgType::Integer => "integer",
+            ArgType::Number => "number",
+            ArgType::String => "string",
+            ArgType::Boolean => "boolean",
+            ArgType::Array => "array",
+            ArgType::Object => "object",
+            ArgType::Any => return serde_json::json!({}),
+        };
+        serde_json::json!({ "type": ty })
+    }
+
     fn article(self) -> &'static str {
         match self {
             ArgType::Integer => "an integer",
@@ -66,7 +80,7 @@ impl ArgType {
 }
 
 /// One argument of a function.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArgSpec {
     /// Name (also its keyword).
@@ -79,8 +93,20 @@ pub struct ArgSpec {
     pub optional: bool,
 }
 
+impl ArgSpec {
+    /// Its type's JSON Schema, titled with its name.
+    pub fn schema(&self) -> Value {
+        let mut s = self.ty.json_schema();
+        s["title"] = Value::String(self.name.clone());
+        if !self.optional {
+            s["description"] = Value::String("required (by position or by keyword)".into());
+        }
+        s
+    }
+}
+
 /// A function's typed signature.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionSig {
     /// Arguments, in positional order; each may also be passed by keyword.
@@ -112,7 +138,7 @@ impl FunctionSig {
 }
 
 /// The manifest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// `[a-z0-9][a-z0-9_-]{0,63}`.
@@ -389,6 +415,34 @@ impl FunctionSig {
             }
         }
         Ok(())
+    }
+
+    /// JSON Schema of `args`: the arguments in order, each typed; none past the last. (A
+    /// required argument may come by keyword instead, so none is required here.)
+    pub fn args_schema(&self) -> Value {
+        let items: Vec<Value> = self.args.iter().map(|a| a.schema()).collect();
+        serde_json::json!({
+            "type": "array",
+            "prefixItems": items,
+            "items": false,
+            "maxItems": self.args.len(),
+        })
+    }
+
+    /// JSON Schema of `kwargs`: each argument by name, nothing else.
+    pub fn kwargs_schema(&self) -> Value {
+        let props: Map<String, Value> = self
+            .args
+            .iter()
+            .map(|a| (a.name.clone(), a.schema()))
+            .collect();
+        serde_json::json!({ "type": "object", "properties": props, "additionalProperties": false })
+    }
+
+    /// JSON Schema of the answer: the declared `returns` type, or anything.
+    pub fn returns_schema(&self) -> Value {
+        self.returns
+            .map_or_else(|| serde_json::json!({}), ArgType::json_schema)
     }
 
     /// Whether `answer` is of the declared `returns` type (anything passes when none is

@@ -6,6 +6,7 @@
 
 pub mod blobs;
 pub mod config;
+pub mod package_doc;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -10,6 +10,7 @@ pub mod fs;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod tls;
 
 /// The text of `queries/<dialect>/<name>.sql` under the calling crate's directory, for the

@@ -7,7 +7,7 @@ pub const JWT_ISSUER: &str = "crpc";
 pub const JWT_AUDIENCE: &str = "crpc";
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Submits tasks and reads its own tasks.
@@ -48,7 +48,7 @@ impl std::str::FromStr for Role {
 }
 
 /// The claims of a crpc JWT. All are required.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Claims {
     /// Subject: the user or worker name; owner of the tasks a user submits.
     pub sub: String,

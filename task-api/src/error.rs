@@ -2,7 +2,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `{"success": false, "error": {"code", "message", "details"?}}`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiErrorBody {
     /// Always `false`.
     pub success: bool,
@@ -11,7 +11,7 @@ pub struct ApiErrorBody {
 }
 
 /// Machine-readable code plus a human sentence.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// snake_case, stable: clients branch on it.
     pub code: String,

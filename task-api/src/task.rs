@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 /// Lifecycle state. Mirrored by a CHECK constraint in every store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     /// A DAG task whose inputs are not done yet.
@@ -72,7 +72,7 @@ impl std::fmt::Display for TaskState {
 }
 
 /// What a task needs from the worker that takes it (routing).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     /// GPUs the task needs; ≥1 means only GPU slots take it.
@@ -94,7 +94,7 @@ impl Resources {
 }
 
 /// The body of `POST /user/submit_task` (and each element of a batch). Only `function` is required.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
     /// Package that holds the function.
@@ -111,14 +111,17 @@ pub struct TaskSpec {
     /// Keyword arguments.
     #[serde(default)]
     pub kwargs: Map<String, Value>,
-    /// Higher runs first. Default 0.
+    /// Higher runs first (-1000 to 1000). Default 0.
     #[serde(default)]
+    #[schema(minimum = -1000, maximum = 1000)]
     pub priority: i32,
-    /// Wall-clock limit of one attempt, seconds.
+    /// Wall-clock limit of one attempt, seconds (1 to 7 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 604800)]
     pub timeout_s: Option<u32>,
-    /// Attempts before the task fails for good (server default 3).
+    /// Attempts before the task fails for good (1 to 100; server default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: Option<u32>,
     /// Same key + same body → same task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,13 +132,14 @@ pub struct TaskSpec {
     /// Reuse a finished answer for the same arguments.
     #[serde(default)]
     pub memoize: bool,
-    /// How long the finished result is kept, seconds.
+    /// How long the finished result is kept, seconds (at most 365 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 31536000)]
     pub ttl_s: Option<u64>,
 }
 
 /// `201 {"success": true, "id": "…"}` (200 when an idempotency key matched an existing task).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubmitResponse {
     /// Always `true`.
     pub success: bool,
@@ -149,7 +153,7 @@ pub struct SubmitResponse {
 }
 
 /// Body of `POST /user/submit_batch`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitBatch {
     /// The tasks, in input order.
@@ -157,7 +161,7 @@ pub struct SubmitBatch {
 }
 
 /// Answer of `POST /user/submit_batch`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubmitBatchResponse {
     /// Always `true`.
     pub success: bool,
@@ -168,7 +172,7 @@ pub struct SubmitBatchResponse {
 }
 
 /// How a task attempt failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskErrorKind {
     /// Worth another attempt (worker reported it).
@@ -201,7 +205,7 @@ impl TaskErrorKind {
 }
 
 /// An error attached to a task: the last one seen.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskError {
     /// Category.
     pub kind: TaskErrorKind,
@@ -210,7 +214,7 @@ pub struct TaskError {
 }
 
 /// What a worker needs to run a task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskPayload {
     /// Package, when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -237,7 +241,7 @@ pub struct TaskPayload {
 }
 
 /// `GET /user/request_answer/{id}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AnswerResponse {
     /// Always `true` (errors use the error body).
     pub success: bool,
@@ -259,7 +263,7 @@ pub struct AnswerResponse {
 }
 
 /// A task as listed by `GET /user/tasks`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskView {
     /// Task id.
     pub id: Uuid,

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::{TaskError, TaskPayload, TaskState, TaskView};
 
 /// `GET /user/estimate_time_left[?task_id=]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EstimateResponse {
     /// Always true.
     pub success: bool,
@@ -49,7 +49,7 @@ pub struct EstimateResponse {
 }
 
 /// When a queue (or batch, or task) is expected to be done, in wall seconds from now.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Eta {
     /// The estimate; `null` when no processor is live.
     pub eta_s: Option<f64>,
@@ -73,7 +73,7 @@ impl Eta {
 }
 
 /// The work of one capability class.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClassBacklog {
     /// `gpu` (tasks that need a GPU) or `cpu` (the rest).
     pub class: String,
@@ -90,7 +90,7 @@ pub struct ClassBacklog {
 }
 
 /// One function's share of an estimate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FunctionEstimate {
     /// Package (null when none).
     pub package: Option<String>,
@@ -119,7 +119,7 @@ pub struct FunctionEstimate {
 }
 
 /// `GET /user/stats`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatsResponse {
     /// Always true.
     pub success: bool,
@@ -128,7 +128,7 @@ pub struct StatsResponse {
 }
 
 /// Runtime statistics of one function.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FunctionStatsView {
     /// Package (null when none).
     pub package: Option<String>,
@@ -153,7 +153,7 @@ pub struct FunctionStatsView {
 }
 
 /// `GET /user/workers[?all=true]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkersResponse {
     /// Always true.
     pub success: bool,
@@ -164,7 +164,7 @@ pub struct WorkersResponse {
 }
 
 /// A processor as last seen.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkerInfo {
     /// Processor name.
     pub worker_id: String,
@@ -188,7 +188,7 @@ pub struct WorkerInfo {
 }
 
 /// A processor in `GET /user/workers`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkerView {
     /// What it is.
     #[serde(flatten)]
@@ -198,7 +198,7 @@ pub struct WorkerView {
 }
 
 /// `GET /user/tasks`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskListResponse {
     /// Always true.
     pub success: bool,
@@ -209,7 +209,7 @@ pub struct TaskListResponse {
 }
 
 /// `POST /user/tasks/{id}/cancel`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CancelResponse {
     /// Always true.
     pub success: bool,
@@ -220,7 +220,7 @@ pub struct CancelResponse {
 }
 
 /// `DELETE /user/tasks/{id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeleteResponse {
     /// Always true.
     pub success: bool,
@@ -233,7 +233,7 @@ pub struct DeleteResponse {
 }
 
 /// `GET /user/batches/{id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchStatusResponse {
     /// Always true.
     pub success: bool,
@@ -257,7 +257,7 @@ pub struct BatchStatusResponse {
 }
 
 /// `GET /user/batches/{id}/results`: one page, in completion order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchResultsResponse {
     /// Always true.
     pub success: bool,
@@ -272,7 +272,7 @@ pub struct BatchResultsResponse {
 }
 
 /// One finished task of a batch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchResultItem {
     /// Task id.
     pub id: Uuid,
@@ -289,7 +289,7 @@ pub struct BatchResultItem {
 }
 
 /// `POST /worker/submit_answer`, single form.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubmitAnswerResponse {
     /// Always true.
     pub success: bool,
@@ -301,7 +301,7 @@ pub struct SubmitAnswerResponse {
 }
 
 /// `POST /worker/submit_answer`, batch form (`{"answers": [...]}`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubmitAnswersResponse {
     /// Always true.
     pub success: bool,
@@ -311,7 +311,7 @@ pub struct SubmitAnswersResponse {
 
 /// `GET /worker/request_task` (the seed's single-task form): `id` and `task` are `null` when
 /// nothing is queued.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SingleTaskResponse {
     /// Always true.
     pub success: bool,
@@ -331,7 +331,7 @@ pub struct SingleTaskResponse {
 }
 
 /// `GET /health/live` and `/health/ready`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HealthResponse {
     /// Always true.
     pub success: bool,

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use crate::task::{TaskError, TaskPayload};
 
 /// What a worker offers; the server routes tasks by it and shows it in `/user/workers`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Capabilities {
     /// Slots the worker runs in all (for the ETA). Defaults to `max_tasks`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,7 +35,7 @@ pub struct Capabilities {
 }
 
 /// Body of `POST /worker/request_task`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestTask {
     /// Stable name of this processor (defaults to the token subject).
@@ -92,7 +92,7 @@ fn one() -> u32 {
 }
 
 /// One leased task.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Lease {
     /// Task id.
     pub id: Uuid,
@@ -119,7 +119,7 @@ impl Lease {
 }
 
 /// Answer of `POST /worker/request_task`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RequestTaskResponse {
     /// Always `true`.
     pub success: bool,
@@ -142,7 +142,7 @@ pub struct RequestTaskResponse {
 }
 
 /// One lease in a heartbeat.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatLease {
     /// Task id.
@@ -155,7 +155,7 @@ pub struct HeartbeatLease {
 }
 
 /// Body of `POST /worker/heartbeat`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     /// Processor name (defaults to the token subject).
@@ -183,7 +183,7 @@ pub struct HeartbeatRequest {
 }
 
 /// Answer of `POST /worker/heartbeat`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeartbeatResponse {
     /// Always `true`.
     pub success: bool,
@@ -202,7 +202,7 @@ pub struct HeartbeatResponse {
 }
 
 /// Body of `POST /worker/submit_answer` (single form; the batch form is `{"answers": [...]}`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitAnswer {
     /// Task id.
@@ -230,7 +230,7 @@ pub struct SubmitAnswer {
 }
 
 /// Per-answer outcome in the batch form's response.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubmitAnswerResult {
     /// Task id.
     pub id: Uuid,
@@ -242,7 +242,7 @@ pub struct SubmitAnswerResult {
 }
 
 /// A lease named by id and epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRef {
     /// Task id.
@@ -252,7 +252,7 @@ pub struct LeaseRef {
 }
 
 /// Body of `POST /worker/release`: leases handed back before they started.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
     /// Processor name (default: the token subject); as in `request_task`.
@@ -269,7 +269,7 @@ pub struct ReleaseRequest {
 }
 
 /// Answer of `POST /worker/release`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReleaseResponse {
     /// Always true.
     pub success: bool,

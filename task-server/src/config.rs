@@ -128,6 +128,13 @@ pub struct ServeArgs {
     /// 429. Each replica counts from the database when near the cap and every 10 s.
     #[arg(long, env = "CRPC_MAX_QUEUED_PER_OWNER", default_value_t = 1_000_000)]
     pub max_queued_per_owner: u64,
+    /// Longest a user request may wait (`?wait=`; larger values are clamped). Lower it below a
+    /// proxy's read timeout.
+    #[arg(long, env = "CRPC_MAX_USER_WAIT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub max_user_wait: Duration,
+    /// Longest a worker's lease request long-polls (`wait_s`; the default when absent).
+    #[arg(long, env = "CRPC_MAX_WORKER_WAIT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub max_worker_wait: Duration,
     /// Also serve `GET /metrics` without a token on this address (e.g. 10.0.0.5:9464, reached
     /// only by the monitoring network). The main port's `/metrics` always needs an admin token.
     #[arg(long, env = "CRPC_METRICS_BIND")]

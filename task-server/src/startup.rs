@@ -62,6 +62,8 @@ impl Application {
                 default_max_attempts: args.max_attempts.clamp(1, 100),
                 max_batch_tasks: args.max_batch_tasks,
                 max_queued_per_owner: args.max_queued_per_owner,
+                max_user_wait: args.max_user_wait,
+                max_worker_wait: args.max_worker_wait,
                 ..QueueConfig::default()
             },
             shutdown.clone(),

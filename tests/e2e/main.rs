@@ -4,6 +4,7 @@ mod config;
 mod estimate;
 mod faults;
 mod metrics;
+mod openapi;
 mod prefetch;
 mod processor;
 mod python_client;

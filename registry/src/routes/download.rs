@@ -6,11 +6,21 @@ use crpc_service::error::ApiError;
 
 use crate::state::Registry;
 
+#[utoipa::path(
+    get,
+    path = "/v1/packages/{name}/{version}/archive",
+    tag = "read",
+    params(("name" = String, Path, description = "Package name"), ("version" = String, Path, description = "Exact semver version")),
+    responses(
+        (status = 200, description = "The archive; `x-crpc-sha256` and `x-crpc-signature` headers", body = Vec<u8>, content_type = "application/gzip"),
+    ),
+    security(("bearer" = []))
+)]
 /// The archive (yanked versions too, by exact version), verified against its digest before it is
 /// sent; sha256 and signature in headers.
 pub async fn handle(
     reg: web::Data<Registry>,
-    _: AnyCaller,
+    _caller: AnyCaller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (name, version) = path.into_inner();

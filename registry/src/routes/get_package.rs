@@ -1,15 +1,25 @@
 //! `GET /v1/packages/{name}`
+use super::views::PackageVersions;
 use actix_web::{web, HttpResponse};
 use crpc_service::auth::AnyCaller;
 use crpc_service::error::ApiError;
-use serde_json::json;
 
 use crate::state::{check_name, store_err, Registry};
 
+#[utoipa::path(
+    get,
+    path = "/v1/packages/{name}",
+    tag = "read",
+    params(("name" = String, Path, description = "Package name")),
+    responses(
+        (status = 200, description = "Every version, newest first", body = PackageVersions),
+    ),
+    security(("bearer" = []))
+)]
 /// Every version, newest first, with yanked flags, digests and manifests.
 pub async fn handle(
     reg: web::Data<Registry>,
-    _: AnyCaller,
+    _caller: AnyCaller,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     check_name(&name)?;
@@ -17,5 +27,9 @@ pub async fn handle(
     if versions.is_empty() {
         return Err(ApiError::not_found(format!("no package named `{name}`")));
     }
-    Ok(HttpResponse::Ok().json(json!({"success": true, "name": *name, "versions": versions})))
+    Ok(HttpResponse::Ok().json(PackageVersions {
+        success: true,
+        name: name.into_inner(),
+        versions,
+    }))
 }

@@ -11,14 +11,19 @@ pub mod get_version;
 pub mod health;
 pub mod list_owners;
 pub mod list_packages;
+pub mod openapi;
+pub mod package_openapi;
 pub mod publish;
 pub mod remove_owners;
 pub mod resolve;
+pub mod views;
 pub mod yank;
 
 /// Mounts every route.
 pub fn configure(cfg: &mut web::ServiceConfig, max_archive_bytes: usize) {
     cfg.service(resource("/livez").route(web::get().to(health::livez)))
+        .service(resource("/openapi.json").route(web::get().to(openapi::json)))
+        .service(resource("/docs").route(web::get().to(openapi::docs)))
         .service(resource("/readyz").route(web::get().to(health::readyz)))
         .service(resource("/v1/packages").route(web::get().to(list_packages::handle)))
         .service(resource("/v1/functions/{function}").route(web::get().to(functions::handle)))
@@ -37,19 +42,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_archive_bytes: usize) {
                 .route(web::put().to(publish::handle)),
         )
         .service(
+            resource("/v1/packages/{name}/{version}/openapi.json")
+                .route(web::get().to(package_openapi::handle)),
+        )
+        .service(
             resource("/v1/packages/{name}/{version}/archive")
                 .route(web::get().to(download::handle)),
         )
         .service(
             resource("/v1/packages/{name}/{version}/yank").route(web::post().to(yank::handle)),
         );
-}
-
-/// Adds `success: true` to a serialisable value.
-pub fn with_success<T: serde::Serialize>(v: &T) -> serde_json::Value {
-    let mut v = serde_json::to_value(v).expect("serialisable");
-    if let Some(o) = v.as_object_mut() {
-        o.insert("success".into(), serde_json::Value::Bool(true));
-    }
-    v
 }

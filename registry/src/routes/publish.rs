@@ -5,9 +5,21 @@ use crpc_service::auth::PublisherCaller;
 use crpc_service::body::RawBody;
 use crpc_service::error::ApiError;
 
-use super::with_success;
+use super::views::VersionResponse;
 use crate::state::Registry;
 
+#[utoipa::path(
+    put,
+    path = "/v1/packages/{name}/{version}",
+    tag = "publish",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The package archive (.tar.gz; any content type is read as bytes)"),
+    params(("name" = String, Path, description = "Package name"), ("version" = String, Path, description = "Exact semver version"), ("x-crpc-signature" = Option<String>, Header, description = "Hex ed25519 signature of `crpc-package-sha256:<sha256 hex>`")),
+    responses(
+        (status = 201, description = "Published", body = VersionResponse),
+        (status = 409, description = "This version exists (versions are immutable)", body = task_api::ApiErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 /// 201 with the recorded version; 403 `not_owner` when the package is someone else's; 409 if it
 /// exists (immutable); 413 past the size cap; 422 naming the manifest field or archive entry that
 /// is wrong.
@@ -28,5 +40,8 @@ pub async fn handle(
     let info = reg
         .publish(&caller, &name, &version, body.to_vec(), signature)
         .await?;
-    Ok(HttpResponse::Created().json(with_success(&info)))
+    Ok(HttpResponse::Created().json(VersionResponse {
+        success: true,
+        version: info,
+    }))
 }

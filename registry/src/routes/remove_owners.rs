@@ -5,9 +5,20 @@ use crpc_service::auth::PublisherCaller;
 use crpc_service::body::Body;
 use crpc_service::error::ApiError;
 
-use super::with_success;
+use super::views::OwnersResponse;
 use crate::state::Registry;
 
+#[utoipa::path(
+    delete,
+    path = "/v1/packages/{name}/owners",
+    tag = "publish",
+    request_body = crpc_package::client::OwnersChange,
+    params(("name" = String, Path, description = "Package name")),
+    responses(
+        (status = 200, description = "The owners afterwards (the last owner stays)", body = OwnersResponse),
+    ),
+    security(("bearer" = []))
+)]
 /// Removes owners; 409 `last_owner` when none would be left; the owners afterwards.
 pub async fn handle(
     reg: web::Data<Registry>,
@@ -15,8 +26,10 @@ pub async fn handle(
     name: web::Path<String>,
     Body(body): Body<OwnersChange>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(with_success(
-        &reg.change_owners(&caller, &name, &body.owners, false)
+    Ok(HttpResponse::Ok().json(OwnersResponse {
+        success: true,
+        owners: reg
+            .change_owners(&caller, &name, &body.owners, false)
             .await?,
-    )))
+    }))
 }

@@ -4,25 +4,39 @@ use crpc_service::auth::AnyCaller;
 use crpc_service::error::ApiError;
 use serde::Deserialize;
 
-use super::with_success;
+use super::views::VersionResponse;
 use crate::state::{check_name, Registry};
 
 /// Query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Query {
     /// Semver requirement (default `*`).
     pub req: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/packages/{name}/resolve",
+    tag = "read",
+    params(("name" = String, Path, description = "Package name"), Query),
+    responses(
+        (status = 200, description = "The highest non-yanked version matching `req`", body = VersionResponse),
+    ),
+    security(("bearer" = []))
+)]
 /// The highest non-yanked version matching the requirement.
 pub async fn handle(
     reg: web::Data<Registry>,
-    _: AnyCaller,
+    _caller: AnyCaller,
     name: web::Path<String>,
     q: web::Query<Query>,
 ) -> Result<HttpResponse, ApiError> {
     check_name(&name)?;
     let info = reg.resolve(&name, q.req.as_deref().unwrap_or("*")).await?;
-    Ok(HttpResponse::Ok().json(with_success(&info)))
+    Ok(HttpResponse::Ok().json(VersionResponse {
+        success: true,
+        version: info,
+    }))
 }

@@ -1,14 +1,14 @@
 //! `POST /v1/packages/{name}/{version}/yank` (an owner of the package, or an admin)
+use super::views::YankResponse;
 use actix_web::{web, HttpResponse};
 use crpc_service::auth::PublisherCaller;
 use crpc_service::error::ApiError;
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::state::{store_err, Registry};
 
 /// Body (optional).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct YankBody {
     /// false un-yanks.
@@ -20,6 +20,17 @@ fn yes() -> bool {
     true
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/packages/{name}/{version}/yank",
+    tag = "publish",
+    request_body = Option<YankBody>,
+    params(("name" = String, Path, description = "Package name"), ("version" = String, Path, description = "Exact semver version")),
+    responses(
+        (status = 200, description = "The flag is set", body = YankResponse),
+    ),
+    security(("bearer" = []))
+)]
 /// Yanked versions are skipped by resolution but still download by exact version.
 pub async fn handle(
     reg: web::Data<Registry>,
@@ -46,6 +57,10 @@ pub async fn handle(
         )));
     }
     tracing::info!(%name, %version, yanked = yank.yanked, by = %caller.sub, "yank flag set");
-    Ok(HttpResponse::Ok()
-        .json(json!({"success": true, "name": name, "version": version, "yanked": yank.yanked})))
+    Ok(HttpResponse::Ok().json(YankResponse {
+        success: true,
+        name,
+        version,
+        yanked: yank.yanked,
+    }))
 }

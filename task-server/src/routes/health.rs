@@ -6,11 +6,16 @@ use crate::error::ApiError;
 use crate::queue::Queue;
 
 /// `GET /livez`: the process answers.
+#[utoipa::path(get, path = "/livez", tag = "health", responses((status = 200, description = "Alive", body = task_api::HealthResponse)))]
 pub async fn livez() -> HttpResponse {
     HttpResponse::Ok().json(status("alive"))
 }
 
 /// `GET /readyz`: the database answers and the server is not draining.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "Ready", body = task_api::HealthResponse),
+    (status = 503, description = "Draining, or the database does not answer", body = task_api::ApiErrorBody),
+))]
 pub async fn readyz(queue: web::Data<Queue>) -> Result<HttpResponse, ApiError> {
     if queue.draining() {
         return Err(ApiError::unavailable(

@@ -6,6 +6,7 @@ use crate::error::ApiError;
 
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod peer;
 pub mod user;
 pub mod worker;
@@ -41,6 +42,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: Limits) {
     cfg.service(resource("/livez").route(web::get().to(health::livez)))
         .service(resource("/readyz").route(web::get().to(health::readyz)))
         .service(resource("/metrics").route(web::get().to(metrics::handle)))
+        .service(resource("/openapi.json").route(web::get().to(openapi::json)))
+        .service(resource("/docs").route(web::get().to(openapi::docs)))
         .service(
             web::scope("/user")
                 .app_data(web::Data::new(small))

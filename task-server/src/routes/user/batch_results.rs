@@ -9,8 +9,9 @@ use crate::queue::Queue;
 use crate::routes::{long_poll, ok, TokenLimits};
 
 /// Query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Query {
     /// `next` from the previous page (0 or absent: from the start).
     pub after: Option<i64>,
@@ -20,6 +21,16 @@ pub struct Query {
     pub wait: Option<f64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/user/batches/{id}/results",
+    tag = "user",
+    params(("id" = uuid::Uuid, Path, description = "Batch id"), Query),
+    responses(
+        (status = 200, description = "Finished results in completion order and the next cursor", body = task_api::BatchResultsResponse),
+    ),
+    security(("bearer" = []))
+)]
 /// Finished results in completion order (imap_unordered without polling); `done` once all are out.
 pub async fn handle(
     queue: web::Data<Queue>,

@@ -8,6 +8,16 @@ use crate::error::ApiError;
 use crate::queue::Queue;
 use crate::routes::{long_poll, ok, TokenLimits};
 
+#[utoipa::path(
+    get,
+    path = "/user/batches/{id}",
+    tag = "user",
+    params(("id" = uuid::Uuid, Path, description = "Batch id"), super::WaitQuery),
+    responses(
+        (status = 200, description = "Counts by state, done, ETA of what is left", body = task_api::BatchStatusResponse),
+    ),
+    security(("bearer" = []))
+)]
 /// Counts by state and ETA; `wait` long-polls until every task finished.
 pub async fn handle(
     queue: web::Data<Queue>,

@@ -9,10 +9,12 @@ use crate::queue::Queue;
 use crate::routes::ok;
 
 /// Query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Query {
     /// Only tasks in this state.
+    #[param(value_type = Option<task_api::TaskState>)]
     pub state: Option<String>,
     /// Page size (1-1000, default 100).
     pub limit: Option<u32>,
@@ -20,6 +22,16 @@ pub struct Query {
     pub cursor: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/user/tasks",
+    tag = "user",
+    params(Query),
+    responses(
+        (status = 200, description = "Own tasks (admin: all), newest first", body = task_api::TaskListResponse),
+    ),
+    security(("bearer" = []))
+)]
 /// The caller's tasks (an admin's: everyone's), newest first.
 pub async fn handle(
     queue: web::Data<Queue>,

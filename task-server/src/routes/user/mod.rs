@@ -14,8 +14,9 @@ pub mod submit_task;
 use serde::Deserialize;
 
 /// `?wait=SECONDS` on long-poll routes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
     /// Seconds to wait for a change.
     pub wait: Option<f64>,

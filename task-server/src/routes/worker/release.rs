@@ -7,6 +7,16 @@ use crate::error::ApiError;
 use crate::queue::Queue;
 use crate::routes::{ok, Body};
 
+#[utoipa::path(
+    post,
+    path = "/worker/release",
+    tag = "worker",
+    request_body = task_api::ReleaseRequest,
+    responses(
+        (status = 200, description = "Leases handed back and those that could not be", body = task_api::ReleaseResponse),
+    ),
+    security(("bearer" = []))
+)]
 /// Hands back leases that never started (a processor's prefetch when it stops or finds its
 /// slots busy): the tasks are queued again and the attempt is not counted.
 pub async fn handle(

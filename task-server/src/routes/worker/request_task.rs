@@ -10,6 +10,17 @@ use crate::routes::peer::Peer;
 use crate::routes::worker::submit_answer::answer_result;
 use crate::routes::{long_poll, ok, Body, TokenLimits};
 
+#[utoipa::path(
+    post,
+    path = "/worker/request_task",
+    tag = "worker",
+    request_body = task_api::RequestTask,
+    responses(
+        (status = 200, description = "Leases granted (maybe none) and the results of the answers carried", body = task_api::RequestTaskResponse),
+        (status = 409, description = "A newer run of this worker id exists (`superseded`)", body = task_api::ApiErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 /// Batch form: applies the answers it carries, then up to `max_tasks` leases (long-polling up to
 /// `wait_s`, ≤ 30 s, default 30) plus the prefetch the runtimes allow.
 pub async fn handle_post(
@@ -29,8 +40,9 @@ pub async fn handle_post(
 }
 
 /// Query of the seed's single form.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Query {
     /// Processor name (default: the token subject).
     pub worker_id: Option<String>,
@@ -38,6 +50,16 @@ pub struct Query {
     pub wait: Option<f64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/worker/request_task",
+    tag = "worker",
+    params(Query),
+    responses(
+        (status = 200, description = "One lease, or `id: null` when nothing is queued", body = task_api::SingleTaskResponse),
+    ),
+    security(("bearer" = []))
+)]
 /// The seed's single-task form: `{success, id, task, lease_epoch, lease_deadline}`, with `id` and
 /// `task` null when nothing is queued.
 pub async fn handle_get(

@@ -33,6 +33,42 @@ pub fn answer_result(
     }
 }
 
+/// The body: one answer, or `{"answers": [...]}` (≤ 1,000).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // the schema of what `handle` parses by hand, for its better errors
+pub enum SubmitAnswerBody {
+    /// One answer.
+    One(SubmitAnswer),
+    /// Many answers, one result each.
+    Many {
+        /// The answers.
+        answers: Vec<SubmitAnswer>,
+    },
+}
+
+/// The reply: the single form's, or the batch form's.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum SubmitAnswerReply {
+    /// Single form.
+    One(SubmitAnswerResponse),
+    /// Batch form.
+    Many(SubmitAnswersResponse),
+}
+
+#[utoipa::path(
+    post,
+    path = "/worker/submit_answer",
+    tag = "worker",
+    request_body = SubmitAnswerBody,
+    responses(
+        (status = 200, description = "Recorded (a replay: `duplicate: true`); batch form: a status per answer", body = SubmitAnswerReply),
+        (status = 409, description = "The lease is no longer current (`stale_lease`): nothing changed", body = task_api::ApiErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 /// Single form: 200 accepted (also for a replay of an accepted answer), 409 stale lease (nothing
 /// changes), 403 `not_lease_holder` (another worker's lease: nothing changes), 404 unknown task. Batch form: 200 with a status per answer.
 pub async fn handle(

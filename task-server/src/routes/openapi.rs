@@ -1,0 +1,64 @@
+//! `GET /openapi.json` (OpenAPI 3.1, generated from the handlers' annotations and the
+//! `task-api` types) and `GET /docs` (that document rendered). Neither needs a token.
+use std::sync::OnceLock;
+
+use actix_web::HttpResponse;
+use utoipa::OpenApi;
+
+use super::{health, metrics, user, worker};
+
+/// Every route the server serves.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "crpc task server",
+        description = "Submit tasks, read their answers and the queue's estimate; processors lease and answer them. Errors always have the body ApiErrorBody."
+    ),
+    paths(
+        user::submit_task::handle,
+        user::submit_batch::handle,
+        user::request_answer::handle,
+        user::estimate_time_left::handle,
+        user::stats::handle,
+        user::list_workers::handle,
+        user::list_tasks::handle,
+        user::delete_task::handle,
+        user::cancel_task::handle,
+        user::get_batch::handle,
+        user::batch_results::handle,
+        worker::request_task::handle_post,
+        worker::request_task::handle_get,
+        worker::heartbeat::handle,
+        worker::release::handle,
+        worker::submit_answer::handle,
+        health::livez,
+        health::readyz,
+        metrics::handle,
+    ),
+    components(schemas(task_api::ApiErrorBody)),
+    tags(
+        (name = "user", description = "A `user` token (admin: every owner's tasks)"),
+        (name = "worker", description = "A `worker` token: what processors call"),
+        (name = "health", description = "No token"),
+        (name = "operator", description = "An `admin` token"),
+    )
+)]
+struct ApiDoc;
+
+fn document() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let doc = crpc_service::openapi::finish(ApiDoc::openapi());
+        doc.to_json().expect("the OpenAPI document serialises")
+    })
+}
+
+/// `GET /openapi.json`.
+pub async fn json() -> HttpResponse {
+    crpc_service::openapi::json_response(document())
+}
+
+/// `GET /docs`.
+pub async fn docs() -> HttpResponse {
+    crpc_service::openapi::docs_page()
+}
