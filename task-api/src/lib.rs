@@ -13,14 +13,15 @@ pub mod worker;
 pub use auth::{Claims, Role, JWT_AUDIENCE, JWT_ISSUER};
 pub use error::{ApiErrorBody, ErrorDetail};
 pub use task::{
-    AnswerResponse, Resources, SubmitBatch, SubmitBatchResponse, SubmitResponse, TaskError,
-    TaskErrorKind, TaskPayload, TaskSpec, TaskState, TaskView,
+    AnswerResponse, LeaseInfo, Resources, SubmitBatch, SubmitBatchResponse, SubmitResponse,
+    TaskDetail, TaskError, TaskErrorKind, TaskPayload, TaskSpec, TaskState, TaskView,
 };
 pub use views::{
-    BatchResultItem, BatchResultsResponse, BatchStatusResponse, CancelResponse, ClassBacklog,
-    DeleteResponse, EstimateResponse, Eta, FunctionEstimate, FunctionStatsView, HealthResponse,
-    SingleTaskResponse, StatsResponse, SubmitAnswerResponse, SubmitAnswersResponse,
-    TaskListResponse, WorkerInfo, WorkerView, WorkersResponse,
+    BatchListResponse, BatchResultItem, BatchResultsResponse, BatchStatusResponse, BatchSummary,
+    CancelResponse, ClassBacklog, DeleteResponse, EstimateResponse, Eta, FunctionEstimate,
+    FunctionStatsView, HealthResponse, HistogramBin, SingleTaskResponse, StatsResponse,
+    SubmitAnswerResponse, SubmitAnswersResponse, SummaryResponse, TaskListResponse, WorkerInfo,
+    WorkerView, WorkersResponse,
 };
 pub use worker::{
     Capabilities, HeartbeatLease, HeartbeatRequest, HeartbeatResponse, Lease, LeaseRef,

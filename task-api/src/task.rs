@@ -302,4 +302,38 @@ pub struct TaskView {
     /// The batch it belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_id: Option<Uuid>,
+    /// The current (or last) attempt: who ran it and when it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseInfo>,
+    /// Attempts that ended because their processor stopped or restarted.
+    #[serde(default)]
+    pub lost_leases: u32,
+}
+
+/// The lease of a task's current (or last) attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LeaseInfo {
+    /// The processor that took it.
+    pub worker_id: String,
+    /// When the attempt started, ms since the Unix epoch.
+    pub leased_at: i64,
+    /// When the lease runs out unless heartbeats extend it, ms since the Unix epoch.
+    pub deadline: i64,
+}
+
+/// `GET /user/tasks/{id}`: everything about one task.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TaskDetail {
+    /// Always true.
+    pub success: bool,
+    /// The task as listed.
+    #[serde(flatten)]
+    pub task: TaskView,
+    /// Positional arguments.
+    pub args: Vec<Value>,
+    /// Keyword arguments.
+    pub kwargs: Map<String, Value>,
+    /// The answer, once succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Value>,
 }

@@ -150,6 +150,21 @@ pub struct FunctionStatsView {
     pub p95_ms: Option<f64>,
     /// Last sample, ms since the epoch.
     pub last_seen: i64,
+    /// Runtimes of every attempt answered, in log-spaced bins (each ~1.5× wider than the last),
+    /// from the fastest to the slowest; empty before the first answer.
+    #[serde(default)]
+    pub histogram: Vec<HistogramBin>,
+}
+
+/// One bin of a runtime histogram: `count` runtimes in `[lo_ms, hi_ms)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HistogramBin {
+    /// Lower bound, ms.
+    pub lo_ms: f64,
+    /// Upper bound, ms.
+    pub hi_ms: f64,
+    /// Runtimes in the bin.
+    pub count: u64,
 }
 
 /// `GET /user/workers[?all=true]`.
@@ -254,6 +269,45 @@ pub struct BatchStatusResponse {
     pub eta: Eta,
     /// ms since the epoch.
     pub created_at: i64,
+}
+
+/// `GET /user/batches`: the caller's batches (admin: everyone's), newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BatchListResponse {
+    /// Always true.
+    pub success: bool,
+    /// Newest first.
+    pub batches: Vec<BatchSummary>,
+}
+
+/// One batch in the list (its ETA: `GET /user/batches/{id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BatchSummary {
+    /// The batch.
+    pub batch_id: Uuid,
+    /// Who submitted it.
+    pub owner: String,
+    /// Tasks submitted.
+    pub total: u64,
+    /// Tasks that will not change any more.
+    pub finished: u64,
+    /// Every task finished.
+    pub done: bool,
+    /// Tasks per state (every state, zeros included).
+    pub counts: BTreeMap<String, u64>,
+    /// ms since the epoch.
+    pub created_at: i64,
+}
+
+/// `GET /user/summary`: the caller's tasks (admin: everyone's) by state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SummaryResponse {
+    /// Always true.
+    pub success: bool,
+    /// Tasks per state (every state, zeros included).
+    pub counts: BTreeMap<String, u64>,
+    /// Tasks the server holds for the caller.
+    pub total: u64,
 }
 
 /// `GET /user/batches/{id}/results`: one page, in completion order.

@@ -90,6 +90,37 @@ impl Sketch {
         self.buckets.values().sum()
     }
 
+    /// The observations in at most `max_bins` log-spaced bins from the smallest to the largest
+    /// (each merges whole sketch buckets: ~1.5× wide, wider when the range needs more bins).
+    pub fn histogram(&self, max_bins: usize) -> Vec<task_api::HistogramBin> {
+        let (Some(first), Some(last)) = (self.buckets.keys().next(), self.buckets.keys().last())
+        else {
+            return Vec::new();
+        };
+        let span = (*last - *first) as usize + 1;
+        let width = span.div_ceil(max_bins.max(1)).max(10) as u16;
+        let bound = |i: u16| {
+            if i == 0 {
+                0.0
+            } else {
+                SKETCH_MIN_MS * SKETCH_GAMMA.powi(i as i32 - 1)
+            }
+        };
+        let mut bins = Vec::new();
+        let mut lo = *first;
+        while lo <= *last {
+            let hi = lo.saturating_add(width);
+            let count = self.buckets.range(lo..hi).map(|(_, n)| n).sum();
+            bins.push(task_api::HistogramBin {
+                lo_ms: bound(lo),
+                hi_ms: bound(hi),
+                count,
+            });
+            lo = hi;
+        }
+        bins
+    }
+
     /// The `q` quantile (0..=1), or `None` when empty.
     pub fn quantile(&self, q: f64) -> Option<f64> {
         let total = self.total();
@@ -423,6 +454,41 @@ mod tests {
             version: "1.0.0".into(),
             function: f.into(),
         }
+    }
+
+    #[test]
+    fn the_histogram_holds_every_runtime_in_log_spaced_bins() {
+        let mut s = Sketch::default();
+        assert!(s.histogram(40).is_empty());
+        for _ in 0..10 {
+            s.add(1.0);
+        }
+        for _ in 0..5 {
+            s.add(100.0);
+        }
+        let bins = s.histogram(40);
+        assert_eq!(bins.iter().map(|b| b.count).sum::<u64>(), 15);
+        let find = |ms: f64| {
+            bins.iter()
+                .find(|b| b.lo_ms <= ms && ms < b.hi_ms)
+                .unwrap()
+                .count
+        };
+        assert_eq!((find(1.0), find(100.0)), (10, 5));
+        assert!(
+            bins.windows(2).all(|w| w[0].hi_ms == w[1].lo_ms),
+            "contiguous"
+        );
+        assert!(
+            (bins[0].hi_ms / bins[0].lo_ms - 1.04f64.powi(10)).abs() < 1e-6,
+            "~1.5x wide"
+        );
+        assert!(bins.len() <= 40);
+        // A range of eight decades still fits the cap, in wider bins.
+        s.add(1e6);
+        s.add(0.01);
+        assert!(s.histogram(40).len() <= 40);
+        assert_eq!(s.histogram(40).iter().map(|b| b.count).sum::<u64>(), 17);
     }
 
     #[test]

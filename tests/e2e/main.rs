@@ -1,6 +1,7 @@
 //! End-to-end tests across crpc binaries (built by `cargo test --workspace`).
 mod cli;
 mod config;
+mod dashboard;
 mod estimate;
 mod faults;
 mod metrics;

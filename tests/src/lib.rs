@@ -2,6 +2,8 @@
 //! directory, kill it (-9 or TERM), restart it on the same port; a small JSON-over-HTTP client.
 #![forbid(unsafe_code)]
 
+pub mod webdriver;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

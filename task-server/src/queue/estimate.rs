@@ -83,6 +83,7 @@ impl Queue {
                 p50_ms: s.sketch.quantile(0.5),
                 p95_ms: s.sketch.quantile(0.95),
                 last_seen: s.last_seen,
+                histogram: s.sketch.histogram(HISTOGRAM_BINS),
             })
             .collect();
         Ok(StatsResponse {
@@ -139,6 +140,9 @@ fn finished_estimate(id: Uuid, state: TaskState) -> EstimateResponse {
         confidence: 1.0,
     }
 }
+
+/// Most bins of a runtime histogram in `GET /user/stats`.
+const HISTOGRAM_BINS: usize = 40;
 
 /// z of the 10th and 90th percentiles of a normal distribution.
 const Z_P90: f64 = 1.2816;

@@ -23,6 +23,7 @@ use crate::waiters::{batch_key, task_key, Waiters};
 
 mod error;
 mod estimate;
+mod overview;
 mod prefetch;
 mod reads;
 mod reaper;

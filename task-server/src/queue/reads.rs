@@ -140,10 +140,7 @@ impl Queue {
             self.long_poll(&waiter.slot.notify, deadline, check).await?;
         let est = self.estimate_scope(LoadScope::Batch(id)).await?;
         let cap = self.capacity().await?;
-        let counts = TaskState::ALL
-            .iter()
-            .map(|s| (s.as_str().to_string(), counts.get(s).copied().unwrap_or(0)))
-            .collect();
+        let counts = every_state(&counts);
         Ok(BatchStatusResponse {
             success: true,
             batch_id: id,
@@ -191,7 +188,11 @@ impl Queue {
         })
     }
 
-    async fn visible_batch(&self, caller: &Caller, id: Uuid) -> Result<BatchRecord, QueueError> {
+    pub(super) async fn visible_batch(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+    ) -> Result<BatchRecord, QueueError> {
         match self.store.get_batch(id).await? {
             Some(b) if caller.may_see(&b.owner) => Ok(b),
             _ => Err(QueueError::NoBatch(id)),
@@ -242,7 +243,17 @@ fn answer_of(t: TaskRecord) -> AnswerResponse {
 
 /// Tasks of a batch that will not change any more: terminal ones, and ones that are gone
 /// (deleted by their owner, or expired before the others finished).
-fn finished_count(total: u64, counts: &HashMap<TaskState, u64>) -> u64 {
+/// Counts by state name, every state present (zeros included).
+pub(super) fn every_state(
+    counts: &HashMap<TaskState, u64>,
+) -> std::collections::BTreeMap<String, u64> {
+    TaskState::ALL
+        .iter()
+        .map(|s| (s.as_str().to_string(), counts.get(s).copied().unwrap_or(0)))
+        .collect()
+}
+
+pub(super) fn finished_count(total: u64, counts: &HashMap<TaskState, u64>) -> u64 {
     let pending: u64 = counts
         .iter()
         .filter(|(s, _)| !s.is_terminal())
@@ -268,6 +279,8 @@ pub fn task_view(t: TaskRecord) -> TaskView {
         created_at: t.created_at,
         finished_at: t.finished_at,
         runtime_ms: t.runtime_ms,
+        lease: t.lease,
+        lost_leases: t.lost_leases,
         batch_id: t.batch_id,
     }
 }

@@ -8,6 +8,7 @@ pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod peer;
+pub mod ui;
 pub mod user;
 pub mod worker;
 
@@ -44,6 +45,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: Limits) {
         .service(resource("/metrics").route(web::get().to(metrics::handle)))
         .service(resource("/openapi.json").route(web::get().to(openapi::json)))
         .service(resource("/docs").route(web::get().to(openapi::docs)))
+        .service(resource("/ui").route(web::get().to(ui::index)))
+        .service(resource("/ui/").route(web::get().to(ui::index)))
+        .service(resource("/ui/app.js").route(web::get().to(ui::script)))
+        .service(resource("/ui/app.css").route(web::get().to(ui::style)))
         .service(
             web::scope("/user")
                 .app_data(web::Data::new(small))
@@ -64,7 +69,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: Limits) {
                 .service(resource("/stats").route(web::get().to(user::stats::handle)))
                 .service(resource("/workers").route(web::get().to(user::list_workers::handle)))
                 .service(resource("/tasks").route(web::get().to(user::list_tasks::handle)))
-                .service(resource("/tasks/{id}").route(web::delete().to(user::delete_task::handle)))
+                .service(resource("/summary").route(web::get().to(user::summary::handle)))
+                .service(
+                    resource("/tasks/{id}")
+                        .route(web::get().to(user::get_task::handle))
+                        .route(web::delete().to(user::delete_task::handle)),
+                )
+                .service(resource("/batches").route(web::get().to(user::list_batches::handle)))
                 .service(
                     resource("/tasks/{id}/cancel").route(web::post().to(user::cancel_task::handle)),
                 )

@@ -394,7 +394,17 @@ pub struct TaskRecord {
     pub finished_at: Option<i64>,
     /// Batch.
     pub batch_id: Option<Uuid>,
+    /// The current (or last) attempt's lease.
+    pub lease: Option<LeaseInfo>,
+    /// Attempts that ended because their processor stopped or restarted.
+    pub lost_leases: u32,
+    /// Positional arguments (read by `get_task` only).
+    pub args: Option<Vec<Value>>,
+    /// Keyword arguments (read by `get_task` only).
+    pub kwargs: Option<serde_json::Map<String, Value>>,
 }
+
+pub use task_api::LeaseInfo;
 
 /// A batch row.
 #[derive(Debug, Clone)]
@@ -475,6 +485,10 @@ pub trait StoreReads: Send + Sync + 'static {
     async fn get_batch(&self, id: Uuid) -> Result<Option<BatchRecord>>;
     /// Task counts of a batch by state.
     async fn batch_counts(&self, id: Uuid) -> Result<HashMap<TaskState, u64>>;
+    /// A page of batches, newest first: one owner's, or (`None`) everyone's.
+    async fn list_batches(&self, owner: Option<&str>, limit: u32) -> Result<Vec<BatchRecord>>;
+    /// Tasks by state: one owner's, or (`None`) everyone's.
+    async fn state_counts(&self, owner: Option<&str>) -> Result<HashMap<TaskState, u64>>;
     /// Every task counted by (state, package, function): the metrics' gauge. A scan of the
     /// tasks table, for a scrape every few seconds, never a request path.
     async fn task_counts(&self) -> Result<Vec<TaskCount>>;

@@ -104,6 +104,15 @@ pub struct TaskRow {
     created_at: i64,
     finished_at: Option<i64>,
     batch_id: Option<DbId>,
+    lease_worker: Option<String>,
+    leased_at: Option<i64>,
+    lease_deadline: Option<i64>,
+    lost_leases: i64,
+    /// Only the one-task read selects the arguments.
+    #[sqlx(default)]
+    args: Option<String>,
+    #[sqlx(default)]
+    kwargs: Option<String>,
 }
 
 impl TryFrom<TaskRow> for TaskRecord {
@@ -127,6 +136,14 @@ impl TryFrom<TaskRow> for TaskRecord {
             created_at: r.created_at,
             finished_at: r.finished_at,
             batch_id: r.batch_id.map(|b| b.0),
+            lease: r.lease_worker.map(|worker_id| task_api::LeaseInfo {
+                worker_id,
+                leased_at: r.leased_at.unwrap_or_default(),
+                deadline: r.lease_deadline.unwrap_or_default(),
+            }),
+            lost_leases: small(r.lost_leases),
+            args: json(r.args)?,
+            kwargs: json(r.kwargs)?,
         })
     }
 }

@@ -447,6 +447,40 @@ macro_rules! statements {
                 .await?)
         }
 
+        /// A page of batches, newest first: one owner's, or (`None`) everyone's.
+        pub async fn batches<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            owner: Option<&str>,
+            limit: i64,
+        ) -> Result<Vec<BatchRow>> {
+            Ok(match owner {
+                Some(o) => {
+                    sqlx::query_as(sql_file!($dir, "batches_of_owner"))
+                        .bind(o)
+                        .bind(limit)
+                        .fetch_all(ex)
+                        .await?
+                }
+                None => {
+                    sqlx::query_as(sql_file!($dir, "batches_all"))
+                        .bind(limit)
+                        .fetch_all(ex)
+                        .await?
+                }
+            })
+        }
+
+        /// (state, count) of one owner's tasks.
+        pub async fn state_counts_of_owner<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            owner: &str,
+        ) -> Result<Vec<(String, i64)>> {
+            Ok(sqlx::query_as(sql_file!($dir, "state_counts_of_owner"))
+                .bind(owner)
+                .fetch_all(ex)
+                .await?)
+        }
+
         /// (state, package, function, count) over every task.
         pub async fn task_counts<'e, E: Executor<'e, Database = $db>>(
             ex: E,
@@ -590,6 +624,34 @@ macro_rules! store_reads {
                     rows.into_iter()
                         .map(|(s, n)| Ok((parse_state(&s)?, n.max(0) as u64)))
                         .collect()
+                }
+
+                async fn list_batches(
+                    &self,
+                    owner: Option<&str>,
+                    limit: u32,
+                ) -> Result<Vec<BatchRecord>> {
+                    let rows = sql::batches(&self.$pool, owner, limit as i64).await?;
+                    Ok(rows.into_iter().map(Into::into).collect())
+                }
+
+                async fn state_counts(
+                    &self,
+                    owner: Option<&str>,
+                ) -> Result<HashMap<TaskState, u64>> {
+                    let rows: Vec<(String, i64)> = match owner {
+                        Some(o) => sql::state_counts_of_owner(&self.$pool, o).await?,
+                        None => sql::task_counts(&self.$pool)
+                            .await?
+                            .into_iter()
+                            .map(|(s, _, _, n)| (s, n))
+                            .collect(),
+                    };
+                    let mut out = HashMap::new();
+                    for (s, n) in rows {
+                        *out.entry(parse_state(&s)?).or_default() += n.max(0) as u64;
+                    }
+                    Ok(out)
                 }
 
                 async fn task_counts(&self) -> Result<Vec<TaskCount>> {

@@ -4,12 +4,15 @@ pub mod cancel_task;
 pub mod delete_task;
 pub mod estimate_time_left;
 pub mod get_batch;
+pub mod get_task;
+pub mod list_batches;
 pub mod list_tasks;
 pub mod list_workers;
 pub mod request_answer;
 pub mod stats;
 pub mod submit_batch;
 pub mod submit_task;
+pub mod summary;
 
 use serde::Deserialize;
 
