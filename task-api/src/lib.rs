@@ -13,8 +13,9 @@ pub mod worker;
 pub use auth::{Claims, Role, JWT_AUDIENCE, JWT_ISSUER};
 pub use error::{ApiErrorBody, ErrorDetail};
 pub use task::{
-    AnswerResponse, LeaseInfo, Resources, SubmitBatch, SubmitBatchResponse, SubmitResponse,
-    TaskDetail, TaskError, TaskErrorKind, TaskPayload, TaskSpec, TaskState, TaskView,
+    AnswerResponse, AttemptView, LeaseInfo, Resources, SubmitBatch, SubmitBatchResponse,
+    SubmitResponse, TaskDetail, TaskError, TaskErrorKind, TaskPayload, TaskSpec, TaskState,
+    TaskView,
 };
 pub use views::{
     BatchListResponse, BatchResultItem, BatchResultsResponse, BatchStatusResponse, BatchSummary,

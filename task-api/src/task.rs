@@ -321,6 +321,33 @@ pub struct LeaseInfo {
     pub deadline: i64,
 }
 
+/// One attempt of a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AttemptView {
+    /// 1 for the first.
+    pub attempt: u32,
+    /// The processor that ran it.
+    #[serde(default)]
+    pub worker_id: Option<String>,
+    /// When it started, ms since the Unix epoch.
+    #[serde(default)]
+    pub started_at: Option<i64>,
+    /// When it ended, ms since the Unix epoch (null while it runs).
+    #[serde(default)]
+    pub ended_at: Option<i64>,
+    /// `retried` (it ended and the task went back to the queue), `running`, `succeeded`,
+    /// `failed` or `cancelled`.
+    #[serde(default = "retried")]
+    pub outcome: String,
+    /// How it failed, when it did.
+    #[serde(default)]
+    pub error: Option<TaskError>,
+}
+
+fn retried() -> String {
+    "retried".into()
+}
+
 /// `GET /user/tasks/{id}`: everything about one task.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskDetail {
@@ -336,4 +363,6 @@ pub struct TaskDetail {
     /// The answer, once succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<Value>,
+    /// Every attempt so far, oldest first, with who ran it and when.
+    pub attempts: Vec<AttemptView>,
 }

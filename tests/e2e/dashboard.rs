@@ -179,6 +179,11 @@ async fn the_dashboard_shows_batches_tasks_and_processors_to_their_owner() {
     assert_eq!(answer, "150");
     assert_eq!(text(&b, "#detail-state").await, "succeeded");
     assert!(text(&b, "#detail-started").await.contains("ui-box"));
+    let attempt = text(&b, "#attempts tr[data-attempt=\"1\"]").await;
+    assert!(
+        attempt.contains("ui-box") && attempt.contains("succeeded"),
+        "{attempt}"
+    );
 
     // The processor, its two slots; the function's histogram.
     let worker = text(&b, "[data-worker=\"ui-box\"]").await;
@@ -241,7 +246,7 @@ async fn the_dashboard_shows_batches_tasks_and_processors_to_their_owner() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_routes_behind_the_dashboard_show_each_owner_only_their_own() {
-    let c = Cluster::start(&[]);
+    let c = Cluster::start(&["--retry-backoff", "50ms"]);
     c.publish("testkit", None).await;
     let _p = c.processor(&["--cpu-slots", "1", "--worker-id", "box-1"]);
     let id = c
@@ -262,11 +267,53 @@ async fn the_routes_behind_the_dashboard_show_each_owner_only_their_own() {
     );
     assert_eq!(t["lease"]["worker_id"], "box-1", "{t}");
     assert!(t["lease"]["leased_at"].as_i64().unwrap() >= t["created_at"].as_i64().unwrap());
+    let (_, a) = c.user.get(&format!("/user/tasks/{id}")).await;
+    assert_eq!(a["attempts"].as_array().unwrap().len(), 1, "{a}");
+    assert_eq!(
+        (
+            a["attempts"][0]["outcome"].as_str(),
+            a["attempts"][0]["worker_id"].as_str()
+        ),
+        (Some("succeeded"), Some("box-1"))
+    );
+    // A task that fails twice, retryable: both attempts, with who ran them, when and why.
+    let retried = c
+        .submit(json!({"package": "testkit", "function": "fail", "args": ["retryable", "flaky"], "max_attempts": 2}))
+        .await;
+    c.wait(&retried, Duration::from_secs(30)).await;
+    let (_, r) = c.user.get(&format!("/user/tasks/{retried}")).await;
+    let attempts = r["attempts"].as_array().unwrap();
+    let outcomes: Vec<(u64, &str, &str)> = attempts
+        .iter()
+        .map(|a| {
+            (
+                a["attempt"].as_u64().unwrap(),
+                a["outcome"].as_str().unwrap(),
+                a["error"]["message"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [(1, "retried", "flaky"), (2, "failed", "flaky")],
+        "{r}"
+    );
+    for a in attempts {
+        assert_eq!(a["worker_id"], "box-1");
+        assert!(
+            a["ended_at"].as_i64().unwrap() >= a["started_at"].as_i64().unwrap(),
+            "{a}"
+        );
+    }
+    assert!(
+        attempts[1]["started_at"].as_i64() >= attempts[0]["ended_at"].as_i64(),
+        "{r}"
+    );
     let (_, list) = c.user.get("/user/batches").await;
     assert_eq!(list["batches"][0]["batch_id"], batch.as_str(), "{list}");
     assert_eq!(list["batches"][0]["total"], 1);
     let (_, sum) = c.user.get("/user/summary").await;
-    assert_eq!(sum["total"], 2, "{sum}");
+    assert_eq!(sum["total"], 3, "{sum}");
     assert_eq!(
         sum["counts"].as_object().unwrap().len(),
         6,
@@ -286,7 +333,7 @@ async fn the_routes_behind_the_dashboard_show_each_owner_only_their_own() {
     // An admin sees alice's.
     let admin = c.user.with_token(&c.mint(Role::Admin, "ops"));
     assert_eq!(admin.get(&format!("/user/tasks/{id}")).await.0, 200);
-    assert_eq!(admin.get("/user/summary").await.1["total"], 2);
+    assert_eq!(admin.get("/user/summary").await.1["total"], 3);
     // Hostile queries: the one error body, never a 500.
     for (path, status) in [
         ("/user/batches?limit=0", 400),

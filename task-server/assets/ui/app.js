@@ -207,6 +207,11 @@ function renderDetail(t) {
   ];
   if (t.error) fields.push(["error", `${t.error.kind}: ${t.error.message}`]);
   $("detail-fields").replaceChildren(...fields.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { id: "detail-" + k }, v)]));
+  fill($("attempts").tBodies[0], (t.attempts || []).map((a) =>
+    el("tr", { "data-attempt": a.attempt },
+      el("td", {}, a.attempt), el("td", {}, a.worker_id || "–"), el("td", {}, when(a.started_at)),
+      el("td", {}, a.ended_at ? when(a.ended_at) : "–"),
+      el("td", { class: "state-" + a.outcome }, a.outcome + (a.error ? ` (${a.error.kind}: ${a.error.message})` : "")))));
   $("task-args").textContent = JSON.stringify({ args: t.args, kwargs: t.kwargs }, null, 2);
   $("answer-title").textContent = t.state === "succeeded" ? "Answer" : t.error ? "Error" : "Answer (not yet)";
   $("task-answer").textContent = t.state === "succeeded"

@@ -23,6 +23,11 @@ UPDATE tasks t SET
   finish_order = CASE WHEN a.kind = 'retryable' AND t.attempt < t.max_attempts THEN NULL ELSE nextval('finish_order_counter') END,
   expires_at = CASE WHEN a.kind = 'retryable' AND t.attempt < t.max_attempts THEN NULL
                     ELSE $1 + COALESCE(t.ttl_s, $4) * 1000 END,
+  attempts = CASE WHEN a.kind = 'retryable' AND t.attempt < t.max_attempts
+                  THEN COALESCE(t.attempts, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(
+                    'attempt', t.attempt, 'worker_id', t.lease_worker, 'started_at', t.leased_at,
+                    'ended_at', $1::bigint, 'error', a.error))
+                  ELSE t.attempts END,
   lease_deadline = NULL, timeout_at = NULL
 FROM a WHERE t.id = a.id AND t.state = 'leased' AND t.lease_epoch = COALESCE(a.epoch, t.lease_epoch)
   AND (a.worker IS NULL OR t.lease_worker = a.worker) AND COALESCE(t.lease_owner, a.owner) = a.owner

@@ -10,6 +10,11 @@ UPDATE tasks t SET state = p.state, error = p.error, lost_leases = t.lost_leases
   finished_at = CASE WHEN p.state = 'queued' THEN NULL ELSE $1 END,
   finish_order = CASE WHEN p.state = 'queued' THEN NULL ELSE nextval('finish_order_counter') END,
   expires_at = CASE WHEN p.state = 'queued' THEN NULL ELSE $1 + COALESCE(t.ttl_s, $3) * 1000 END,
+  attempts = CASE WHEN p.state = 'queued'
+                  THEN COALESCE(t.attempts, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(
+                    'attempt', t.attempt, 'worker_id', t.lease_worker, 'started_at', t.leased_at,
+                    'ended_at', $1::bigint, 'error', p.error))
+                  ELSE t.attempts END,
   lease_deadline = NULL, timeout_at = NULL
 FROM p WHERE t.id = p.id AND t.state = 'leased' AND t.lease_epoch = p.epoch
 RETURNING t.id, t.state, t.batch_id

@@ -22,6 +22,11 @@ UPDATE tasks SET
   finish_seq = CASE WHEN a.kind = 'retryable' AND tasks.attempt < tasks.max_attempts THEN NULL ELSE ?3 + a.k END,
   expires_at = CASE WHEN a.kind = 'retryable' AND tasks.attempt < tasks.max_attempts THEN NULL
                     ELSE ?1 + coalesce(tasks.ttl_s, ?4) * 1000 END,
+  attempts = CASE WHEN a.kind = 'retryable' AND tasks.attempt < tasks.max_attempts
+                  THEN json_insert(coalesce(tasks.attempts, '[]'), '$[#]', json_object(
+                    'attempt', tasks.attempt, 'worker_id', tasks.lease_worker, 'started_at', tasks.leased_at,
+                    'ended_at', ?1, 'error', json(a.error)))
+                  ELSE tasks.attempts END,
   lease_deadline = NULL, timeout_at = NULL
 FROM a
 WHERE tasks.id = a.id AND tasks.state = 'leased' AND tasks.lease_epoch = coalesce(a.epoch, tasks.lease_epoch)

@@ -10,6 +10,11 @@ UPDATE tasks SET state = p.state, error = p.error, lost_leases = tasks.lost_leas
   finished_at = CASE WHEN p.state = 'queued' THEN NULL ELSE ?1 END,
   finish_seq = CASE WHEN p.state = 'queued' THEN NULL ELSE ?2 + p.k END,
   expires_at = CASE WHEN p.state = 'queued' THEN NULL ELSE ?1 + coalesce(tasks.ttl_s, ?3) * 1000 END,
+  attempts = CASE WHEN p.state = 'queued'
+                  THEN json_insert(coalesce(tasks.attempts, '[]'), '$[#]', json_object(
+                    'attempt', tasks.attempt, 'worker_id', tasks.lease_worker, 'started_at', tasks.leased_at,
+                    'ended_at', ?1, 'error', json(p.error)))
+                  ELSE tasks.attempts END,
   lease_deadline = NULL, timeout_at = NULL
 FROM p
 WHERE tasks.id = p.id AND tasks.state = 'leased' AND tasks.lease_epoch = p.epoch

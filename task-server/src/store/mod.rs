@@ -402,6 +402,8 @@ pub struct TaskRecord {
     pub args: Option<Vec<Value>>,
     /// Keyword arguments (read by `get_task` only).
     pub kwargs: Option<serde_json::Map<String, Value>>,
+    /// Attempts that ended with the task going back to the queue (read by `get_task` only).
+    pub past_attempts: Vec<task_api::AttemptView>,
 }
 
 pub use task_api::LeaseInfo;

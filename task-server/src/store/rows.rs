@@ -113,6 +113,8 @@ pub struct TaskRow {
     args: Option<String>,
     #[sqlx(default)]
     kwargs: Option<String>,
+    #[sqlx(default)]
+    attempts: Option<String>,
 }
 
 impl TryFrom<TaskRow> for TaskRecord {
@@ -144,6 +146,7 @@ impl TryFrom<TaskRow> for TaskRecord {
             lost_leases: small(r.lost_leases),
             args: json(r.args)?,
             kwargs: json(r.kwargs)?,
+            past_attempts: json(r.attempts)?.unwrap_or_default(),
         })
     }
 }

@@ -454,6 +454,24 @@ pub async fn retries_back_off_then_fail(b: &dyn Backend) {
     let rec = s.get_task(t.id).await.unwrap().unwrap();
     assert_eq!(rec.state, TaskState::Failed);
     assert_eq!(rec.error.unwrap().message, "e3");
+    // The two attempts that went back to the queue are logged; the last stays in the lease.
+    let log: Vec<(u32, Option<&str>, Option<String>)> = rec
+        .past_attempts
+        .iter()
+        .map(|a| {
+            let msg = a.error.as_ref().map(|e| e.message.clone());
+            (a.attempt, a.worker_id.as_deref(), msg)
+        })
+        .collect();
+    assert_eq!(
+        log,
+        [
+            (1, Some("w"), Some("e1".to_string())),
+            (2, Some("w"), Some("e2".to_string()))
+        ]
+    );
+    assert!(rec.past_attempts[0].ended_at >= rec.past_attempts[0].started_at);
+    assert_eq!(rec.lease.unwrap().worker_id, "w");
 }
 
 pub async fn reaper_requeues_expired_leases_and_fails_timeouts(b: &dyn Backend) {
@@ -495,6 +513,20 @@ pub async fn reaper_requeues_expired_leases_and_fails_timeouts(b: &dyn Backend) 
     let rec = s.get_task(t.id).await.unwrap().unwrap();
     assert_eq!(rec.state, TaskState::Queued);
     assert_eq!(rec.error.unwrap().kind, TaskErrorKind::LeaseExpired);
+    let past = &rec.past_attempts;
+    assert_eq!(past.len(), 1, "{past:?}");
+    assert_eq!(
+        (past[0].attempt, past[0].worker_id.as_deref()),
+        (1, Some("w"))
+    );
+    assert_eq!(
+        (past[0].started_at, past[0].ended_at),
+        (Some(now), Some(now + 10_501))
+    );
+    assert_eq!(
+        past[0].error.as_ref().unwrap().kind,
+        TaskErrorKind::LeaseExpired
+    );
     let hb_late = s
         .heartbeat(HeartbeatIn {
             holder: holder("w"),
