@@ -92,11 +92,32 @@ fn error_response(description: &str) -> utoipa::openapi::Response {
         .build()
 }
 
-/// `GET /openapi.json`.
-pub fn json_response(doc: &str) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(doc.to_string())
+/// A service's OpenAPI document, rendered once (`finish`ed) on first request.
+pub struct Document(std::sync::OnceLock<String>);
+
+impl Document {
+    /// Not rendered yet.
+    pub const fn new() -> Self {
+        Document(std::sync::OnceLock::new())
+    }
+
+    /// `GET /openapi.json`: the document of `T`.
+    pub fn response<T: utoipa::OpenApi>(&self) -> HttpResponse {
+        let doc = self.0.get_or_init(|| {
+            finish(T::openapi())
+                .to_json()
+                .expect("the OpenAPI document serialises")
+        });
+        HttpResponse::Ok()
+            .content_type("application/json")
+            .body(doc.clone())
+    }
+}
+
+impl Default for Document {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// `GET /docs`: a page that renders `/openapi.json` (vanilla JS, embedded in the binary).

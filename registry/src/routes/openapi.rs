@@ -1,6 +1,4 @@
 //! `GET /openapi.json` (OpenAPI 3.1 from the handlers' annotations) and `GET /docs`. No token.
-use std::sync::OnceLock;
-
 use actix_web::HttpResponse;
 use utoipa::OpenApi;
 
@@ -41,17 +39,11 @@ use super::{
 )]
 struct ApiDoc;
 
-fn document() -> &'static str {
-    static DOC: OnceLock<String> = OnceLock::new();
-    DOC.get_or_init(|| {
-        let doc = crpc_service::openapi::finish(ApiDoc::openapi());
-        doc.to_json().expect("the OpenAPI document serialises")
-    })
-}
+static DOC: crpc_service::openapi::Document = crpc_service::openapi::Document::new();
 
 /// `GET /openapi.json`.
 pub async fn json() -> HttpResponse {
-    crpc_service::openapi::json_response(document())
+    DOC.response::<ApiDoc>()
 }
 
 /// `GET /docs`.

@@ -1,7 +1,5 @@
 //! `GET /openapi.json` (OpenAPI 3.1, generated from the handlers' annotations and the
 //! `task-api` types) and `GET /docs` (that document rendered). Neither needs a token.
-use std::sync::OnceLock;
-
 use actix_web::HttpResponse;
 use utoipa::OpenApi;
 
@@ -48,17 +46,11 @@ use super::{health, metrics, user, worker};
 )]
 struct ApiDoc;
 
-fn document() -> &'static str {
-    static DOC: OnceLock<String> = OnceLock::new();
-    DOC.get_or_init(|| {
-        let doc = crpc_service::openapi::finish(ApiDoc::openapi());
-        doc.to_json().expect("the OpenAPI document serialises")
-    })
-}
+static DOC: crpc_service::openapi::Document = crpc_service::openapi::Document::new();
 
 /// `GET /openapi.json`.
 pub async fn json() -> HttpResponse {
-    crpc_service::openapi::json_response(document())
+    DOC.response::<ApiDoc>()
 }
 
 /// `GET /docs`.
