@@ -103,13 +103,15 @@ where
     let bound = tcp.local_addr()?;
     let server = HttpServer::new(move || {
         let render = render.clone();
-        App::new().route(
-            "/metrics",
-            web::get().to(move || {
-                let render = render.clone();
-                async move { response(render().await) }
-            }),
-        )
+        App::new()
+            .route(
+                "/metrics",
+                web::get().to(move || {
+                    let render = render.clone();
+                    async move { response(render().await) }
+                }),
+            )
+            .default_service(web::to(crate::http::not_found))
     })
     .workers(1)
     .disable_signals()

@@ -122,10 +122,11 @@ impl Default for Document {
 
 /// `GET /docs`: a page that renders `/openapi.json` (vanilla JS, embedded in the binary).
 pub fn docs_page() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header(("content-security-policy", CSP))
-        .body(include_str!("../assets/docs.html"))
+    crate::http::embedded(
+        "text/html; charset=utf-8",
+        CSP,
+        include_str!("../assets/docs.html"),
+    )
 }
 
 /// Same-origin scripts, styles and fetches only.

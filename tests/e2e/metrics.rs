@@ -157,7 +157,10 @@ async fn metrics_match_the_queue_on_server_and_processor() {
         Some(3.0)
     );
     let other = bind.replace("/metrics", "/user/tasks");
-    assert_eq!(get_text(&other, None).await.0, 404);
+    let (st, body) = get_text(&other, None).await;
+    assert_eq!(st, 404);
+    let body: serde_json::Value = serde_json::from_str(&body).expect("the JSON error body");
+    assert_eq!(body["success"], false, "{body}");
 
     // The processor: its runs by outcome, the install and compile of testkit, its slots.
     let (st, text) = get_text(&logged_url(&p.log()), None).await;

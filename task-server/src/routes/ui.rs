@@ -7,13 +7,7 @@ use actix_web::HttpResponse;
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 fn asset(content_type: &str, body: &'static str) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(content_type)
-        .insert_header(("content-security-policy", CSP))
-        .insert_header(("x-content-type-options", "nosniff"))
-        .insert_header(("referrer-policy", "no-referrer"))
-        .insert_header(("cache-control", "no-cache"))
-        .body(body)
+    crpc_service::http::embedded(content_type, CSP, body)
 }
 
 /// The page.
