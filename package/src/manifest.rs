@@ -359,6 +359,18 @@ impl FunctionSig {
         args: &[Value],
         kwargs: &Map<String, Value>,
     ) -> Result<(), ArgError> {
+        self.check_where(function, args, kwargs, &|_| false)
+    }
+
+    /// [`FunctionSig::check`], except that values `pending` says are not known yet (a task
+    /// server's references to other tasks' answers) are not type-checked.
+    pub fn check_where(
+        &self,
+        function: &str,
+        args: &[Value],
+        kwargs: &Map<String, Value>,
+        pending: &dyn Fn(&Value) -> bool,
+    ) -> Result<(), ArgError> {
         if args.len() > self.args.len() {
             return Err(ArgError {
                 field: format!("args[{}]", self.args.len()),
@@ -371,7 +383,7 @@ impl FunctionSig {
             });
         }
         for (i, (v, spec)) in args.iter().zip(&self.args).enumerate() {
-            if !spec.ty.accepts(v) {
+            if !pending(v) && !spec.ty.accepts(v) {
                 return Err(type_error(function, format!("args[{i}]"), spec, v));
             }
         }
@@ -397,7 +409,7 @@ impl FunctionSig {
                 });
             }
             let spec = &self.args[pos];
-            if !spec.ty.accepts(v) {
+            if !pending(v) && !spec.ty.accepts(v) {
                 return Err(type_error(function, format!("kwargs.{k}"), spec, v));
             }
         }

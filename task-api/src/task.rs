@@ -136,6 +136,19 @@ pub struct TaskSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(maximum = 31536000)]
     pub ttl_s: Option<u64>,
+    /// Tasks that must succeed before this one is queued, without using their answers (task
+    /// ids, or `#N` for an earlier task of the same batch). Values of `args`/`kwargs` may also be
+    /// `{"$ref": ID, "path"?: "/json/pointer"}`: the task waits for that task and gets its answer
+    /// (or the part the pointer names) in place of the reference.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// Not leased before this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    /// Not leased before this many seconds from now (0 to 365 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 31536000)]
+    pub delay_s: Option<f64>,
 }
 
 /// `201 {"success": true, "id": "…"}` (200 when an idempotency key matched an existing task).
@@ -188,6 +201,9 @@ pub enum TaskErrorKind {
     /// The function returned a value that is not of its declared `returns` type (final: the
     /// processor checked it, and another attempt would return the same).
     BadReturn,
+    /// A task it refers to (`$ref` or `after`) failed, was cancelled or deleted; the message
+    /// names it.
+    DependencyFailed,
 }
 
 impl TaskErrorKind {
@@ -200,6 +216,7 @@ impl TaskErrorKind {
             TaskErrorKind::LeaseExpired => "lease_expired",
             TaskErrorKind::Cancelled => "cancelled",
             TaskErrorKind::BadReturn => "bad_return",
+            TaskErrorKind::DependencyFailed => "dependency_failed",
         }
     }
 }

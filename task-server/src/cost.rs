@@ -5,7 +5,7 @@
 //! statistics keep the one that explains the runtimes best (see `stats::CostModel`). A measure is
 //! a number's value, or the length of a string, array or object; booleans and nulls have none.
 use crpc_package::manifest::FunctionSig;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Argument positions tried as a cost measure when a function declares none.
@@ -28,32 +28,78 @@ pub struct Cost {
 impl Cost {
     /// The measures of a task of a function with signature `sig` (unknown without a registry).
     pub fn of(sig: Option<&FunctionSig>, args: &[Value], kwargs: &Map<String, Value>) -> Cost {
-        match sig {
-            Some(sig) => match &sig.cost {
-                Some(name) => Cost {
-                    by: Some(name.clone()),
-                    x: vec![sig
-                        .arg_value(name, args, kwargs)
-                        .and_then(|(_, v)| measure(v))],
-                },
-                None => Cost {
-                    by: None,
-                    x: (0..SLOTS.min(sig.args.len()))
-                        .map(|i| sig.arg_value(&sig.args[i].name, args, kwargs))
-                        .map(|v| v.and_then(|(_, v)| measure(v)))
-                        .collect(),
-                },
-            },
-            None => Cost {
-                by: None,
-                x: args.iter().take(SLOTS).map(measure).collect(),
-            },
-        }
+        CostAt::of(sig, args.len()).measure(args, kwargs)
     }
 
     /// The measure in `slot`.
     pub fn at(&self, slot: usize) -> Option<f64> {
         self.x.get(slot).copied().flatten()
+    }
+}
+
+/// Where a task's cost measures come from: the declared argument, and for each slot the
+/// argument's position and (with a signature) its name. Kept on a waiting task, whose arguments
+/// are only known once the tasks it refers to answered (`tasks.cost_at`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CostAt {
+    /// The argument the manifest declares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Per slot: position, and name when known (`None` position: the signature has no such
+    /// argument).
+    pub places: Vec<(Option<usize>, Option<String>)>,
+}
+
+impl CostAt {
+    /// The places of a function with signature `sig` called with `positional` arguments.
+    pub fn of(sig: Option<&FunctionSig>, positional: usize) -> CostAt {
+        let named = |i: usize| (Some(i), sig.map(|s| s.args[i].name.clone()));
+        match sig {
+            Some(sig) => match &sig.cost {
+                Some(name) => CostAt {
+                    by: Some(name.clone()),
+                    places: vec![(
+                        sig.args.iter().position(|a| &a.name == name),
+                        Some(name.clone()),
+                    )],
+                },
+                None => CostAt {
+                    by: None,
+                    places: (0..SLOTS.min(sig.args.len())).map(named).collect(),
+                },
+            },
+            None => CostAt {
+                by: None,
+                places: (0..SLOTS.min(positional))
+                    .map(|i| (Some(i), None))
+                    .collect(),
+            },
+        }
+    }
+
+    /// The measures of these arguments.
+    pub fn measure(&self, args: &[Value], kwargs: &Map<String, Value>) -> Cost {
+        let value = |(pos, name): &(Option<usize>, Option<String>)| {
+            let pos = (*pos)?;
+            args.get(pos)
+                .or_else(|| name.as_ref().and_then(|n| kwargs.get(n)))
+        };
+        Cost {
+            by: self.by.clone(),
+            x: self
+                .places
+                .iter()
+                .map(|p| value(p).and_then(measure))
+                .collect(),
+        }
+    }
+
+    /// No measures yet (a waiting task: its references are not answers yet).
+    pub fn unknown(&self) -> Cost {
+        Cost {
+            by: self.by.clone(),
+            x: vec![None; self.places.len()],
+        }
     }
 }
 

@@ -7,6 +7,7 @@ pub mod config;
 pub mod cost;
 pub mod error;
 pub mod fit;
+pub mod graph;
 pub mod metrics;
 pub mod queue;
 pub mod reaper;

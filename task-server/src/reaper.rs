@@ -3,15 +3,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::queue::{now_ms, Queue};
+
+/// How often waiting tasks whose dependencies all ended are looked for (at start, then this
+/// often): settling normally happens with the answer that ends the last dependency; this sweep
+/// covers a crash between that answer's commit and the settling.
+const SETTLE_SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown` fires.
 pub async fn run(queue: Arc<Queue>, every: Duration, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = now_ms();
+    let mut swept: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -20,6 +27,12 @@ pub async fn run(queue: Arc<Queue>, every: Duration, shutdown: CancellationToken
         match queue.reap_once(last).await {
             Ok(now) => last = now,
             Err(e) => tracing::warn!(error = %e, "reaper pass failed; retrying next tick"),
+        }
+        if swept.is_none_or(|at| at.elapsed() >= SETTLE_SWEEP_EVERY) {
+            swept = Some(Instant::now());
+            if let Err(e) = queue.settle_stuck().await {
+                tracing::warn!(error = %e, "settling waiting tasks failed; retrying later");
+            }
         }
     }
 }

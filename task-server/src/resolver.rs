@@ -13,7 +13,7 @@ use crpc_service::error::ApiError;
 use serde_json::json;
 use task_api::{Resources, Role, TaskSpec};
 
-use crate::cost::Cost;
+use crate::cost::CostAt;
 
 /// How long a resolution is reused.
 const CACHE_TTL: Duration = Duration::from_secs(10);
@@ -29,8 +29,8 @@ pub struct Resolved {
     pub version: String,
     /// The package's resources, for tasks that name none.
     pub resources: Resources,
-    /// The task's cost measures, by the function's signature.
-    pub cost: Cost,
+    /// Where the task's cost measures are, by the function's signature.
+    pub cost_at: CostAt,
 }
 
 enum Auth {
@@ -170,16 +170,21 @@ impl Resolver {
                 ),
             ));
         };
-        sig.check(&spec.function, &spec.args, &spec.kwargs)
-            .map_err(|e| {
-                ApiError::invalid(&field(&e.field), e.message.clone())
-                    .with_details(json!({"field": field(&e.field), "argument": e.argument}))
-            })?;
+        sig.check_where(
+            &spec.function,
+            &spec.args,
+            &spec.kwargs,
+            &crate::graph::is_ref,
+        )
+        .map_err(|e| {
+            ApiError::invalid(&field(&e.field), e.message.clone())
+                .with_details(json!({"field": field(&e.field), "argument": e.argument}))
+        })?;
         Ok(Resolved {
             package: info.name.clone(),
             version: info.version.clone(),
             resources: info.manifest.resources.clone(),
-            cost: Cost::of(Some(sig), &spec.args, &spec.kwargs),
+            cost_at: CostAt::of(Some(sig), spec.args.len()),
         })
     }
 

@@ -3,11 +3,11 @@
 INSERT INTO tasks (id, owner, package, version, function, args, kwargs, state, priority, max_attempts,
                    timeout_s, available_at, created_at, ttl_s, idempotency_key, request_hash, batch_id,
                    batch_index, args_hash, memoize, req_gpus, req_memory_mb, req_datasets, cost_by,
-                   cost0, cost1, cost2)
-SELECT (v->>'id')::uuid, $2, v->>'package', v->>'version', v->>'function', v->'args', v->'kwargs', 'queued',
-       (v->>'priority')::bigint, (v->>'max_attempts')::bigint, (v->>'timeout_s')::bigint, $3, $3,
+                   cost0, cost1, cost2, depends_on, cost_at)
+SELECT (v->>'id')::uuid, $2, v->>'package', v->>'version', v->>'function', v->'args', v->'kwargs', v->>'state',
+       (v->>'priority')::bigint, (v->>'max_attempts')::bigint, (v->>'timeout_s')::bigint, COALESCE((v->>'not_before')::bigint, $3), $3,
        (v->>'ttl_s')::bigint, v->>'idempotency_key', v->>'request_hash', $4::uuid,
        CASE WHEN $4::uuid IS NULL THEN NULL ELSE e.n - 1 END, v->>'args_hash', (v->>'memoize')::boolean,
        (v->>'req_gpus')::bigint, (v->>'req_memory_mb')::bigint, v->'req_datasets', v->'cost'->>'by',
-       (v->'cost'->'x'->>0)::float8, (v->'cost'->'x'->>1)::float8, (v->'cost'->'x'->>2)::float8
+       (v->'cost'->'x'->>0)::float8, (v->'cost'->'x'->>1)::float8, (v->'cost'->'x'->>2)::float8, v->'depends_on', v->'cost_at'
 FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(v, n)

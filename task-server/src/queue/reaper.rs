@@ -31,4 +31,14 @@ impl Queue {
             .retain(|_, (at, _)| at.elapsed() < PENDING_RECOUNT);
         Ok(now)
     }
+
+    /// Settles waiting tasks none of whose dependencies is unfinished (see
+    /// [`crate::store::Store::settle_stuck`]).
+    pub async fn settle_stuck(&self) -> Result<(), QueueError> {
+        let n = self.store.settle_stuck(now_ms()).await?;
+        if n > 0 {
+            tracing::info!(settled = n, "waiting tasks settled by the sweep");
+        }
+        Ok(())
+    }
 }

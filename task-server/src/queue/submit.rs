@@ -1,5 +1,5 @@
 //! Submitting tasks: validation, resolution, the per-owner quota, memoization.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use crpc_package::manifest::{valid_exact_version, valid_package_name, valid_version_req};
@@ -11,7 +11,8 @@ use uuid::Uuid;
 use super::QueueError;
 use super::{now_ms, sha256_hex, Queue, PENDING_RECOUNT};
 use crate::auth::Caller;
-use crate::cost::Cost;
+use crate::cost::CostAt;
+use crate::graph;
 use crate::stats::non_empty;
 use crate::store::{NewTask, SubmitOutcome};
 
@@ -22,8 +23,10 @@ impl Queue {
         caller: &Caller,
         spec: TaskSpec,
     ) -> Result<(SubmitResponse, bool), QueueError> {
-        let task = self.new_task(spec, "").await?;
-        if task.memoize {
+        let task = self.new_task(spec, "", Uuid::now_v7(), None).await?;
+        self.check_visible(caller, std::slice::from_ref(&task), "")
+            .await?;
+        if task.memoize && task.depends_on.is_empty() {
             if let Some((id, state)) = self
                 .store
                 .find_memoized(&caller.sub, &task.args_hash)
@@ -32,12 +35,12 @@ impl Queue {
                 return Ok((submitted(id, state, &task.version), false));
             }
         }
-        let (id, version) = (task.id, task.version.clone());
+        let (id, version, state) = (task.id, task.version.clone(), task.state);
         self.reserve_quota(&caller.sub, 1).await?;
         match self.store.submit_one(&caller.sub, task, now_ms()).await? {
             SubmitOutcome::Created => {
                 self.work.notify_waiters();
-                Ok((submitted(id, TaskState::Queued, &version), true))
+                Ok((submitted(id, state, &version), true))
             }
             SubmitOutcome::Existing { id, state } => Ok((submitted(id, state, &version), false)),
             SubmitOutcome::Conflict { id } => Err(QueueError::KeyReused(id)),
@@ -65,6 +68,7 @@ impl Queue {
                 ),
             ));
         }
+        let ids: Vec<Uuid> = batch.tasks.iter().map(|_| Uuid::now_v7()).collect();
         let mut tasks = Vec::with_capacity(batch.tasks.len());
         for (i, spec) in batch.tasks.into_iter().enumerate() {
             if spec.idempotency_key.is_some() {
@@ -73,11 +77,15 @@ impl Queue {
                     "idempotency keys are per task submit; a batch is identified by its batch_id",
                 ));
             }
-            tasks.push(self.new_task(spec, &format!("tasks[{i}].")).await?);
+            let prefix = format!("tasks[{i}].");
+            tasks.push(
+                self.new_task(spec, &prefix, ids[i], Some((&ids, i)))
+                    .await?,
+            );
         }
+        self.check_visible(caller, &tasks, "tasks").await?;
         self.reserve_quota(&caller.sub, tasks.len() as u64).await?;
         let batch_id = Uuid::now_v7();
-        let ids = tasks.iter().map(|t| t.id).collect();
         self.store
             .submit_batch(&caller.sub, batch_id, tasks, now_ms())
             .await?;
@@ -132,18 +140,69 @@ impl Queue {
         self.pending.lock().expect("pending lock")
     }
 
-    /// A validated, resolved task; errors name the field under `prefix` (`tasks[3].`).
-    async fn new_task(&self, mut spec: TaskSpec, prefix: &str) -> Result<NewTask, QueueError> {
+    /// Refuses references to tasks `caller` cannot see, exactly as to tasks that do not exist.
+    /// `field` names the list in a batch (`tasks`), empty for a single task.
+    async fn check_visible(
+        &self,
+        caller: &Caller,
+        tasks: &[NewTask],
+        field: &str,
+    ) -> Result<(), QueueError> {
+        let ours: HashSet<Uuid> = tasks.iter().map(|t| t.id).collect();
+        let mut others: Vec<Uuid> = tasks
+            .iter()
+            .flat_map(|t| t.depends_on.iter().copied())
+            .filter(|d| !ours.contains(d))
+            .collect();
+        if others.is_empty() {
+            return Ok(());
+        }
+        others.sort_unstable();
+        others.dedup();
+        let owners = self.store.owners_of(&others).await?;
+        for (i, t) in tasks.iter().enumerate() {
+            for d in &t.depends_on {
+                let visible = owners
+                    .get(d)
+                    .is_some_and(|o| caller.is_admin() || *o == caller.sub);
+                if !ours.contains(d) && !visible {
+                    let at = if field.is_empty() {
+                        String::from("args")
+                    } else {
+                        format!("{field}[{i}]")
+                    };
+                    return Err(QueueError::invalid(
+                        &at,
+                        format!("no task {d}: a task may only wait for tasks its owner can see"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A validated, resolved task with id `id`; errors name the field under `prefix`
+    /// (`tasks[3].`). `batch`: the ids of the batch it is in and its index there (its `#N`
+    /// references name those).
+    async fn new_task(
+        &self,
+        mut spec: TaskSpec,
+        prefix: &str,
+        id: Uuid,
+        batch: Option<(&[Uuid], usize)>,
+    ) -> Result<NewTask, QueueError> {
         let field = |f: &str| format!("{prefix}{f}");
         check_names(&spec, &field, self.resolver.is_some())?;
         let max_attempts = check_limits(&spec, &field, self.cfg.default_max_attempts)?;
+        let not_before = start_time(&spec, &field)?;
         // The request hash is of the body as sent, before resolution fills in the version.
         let request_hash = spec.idempotency_key.as_ref().map(|_| {
             let mut body = spec.clone();
             body.idempotency_key = None;
             sha256_hex(&json!(body))
         });
-        let mut cost = None;
+        let depends_on = dependencies(&mut spec, batch, &field)?;
+        let mut cost_at = None;
         if let Some(resolver) = &self.resolver {
             let r = resolver.resolve(&spec, prefix).await?;
             spec.package = Some(r.package);
@@ -151,20 +210,21 @@ impl Queue {
             if spec.resources.is_empty() {
                 spec.resources = r.resources;
             }
-            cost = Some(r.cost);
+            cost_at = Some(r.cost_at);
         }
-        let cost = cost.unwrap_or_else(|| Cost::of(None, &spec.args, &spec.kwargs));
+        let cost_at = cost_at.unwrap_or_else(|| CostAt::of(None, spec.args.len()));
         let package = spec.package.clone().unwrap_or_default();
         let version = spec.version.clone().unwrap_or_default();
-        let args_hash = sha256_hex(&json!([
-            package,
-            version,
-            spec.function,
-            spec.args,
-            spec.kwargs
-        ]));
+        let args_hash =
+            graph::args_hash(&package, &version, &spec.function, &spec.args, &spec.kwargs);
+        // A waiting task's measures are taken when its references are answers.
+        let waits = !depends_on.is_empty();
+        let cost = match waits {
+            true => cost_at.unknown(),
+            false => cost_at.measure(&spec.args, &spec.kwargs),
+        };
         Ok(NewTask {
-            id: Uuid::now_v7(),
+            id,
             package,
             version,
             function: spec.function,
@@ -182,7 +242,90 @@ impl Queue {
             req_memory_mb: spec.resources.memory_mb,
             req_datasets: spec.resources.datasets,
             cost,
+            state: if waits {
+                TaskState::Waiting
+            } else {
+                TaskState::Queued
+            },
+            not_before,
+            depends_on,
+            cost_at: waits.then_some(cost_at),
         })
+    }
+}
+
+/// The tasks `spec` waits for (`$ref`s and `after`), its `#N` references bound to the ids of
+/// `batch` (the batch's ids and this task's index; `None` outside a batch, where `#N` is
+/// refused).
+fn dependencies(
+    spec: &mut TaskSpec,
+    batch: Option<(&[Uuid], usize)>,
+    field: &dyn Fn(&str) -> String,
+) -> Result<Vec<Uuid>, QueueError> {
+    let refused = |e: graph::RefError| QueueError::invalid(&field(&e.field), e.message);
+    if spec.after.len() > graph::MAX_DEPS {
+        return Err(QueueError::invalid(
+            &field("after"),
+            format!("after lists at most {} tasks", graph::MAX_DEPS),
+        ));
+    }
+    if let Some((ids, index)) = batch {
+        graph::bind_batch(
+            &mut spec.args,
+            &mut spec.kwargs,
+            &mut spec.after,
+            ids,
+            index,
+        )
+        .map_err(refused)?;
+    }
+    let targets = graph::targets(&mut spec.args, &mut spec.kwargs, &spec.after).map_err(refused)?;
+    targets
+        .into_iter()
+        .map(|(t, at)| match t {
+            graph::Target::Task(id) => Ok(id),
+            graph::Target::Index(n) => Err(QueueError::invalid(
+                &field(&at),
+                format!("#{n} names a task of the same batch: only in submit_batch"),
+            )),
+        })
+        .collect()
+}
+
+/// When the task may first be leased, ms: `not_before` (RFC 3339) or now + `delay_s`.
+fn start_time(spec: &TaskSpec, field: &dyn Fn(&str) -> String) -> Result<Option<i64>, QueueError> {
+    const MAX_S: f64 = 365.0 * 24.0 * 3600.0;
+    match (&spec.not_before, spec.delay_s) {
+        (Some(_), Some(_)) => Err(QueueError::invalid(
+            &field("delay_s"),
+            "give not_before or delay_s, not both",
+        )),
+        (Some(t), None) => {
+            let at = chrono::DateTime::parse_from_rfc3339(t).map_err(|e| {
+                QueueError::invalid(
+                    &field("not_before"),
+                    format!("not_before must be an RFC 3339 time such as 2026-12-24T18:00:00+01:00 ({e})"),
+                )
+            })?;
+            let ms = at.timestamp_millis();
+            if ms > now_ms() + (MAX_S as i64) * 1000 {
+                return Err(QueueError::invalid(
+                    &field("not_before"),
+                    "not_before may be at most 365 days ahead",
+                ));
+            }
+            Ok(Some(ms))
+        }
+        (None, Some(d)) => {
+            if !d.is_finite() || !(0.0..=MAX_S).contains(&d) {
+                return Err(QueueError::invalid(
+                    &field("delay_s"),
+                    "delay_s must be 0 to 31536000 seconds",
+                ));
+            }
+            Ok(Some(now_ms() + (d * 1000.0) as i64))
+        }
+        (None, None) => Ok(None),
     }
 }
 

@@ -7,7 +7,9 @@ use serde_json::{json, Value};
 use task_api::{TaskError, TaskErrorKind, TaskState};
 use uuid::Uuid;
 
-use super::rows::{AnsweredRow, DbId, EndedRow, ExpiredRow, KeyedRow, LeaseStateRow};
+use super::rows::{
+    AnsweredRow, DbId, DepRow, EndedRow, ExpiredRow, KeyedRow, LeaseStateRow, WaitingRow,
+};
 use super::{
     AnswerIn, AnswerKind, AnswerOutcome, CancelOutcome, Finished, HeartbeatIn, HeartbeatOutcome,
     LeaseLoss, ReapOutcome, Sighting, Snapshot, StoreConfig, StoreError, SubmitOutcome,
@@ -105,6 +107,8 @@ pub struct Applied {
     pub outcomes: HashMap<Uuid, AnswerOutcome>,
     /// Runtime samples per function, in key order.
     pub samples: BTreeMap<FnKey, Vec<Sample>>,
+    /// Finished tasks some waiting task waits for: settle their dependents.
+    pub settle: Vec<Uuid>,
 }
 
 impl Applied {
@@ -119,6 +123,9 @@ impl Applied {
                 at: now,
                 cost: row.cost.to_cost(),
             });
+            if row.has_dependents && state.is_terminal() {
+                out.settle.push(row.id.0);
+            }
             let finished = state.is_terminal().then(|| Finished {
                 id: row.id.0,
                 batch_id: row.batch_id.map(|b| b.0),
@@ -429,4 +436,73 @@ mod tests {
         assert_eq!(table.len(), DELAY_STEPS as usize);
         assert_eq!(table[0], 1000);
     }
+}
+
+/// Task ids as the JSON array the graph statements read.
+pub fn ids_json(ids: &[Uuid]) -> String {
+    serde_json::to_string(ids).expect("ids serialize")
+}
+
+/// What settling a set of waiting tasks writes: the promote and fail statements' JSON
+/// parameters (`None`: nothing to write).
+#[derive(Debug, Default)]
+pub struct SettlePlan {
+    /// `[{id, args, kwargs, args_hash, x}]`.
+    pub queue: Option<String>,
+    /// `[{id, error}]`.
+    pub fail: Option<String>,
+}
+
+/// Decides each waiting task of `rows` from the tasks it waits for (`deps`), by
+/// [`crate::graph::decide`]: queued with its references replaced, its memoization key and cost
+/// measures taken from the substituted arguments; failed; or left waiting.
+pub fn settle_plan(rows: Vec<WaitingRow>, deps: Vec<DepRow>) -> Result<SettlePlan, StoreError> {
+    use crate::graph::{self, Ready};
+    let mut by_task: HashMap<Uuid, Vec<graph::DepState>> = HashMap::new();
+    for d in deps {
+        let task = d.task.0;
+        by_task.entry(task).or_default().push(d.try_into()?);
+    }
+    let (mut queue, mut fail) = (Vec::new(), Vec::new());
+    for r in rows {
+        let args: Vec<Value> = serde_json::from_str(&r.args)?;
+        let kwargs: serde_json::Map<String, Value> = serde_json::from_str(&r.kwargs)?;
+        let deps = by_task.remove(&r.id.0).unwrap_or_default();
+        match graph::decide(args, kwargs, &deps) {
+            Ready::Wait => {}
+            Ready::Fail(error) => fail.push(json!({"id": r.id.0, "error": error})),
+            Ready::Queue { args, kwargs } => {
+                let at: crate::cost::CostAt = match &r.cost_at {
+                    Some(text) => serde_json::from_str(text)?,
+                    None => crate::cost::CostAt {
+                        by: r.cost_by.clone(),
+                        places: Vec::new(),
+                    },
+                };
+                let hash = graph::args_hash(&r.package, &r.version, &r.function, &args, &kwargs);
+                let cost = at.measure(&args, &kwargs);
+                queue.push(json!({"id": r.id.0, "args": args, "kwargs": kwargs,
+                                  "args_hash": hash, "x": cost.x}));
+            }
+        }
+    }
+    let text = |v: Vec<Value>| (!v.is_empty()).then(|| Value::Array(v).to_string());
+    Ok(SettlePlan {
+        queue: text(queue),
+        fail: text(fail),
+    })
+}
+
+/// The wake-ups of what settling did: work when tasks were queued, each failed task and batch.
+pub fn settled_events(out: &super::Settled) -> Vec<super::StoreEvent> {
+    use super::StoreEvent;
+    let mut ev: Vec<StoreEvent> = (out.queued > 0)
+        .then_some(StoreEvent::Work)
+        .into_iter()
+        .collect();
+    for f in &out.failed {
+        ev.push(StoreEvent::Task(f.id));
+        ev.extend(f.batch_id.map(StoreEvent::Batch));
+    }
+    ev
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use task_api::{HeartbeatLease, Lease, LeaseRef, TaskError, TaskState};
 use uuid::Uuid;
 
@@ -128,6 +128,55 @@ pub struct NewTask {
     pub req_datasets: Vec<String>,
     /// Cost measures (cost.rs).
     pub cost: Cost,
+    /// `waiting` (it waits for `depends_on`) or `queued`.
+    pub state: TaskState,
+    /// Not leased before this time, ms (`not_before`/`delay_s`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<i64>,
+    /// The tasks it waits for (graph.rs), each once.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Uuid>,
+    /// Where its cost measures are, measured once it is queued (a waiting task only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_at: Option<crate::cost::CostAt>,
+}
+
+impl NewTask {
+    /// Waiting tasks of `tasks` that wait for a task outside them (which may have finished
+    /// before the edges were committed: the insert settles these at once).
+    pub fn waiting_on_others(tasks: &[NewTask]) -> Vec<Uuid> {
+        let ours: std::collections::HashSet<Uuid> = tasks.iter().map(|t| t.id).collect();
+        tasks
+            .iter()
+            .filter(|t| t.depends_on.iter().any(|d| !ours.contains(d)))
+            .map(|t| t.id)
+            .collect()
+    }
+
+    /// The edges of `tasks` (JSON `[[task, dep], …]`) and the tasks they point at (JSON ids);
+    /// `None` when no task waits.
+    pub fn edges_json(tasks: &[NewTask]) -> Option<(String, String)> {
+        let edges: Vec<(Uuid, Uuid)> = tasks
+            .iter()
+            .flat_map(|t| t.depends_on.iter().map(move |d| (t.id, *d)))
+            .collect();
+        if edges.is_empty() {
+            return None;
+        }
+        let mut deps: Vec<Uuid> = edges.iter().map(|e| e.1).collect();
+        deps.sort_unstable();
+        deps.dedup();
+        Some((json!(edges).to_string(), json!(deps).to_string()))
+    }
+}
+
+/// What settling waiting tasks did (graph.rs decides, the store applies).
+#[derive(Debug, Clone, Default)]
+pub struct Settled {
+    /// Waiting tasks queued (their dependencies all succeeded).
+    pub queued: usize,
+    /// Waiting tasks failed with `dependency_failed`.
+    pub failed: Vec<Finished>,
 }
 
 /// Result of a single submit.
@@ -479,6 +528,8 @@ pub trait StoreReads: Send + Sync + 'static {
         owner: &str,
         args_hash: &str,
     ) -> Result<Option<(Uuid, TaskState)>>;
+    /// The owner of each of `ids` that exists.
+    async fn owners_of(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, String>>;
     /// One task.
     async fn get_task(&self, id: Uuid) -> Result<Option<TaskRecord>>;
     /// A page of tasks, newest first.
@@ -588,10 +639,14 @@ pub trait Store: StoreReads {
     async fn batch_results(&self, id: Uuid, after: i64, limit: u32) -> Result<Vec<BatchResult>>;
     /// All runtime statistics.
     async fn stats(&self) -> Result<Vec<FunctionStats>>;
+    /// Settles waiting tasks none of whose dependencies is unfinished any more (a crash
+    /// between an answer's commit and the settling of its dependents leaves such tasks); how
+    /// many it queued or failed.
+    async fn settle_stuck(&self, now: i64) -> Result<usize>;
     /// Flushes pending writes and closes.
     async fn close(&self);
-    /// What other server replicas sharing this database did (work queued, tasks finished), for
-    /// waking this replica's long-polls. `None` when the store has a single writer in-process.
+    /// What other server replicas sharing this database did (work queued, tasks finished), and
+    /// what settling task graphs did, for waking this replica's long-polls.
     fn events(&self) -> Option<tokio::sync::broadcast::Receiver<StoreEvent>> {
         None
     }

@@ -237,6 +237,8 @@ pub struct AnsweredRow {
     pub(super) error: Option<String>,
     #[sqlx(flatten)]
     pub(super) cost: CostCols,
+    /// Some waiting task waits for it.
+    pub(super) has_dependents: bool,
 }
 
 impl AnsweredRow {
@@ -309,6 +311,41 @@ impl TryFrom<EndedRow> for Finished {
             batch_id: r.batch_id.map(|b| b.0),
             state: parse_state(&r.state)?,
             snapshot: None,
+        })
+    }
+}
+
+/// A waiting task as settling it needs it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct WaitingRow {
+    pub(super) id: DbId,
+    pub(super) package: String,
+    pub(super) version: String,
+    pub(super) function: String,
+    pub(super) args: String,
+    pub(super) kwargs: String,
+    pub(super) cost_by: Option<String>,
+    pub(super) cost_at: Option<String>,
+}
+
+/// A task a waiting task waits for (`state` NULL: deleted).
+#[derive(Debug, sqlx::FromRow)]
+pub struct DepRow {
+    pub(super) task: DbId,
+    pub(super) dep: DbId,
+    pub(super) state: Option<String>,
+    pub(super) answer: Option<String>,
+    pub(super) error: Option<String>,
+}
+
+impl TryFrom<DepRow> for crate::graph::DepState {
+    type Error = StoreError;
+    fn try_from(r: DepRow) -> Result<Self, StoreError> {
+        Ok(crate::graph::DepState {
+            dep: r.dep.0,
+            state: r.state.as_deref().map(parse_state).transpose()?,
+            answer: r.answer.as_deref().map(serde_json::from_str).transpose()?,
+            error: r.error.as_deref().map(serde_json::from_str).transpose()?,
         })
     }
 }

@@ -319,6 +319,112 @@ macro_rules! statements {
             Ok(())
         }
 
+        /// Records the edges of newly inserted waiting tasks (`edges`: JSON `[[task, dep], …]`)
+        /// and marks the tasks they wait for (`deps`: JSON ids) as having dependents.
+        pub async fn link(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            edges: &str,
+            deps: &str,
+        ) -> Result<()> {
+            sqlx::query(sql_file!($dir, "link"))
+                .bind(edges)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(sql_file!($dir, "mark_dependents"))
+                .bind(deps)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
+
+        /// (id, owner) of those of `ids` (JSON) that exist.
+        pub async fn dep_owners<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            ids: &str,
+        ) -> Result<Vec<(DbId, String)>> {
+            Ok(sqlx::query_as(sql_file!($dir, "dep_owners"))
+                .bind(ids)
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// Up to `limit` waiting tasks none of whose dependencies is unfinished.
+        pub async fn stuck_waiting<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            limit: i64,
+        ) -> Result<Vec<DbId>> {
+            Ok(sqlx::query_scalar(sql_file!($dir, "stuck_waiting"))
+                .bind(limit)
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// Settles waiting tasks: `from` just finished (their waiting dependents are looked
+        /// up), `candidates` are waiting tasks to look at directly. Each is queued with its
+        /// references replaced once everything it waits for succeeded, or failed with
+        /// `dependency_failed` once something did not; a failure settles that task's own
+        /// dependents in turn. `at.first_number` is the first completion number it may use;
+        /// it uses one per failed task.
+        pub async fn settle(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            at: &$crate::store::core::Finishing<'_>,
+            from: Vec<uuid::Uuid>,
+            candidates: Vec<uuid::Uuid>,
+        ) -> Result<$crate::store::Settled> {
+            use $crate::store::core;
+            let mut out = $crate::store::Settled::default();
+            let (mut from, mut cands) = (from, candidates);
+            loop {
+                if !from.is_empty() {
+                    let ids = core::ids_json(&from);
+                    let more: Vec<DbId> = sqlx::query_scalar(sql_file!($dir, "dependents"))
+                        .bind(&ids)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    cands.extend(more.into_iter().map(|d| d.0));
+                }
+                cands.sort_unstable();
+                cands.dedup();
+                if cands.is_empty() {
+                    return Ok(out);
+                }
+                let ids = core::ids_json(&cands);
+                let rows: Vec<WaitingRow> = sqlx::query_as(sql_file!($dir, "waiting_tasks"))
+                    .bind(&ids)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                let deps: Vec<DepRow> = sqlx::query_as(sql_file!($dir, "deps_of"))
+                    .bind(&ids)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                let plan = core::settle_plan(rows, deps)?;
+                if let Some(items) = &plan.queue {
+                    let done: Vec<DbId> = sqlx::query_scalar(sql_file!($dir, "promote"))
+                        .bind(items)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    out.queued += done.len();
+                }
+                from = Vec::new();
+                cands = Vec::new();
+                if let Some(items) = &plan.fail {
+                    let first = at.first_number + out.failed.len() as i64;
+                    let failed: Vec<EndedRow> = sqlx::query_as(sql_file!($dir, "fail_waiting"))
+                        .bind(at.now)
+                        .bind(first)
+                        .bind(at.ttl_s)
+                        .bind(items)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    for row in failed {
+                        let f: $crate::store::Finished = row.try_into()?;
+                        from.push(f.id);
+                        out.failed.push(f);
+                    }
+                }
+            }
+        }
+
         /// The task holding `owner`'s idempotency `key`.
         pub async fn idempotent<'e, E: Executor<'e, Database = $db>>(
             ex: E,
@@ -599,6 +705,12 @@ macro_rules! store_reads {
                 ) -> Result<Option<(Uuid, TaskState)>> {
                     let row = sql::memoized(&self.$pool, args_hash, owner).await?;
                     row.map(TryInto::try_into).transpose()
+                }
+
+                async fn owners_of(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, String>> {
+                    let ids = $crate::store::core::ids_json(ids);
+                    let rows = sql::dep_owners(&self.$pool, &ids).await?;
+                    Ok(rows.into_iter().map(|(id, o)| (id.0, o)).collect())
                 }
 
                 async fn get_task(&self, id: Uuid) -> Result<Option<TaskRecord>> {

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::{json, Map};
-use task_api::{HeartbeatLease, TaskError, TaskErrorKind, TaskState};
+use task_api::{HeartbeatLease, Lease, TaskError, TaskErrorKind, TaskState};
 use task_server::cost::Cost;
 use task_server::fit::Basis;
 use task_server::queue::now_ms;
@@ -75,7 +75,142 @@ pub fn task(function: &str, priority: i32) -> NewTask {
         req_memory_mb: 0,
         req_datasets: vec![],
         cost: Cost::default(),
+        state: TaskState::Queued,
+        not_before: None,
+        depends_on: vec![],
+        cost_at: None,
     }
+}
+
+/// A task of `function` waiting for `deps`, its arguments `args` (references included).
+fn waiting(function: &str, args: Vec<serde_json::Value>, deps: &[Uuid]) -> NewTask {
+    NewTask {
+        args,
+        state: TaskState::Waiting,
+        depends_on: deps.to_vec(),
+        cost_at: Some(Default::default()),
+        ..task(function, 0)
+    }
+}
+
+/// `{"$ref": id}`.
+fn r(id: Uuid) -> serde_json::Value {
+    json!({"$ref": id.to_string()})
+}
+
+/// Claims one task (it must be `function`) and answers it with `answer`.
+async fn run_one(s: &Arc<dyn Store>, function: &str, answer: AnswerIn, now: i64) -> Lease {
+    let l = s.claim(claim("w", 1, now)).await.unwrap().remove(0);
+    assert_eq!(l.task.function, function);
+    let a = AnswerIn {
+        id: l.id,
+        lease_epoch: Some(l.lease_epoch),
+        ..answer
+    };
+    s.answer(vec![a], now).await.unwrap();
+    l
+}
+
+pub async fn a_task_graph_settles_as_its_dependencies_end(b: &dyn Backend) {
+    let s = b.open(cfg()).await;
+    let now = now_ms();
+    // A diamond in one batch: A; B and C use A; D uses B and C.
+    let a = task("a", 0);
+    let bt = waiting("b", vec![r(a.id)], &[a.id]);
+    let ct = waiting(
+        "c",
+        vec![json!({"$ref": a.id.to_string(), "path": "/n"})],
+        &[a.id],
+    );
+    let d = waiting("d", vec![r(bt.id), r(ct.id)], &[bt.id, ct.id]);
+    let ids = [a.id, bt.id, ct.id, d.id];
+    let batch = Uuid::now_v7();
+    s.submit_batch("o", batch, vec![a, bt, ct, d], now)
+        .await
+        .unwrap();
+    assert_eq!(state(&s, ids[3]).await, TaskState::Waiting);
+    assert_eq!(claimed_functions(&s, 10, now).await, vec!["a"]);
+    let la = s.get_task(ids[0]).await.unwrap().unwrap();
+    assert_eq!(la.state, TaskState::Leased);
+    s.answer(vec![ok(ids[0], 1, json!({"n": 7}))], now)
+        .await
+        .unwrap();
+    // B gets A's whole answer, C the part its pointer names.
+    let mut got = s.claim(claim("w", 10, now)).await.unwrap();
+    got.sort_by_key(|l| l.task.function.clone());
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].task.args, vec![json!({"n": 7})]);
+    assert_eq!(got[1].task.args, vec![json!(7)]);
+    assert_eq!(state(&s, ids[3]).await, TaskState::Waiting);
+    s.answer(vec![ok(got[0].id, 1, json!("b"))], now)
+        .await
+        .unwrap();
+    assert_eq!(state(&s, ids[3]).await, TaskState::Waiting);
+    s.answer(vec![ok(got[1].id, 1, json!("c"))], now)
+        .await
+        .unwrap();
+    let l = run_one(&s, "d", ok(ids[3], 0, json!("bc")), now).await;
+    assert_eq!(l.task.args, vec![json!("b"), json!("c")]);
+    assert_eq!(state(&s, ids[3]).await, TaskState::Succeeded);
+
+    // A fatal failure fails the whole chain below it, each naming the root.
+    let a = task("a2", 0);
+    let bt = waiting("b2", vec![r(a.id)], &[a.id]);
+    let ct = waiting("c2", vec![r(bt.id)], &[bt.id]);
+    let ids = [a.id, bt.id, ct.id];
+    s.submit_batch("o", Uuid::now_v7(), vec![a, bt, ct], now)
+        .await
+        .unwrap();
+    let fatal = AnswerIn {
+        kind: AnswerKind::Fatal(TaskError {
+            kind: TaskErrorKind::Fatal,
+            message: "boom".into(),
+        }),
+        ..ok(ids[0], 0, json!(null))
+    };
+    run_one(&s, "a2", fatal, now).await;
+    for id in &ids[1..] {
+        let t = s.get_task(*id).await.unwrap().unwrap();
+        assert_eq!(t.state, TaskState::Failed);
+        let e = t.error.unwrap();
+        assert_eq!(e.kind, TaskErrorKind::DependencyFailed);
+        assert!(e.message.contains(&ids[0].to_string()), "{}", e.message);
+        assert!(e.message.contains("boom"), "{}", e.message);
+    }
+
+    // Waiting for a task that already succeeded queues at once; for one that was cancelled
+    // or deleted, fails at once; cancelling a waiting task's dependency fails it.
+    let late = waiting("late", vec![r(ids[0])], &[ids[0]]);
+    let done = task("done", 0);
+    let done_id = done.id;
+    s.submit_one("o", done, now).await.unwrap();
+    run_one(&s, "done", ok(done_id, 0, json!(1)), now).await;
+    let after_done = waiting("after_done", vec![r(done_id)], &[done_id]);
+    let (late_id, after_id) = (late.id, after_done.id);
+    s.submit_one("o", late, now).await.unwrap();
+    s.submit_one("o", after_done, now).await.unwrap();
+    assert_eq!(state(&s, late_id).await, TaskState::Failed);
+    let l = run_one(&s, "after_done", ok(after_id, 0, json!(2)), now).await;
+    assert_eq!(l.task.args, vec![json!(1)]);
+    let q = task("q", 0);
+    let w = waiting("w", vec![], &[q.id]);
+    let (q_id, w_id) = (q.id, w.id);
+    s.submit_batch("o", Uuid::now_v7(), vec![q, w], now)
+        .await
+        .unwrap();
+    s.cancel(q_id, "o", now).await.unwrap();
+    let t = s.get_task(w_id).await.unwrap().unwrap();
+    assert_eq!(t.state, TaskState::Failed);
+    assert!(t.error.unwrap().message.contains("cancelled"));
+    let q = task("q2", 0);
+    let w = waiting("w2", vec![], &[q.id]);
+    let (q_id, w_id) = (q.id, w.id);
+    s.submit_batch("o", Uuid::now_v7(), vec![q, w], now)
+        .await
+        .unwrap();
+    s.delete(q_id).await.unwrap();
+    assert_eq!(state(&s, w_id).await, TaskState::Failed);
+    assert_eq!(s.settle_stuck(now).await.unwrap(), 0);
 }
 
 /// Worker `worker` of token subject `o`.
@@ -858,7 +993,7 @@ macro_rules! conformance {
                 statistics_survive_reopen, batches_report_counts_and_results_in_completion_order,
                 cancel_and_expiry, routing_by_gpu_and_dataset, one_grant_comes_in_priority_then_fifo_order,
                 released_leases_keep_their_attempt, a_restarted_processor_gives_back_its_old_runs_leases,
-                cost_measures_are_summed_fitted_and_kept);
+                cost_measures_are_summed_fitted_and_kept, a_task_graph_settles_as_its_dependencies_end);
         }
     };
     (@case $backend:expr; $($case:ident),*) => {

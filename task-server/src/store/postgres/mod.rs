@@ -135,6 +135,43 @@ impl PgStore {
         }
     }
 
+    /// Records the edges of newly inserted waiting tasks (inside the insert's transaction).
+    async fn link(tx: &mut sqlx::PgConnection, tasks: &[NewTask]) -> Result<()> {
+        if let Some((edges, deps)) = NewTask::edges_json(tasks) {
+            sql::link(tx, &edges, &deps).await?;
+        }
+        Ok(())
+    }
+
+    /// Settles waiting tasks after a commit (see `statements::settle`) in a transaction of its
+    /// own, and announces what it did. A failure here (a deadlock with another replica settling
+    /// the same tasks) is logged and left to the reaper's sweep ([`Store::settle_stuck`]): what
+    /// was committed before stays committed.
+    async fn settle(&self, now: i64, from: Vec<Uuid>, candidates: Vec<Uuid>) -> usize {
+        if from.is_empty() && candidates.is_empty() {
+            return 0;
+        }
+        let result = async {
+            let mut tx = self.pool.begin().await?;
+            let out = sql::settle(&mut tx, &self.finishing(now), from, candidates).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(out)
+        }
+        .await;
+        match result {
+            Ok(out) => {
+                let mut wake = events::finished_items(&out.failed);
+                wake.extend((out.queued > 0).then(events::work_item));
+                self.announcer.announce(wake);
+                out.queued + out.failed.len()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "settling waiting tasks failed; the reaper's sweep will");
+                0
+            }
+        }
+    }
+
     /// Wakes the other replicas' waiters for tasks that finished.
     fn announce_finished(&self, f: &[Finished]) {
         self.announcer.announce(events::finished_items(f));
@@ -153,15 +190,28 @@ store_reads!(PgStore, pool);
 #[async_trait]
 impl Store for PgStore {
     async fn submit_one(&self, owner: &str, task: NewTask, now: i64) -> Result<SubmitOutcome> {
-        let inserted: Option<DbId> = sqlx::query_scalar(&SUBMIT_ONE)
-            .bind(serde_json::to_string(std::slice::from_ref(&task))?)
+        let tasks = std::slice::from_ref(&task);
+        let query = sqlx::query_scalar(&SUBMIT_ONE)
+            .bind(serde_json::to_string(tasks)?)
             .bind(owner)
             .bind(now)
-            .bind(None::<DbId>)
-            .fetch_optional(&self.pool)
-            .await?;
+            .bind(None::<DbId>);
+        // One statement, unless the task waits: then its edges commit with it.
+        let inserted: Option<DbId> = if task.depends_on.is_empty() {
+            query.fetch_optional(&self.pool).await?
+        } else {
+            let mut tx = self.pool.begin().await?;
+            let inserted = query.fetch_optional(&mut *tx).await?;
+            if inserted.is_some() {
+                Self::link(&mut tx, tasks).await?;
+            }
+            tx.commit().await?;
+            inserted
+        };
         if inserted.is_some() {
             self.announcer.announce([events::work_item()]);
+            self.settle(now, Vec::new(), NewTask::waiting_on_others(tasks))
+                .await;
             return Ok(SubmitOutcome::Created);
         }
         let key = task.idempotency_key.as_deref().unwrap_or_default();
@@ -175,15 +225,23 @@ impl Store for PgStore {
     }
 
     async fn submit_batch(&self, by: &str, id: Uuid, tasks: Vec<NewTask>, now: i64) -> Result<()> {
-        sqlx::query(&SUBMIT_BATCH)
+        let query = sqlx::query(&SUBMIT_BATCH)
             .bind(serde_json::to_string(&tasks)?)
             .bind(by)
             .bind(now)
             .bind(Some(DbId(id)))
-            .bind(tasks.len() as i64)
-            .execute(&self.pool)
-            .await?;
+            .bind(tasks.len() as i64);
+        if tasks.iter().all(|t| t.depends_on.is_empty()) {
+            query.execute(&self.pool).await?;
+        } else {
+            let mut tx = self.pool.begin().await?;
+            query.execute(&mut *tx).await?;
+            Self::link(&mut tx, &tasks).await?;
+            tx.commit().await?;
+        }
         self.announcer.announce([events::work_item()]);
+        self.settle(now, Vec::new(), NewTask::waiting_on_others(&tasks))
+            .await;
         Ok(())
     }
 
@@ -239,6 +297,8 @@ impl Store for PgStore {
         wake.extend(applied.requeued().then(events::work_item));
         self.announcer.announce(wake);
         self.samples.add(std::mem::take(&mut applied.samples));
+        self.settle(now, std::mem::take(&mut applied.settle), Vec::new())
+            .await;
         let mut rest = Vec::new();
         if let Some(ids) = applied.unapplied_json(&answers) {
             rest = sql::lease_states(&self.pool, &ids).await?;
@@ -258,6 +318,7 @@ impl Store for PgStore {
         let out = core::cancel_outcome(id, updated, state)?;
         if let CancelOutcome::Cancelled(f) = &out {
             self.announce_finished(std::slice::from_ref(f));
+            self.settle(now, vec![id], Vec::new()).await;
         }
         Ok(out)
     }
@@ -267,6 +328,8 @@ impl Store for PgStore {
         let out: Option<Finished> = row.map(TryInto::try_into).transpose()?;
         if let Some(f) = &out {
             self.announce_finished(std::slice::from_ref(f));
+            self.settle(crate::queue::now_ms(), vec![id], Vec::new())
+                .await;
         }
         Ok(out)
     }
@@ -281,6 +344,8 @@ impl Store for PgStore {
         sql::delete_batches(&mut *tx, old, REAP_LIMIT).await?;
         tx.commit().await?;
         self.announce_taken(&out);
+        let failed = out.failed.iter().map(|f| f.id).collect();
+        self.settle(now, failed, Vec::new()).await;
         Ok(out)
     }
 
@@ -306,6 +371,8 @@ impl Store for PgStore {
         let out = sql::take_leases(&mut *tx, &at, &rows, LeaseLoss::Restarted).await?;
         tx.commit().await?;
         self.announce_taken(&out);
+        let failed = out.failed.iter().map(|f| f.id).collect();
+        self.settle(now, failed, Vec::new()).await;
         Ok(out)
     }
 
@@ -331,6 +398,12 @@ impl Store for PgStore {
     }
 
     /// This replica's own recent samples first, so its readers never see them missing.
+    async fn settle_stuck(&self, now: i64) -> Result<usize> {
+        let stuck = sql::stuck_waiting(&self.pool, REAP_LIMIT).await?;
+        let ids = stuck.into_iter().map(|d| d.0).collect();
+        Ok(self.settle(now, Vec::new(), ids).await)
+    }
+
     async fn stats(&self) -> Result<Vec<FunctionStats>> {
         self.samples.flush(&self.pool).await?;
         let rows = sql::function_stats(&self.pool).await?;

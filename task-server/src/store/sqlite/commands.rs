@@ -27,7 +27,7 @@ impl Command for SubmitOne {
     type Reply = SubmitOutcome;
 
     fn single_statement(&self) -> bool {
-        self.task.idempotency_key.is_none()
+        self.task.idempotency_key.is_none() && self.task.depends_on.is_empty()
     }
 
     async fn run(&self, ctx: &mut Ctx<'_>) -> Result<SubmitOutcome> {
@@ -38,6 +38,7 @@ impl Command for SubmitOne {
         }
         let task = std::slice::from_ref(&self.task);
         insert::tasks(ctx.conn, &self.owner, self.now, None, task).await?;
+        link(ctx, task, self.now).await?;
         Ok(SubmitOutcome::Created)
     }
 }
@@ -60,8 +61,21 @@ impl Command for SubmitBatch {
     async fn run(&self, ctx: &mut Ctx<'_>) -> Result<()> {
         let (id, n) = (DbId(self.id), self.tasks.len() as i64);
         insert::batch(&mut *ctx.conn, id, &self.owner, n, self.now).await?;
-        insert::tasks(ctx.conn, &self.owner, self.now, Some(id), &self.tasks).await
+        insert::tasks(ctx.conn, &self.owner, self.now, Some(id), &self.tasks).await?;
+        link(ctx, &self.tasks, self.now).await
     }
+}
+
+/// Records the edges of newly inserted waiting tasks, and settles at once those that wait for
+/// tasks outside the insert (these may have finished already).
+async fn link(ctx: &mut Ctx<'_>, tasks: &[NewTask], now: i64) -> Result<()> {
+    let Some((edges, deps)) = NewTask::edges_json(tasks) else {
+        return Ok(());
+    };
+    sql::link(&mut *ctx.conn, &edges, &deps).await?;
+    ctx.settle(now, Vec::new(), NewTask::waiting_on_others(tasks))
+        .await?;
+    Ok(())
 }
 
 pub(super) struct Claim(pub ClaimRequest);
@@ -159,7 +173,9 @@ impl Command for Answer {
         let at = ctx.finishing(self.now);
         let rows = sql::answer(&mut *ctx.conn, &at, &items).await?;
         ctx.use_numbers(self.answers.len());
-        let applied = Applied::from_rows(rows, self.now)?;
+        let mut applied = Applied::from_rows(rows, self.now)?;
+        let finished = std::mem::take(&mut applied.settle);
+        ctx.settle(self.now, finished, Vec::new()).await?;
         for (key, samples) in &applied.samples {
             let st = core::merge_samples(ctx.stats_of(key), key, samples);
             ctx.staged.stats.insert(key.clone(), st);
@@ -189,6 +205,7 @@ impl Command for Cancel {
         let state = match updated {
             Some(_) => {
                 ctx.use_numbers(1);
+                ctx.settle(self.now, vec![self.id], Vec::new()).await?;
                 None
             }
             None => sql::task_state(&mut *ctx.conn, DbId(self.id)).await?,
@@ -205,7 +222,29 @@ impl Command for Delete {
 
     async fn run(&self, ctx: &mut Ctx<'_>) -> Result<Option<Finished>> {
         let row = sql::delete(&mut *ctx.conn, DbId(self.0)).await?;
-        row.map(TryInto::try_into).transpose()
+        let out: Option<Finished> = row.map(TryInto::try_into).transpose()?;
+        if out.is_some() {
+            ctx.settle(crate::queue::now_ms(), vec![self.0], Vec::new())
+                .await?;
+        }
+        Ok(out)
+    }
+}
+
+pub(super) struct SettleStuck(pub i64);
+
+#[async_trait]
+impl Command for SettleStuck {
+    type Reply = usize;
+
+    fn single_statement(&self) -> bool {
+        false
+    }
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<usize> {
+        let stuck = sql::stuck_waiting(&mut *ctx.conn, REAP_LIMIT).await?;
+        let ids = stuck.into_iter().map(|d| d.0).collect();
+        ctx.settle(self.0, Vec::new(), ids).await
     }
 }
 
@@ -240,6 +279,8 @@ async fn take_leases(
     let at = ctx.finishing(now);
     let out = sql::take_leases(&mut *ctx.conn, &at, rows, loss).await?;
     ctx.use_numbers(rows.len());
+    let failed = out.failed.iter().map(|f| f.id).collect();
+    ctx.settle(now, failed, Vec::new()).await?;
     Ok(out)
 }
 

@@ -8,9 +8,9 @@ use crate::store::{NewTask, Result};
 
 /// `INSERT INTO tasks (…) VALUES`, followed by one [`ROW`] per task.
 const HEAD: &str = sql_file!("sqlite", "insert_tasks");
-/// One task's values (`state` is always 'queued').
-const ROW: &str = "(?,?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
-/// Rows per INSERT statement (26 bound values each, far below SQLite's 32,766 limit).
+/// One task's values.
+const ROW: &str = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+/// Rows per INSERT statement (29 bound values each, far below SQLite's 32,766 limit).
 const CHUNK: usize = 100;
 
 /// Inserts a batch record.
@@ -62,10 +62,11 @@ pub(super) async fn tasks(
                 .bind(&t.function)
                 .bind(serde_json::to_string(&t.args)?)
                 .bind(serde_json::to_string(&t.kwargs)?)
+                .bind(t.state.as_str())
                 .bind(t.priority)
                 .bind(t.max_attempts as i64)
                 .bind(t.timeout_s.map(|x| x as i64))
-                .bind(now)
+                .bind(t.not_before.unwrap_or(now))
                 .bind(now)
                 .bind(t.ttl_s.map(|x| x.min(i64::MAX as u64) as i64))
                 .bind(&t.idempotency_key)
@@ -80,9 +81,16 @@ pub(super) async fn tasks(
                 .bind(&t.cost.by)
                 .bind(t.cost.at(0))
                 .bind(t.cost.at(1))
-                .bind(t.cost.at(2));
+                .bind(t.cost.at(2))
+                .bind(json_or_null(&t.depends_on, t.depends_on.is_empty())?)
+                .bind(t.cost_at.as_ref().map(serde_json::to_string).transpose()?);
         }
         q.execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// `v` as JSON text, or NULL.
+fn json_or_null<T: serde::Serialize>(v: &T, null: bool) -> Result<Option<String>> {
+    Ok((!null).then(|| serde_json::to_string(v)).transpose()?)
 }

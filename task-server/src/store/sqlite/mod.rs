@@ -41,6 +41,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// The embedded default store.
 pub struct SqliteStore {
     tx: mpsc::Sender<Box<dyn Job>>,
+    /// What the writer settled beside the commands' own results (a task graph's waiting
+    /// tasks queued or failed), for waking long-polls.
+    events: tokio::sync::broadcast::Sender<StoreEvent>,
     read: SqlitePool,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -74,7 +77,8 @@ impl SqliteStore {
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&migrate).await?;
         migrate.close().await;
-        let writer = Self::spawn_writer(&opts, config).await?;
+        let (events, _) = tokio::sync::broadcast::channel(4096);
+        let writer = Self::spawn_writer(&opts, config, events.clone()).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
@@ -83,6 +87,7 @@ impl SqliteStore {
         let (tx, handle) = writer;
         Ok(SqliteStore {
             tx,
+            events,
             read,
             writer: Mutex::new(Some(handle)),
         })
@@ -92,6 +97,7 @@ impl SqliteStore {
     async fn spawn_writer(
         opts: &SqliteConnectOptions,
         config: StoreConfig,
+        events: tokio::sync::broadcast::Sender<StoreEvent>,
     ) -> Result<(mpsc::Sender<Box<dyn Job>>, JoinHandle<()>)> {
         let mut conn = SqliteConnection::connect_with(opts).await?;
         // Checkpoints (which fsync) run beside the writer, never inside one of its commits.
@@ -100,7 +106,7 @@ impl SqliteStore {
             .await?;
         let checkpointer =
             tokio::spawn(checkpoint_loop(SqliteConnection::connect_with(opts).await?));
-        let mut writer = Writer::load(conn, config).await?;
+        let mut writer = Writer::load(conn, config, events).await?;
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let handle = tokio::spawn(async move {
             writer.serve(rx).await;
@@ -223,6 +229,14 @@ impl Store for SqliteStore {
 
     async fn stats(&self) -> Result<Vec<FunctionStats>> {
         self.call(Stats).await
+    }
+
+    async fn settle_stuck(&self, now: i64) -> Result<usize> {
+        self.call(SettleStuck(now)).await
+    }
+
+    fn events(&self) -> Option<tokio::sync::broadcast::Receiver<StoreEvent>> {
+        Some(self.events.subscribe())
     }
 
     async fn close(&self) {

@@ -10,12 +10,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::Connection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::sql;
 use crate::stats::{FnKey, FunctionStats};
 use crate::store::core::{Finishing, RetryPolicy};
-use crate::store::{Result, StoreConfig, StoreError};
+use crate::store::{Result, StoreConfig, StoreError, StoreEvent};
 
 /// Jobs a single group commit takes at most; bounds one transaction's latency.
 const MAX_GROUP: usize = 256;
@@ -76,6 +76,26 @@ impl<'a> Ctx<'a> {
         self.staged.numbers_used += n as i64;
     }
 
+    /// Settles the waiting tasks that wait for `from` (just finished) and `candidates` (see
+    /// `statements::settle`); what became of them is announced once the group commits.
+    pub async fn settle(
+        &mut self,
+        now: i64,
+        from: Vec<uuid::Uuid>,
+        candidates: Vec<uuid::Uuid>,
+    ) -> Result<usize> {
+        if from.is_empty() && candidates.is_empty() {
+            return Ok(0);
+        }
+        let at = self.finishing(now);
+        let out = sql::settle(&mut *self.conn, &at, from, candidates).await?;
+        self.use_numbers(out.failed.len());
+        self.staged
+            .events
+            .extend(crate::store::core::settled_events(&out));
+        Ok(out.queued + out.failed.len())
+    }
+
     /// The statistics of `key` as this group sees them.
     pub fn stats_of(&self, key: &FnKey) -> Option<FunctionStats> {
         self.staged
@@ -92,6 +112,8 @@ pub(super) struct Staged {
     numbers_used: i64,
     /// Statistics changed by this group.
     pub stats: HashMap<FnKey, FunctionStats>,
+    /// What to announce once it commits (tasks settled beside the commands' own results).
+    events: Vec<StoreEvent>,
 }
 
 /// A command with its reply channel, its type erased so one queue carries them all.
@@ -156,10 +178,16 @@ pub(super) struct Writer {
     /// Statistics changed by committed answers but not yet written (written right after the
     /// replies of their group went out, so they stay off the answer's critical path).
     dirty: HashSet<FnKey>,
+    /// Where committed groups announce what they settled.
+    events: broadcast::Sender<StoreEvent>,
 }
 
 impl Writer {
-    pub async fn load(mut conn: SqliteConnection, config: StoreConfig) -> Result<Self> {
+    pub async fn load(
+        mut conn: SqliteConnection,
+        config: StoreConfig,
+        events: broadcast::Sender<StoreEvent>,
+    ) -> Result<Self> {
         let max: Option<i64> = sqlx::query_scalar(sql::MAX_FINISH_SEQ)
             .fetch_one(&mut conn)
             .await?;
@@ -175,6 +203,7 @@ impl Writer {
             next_number: max.unwrap_or(0) + 1,
             stats,
             dirty: HashSet::new(),
+            events,
         })
     }
 
@@ -323,6 +352,9 @@ impl Writer {
     }
 
     fn commit_staged(&mut self, staged: Staged) {
+        for ev in staged.events {
+            let _ = self.events.send(ev);
+        }
         self.next_number += staged.numbers_used;
         self.dirty.extend(staged.stats.keys().cloned());
         self.stats.extend(staged.stats);

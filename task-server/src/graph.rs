@@ -1,0 +1,406 @@
+//! Task graphs: references between tasks, and what a waiting task becomes.
+//!
+//! A value anywhere in a task's `args`/`kwargs` may be `{"$ref": ID}` or `{"$ref": ID, "path":
+//! "/json/pointer"}`; `after` lists tasks to wait for without using their answers. ID is a task
+//! id, or in a batch `#N`, the batch's task at index N (earlier indices only, so a batch cannot
+//! hold a cycle). Such a task is inserted `waiting`; once every task it waits for succeeded it is
+//! queued with each reference replaced by that task's answer (or the part the pointer names),
+//! and once one of them failed, was cancelled or deleted it fails with `dependency_failed`
+//! naming that task. The store applies these decisions ([`decide`]); this module holds them.
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use task_api::{TaskError, TaskErrorKind, TaskState};
+use uuid::Uuid;
+
+/// Distinct tasks one task may wait for.
+pub const MAX_DEPS: usize = 1000;
+/// Longest JSON pointer a reference may carry.
+const MAX_PATH: usize = 1024;
+
+/// What a reference names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// A task by id.
+    Task(Uuid),
+    /// The task at this index of the same batch.
+    Index(usize),
+}
+
+impl Target {
+    fn parse(s: &str) -> Option<Target> {
+        match s.strip_prefix('#') {
+            Some(n) if !n.is_empty() && n.len() <= 6 && n.bytes().all(|b| b.is_ascii_digit()) => {
+                n.parse().ok().map(Target::Index)
+            }
+            Some(_) => None,
+            None => Uuid::parse_str(s).ok().map(Target::Task),
+        }
+    }
+}
+
+/// A reference or `after` entry that cannot stand: the field and what is wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefError {
+    /// `args[0]`, `kwargs.x[2]`, `after[1]`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Whether `v` is a reference (the signature check leaves these alone: their type is only
+/// known once the task they name answered).
+pub fn is_ref(v: &Value) -> bool {
+    v.as_object().is_some_and(|o| o.contains_key("$ref"))
+}
+
+/// Every task a spec waits for, in order of appearance, each once, with the field that first
+/// names it: the `$ref`s of its arguments, then `after`. Malformed references are refused here.
+pub fn targets(
+    args: &mut [Value],
+    kwargs: &mut Map<String, Value>,
+    after: &[String],
+) -> Result<Vec<(Target, String)>, RefError> {
+    let mut found = Vec::new();
+    visit_refs(args, kwargs, &mut |v, field| {
+        found.push((check_ref(v, field)?, field.to_string()));
+        Ok(())
+    })?;
+    for (i, a) in after.iter().enumerate() {
+        let field = format!("after[{i}]");
+        let t = Target::parse(a).ok_or_else(|| RefError {
+            field: field.clone(),
+            message: "after holds task ids, or #N for an earlier task of the same batch".into(),
+        })?;
+        found.push((t, field));
+    }
+    let mut seen = std::collections::HashSet::new();
+    found.retain(|(t, _)| seen.insert(*t));
+    if found.len() > MAX_DEPS {
+        return Err(RefError {
+            field: "args".into(),
+            message: format!("a task may wait for at most {MAX_DEPS} tasks"),
+        });
+    }
+    Ok(found)
+}
+
+/// Replaces the `#N` references of the batch task at `index` by the ids of `ids` (the batch's
+/// tasks): only earlier tasks may be named, so a batch cannot hold a cycle.
+pub fn bind_batch(
+    args: &mut [Value],
+    kwargs: &mut Map<String, Value>,
+    after: &mut [String],
+    ids: &[Uuid],
+    index: usize,
+) -> Result<(), RefError> {
+    let bind = |s: &str, field: &str| -> Result<Option<String>, RefError> {
+        match Target::parse(s) {
+            Some(Target::Index(n)) if n < index => Ok(Some(ids[n].to_string())),
+            Some(Target::Index(n)) => Err(RefError {
+                field: field.to_string(),
+                message: format!(
+                    "task {index} refers to #{n}: a task may only refer to earlier tasks of its batch (#0 to #{})",
+                    index as i64 - 1
+                ),
+            }),
+            _ => Ok(None),
+        }
+    };
+    visit_refs(args, kwargs, &mut |v, field| {
+        let s = v["$ref"].as_str().unwrap_or_default().to_string();
+        if let Some(id) = bind(&s, field)? {
+            v["$ref"] = Value::String(id);
+        }
+        Ok(())
+    })?;
+    for (i, a) in after.iter_mut().enumerate() {
+        if let Some(id) = bind(a, &format!("after[{i}]"))? {
+            *a = id;
+        }
+    }
+    Ok(())
+}
+
+/// A task a waiting task waits for, as the store reads it.
+#[derive(Debug, Clone)]
+pub struct DepState {
+    /// The task waited for.
+    pub dep: Uuid,
+    /// Its state (`None`: deleted or expired).
+    pub state: Option<TaskState>,
+    /// Its answer when it succeeded.
+    pub answer: Option<Value>,
+    /// Its error when it failed or was cancelled.
+    pub error: Option<TaskError>,
+}
+
+/// What a waiting task becomes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ready {
+    /// Something it waits for has not finished.
+    Wait,
+    /// Every task it waits for succeeded: queue it with these arguments.
+    Queue {
+        /// Positional arguments, references replaced.
+        args: Vec<Value>,
+        /// Keyword arguments, references replaced.
+        kwargs: Map<String, Value>,
+    },
+    /// It cannot run (`dependency_failed`).
+    Fail(TaskError),
+}
+
+/// Decides a waiting task from the states of the tasks it waits for.
+pub fn decide(mut args: Vec<Value>, mut kwargs: Map<String, Value>, deps: &[DepState]) -> Ready {
+    if let Some(bad) = deps.iter().find(|d| {
+        matches!(
+            d.state,
+            None | Some(TaskState::Failed | TaskState::Cancelled)
+        )
+    }) {
+        return Ready::Fail(dependency_failed(bad));
+    }
+    if deps.iter().any(|d| d.state != Some(TaskState::Succeeded)) {
+        return Ready::Wait;
+    }
+    let answers: HashMap<Uuid, &Value> = deps
+        .iter()
+        .map(|d| (d.dep, d.answer.as_ref().unwrap_or(&Value::Null)))
+        .collect();
+    let mut missing = None;
+    let _ = visit_refs(&mut args, &mut kwargs, &mut |v, field| {
+        let id = v["$ref"].as_str().and_then(|s| Uuid::parse_str(s).ok());
+        let path = v.get("path").and_then(Value::as_str).unwrap_or("");
+        match id.and_then(|id| answers.get(&id).map(|a| (id, a))) {
+            Some((id, answer)) => match answer.pointer(path) {
+                Some(part) => *v = part.clone(),
+                None => {
+                    missing.get_or_insert_with(|| TaskError {
+                        kind: TaskErrorKind::DependencyFailed,
+                        message: format!(
+                            "{field}: the answer of task {id} has nothing at `{path}`"
+                        ),
+                    });
+                }
+            },
+            None => {
+                missing.get_or_insert_with(|| TaskError {
+                    kind: TaskErrorKind::DependencyFailed,
+                    message: format!(
+                        "{field}: the task it refers to is not among those it waited for"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    });
+    match missing {
+        Some(e) => Ready::Fail(e),
+        None => Ready::Queue { args, kwargs },
+    }
+}
+
+/// The error of a task whose dependency `bad` did not succeed: it names that task and, for a
+/// chain, carries the first failure's message along.
+pub fn dependency_failed(bad: &DepState) -> TaskError {
+    let why = match (&bad.state, &bad.error) {
+        (None, _) => "was deleted".to_string(),
+        (Some(TaskState::Cancelled), _) => "was cancelled".to_string(),
+        (_, Some(e)) => format!("failed: {}", e.message),
+        _ => "failed".to_string(),
+    };
+    TaskError {
+        kind: TaskErrorKind::DependencyFailed,
+        message: format!("dependency {} {why}", bad.dep),
+    }
+}
+
+/// The memoization key: sha256 of package, version, function and the arguments (substituted,
+/// for a task that waited).
+pub fn args_hash(
+    package: &str,
+    version: &str,
+    function: &str,
+    args: &[Value],
+    kwargs: &Map<String, Value>,
+) -> String {
+    let v = json!([package, version, function, args, kwargs]);
+    hex::encode(Sha256::digest(v.to_string().as_bytes()))
+}
+
+type Visitor<'a> = dyn FnMut(&mut Value, &str) -> Result<(), RefError> + 'a;
+
+/// Calls `f` on every reference object in `args` and `kwargs`, with its field path.
+fn visit_refs(
+    args: &mut [Value],
+    kwargs: &mut Map<String, Value>,
+    f: &mut Visitor<'_>,
+) -> Result<(), RefError> {
+    let mut field = String::new();
+    for (i, v) in args.iter_mut().enumerate() {
+        field.clear();
+        let _ = write!(field, "args[{i}]");
+        visit(v, &mut field, f)?;
+    }
+    for (k, v) in kwargs.iter_mut() {
+        field.clear();
+        let _ = write!(field, "kwargs.{k}");
+        visit(v, &mut field, f)?;
+    }
+    Ok(())
+}
+
+fn visit(v: &mut Value, field: &mut String, f: &mut Visitor<'_>) -> Result<(), RefError> {
+    if is_ref(v) {
+        return f(v, field);
+    }
+    let len = field.len();
+    match v {
+        Value::Array(items) => {
+            for (i, x) in items.iter_mut().enumerate() {
+                let _ = write!(field, "[{i}]");
+                visit(x, field, f)?;
+                field.truncate(len);
+            }
+        }
+        Value::Object(map) => {
+            for (k, x) in map.iter_mut() {
+                let _ = write!(field, ".{k}");
+                visit(x, field, f)?;
+                field.truncate(len);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A reference's target, once its shape is checked.
+fn check_ref(v: &Value, field: &str) -> Result<Target, RefError> {
+    let err = |message: &str| RefError {
+        field: field.to_string(),
+        message: message.to_string(),
+    };
+    let o = v.as_object().expect("is_ref");
+    if o.keys().any(|k| k != "$ref" && k != "path") {
+        return Err(err(
+            "a reference is {\"$ref\": ID} or {\"$ref\": ID, \"path\": \"/json/pointer\"}, nothing else",
+        ));
+    }
+    let target = o["$ref"].as_str().and_then(Target::parse).ok_or_else(|| {
+        err("$ref must be a task id, or #N for an earlier task of the same batch")
+    })?;
+    match o.get("path") {
+        None => {}
+        Some(Value::String(p)) if p.len() <= MAX_PATH && (p.is_empty() || p.starts_with('/')) => {}
+        Some(_) => {
+            return Err(err(
+                "path must be a JSON pointer (\"\" or starting with /), at most 1024 characters",
+            ))
+        }
+    }
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(dep: Uuid, answer: Value) -> DepState {
+        DepState {
+            dep,
+            state: Some(TaskState::Succeeded),
+            answer: Some(answer),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn references_are_found_checked_and_bound_to_earlier_batch_tasks() {
+        let a = Uuid::now_v7();
+        let mut args = vec![
+            json!({"$ref": "#0"}),
+            json!([1, {"$ref": a.to_string(), "path": "/x"}]),
+        ];
+        let mut kwargs = Map::new();
+        kwargs.insert("k".into(), json!({"$ref": "#0"}));
+        let t = targets(&mut args, &mut kwargs, &["#1".into()]).unwrap();
+        let t: Vec<Target> = t.into_iter().map(|(t, _)| t).collect();
+        assert_eq!(t, vec![Target::Index(0), Target::Task(a), Target::Index(1)]);
+        let ids = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+        let mut after = vec!["#1".to_string()];
+        bind_batch(&mut args, &mut kwargs, &mut after, &ids, 2).unwrap();
+        assert_eq!(args[0]["$ref"], json!(ids[0].to_string()));
+        assert_eq!(after[0], ids[1].to_string());
+        let e = bind_batch(
+            &mut [json!({"$ref": "#2"})],
+            &mut Map::new(),
+            &mut [],
+            &ids,
+            2,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "args[0]");
+        assert!(e.message.contains("#2"), "{}", e.message);
+    }
+
+    #[test]
+    fn malformed_references_are_refused_naming_the_field() {
+        for bad in [
+            json!({"$ref": "nope"}),
+            json!({"$ref": 3}),
+            json!({"$ref": "#x"}),
+            json!({"$ref": "#0", "extra": 1}),
+            json!({"$ref": "#0", "path": "no-slash"}),
+        ] {
+            let mut args = vec![json!([bad])];
+            let e = targets(&mut args, &mut Map::new(), &[]).unwrap_err();
+            assert_eq!(e.field, "args[0][0]");
+        }
+    }
+
+    #[test]
+    fn a_ready_task_gets_the_answers_and_a_failure_is_named() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let args = vec![
+            json!({"$ref": a.to_string()}),
+            json!({"$ref": b.to_string(), "path": "/0/n"}),
+        ];
+        let deps = [ok(a, json!(5)), ok(b, json!([{"n": "x"}]))];
+        assert_eq!(
+            decide(args.clone(), Map::new(), &deps),
+            Ready::Queue {
+                args: vec![json!(5), json!("x")],
+                kwargs: Map::new()
+            }
+        );
+        let waiting = [
+            ok(a, json!(5)),
+            DepState {
+                state: Some(TaskState::Leased),
+                ..ok(b, json!(0))
+            },
+        ];
+        assert_eq!(decide(args.clone(), Map::new(), &waiting), Ready::Wait);
+        let failed = DepState {
+            state: Some(TaskState::Failed),
+            error: Some(TaskError {
+                kind: TaskErrorKind::Fatal,
+                message: "boom".into(),
+            }),
+            ..ok(b, json!(0))
+        };
+        let Ready::Fail(e) = decide(args.clone(), Map::new(), &[ok(a, json!(1)), failed]) else {
+            panic!()
+        };
+        assert_eq!(e.kind, TaskErrorKind::DependencyFailed);
+        assert_eq!(e.message, format!("dependency {b} failed: boom"));
+        let Ready::Fail(e) = decide(args, Map::new(), &[ok(a, json!(1)), ok(b, json!([]))]) else {
+            panic!()
+        };
+        assert!(e.message.contains("/0/n"), "{}", e.message);
+    }
+}
