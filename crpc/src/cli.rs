@@ -174,6 +174,16 @@ pub struct TaskOpts {
     /// Dataset the processor must hold (repeatable).
     #[arg(long = "dataset")]
     pub datasets: Vec<String>,
+    /// Run only after this task succeeded (repeatable; a task id). To use its answer as an
+    /// argument, pass `'{"$ref": "ID"}'` instead.
+    #[arg(long = "after", value_name = "ID")]
+    pub after: Vec<String>,
+    /// Not before this time (RFC 3339, e.g. 2026-12-24T18:00:00+01:00).
+    #[arg(long, value_name = "TIME", conflicts_with = "delay")]
+    pub not_before: Option<String>,
+    /// Not before this long from now, e.g. 90s, 2h.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub delay: Option<Duration>,
 }
 
 /// `crpc submit`.
@@ -213,6 +223,9 @@ pub struct MapArgs {
     /// Tasks per submit_batch request.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub chunk: u32,
+    /// Print results in input order (each waits for the ones before it), not as they finish.
+    #[arg(long)]
+    pub ordered: bool,
 }
 
 /// `crpc result`.

@@ -152,14 +152,28 @@ impl Api {
             .await
     }
 
-    /// `GET /user/batches/{id}/results`, long-polling up to `wait` seconds.
+    /// `POST /user/batches/{id}/cancel`: every task of the batch not finished yet.
+    pub async fn cancel_batch(&self, batch: Uuid) -> CliResult<task_api::CancelBatchResponse> {
+        self.post(
+            &format!("/user/batches/{batch}/cancel"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    /// `GET /user/batches/{id}/results`, long-polling up to `wait` seconds; `ordered`: in input
+    /// order (`after` is then an index).
     pub async fn batch_results(
         &self,
         batch: Uuid,
         after: i64,
         wait: f64,
+        ordered: bool,
     ) -> CliResult<BatchResultsResponse> {
-        let path = format!("/user/batches/{batch}/results?after={after}&limit=1000&wait={wait:.3}");
+        let order = if ordered { "submitted" } else { "finished" };
+        let path = format!(
+            "/user/batches/{batch}/results?after={after}&limit=1000&wait={wait:.3}&order={order}"
+        );
         self.call(self.req(
             reqwest::Method::GET,
             &path,

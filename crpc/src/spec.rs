@@ -65,6 +65,9 @@ pub fn build(
         },
         memoize: opts.memoize,
         ttl_s: None,
+        after: opts.after.clone(),
+        not_before: opts.not_before.clone(),
+        delay_s: opts.delay.map(|d| d.as_secs_f64()),
     })
 }
 

@@ -91,6 +91,18 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
+    /// The one error body of this error.
+    pub fn body(&self) -> ApiErrorBody {
+        ApiErrorBody {
+            success: false,
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message.clone(),
+                details: self.details.clone(),
+            },
+        }
+    }
+
     /// 404 for an unknown task, phrased the same everywhere (also for another owner's task,
     /// so ids cannot be probed).
     pub fn no_task(id: impl std::fmt::Display) -> Self {
@@ -108,13 +120,6 @@ impl ResponseError for ApiError {
         if let Some(after) = self.details.as_ref().and_then(|d| d.get("retry_after_s")) {
             resp.insert_header((actix_web::http::header::RETRY_AFTER, after.to_string()));
         }
-        resp.json(ApiErrorBody {
-            success: false,
-            error: ErrorDetail {
-                code: self.code.to_string(),
-                message: self.message.clone(),
-                details: self.details.clone(),
-            },
-        })
+        resp.json(self.body())
     }
 }

@@ -19,10 +19,10 @@ pub use task::{
 };
 pub use views::{
     BatchListResponse, BatchResultItem, BatchResultsResponse, BatchStatusResponse, BatchSummary,
-    CancelResponse, ClassBacklog, DeleteResponse, EstimateResponse, Eta, FunctionEstimate,
-    FunctionStatsView, HealthResponse, HistogramBin, SingleTaskResponse, StatsResponse,
-    SubmitAnswerResponse, SubmitAnswersResponse, SummaryResponse, TaskListResponse, WorkerInfo,
-    WorkerView, WorkersResponse,
+    CancelBatchResponse, CancelResponse, ClassBacklog, DeleteResponse, EstimateResponse, Eta,
+    FunctionEstimate, FunctionStatsView, HealthResponse, HistogramBin, SingleTaskResponse,
+    StatsResponse, SubmitAnswerResponse, SubmitAnswersResponse, SummaryResponse, TaskListResponse,
+    WorkerInfo, WorkerView, WorkersResponse,
 };
 pub use worker::{
     Capabilities, HeartbeatLease, HeartbeatRequest, HeartbeatResponse, Lease, LeaseRef,

@@ -392,3 +392,14 @@ pub struct HealthResponse {
     /// `alive` or `ready`.
     pub status: String,
 }
+
+/// Answer of `POST /user/batches/{id}/cancel`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CancelBatchResponse {
+    /// Always `true`.
+    pub success: bool,
+    /// The batch.
+    pub batch_id: Uuid,
+    /// Tasks it cancelled (those not finished yet; 0 when all had).
+    pub cancelled: u64,
+}

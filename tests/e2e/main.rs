@@ -12,3 +12,4 @@ mod python_client;
 mod readme;
 mod registry_resolution;
 mod security;
+mod workflows;

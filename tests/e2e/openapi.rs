@@ -113,6 +113,7 @@ async fn every_route_and_error_body_is_documented_and_docs_render() {
     assert_eq!(
         routes,
         [
+            "delete /user/schedules/{id}",
             "delete /user/tasks/{id}",
             "get /livez",
             "get /metrics",
@@ -122,12 +123,15 @@ async fn every_route_and_error_body_is_documented_and_docs_render() {
             "get /user/batches/{id}/results",
             "get /user/estimate_time_left",
             "get /user/request_answer/{id}",
+            "get /user/schedules",
             "get /user/stats",
             "get /user/summary",
             "get /user/tasks",
             "get /user/tasks/{id}",
             "get /user/workers",
             "get /worker/request_task",
+            "post /user/batches/{id}/cancel",
+            "post /user/schedules",
             "post /user/submit_batch",
             "post /user/submit_task",
             "post /user/tasks/{id}/cancel",

@@ -1,7 +1,9 @@
 //! `crpc map PKG.FUNC --inputs FILE.jsonl`: one task per input line, submitted in batches;
-//! results stream to stdout as JSON lines in completion order (`index` is the input line's
-//! position, counting from 0); a progress bar with the server's ETA on stderr; Ctrl-C cancels
-//! what has not finished, on the server.
+//! results stream to stdout as JSON lines in completion order, or in input order with
+//! `--ordered` (`index` is the input line's position, counting from 0); a progress bar with the
+//! server's ETA on stderr; Ctrl-C cancels what has not finished, on the server (one request per
+//! batch). An input may refer to an earlier input's answer with `{"$ref": "#N"}` (N its
+//! position): across chunks the CLI writes the task id in its place.
 use std::collections::HashSet;
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -20,8 +22,8 @@ use crate::{output, spec};
 
 /// How long one results long-poll lasts, seconds.
 const POLL_S: f64 = 10.0;
-/// Concurrent cancel requests after Ctrl-C.
-const CANCEL_CONCURRENCY: usize = 32;
+/// Concurrent batch cancel requests after Ctrl-C.
+const CANCEL_CONCURRENCY: usize = 8;
 
 /// One line of output: the input's position, the task, how it ended.
 #[derive(serde::Serialize)]
@@ -77,9 +79,13 @@ pub async fn run(api: &Api, args: &MapArgs, _json: bool) -> CliResult {
         let n = chunk.len() as u64;
         let specs = chunk
             .into_iter()
-            .map(|(a, k)| {
+            .map(|(mut a, k)| {
                 let mut kwargs = common.clone();
                 kwargs.extend(k);
+                let earlier = |i: u64| id_of(&batches, i);
+                a.iter_mut()
+                    .chain(kwargs.values_mut())
+                    .for_each(|v| rebase_refs(v, offset, &earlier));
                 spec::build(&args.target, a, kwargs, &args.opts)
             })
             .collect::<CliResult<Vec<_>>>()?;
@@ -101,23 +107,34 @@ pub async fn run(api: &Api, args: &MapArgs, _json: bool) -> CliResult {
     }
     bar.set_message("");
 
-    // One long-polling results stream per batch, merged.
+    // One long-polling results stream per batch, merged; in input order, one batch after
+    // the other.
     let (tx, mut rx) = mpsc::channel::<(u64, CliResult<BatchResultsResponse>)>(64);
-    for b in &batches {
-        let (api, tx, id, off) = (api.clone(), tx.clone(), b.id, b.offset);
+    let streams: Vec<Vec<(Uuid, u64)>> = match args.ordered {
+        true => vec![batches.iter().map(|b| (b.id, b.offset)).collect()],
+        false => batches.iter().map(|b| vec![(b.id, b.offset)]).collect(),
+    };
+    for list in streams {
+        let (api, tx, ordered) = (api.clone(), tx.clone(), args.ordered);
         tokio::spawn(async move {
-            let mut after = 0;
-            loop {
-                let page = api.batch_results(id, after, POLL_S).await;
-                let stop = match &page {
-                    Ok(p) => {
-                        after = p.next;
-                        p.done
+            for (id, off) in list {
+                let mut after = 0;
+                loop {
+                    let page = api.batch_results(id, after, POLL_S, ordered).await;
+                    let stop = match &page {
+                        Ok(p) => {
+                            after = p.next;
+                            p.done
+                        }
+                        Err(_) => true,
+                    };
+                    let failed = page.is_err();
+                    if tx.send((off, page)).await.is_err() || failed {
+                        return;
                     }
-                    Err(_) => true,
-                };
-                if tx.send((off, page)).await.is_err() || stop {
-                    return;
+                    if stop {
+                        break;
+                    }
                 }
             }
         });
@@ -234,28 +251,52 @@ async fn server_eta(api: &Api, batches: &[Batch]) -> Option<(f64, f64, f64)> {
     Some(sum)
 }
 
-/// Ctrl-C: cancels every task not seen finished, then exits 130.
+/// Ctrl-C: cancels every batch's unfinished tasks (one request per batch), then exits 130.
 async fn interrupted(
     api: &Api,
     bar: &ProgressBar,
     batches: &[Batch],
     done: &HashSet<Uuid>,
 ) -> CliResult {
-    let left: Vec<Uuid> = batches
-        .iter()
-        .flat_map(|b| b.ids.iter().copied())
-        .filter(|id| !done.contains(id))
-        .collect();
-    bar.set_message(format!("interrupted: cancelling {} task(s)", left.len()));
-    let cancelled = stream::iter(left.iter())
-        .map(|id| async move { api.cancel(&id.to_string()).await.is_ok() })
+    let left = batches.iter().map(|b| b.ids.len()).sum::<usize>() - done.len();
+    bar.set_message(format!("interrupted: cancelling {left} task(s)"));
+    let cancelled: u64 = stream::iter(batches.iter())
+        .map(|b| async move { api.cancel_batch(b.id).await.map_or(0, |r| r.cancelled) })
         .buffer_unordered(CANCEL_CONCURRENCY)
-        .filter(|ok| std::future::ready(*ok))
-        .count()
+        .fold(0, |n, c| std::future::ready(n + c))
         .await;
     bar.finish_and_clear();
     Err(CliError::Interrupted(format!(
         "interrupted: cancelled {cancelled} unfinished task(s) on the server ({} had finished meanwhile)",
-        left.len() - cancelled
+        (left as u64).saturating_sub(cancelled)
     )))
+}
+
+/// The task id of input `i`, when it was submitted in an earlier chunk.
+fn id_of(batches: &[Batch], i: u64) -> Option<Uuid> {
+    let b = batches.iter().rev().find(|b| b.offset <= i)?;
+    b.ids.get((i - b.offset) as usize).copied()
+}
+
+/// Makes `{"$ref": "#N"}` (N an input's position) right for the chunk starting at input
+/// `offset`: an earlier chunk's input becomes its task id, one of this chunk `#(N - offset)`.
+fn rebase_refs(v: &mut Value, offset: u64, earlier: &dyn Fn(u64) -> Option<Uuid>) {
+    match v {
+        Value::Object(o) if o.contains_key("$ref") => {
+            let n = o["$ref"]
+                .as_str()
+                .and_then(|s| s.strip_prefix('#')?.parse::<u64>().ok());
+            if let Some(n) = n {
+                let to = match (n.checked_sub(offset), earlier(n)) {
+                    (None, Some(id)) => id.to_string(),
+                    (Some(k), _) => format!("#{k}"),
+                    (None, None) => return,
+                };
+                o.insert("$ref".into(), Value::String(to));
+            }
+        }
+        Value::Object(o) => o.values_mut().for_each(|x| rebase_refs(x, offset, earlier)),
+        Value::Array(a) => a.iter_mut().for_each(|x| rebase_refs(x, offset, earlier)),
+        _ => {}
+    }
 }

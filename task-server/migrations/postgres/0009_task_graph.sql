@@ -14,3 +14,4 @@ CREATE INDEX task_deps_dep ON task_deps(dep);
 ALTER TABLE tasks ADD COLUMN has_dependents BOOLEAN NOT NULL DEFAULT FALSE;
 ALTER TABLE tasks ADD COLUMN cost_at JSONB;
 CREATE INDEX tasks_waiting ON tasks(seq) WHERE state = 'waiting';
+CREATE INDEX tasks_batch_index ON tasks(batch_id, batch_index) WHERE batch_id IS NOT NULL;

@@ -17,3 +17,4 @@ END;
 ALTER TABLE tasks ADD COLUMN has_dependents INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE tasks ADD COLUMN cost_at TEXT;
 CREATE INDEX tasks_waiting ON tasks(seq) WHERE state = 'waiting';
+CREATE INDEX tasks_batch_index ON tasks(batch_id, batch_index) WHERE batch_id IS NOT NULL;

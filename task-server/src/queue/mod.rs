@@ -31,7 +31,7 @@ mod submit;
 mod workers;
 
 pub use error::QueueError;
-pub use reads::task_view;
+pub use reads::{task_view, ResultOrder};
 pub use workers::Grant;
 
 /// Milliseconds since the Unix epoch.

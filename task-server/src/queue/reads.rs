@@ -2,6 +2,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::Value;
 use task_api::{
     AnswerResponse, BatchResultsResponse, BatchStatusResponse, CancelResponse, DeleteResponse,
@@ -103,6 +104,24 @@ impl Queue {
         }
     }
 
+    /// Cancels every unfinished task of a batch the caller owns, in one statement.
+    pub async fn cancel_batch(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+    ) -> Result<task_api::CancelBatchResponse, QueueError> {
+        self.visible_batch(caller, id).await?;
+        let done = self.store.cancel_batch(id, &caller.sub, now_ms()).await?;
+        for f in &done {
+            self.finished(f);
+        }
+        Ok(task_api::CancelBatchResponse {
+            success: true,
+            batch_id: id,
+            cancelled: done.len() as u64,
+        })
+    }
+
     /// Deletes a task the caller owns (a running one is cancelled on its worker).
     pub async fn delete(&self, caller: &Caller, id: Uuid) -> Result<DeleteResponse, QueueError> {
         self.visible_task(caller, id).await?;
@@ -162,6 +181,7 @@ impl Queue {
         after: i64,
         limit: u32,
         wait: Option<f64>,
+        order: ResultOrder,
     ) -> Result<BatchResultsResponse, QueueError> {
         let deadline = Instant::now() + self.user_wait(wait)?;
         let limit = limit.clamp(1, 1000);
@@ -172,7 +192,13 @@ impl Queue {
             // between the two reads must not let us say `done` without having returned it.
             let counts = self.store.batch_counts(id).await?;
             let all_finished = finished_count(batch.total, &counts) >= batch.total;
-            let results: Vec<BatchResult> = self.store.batch_results(id, after, limit).await?;
+            let results: Vec<BatchResult> = match order {
+                ResultOrder::Finished => self.store.batch_results(id, after, limit).await?,
+                ResultOrder::Submitted => {
+                    let from = after.max(0) as u64;
+                    self.store.batch_results_ordered(id, from, limit).await?
+                }
+            };
             let ready = !results.is_empty() || all_finished;
             Ok(((results, all_finished), ready))
         };
@@ -186,6 +212,34 @@ impl Queue {
             next,
             done,
         })
+    }
+
+    /// Streams a batch's results as they finish, one page at a time, each page a long-poll
+    /// of at most the user wait limit, until every result is out or the server stops.
+    pub fn stream_results(
+        self: std::sync::Arc<Self>,
+        caller: Caller,
+        id: Uuid,
+        order: ResultOrder,
+    ) -> impl futures_util::Stream<Item = Result<task_api::BatchResultItem, QueueError>> {
+        let wait = Some(self.cfg.max_user_wait.as_secs_f64());
+        let start = (self, caller, 0i64, false);
+        futures_util::stream::unfold(start, move |(queue, caller, after, done)| async move {
+            if done || queue.draining() {
+                return None;
+            }
+            let page = queue
+                .batch_results(&caller, id, after, 1000, wait, order)
+                .await;
+            Some(match page {
+                Ok(p) => {
+                    let items: Vec<_> = p.results.into_iter().map(Ok).collect();
+                    (items, (queue, caller, p.next, p.done))
+                }
+                Err(e) => (vec![Err(e)], (queue, caller, after, true)),
+            })
+        })
+        .flat_map(futures_util::stream::iter)
     }
 
     pub(super) async fn visible_batch(
@@ -283,4 +337,15 @@ pub fn task_view(t: TaskRecord) -> TaskView {
         lost_leases: t.lost_leases,
         batch_id: t.batch_id,
     }
+}
+
+/// The order batch results come in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultOrder {
+    /// As they finish (the cursor is the completion order): `imap_unordered`.
+    #[default]
+    Finished,
+    /// In input order, each page up to the first task not finished yet: `Pool.map`/`imap`.
+    Submitted,
 }

@@ -83,6 +83,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: Limits) {
                 .service(
                     resource("/batches/{id}/results")
                         .route(web::get().to(user::batch_results::handle)),
+                )
+                .service(
+                    resource("/batches/{id}/cancel")
+                        .route(web::post().to(user::cancel_batch::handle)),
                 ),
         )
         .service(

@@ -27,6 +27,7 @@ use super::{health, metrics, user, worker};
         user::cancel_task::handle,
         user::get_batch::handle,
         user::batch_results::handle,
+        user::cancel_batch::handle,
         worker::request_task::handle_post,
         worker::request_task::handle_get,
         worker::heartbeat::handle,

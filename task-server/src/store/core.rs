@@ -506,3 +506,11 @@ pub fn settled_events(out: &super::Settled) -> Vec<super::StoreEvent> {
     }
     ev
 }
+
+/// The leading finished results of `rows` (a batch's tasks in input order): up to the first
+/// one not finished. A missing index (a task deleted or expired) is simply not there.
+pub fn finished_prefix(rows: Vec<super::BatchResult>) -> Vec<super::BatchResult> {
+    rows.into_iter()
+        .take_while(|r| r.state.is_terminal())
+        .collect()
+}

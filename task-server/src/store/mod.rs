@@ -528,6 +528,15 @@ pub trait StoreReads: Send + Sync + 'static {
         owner: &str,
         args_hash: &str,
     ) -> Result<Option<(Uuid, TaskState)>>;
+    /// The finished results of batch `id` in input order from index `from` on, up to the first
+    /// task not finished yet (tasks deleted or expired are skipped); each result's
+    /// `finish_seq` is its index + 1, the cursor of the next page.
+    async fn batch_results_ordered(
+        &self,
+        id: Uuid,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<BatchResult>>;
     /// The owner of each of `ids` that exists.
     async fn owners_of(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, String>>;
     /// One task.
@@ -617,6 +626,8 @@ pub trait Store: StoreReads {
     async fn answer(&self, answers: Vec<AnswerIn>, now: i64) -> Result<Vec<AnswerOutcome>>;
     /// Cancels a non-terminal task.
     async fn cancel(&self, id: Uuid, by: &str, now: i64) -> Result<CancelOutcome>;
+    /// Cancels every unfinished task of batch `id`; what it cancelled.
+    async fn cancel_batch(&self, id: Uuid, by: &str, now: i64) -> Result<Vec<Finished>>;
     /// Deletes a task; returns what it was.
     async fn delete(&self, id: Uuid) -> Result<Option<Finished>>;
     /// Expired leases back to the queue (or failed), expired results deleted.

@@ -162,6 +162,23 @@ macro_rules! statements {
                 .await?)
         }
 
+        /// Cancels every unfinished task of batch `id`; what it cancelled.
+        pub async fn cancel_batch<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            at: &$crate::store::core::Finishing<'_>,
+            error: &str,
+            id: DbId,
+        ) -> Result<Vec<EndedRow>> {
+            Ok(sqlx::query_as(sql_file!($dir, "cancel_batch"))
+                .bind(at.now)
+                .bind(at.first_number)
+                .bind(at.ttl_s)
+                .bind(error)
+                .bind(id)
+                .fetch_all(ex)
+                .await?)
+        }
+
         /// The state of one task.
         pub async fn task_state<'e, E: Executor<'e, Database = $db>>(
             ex: E,
@@ -611,6 +628,21 @@ macro_rules! statements {
                 .await?)
         }
 
+        /// A batch's tasks from index `from` on, in input order, finished or not.
+        pub async fn batch_results_ordered<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            id: DbId,
+            from: i64,
+            limit: i64,
+        ) -> Result<Vec<BatchResultRow>> {
+            Ok(sqlx::query_as(sql_file!($dir, "batch_results_ordered"))
+                .bind(id)
+                .bind(from)
+                .bind(limit)
+                .fetch_all(ex)
+                .await?)
+        }
+
         /// Queued tasks per function in a scope.
         pub async fn queued<'e, E: Executor<'e, Database = $db>>(
             ex: E,
@@ -711,6 +743,23 @@ macro_rules! store_reads {
                     let ids = $crate::store::core::ids_json(ids);
                     let rows = sql::dep_owners(&self.$pool, &ids).await?;
                     Ok(rows.into_iter().map(|(id, o)| (id.0, o)).collect())
+                }
+
+                async fn batch_results_ordered(
+                    &self,
+                    id: Uuid,
+                    from: u64,
+                    limit: u32,
+                ) -> Result<Vec<$crate::store::BatchResult>> {
+                    let from = from.min(i64::MAX as u64) as i64;
+                    let rows =
+                        sql::batch_results_ordered(&self.$pool, DbId(id), from, limit as i64)
+                            .await?;
+                    let all: Vec<$crate::store::BatchResult> = rows
+                        .into_iter()
+                        .map(TryInto::try_into)
+                        .collect::<Result<_>>()?;
+                    Ok($crate::store::core::finished_prefix(all))
                 }
 
                 async fn get_task(&self, id: Uuid) -> Result<Option<TaskRecord>> {

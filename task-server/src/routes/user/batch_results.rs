@@ -1,11 +1,12 @@
-//! `GET /user/batches/{id}/results[?after=&limit=&wait=]`
+//! `GET /user/batches/{id}/results[?after=&limit=&wait=&order=&stream=]`
 use actix_web::{web, HttpResponse};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::auth::UserCaller;
 use crate::error::ApiError;
-use crate::queue::Queue;
+use crate::queue::{Queue, ResultOrder};
 use crate::routes::{long_poll, ok, TokenLimits};
 
 /// Query.
@@ -19,6 +20,20 @@ pub struct Query {
     pub limit: Option<u32>,
     /// Seconds to wait when nothing new finished yet.
     pub wait: Option<f64>,
+    /// `finished` (default: as they finish; `after` is the completion cursor) or `submitted`
+    /// (input order, each page up to the first task not finished; `after` is an index).
+    pub order: Option<ResultOrder>,
+    /// `ndjson`: one response that stays open and carries a JSON line per result as tasks
+    /// finish, until the batch is done (`curl -N`).
+    pub stream: Option<Stream>,
+}
+
+/// The streamed form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    /// Newline-delimited JSON, one `BatchResultItem` per line.
+    Ndjson,
 }
 
 #[utoipa::path(
@@ -27,7 +42,7 @@ pub struct Query {
     tag = "user",
     params(("id" = uuid::Uuid, Path, description = "Batch id"), Query),
     responses(
-        (status = 200, description = "Finished results in completion order and the next cursor", body = task_api::BatchResultsResponse),
+        (status = 200, description = "Finished results and the next cursor (with `stream=ndjson`: one `BatchResultItem` per line, `application/x-ndjson`)", body = task_api::BatchResultsResponse),
     ),
     security(("bearer" = []))
 )]
@@ -41,6 +56,10 @@ pub async fn handle(
 ) -> Result<HttpResponse, ApiError> {
     let id = Uuid::parse_str(&path)
         .map_err(|_| ApiError::not_found(format!("no batch with id {path}")))?;
+    let order = q.order.unwrap_or_default();
+    if q.stream == Some(Stream::Ndjson) {
+        return stream(queue, &limits, caller, id, order).await;
+    }
     let _poll = long_poll(&limits, &caller, q.wait.unwrap_or(0.0) > 0.0)?;
     let out = queue
         .batch_results(
@@ -49,7 +68,40 @@ pub async fn handle(
             q.after.unwrap_or(0),
             q.limit.unwrap_or(100),
             q.wait,
+            order,
         )
         .await?;
     Ok(ok(&out))
+}
+
+/// The `ndjson` form: the batch is checked first (a 404 is a normal error response), then one
+/// open response holds the caller's long-poll slot while lines go out.
+async fn stream(
+    queue: web::Data<Queue>,
+    limits: &web::Data<TokenLimits>,
+    caller: crate::auth::Caller,
+    id: Uuid,
+    order: ResultOrder,
+) -> Result<HttpResponse, ApiError> {
+    let first = queue.batch_results(&caller, id, 0, 1, None, order).await?;
+    drop(first);
+    let poll = long_poll(limits, &caller, true)?;
+    let lines = queue
+        .into_inner()
+        .stream_results(caller, id, order)
+        .map(move |r| {
+            let _held = &poll;
+            let mut line = match r {
+                Ok(item) => serde_json::to_vec(&item).unwrap_or_default(),
+                Err(e) => {
+                    serde_json::to_vec(&crate::error::ApiError::from(e).body()).unwrap_or_default()
+                }
+            };
+            line.push(b'\n');
+            Ok::<_, actix_web::Error>(web::Bytes::from(line))
+        });
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .insert_header(("cache-control", "no-cache"))
+        .streaming(lines))
 }

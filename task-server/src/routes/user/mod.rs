@@ -1,5 +1,6 @@
 //! `/user` routes: submit, read, wait, cancel, estimate.
 pub mod batch_results;
+pub mod cancel_batch;
 pub mod cancel_task;
 pub mod delete_task;
 pub mod estimate_time_left;

@@ -323,6 +323,19 @@ impl Store for PgStore {
         Ok(out)
     }
 
+    async fn cancel_batch(&self, id: Uuid, by: &str, now: i64) -> Result<Vec<Finished>> {
+        let error = core::cancel_error(by);
+        let rows = sql::cancel_batch(&self.pool, &self.finishing(now), &error, DbId(id)).await?;
+        let done: Vec<Finished> = rows
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect::<Result<_>>()?;
+        self.announce_finished(&done);
+        let ids = done.iter().map(|f| f.id).collect();
+        self.settle(now, ids, Vec::new()).await;
+        Ok(done)
+    }
+
     async fn delete(&self, id: Uuid) -> Result<Option<Finished>> {
         let row = sql::delete(&self.pool, DbId(id)).await?;
         let out: Option<Finished> = row.map(TryInto::try_into).transpose()?;

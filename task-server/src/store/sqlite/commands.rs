@@ -214,6 +214,35 @@ impl Command for Cancel {
     }
 }
 
+pub(super) struct CancelBatch {
+    pub id: Uuid,
+    pub by: String,
+    pub now: i64,
+}
+
+#[async_trait]
+impl Command for CancelBatch {
+    type Reply = Vec<Finished>;
+
+    fn single_statement(&self) -> bool {
+        false
+    }
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<Vec<Finished>> {
+        let at = ctx.finishing(self.now);
+        let error = core::cancel_error(&self.by);
+        let rows = sql::cancel_batch(&mut *ctx.conn, &at, &error, DbId(self.id)).await?;
+        ctx.use_numbers(rows.len());
+        let done: Vec<Finished> = rows
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect::<Result<_>>()?;
+        let ids = done.iter().map(|f| f.id).collect();
+        ctx.settle(self.now, ids, Vec::new()).await?;
+        Ok(done)
+    }
+}
+
 pub(super) struct Delete(pub Uuid);
 
 #[async_trait]

@@ -191,6 +191,11 @@ impl Store for SqliteStore {
         self.call(Cancel { id, by, now }).await
     }
 
+    async fn cancel_batch(&self, id: Uuid, by: &str, now: i64) -> Result<Vec<Finished>> {
+        let by = by.to_string();
+        self.call(CancelBatch { id, by, now }).await
+    }
+
     async fn delete(&self, id: Uuid) -> Result<Option<Finished>> {
         self.call(Delete(id)).await
     }

@@ -1,0 +1,166 @@
+//! Task graphs with real processors, on SQLite and PostgreSQL: `$ref` arguments, `after`,
+//! `#N` references inside a batch, failures that fail every dependent, and a processor killed
+//! in the middle of a graph.
+use std::time::{Duration, Instant};
+
+use crpc_tests::{assert_error, Api, Cluster, TestDatabase};
+use serde_json::{json, Value};
+use task_api::Role;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn echo(v: Value) -> Value {
+    json!({"package": "testkit", "function": "echo", "args": [v]})
+}
+
+/// Submits a batch as alice; the task ids.
+async fn batch(c: &Cluster, tasks: Vec<Value>) -> Vec<String> {
+    let (st, v) = c
+        .user
+        .post("/user/submit_batch", &json!({ "tasks": tasks }))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let ids = v["ids"].as_array().unwrap();
+    ids.iter()
+        .map(|i| i.as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn graphs(c: Cluster) {
+    c.publish("testkit", None).await;
+    let p = c.processor(&["--cpu-slots", "2"]);
+
+    // A diamond: A; B and C use A; D uses B and C. Waiting on D long-polls through the graph.
+    let ids = batch(
+        &c,
+        vec![
+            echo(json!({"n": 3})),
+            echo(json!({"$ref": "#0", "path": "/n"})),
+            echo(json!({"$ref": "#0"})),
+            echo(json!([{"$ref": "#1"}, {"$ref": "#2"}])),
+        ],
+    )
+    .await;
+    let d = c.wait(&ids[3], LONG).await;
+    assert_eq!(d["state"], "succeeded", "{d}; log: {}", p.log());
+    assert_eq!(d["answer"], json!([3, {"n": 3}]));
+
+    // A failing A fails B, C and D, each naming A.
+    let ids = batch(
+        &c,
+        vec![
+            json!({"package": "testkit", "function": "fail", "args": ["fatal", "boom"]}),
+            echo(json!({"$ref": "#0"})),
+            echo(json!({"$ref": "#0"})),
+            json!({"package": "testkit", "function": "noop", "after": ["#1", "#2"]}),
+        ],
+    )
+    .await;
+    for id in &ids[1..] {
+        let v = c.wait(id, LONG).await;
+        assert_eq!(v["state"], "failed", "{v}");
+        assert_eq!(v["error"]["kind"], "dependency_failed", "{v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(&ids[0]) && msg.contains("boom"), "{msg}");
+    }
+
+    // A task submitted alone may refer to a finished one: it runs at once with the answer.
+    let (st, v) = c
+        .user
+        .post(
+            "/user/submit_task",
+            &echo(json!({"$ref": ids[0], "path": "/x"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let v = c.wait(v["id"].as_str().unwrap(), LONG).await;
+    assert_eq!(v["error"]["kind"], "dependency_failed", "{v}");
+
+    // Forward and self references are refused, naming the task and the field; nothing queued.
+    let before = c.user.get("/user/tasks?limit=1000").await.1["tasks"]
+        .as_array()
+        .unwrap()
+        .len();
+    for tasks in [
+        json!([echo(json!({"$ref": "#1"})), echo(json!(1))]),
+        json!([echo(json!(1)), echo(json!({"$ref": "#1"}))]),
+    ] {
+        let got = c
+            .user
+            .post("/user/submit_batch", &json!({ "tasks": tasks }))
+            .await;
+        assert_error(&got, 422, "validation_failed");
+        let field = got.1["error"]["details"]["field"].as_str().unwrap_or("");
+        assert!(field.ends_with("args[0]"), "{}", got.1);
+        assert!(got.1["error"]["message"].as_str().unwrap().contains("#1"));
+    }
+    let after = c.user.get("/user/tasks?limit=1000").await.1["tasks"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(before, after);
+
+    // Another owner's task is refused exactly like one that does not exist.
+    let bob = Api::new(&c.server.url, Some(c.mint(Role::User, "bob")));
+    let theirs = bob.post("/user/submit_task", &echo(json!({"$ref": ids[0]})));
+    let theirs = theirs.await;
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let none = bob
+        .post("/user/submit_task", &echo(json!({"$ref": unknown})))
+        .await;
+    assert_error(&theirs, 422, "validation_failed");
+    assert_error(&none, 422, "validation_failed");
+    let strip = |v: &Value, id: &str| v["error"]["message"].as_str().unwrap().replace(id, "ID");
+    assert_eq!(strip(&theirs.1, &ids[0]), strip(&none.1, &unknown));
+    let bobs = bob.get("/user/tasks").await.1;
+    assert_eq!(bobs["tasks"].as_array().unwrap().len(), 0, "{bobs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_graphs_on_sqlite() {
+    graphs(Cluster::start(&[])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_graphs_on_postgres() {
+    let Some(db) = TestDatabase::new().await else {
+        return;
+    };
+    graphs(Cluster::start_with_database(db.url(), &[])).await;
+}
+
+/// A processor killed -9 while it runs B (and restarted under its worker id) does not lose D:
+/// B's lease goes back at the restart, B runs again, and D gets both answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_killed_inside_a_graph_loses_nothing() {
+    let c = Cluster::start(&["--lease-ttl", "4s"]);
+    c.publish("testkit", None).await;
+    let mut p = c.processor(&["--cpu-slots", "1", "--worker-id", "victim"]);
+    let ids = batch(
+        &c,
+        vec![
+            echo(json!(1)),
+            json!({"package": "testkit", "function": "sleep_ms", "args": [1500], "after": ["#0"]}),
+            echo(json!(2)),
+            echo(json!([{"$ref": "#0"}, {"$ref": "#1"}, {"$ref": "#2"}])),
+        ],
+    )
+    .await;
+    let started = Instant::now();
+    loop {
+        let v = c.answer(&ids[1]).await;
+        if v["state"] == "leased" {
+            break;
+        }
+        assert!(started.elapsed() < LONG, "B never ran: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.kill9();
+    p.restart();
+    let d = c.wait(&ids[3], LONG).await;
+    assert_eq!(d["state"], "succeeded", "{d}; log: {}", p.log());
+    assert_eq!(d["answer"], json!([1, 1500, 2]));
+    let (_, b) = c.user.get(&format!("/user/tasks/{}", ids[1])).await;
+    assert!(b["attempt"].as_u64().unwrap() >= 2, "{b}");
+}
