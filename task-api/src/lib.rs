@@ -19,8 +19,9 @@ pub use task::{
 };
 pub use views::{
     BatchListResponse, BatchResultItem, BatchResultsResponse, BatchStatusResponse, BatchSummary,
-    CancelBatchResponse, CancelResponse, ClassBacklog, DeleteResponse, EstimateResponse, Eta,
-    FunctionEstimate, FunctionStatsView, HealthResponse, HistogramBin, SingleTaskResponse,
+    CancelBatchResponse, CancelResponse, ClassBacklog, DeleteResponse, DeleteScheduleResponse,
+    EstimateResponse, Eta, FunctionEstimate, FunctionStatsView, HealthResponse, HistogramBin,
+    NewSchedule, ScheduleListResponse, ScheduleResponse, ScheduleView, SingleTaskResponse,
     StatsResponse, SubmitAnswerResponse, SubmitAnswersResponse, SummaryResponse, TaskListResponse,
     WorkerInfo, WorkerView, WorkersResponse,
 };

@@ -403,3 +403,70 @@ pub struct CancelBatchResponse {
     /// Tasks it cancelled (those not finished yet; 0 when all had).
     pub cancelled: u64,
 }
+
+/// Body of `POST /user/schedules`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSchedule {
+    /// Five fields (minute hour day-of-month month day-of-week), or six with seconds first;
+    /// `*`, lists, ranges, steps and names (`MON`, `JAN`) as in cron.
+    pub cron: String,
+    /// IANA time zone the fields are read in, e.g. `Europe/Paris` (default `UTC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// What each tick submits (without `idempotency_key`: each tick has its own).
+    pub task: crate::TaskSpec,
+}
+
+/// A recurring schedule.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ScheduleView {
+    /// Schedule id.
+    pub id: Uuid,
+    /// Whose tasks it submits.
+    pub owner: String,
+    /// The cron expression.
+    pub cron: String,
+    /// Its time zone.
+    pub timezone: String,
+    /// What each tick submits.
+    pub task: crate::TaskSpec,
+    /// The next tick (RFC 3339, UTC).
+    pub next_at: String,
+    /// The next tick, Unix ms.
+    pub next_at_ms: i64,
+    /// Created, Unix ms.
+    pub created_at: i64,
+    /// Ticks that submitted a task so far.
+    pub fired: u64,
+    /// The task the last tick submitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_task: Option<Uuid>,
+}
+
+/// Answer of `POST /user/schedules`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ScheduleResponse {
+    /// Always `true`.
+    pub success: bool,
+    /// The schedule.
+    pub schedule: ScheduleView,
+}
+
+/// Answer of `GET /user/schedules`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ScheduleListResponse {
+    /// Always `true`.
+    pub success: bool,
+    /// Oldest first.
+    pub schedules: Vec<ScheduleView>,
+}
+
+/// Answer of `DELETE /user/schedules/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeleteScheduleResponse {
+    /// Always `true`.
+    pub success: bool,
+    /// The schedule.
+    pub id: Uuid,
+}

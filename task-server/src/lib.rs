@@ -13,6 +13,7 @@ pub mod queue;
 pub mod reaper;
 pub mod resolver;
 pub mod routes;
+pub mod schedule;
 pub mod startup;
 pub mod stats;
 pub mod store;

@@ -28,6 +28,9 @@ pub async fn run(queue: Arc<Queue>, every: Duration, shutdown: CancellationToken
             Ok(now) => last = now,
             Err(e) => tracing::warn!(error = %e, "reaper pass failed; retrying next tick"),
         }
+        if let Err(e) = queue.fire_schedules().await {
+            tracing::warn!(error = %e, "firing schedules failed; retrying next tick");
+        }
         if swept.is_none_or(|at| at.elapsed() >= SETTLE_SWEEP_EVERY) {
             swept = Some(Instant::now());
             if let Err(e) = queue.settle_stuck().await {

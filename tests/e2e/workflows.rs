@@ -102,8 +102,9 @@ async fn graphs(c: Cluster) {
 
     // Another owner's task is refused exactly like one that does not exist.
     let bob = Api::new(&c.server.url, Some(c.mint(Role::User, "bob")));
-    let theirs = bob.post("/user/submit_task", &echo(json!({"$ref": ids[0]})));
-    let theirs = theirs.await;
+    let theirs = bob
+        .post("/user/submit_task", &echo(json!({"$ref": ids[0]})))
+        .await;
     let unknown = uuid::Uuid::now_v7().to_string();
     let none = bob
         .post("/user/submit_task", &echo(json!({"$ref": unknown})))

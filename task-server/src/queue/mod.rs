@@ -27,6 +27,7 @@ mod overview;
 mod prefetch;
 mod reads;
 mod reaper;
+mod schedules;
 mod submit;
 mod workers;
 

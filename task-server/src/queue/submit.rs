@@ -142,7 +142,7 @@ impl Queue {
 
     /// Refuses references to tasks `caller` cannot see, exactly as to tasks that do not exist.
     /// `field` names the list in a batch (`tasks`), empty for a single task.
-    async fn check_visible(
+    pub(super) async fn check_visible(
         &self,
         caller: &Caller,
         tasks: &[NewTask],
@@ -184,7 +184,7 @@ impl Queue {
     /// A validated, resolved task with id `id`; errors name the field under `prefix`
     /// (`tasks[3].`). `batch`: the ids of the batch it is in and its index there (its `#N`
     /// references name those).
-    async fn new_task(
+    pub(super) async fn new_task(
         &self,
         mut spec: TaskSpec,
         prefix: &str,

@@ -87,6 +87,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: Limits) {
                 .service(
                     resource("/batches/{id}/cancel")
                         .route(web::post().to(user::cancel_batch::handle)),
+                )
+                .service(
+                    resource("/schedules")
+                        .route(web::get().to(user::list_schedules::handle))
+                        .route(web::post().to(user::create_schedule::handle)),
+                )
+                .service(
+                    resource("/schedules/{id}")
+                        .route(web::delete().to(user::delete_schedule::handle)),
                 ),
         )
         .service(

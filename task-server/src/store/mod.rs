@@ -170,6 +170,29 @@ impl NewTask {
     }
 }
 
+/// A recurring schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleRecord {
+    /// Schedule id.
+    pub id: Uuid,
+    /// Whose tasks it submits.
+    pub owner: String,
+    /// Five fields, or six with seconds first.
+    pub cron: String,
+    /// IANA time zone the cron fields are read in.
+    pub timezone: String,
+    /// What each tick submits.
+    pub task: task_api::TaskSpec,
+    /// The next tick, ms.
+    pub next_at: i64,
+    /// ms.
+    pub created_at: i64,
+    /// Ticks that submitted a task.
+    pub fired: u64,
+    /// The task of the last tick that fired.
+    pub last_task: Option<Uuid>,
+}
+
 /// What settling waiting tasks did (graph.rs decides, the store applies).
 #[derive(Debug, Clone, Default)]
 pub struct Settled {
@@ -537,6 +560,10 @@ pub trait StoreReads: Send + Sync + 'static {
         from: u64,
         limit: u32,
     ) -> Result<Vec<BatchResult>>;
+    /// Schedules of `owner` (`None`: everyone's), oldest first, at most `limit`.
+    async fn schedules_of(&self, owner: Option<&str>, limit: u32) -> Result<Vec<ScheduleRecord>>;
+    /// Schedules whose next tick is at or before `now`, earliest first.
+    async fn due_schedules(&self, now: i64, limit: u32) -> Result<Vec<ScheduleRecord>>;
     /// The owner of each of `ids` that exists.
     async fn owners_of(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, String>>;
     /// One task.
@@ -626,6 +653,19 @@ pub trait Store: StoreReads {
     async fn answer(&self, answers: Vec<AnswerIn>, now: i64) -> Result<Vec<AnswerOutcome>>;
     /// Cancels a non-terminal task.
     async fn cancel(&self, id: Uuid, by: &str, now: i64) -> Result<CancelOutcome>;
+    /// Records a new schedule.
+    async fn add_schedule(&self, s: ScheduleRecord) -> Result<()>;
+    /// Deletes schedule `id` (of `owner`, unless `None`); whether it existed.
+    async fn delete_schedule(&self, id: Uuid, owner: Option<&str>) -> Result<bool>;
+    /// Moves schedule `id` from tick `from` to tick `to`, recording the task `from` submitted;
+    /// `false` (nothing changed) when another replica moved it first.
+    async fn advance_schedule(
+        &self,
+        id: Uuid,
+        from: i64,
+        to: i64,
+        task: Option<Uuid>,
+    ) -> Result<bool>;
     /// Cancels every unfinished task of batch `id`; what it cancelled.
     async fn cancel_batch(&self, id: Uuid, by: &str, now: i64) -> Result<Vec<Finished>>;
     /// Deletes a task; returns what it was.

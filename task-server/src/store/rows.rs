@@ -315,6 +315,37 @@ impl TryFrom<EndedRow> for Finished {
     }
 }
 
+/// A schedule row.
+#[derive(Debug, sqlx::FromRow)]
+pub struct ScheduleRow {
+    id: DbId,
+    owner: String,
+    cron: String,
+    timezone: String,
+    task: String,
+    next_at: i64,
+    created_at: i64,
+    fired: i64,
+    last_task: Option<DbId>,
+}
+
+impl TryFrom<ScheduleRow> for super::ScheduleRecord {
+    type Error = StoreError;
+    fn try_from(r: ScheduleRow) -> Result<Self, StoreError> {
+        Ok(super::ScheduleRecord {
+            id: r.id.0,
+            owner: r.owner,
+            cron: r.cron,
+            timezone: r.timezone,
+            task: serde_json::from_str(&r.task)?,
+            next_at: r.next_at,
+            created_at: r.created_at,
+            fired: r.fired.max(0) as u64,
+            last_task: r.last_task.map(|t| t.0),
+        })
+    }
+}
+
 /// A waiting task as settling it needs it.
 #[derive(Debug, sqlx::FromRow)]
 pub struct WaitingRow {

@@ -643,6 +643,82 @@ macro_rules! statements {
                 .await?)
         }
 
+        /// Schedules of `owner` (NULL: everyone's).
+        pub async fn schedules_of<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            owner: Option<&str>,
+            limit: i64,
+        ) -> Result<Vec<ScheduleRow>> {
+            Ok(sqlx::query_as(sql_file!($dir, "schedules_of"))
+                .bind(owner)
+                .bind(limit)
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// Schedules due at `now`.
+        pub async fn due_schedules<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            now: i64,
+            limit: i64,
+        ) -> Result<Vec<ScheduleRow>> {
+            Ok(sqlx::query_as(sql_file!($dir, "due_schedules"))
+                .bind(now)
+                .bind(limit)
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// Inserts a schedule.
+        pub async fn add_schedule<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            s: &$crate::store::ScheduleRecord,
+        ) -> Result<()> {
+            sqlx::query(sql_file!($dir, "add_schedule"))
+                .bind(DbId(s.id))
+                .bind(&s.owner)
+                .bind(&s.cron)
+                .bind(&s.timezone)
+                .bind(serde_json::to_string(&s.task)?)
+                .bind(s.next_at)
+                .bind(s.created_at)
+                .execute(ex)
+                .await?;
+            Ok(())
+        }
+
+        /// Deletes a schedule; rows deleted.
+        pub async fn delete_schedule<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            id: DbId,
+            owner: Option<&str>,
+        ) -> Result<u64> {
+            let done = sqlx::query(sql_file!($dir, "delete_schedule"))
+                .bind(id)
+                .bind(owner)
+                .execute(ex)
+                .await?;
+            Ok(done.rows_affected())
+        }
+
+        /// Moves a schedule on from tick `from` (compare and set); rows changed.
+        pub async fn advance_schedule<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            id: DbId,
+            from: i64,
+            to: i64,
+            task: Option<DbId>,
+        ) -> Result<u64> {
+            let done = sqlx::query(sql_file!($dir, "advance_schedule"))
+                .bind(id)
+                .bind(from)
+                .bind(to)
+                .bind(task)
+                .execute(ex)
+                .await?;
+            Ok(done.rows_affected())
+        }
+
         /// Queued tasks per function in a scope.
         pub async fn queued<'e, E: Executor<'e, Database = $db>>(
             ex: E,
@@ -760,6 +836,24 @@ macro_rules! store_reads {
                         .map(TryInto::try_into)
                         .collect::<Result<_>>()?;
                     Ok($crate::store::core::finished_prefix(all))
+                }
+
+                async fn schedules_of(
+                    &self,
+                    owner: Option<&str>,
+                    limit: u32,
+                ) -> Result<Vec<$crate::store::ScheduleRecord>> {
+                    let rows = sql::schedules_of(&self.$pool, owner, limit as i64).await?;
+                    rows.into_iter().map(TryInto::try_into).collect()
+                }
+
+                async fn due_schedules(
+                    &self,
+                    now: i64,
+                    limit: u32,
+                ) -> Result<Vec<$crate::store::ScheduleRecord>> {
+                    let rows = sql::due_schedules(&self.$pool, now, limit as i64).await?;
+                    rows.into_iter().map(TryInto::try_into).collect()
                 }
 
                 async fn get_task(&self, id: Uuid) -> Result<Option<TaskRecord>> {

@@ -2,11 +2,14 @@
 pub mod batch_results;
 pub mod cancel_batch;
 pub mod cancel_task;
+pub mod create_schedule;
+pub mod delete_schedule;
 pub mod delete_task;
 pub mod estimate_time_left;
 pub mod get_batch;
 pub mod get_task;
 pub mod list_batches;
+pub mod list_schedules;
 pub mod list_tasks;
 pub mod list_workers;
 pub mod request_answer;

@@ -323,6 +323,25 @@ impl Store for PgStore {
         Ok(out)
     }
 
+    async fn add_schedule(&self, s: ScheduleRecord) -> Result<()> {
+        sql::add_schedule(&self.pool, &s).await
+    }
+
+    async fn delete_schedule(&self, id: Uuid, owner: Option<&str>) -> Result<bool> {
+        Ok(sql::delete_schedule(&self.pool, DbId(id), owner).await? > 0)
+    }
+
+    async fn advance_schedule(
+        &self,
+        id: Uuid,
+        from: i64,
+        to: i64,
+        task: Option<Uuid>,
+    ) -> Result<bool> {
+        let task = task.map(DbId);
+        Ok(sql::advance_schedule(&self.pool, DbId(id), from, to, task).await? > 0)
+    }
+
     async fn cancel_batch(&self, id: Uuid, by: &str, now: i64) -> Result<Vec<Finished>> {
         let error = core::cancel_error(by);
         let rows = sql::cancel_batch(&self.pool, &self.finishing(now), &error, DbId(id)).await?;

@@ -398,3 +398,48 @@ impl Command for Shutdown {
         Ok(())
     }
 }
+
+pub(super) struct AddSchedule(pub crate::store::ScheduleRecord);
+
+#[async_trait]
+impl Command for AddSchedule {
+    type Reply = ();
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<()> {
+        sql::add_schedule(&mut *ctx.conn, &self.0).await
+    }
+}
+
+pub(super) struct DeleteSchedule {
+    pub id: Uuid,
+    pub owner: Option<String>,
+}
+
+#[async_trait]
+impl Command for DeleteSchedule {
+    type Reply = bool;
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<bool> {
+        let n = sql::delete_schedule(&mut *ctx.conn, DbId(self.id), self.owner.as_deref()).await?;
+        Ok(n > 0)
+    }
+}
+
+pub(super) struct AdvanceSchedule {
+    pub id: Uuid,
+    pub from: i64,
+    pub to: i64,
+    pub task: Option<Uuid>,
+}
+
+#[async_trait]
+impl Command for AdvanceSchedule {
+    type Reply = bool;
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<bool> {
+        let task = self.task.map(DbId);
+        let n =
+            sql::advance_schedule(&mut *ctx.conn, DbId(self.id), self.from, self.to, task).await?;
+        Ok(n > 0)
+    }
+}

@@ -191,6 +191,25 @@ impl Store for SqliteStore {
         self.call(Cancel { id, by, now }).await
     }
 
+    async fn add_schedule(&self, s: ScheduleRecord) -> Result<()> {
+        self.call(AddSchedule(s)).await
+    }
+
+    async fn delete_schedule(&self, id: Uuid, owner: Option<&str>) -> Result<bool> {
+        let owner = owner.map(str::to_string);
+        self.call(DeleteSchedule { id, owner }).await
+    }
+
+    async fn advance_schedule(
+        &self,
+        id: Uuid,
+        from: i64,
+        to: i64,
+        task: Option<Uuid>,
+    ) -> Result<bool> {
+        self.call(AdvanceSchedule { id, from, to, task }).await
+    }
+
     async fn cancel_batch(&self, id: Uuid, by: &str, now: i64) -> Result<Vec<Finished>> {
         let by = by.to_string();
         self.call(CancelBatch { id, by, now }).await

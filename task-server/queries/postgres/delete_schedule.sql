@@ -1,0 +1,2 @@
+-- $1 id, $2 owner (NULL: any, for an admin).
+DELETE FROM schedules WHERE id = $1 AND ($2::text IS NULL OR owner = $2)

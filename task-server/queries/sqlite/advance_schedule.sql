@@ -1,0 +1,4 @@
+-- Moves a schedule past the tick it fired, only if no one else did. ?1 id, ?2 the tick fired,
+-- ?3 the next tick, ?4 the task the tick submitted (NULL: none could be).
+UPDATE schedules SET next_at = ?3, fired = fired + (?4 IS NOT NULL), last_task = coalesce(?4, last_task)
+WHERE id = ?1 AND next_at = ?2
