@@ -11,5 +11,6 @@ mod processor;
 mod python_client;
 mod readme;
 mod registry_resolution;
+mod schedules;
 mod security;
 mod workflows;
