@@ -40,6 +40,10 @@ pub struct EstimateResponse {
     pub queued: u64,
     /// Tasks running in the scope.
     pub running: u64,
+    /// Tasks waiting for others in the scope (task graphs); their work is in `time`, and
+    /// `eta_s` is at least the graph's critical path.
+    #[serde(default)]
+    pub waiting: u64,
     /// Per-function breakdown, largest first.
     pub per_function: Vec<FunctionEstimate>,
     /// 0..1: how far the estimate can be trusted: per function, the samples behind its

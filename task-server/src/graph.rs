@@ -231,6 +231,86 @@ pub fn args_hash(
     hex::encode(Sha256::digest(v.to_string().as_bytes()))
 }
 
+/// A waiting task as the estimate sees it.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// The task.
+    pub id: Uuid,
+    /// Its function.
+    pub key: crate::stats::FnKey,
+    /// What it waits for.
+    pub deps: Vec<Uuid>,
+}
+
+/// The waiting tasks in queue order (a task comes after those it waits for), and the
+/// unfinished tasks outside them that they wait for.
+#[derive(Debug, Clone, Default)]
+pub struct WaitingGraph {
+    /// Waiting tasks, in queue order.
+    pub nodes: Vec<Node>,
+    /// Queued or running tasks some node waits for.
+    pub unfinished: HashMap<Uuid, (crate::stats::FnKey, TaskState)>,
+}
+
+/// What the waiting tasks add to an estimate.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GraphLoad {
+    /// Waiting tasks.
+    pub waiting: u64,
+    /// Their predicted work, core-seconds.
+    pub time_s: f64,
+    /// The longest chain of predicted runtimes (plus one dispatch per task) through them, s.
+    pub critical_s: f64,
+}
+
+impl WaitingGraph {
+    /// Tasks some node waits for that are not nodes.
+    pub fn outside(&self) -> Vec<Uuid> {
+        let ours: std::collections::HashSet<Uuid> = self.nodes.iter().map(|n| n.id).collect();
+        let mut out: Vec<Uuid> = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.deps.iter().copied())
+            .filter(|d| !ours.contains(d))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Work and critical path by `ms_of` (a function's predicted runtime, ms) with `dispatch_s`
+    /// per task; `until`: the finish of that one task instead of the whole graph's.
+    pub fn load(
+        &self,
+        ms_of: &dyn Fn(&crate::stats::FnKey) -> f64,
+        dispatch_s: f64,
+        until: Option<Uuid>,
+    ) -> GraphLoad {
+        let mut finish: HashMap<Uuid, f64> = self
+            .unfinished
+            .iter()
+            .map(|(id, (key, _))| (*id, ms_of(key) / 1000.0 + dispatch_s))
+            .collect();
+        let mut out = GraphLoad::default();
+        for n in &self.nodes {
+            let own = ms_of(&n.key) / 1000.0;
+            let start = n
+                .deps
+                .iter()
+                .filter_map(|d| finish.get(d).copied())
+                .fold(0.0, f64::max);
+            let end = start + dispatch_s + own;
+            finish.insert(n.id, end);
+            out.waiting += 1;
+            out.time_s += own;
+            if until.is_none_or(|u| u == n.id) {
+                out.critical_s = out.critical_s.max(end);
+            }
+        }
+        out
+    }
+}
+
 type Visitor<'a> = dyn FnMut(&mut Value, &str) -> Result<(), RefError> + 'a;
 
 /// Calls `f` on every reference object in `args` and `kwargs`, with its field path.
@@ -345,6 +425,39 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.field, "args[0]");
         assert!(e.message.contains("#2"), "{}", e.message);
+    }
+
+    #[test]
+    fn the_critical_path_is_the_longest_chain() {
+        let key = |f: &str| crate::stats::FnKey {
+            package: String::new(),
+            version: String::new(),
+            function: f.into(),
+        };
+        let (a, b, c, d) = (
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+        );
+        let node = |id, f: &str, deps: Vec<Uuid>| Node {
+            id,
+            key: key(f),
+            deps,
+        };
+        let mut g = WaitingGraph::default();
+        g.unfinished.insert(a, (key("a"), TaskState::Queued));
+        g.nodes = vec![
+            node(b, "slow", vec![a]),
+            node(c, "fast", vec![a]),
+            node(d, "fast", vec![b, c]),
+        ];
+        let ms = |k: &crate::stats::FnKey| if k.function == "slow" { 3000.0 } else { 1000.0 };
+        let l = g.load(&ms, 0.0, None);
+        assert_eq!(l.waiting, 3);
+        assert_eq!(l.time_s, 5.0);
+        assert_eq!(l.critical_s, 5.0, "a 1 s, then b 3 s, then d 1 s");
+        assert_eq!(g.load(&ms, 0.0, Some(c)).critical_s, 2.0);
     }
 
     #[test]

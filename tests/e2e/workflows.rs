@@ -165,3 +165,37 @@ async fn a_processor_killed_inside_a_graph_loses_nothing() {
     let (_, b) = c.user.get(&format!("/user/tasks/{}", ids[1])).await;
     assert!(b["attempt"].as_u64().unwrap() >= 2, "{b}");
 }
+
+/// The estimate counts waiting tasks and gives a chain its critical path: five 400 ms tasks in
+/// a chain take ~2 s however many slots there are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_estimate_of_a_chain_is_its_critical_path() {
+    let c = Cluster::start(&[]);
+    c.publish("testkit", None).await;
+    let _p = c.processor(&["--cpu-slots", "4"]);
+    let sleep = |after: Option<usize>| {
+        let mut t = json!({"package": "testkit", "function": "sleep_ms", "args": [400]});
+        if let Some(i) = after {
+            t["after"] = json!([format!("#{i}")]);
+        }
+        t
+    };
+    // Warm the statistics of sleep_ms.
+    let warm = batch(&c, (0..8).map(|_| sleep(None)).collect()).await;
+    c.wait(&warm[7], LONG).await;
+    let chain = batch(&c, (0..5usize).map(|i| sleep(i.checked_sub(1))).collect()).await;
+    let (_, est) = c.user.get("/user/estimate_time_left").await;
+    assert_eq!(est["waiting"], 4, "{est}");
+    let eta = est["eta_s"].as_f64().unwrap();
+    assert!((1.6..3.0).contains(&eta), "5 × 400 ms in a chain: {est}");
+    let (_, at) = c
+        .user
+        .get(&format!("/user/estimate_time_left?task_id={}", chain[2]))
+        .await;
+    let eta2 = at["eta_s"].as_f64().unwrap();
+    assert!(
+        (0.9..1.8).contains(&eta2),
+        "the third link ends at ~1.2 s: {at}"
+    );
+    c.wait(&chain[4], LONG).await;
+}

@@ -8,7 +8,7 @@
     print(client.map("wordcount.count_words", ["a b", "c d e"]))   # [2, 3], input order
 """
 
-from .client import Client, Task, input_args, split_function
+from .client import Client, Task, input_args, ref, split_function
 from .errors import (
     AuthError,
     Conflict,
@@ -26,7 +26,7 @@ from .errors import (
 
 __version__ = "0.1.0"
 __all__ = [
-    "Client", "Task", "input_args", "split_function",
+    "Client", "Task", "input_args", "ref", "split_function",
     "CrpcError", "AuthError", "Conflict", "InvalidRequest", "NotFinished", "NotFound",
     "RateLimited", "ServerError", "TaskCancelled", "TaskFailed", "Unavailable", "Unreachable",
 ]

@@ -13,7 +13,17 @@ LONG_POLL_S = 30.0
 BATCH = 1000
 TERMINAL = ("succeeded", "failed", "cancelled")
 OPTIONS = ("version", "priority", "timeout_s", "max_attempts", "idempotency_key", "memoize",
-           "ttl_s", "resources")
+           "ttl_s", "resources", "after", "not_before", "delay_s")
+
+
+def ref(task, path=None):
+    """An argument that is another task's answer (or the part the JSON pointer `path` names):
+    the task waits until that one succeeded, and fails with `dependency_failed` if it did not.
+    `task` is a `Task`, a task id, or in `map` inputs `"#N"` for input N of the same batch."""
+    r = {"$ref": getattr(task, "id", task)}
+    if path is not None:
+        r["path"] = path
+    return r
 
 
 def config_path():
@@ -148,6 +158,11 @@ class Client:
         task_id = getattr(task_id, "id", task_id)
         return self._http.request("POST", f"/user/tasks/{task_id}/cancel", {})["state"]
 
+    def cancel_batch(self, batch_id):
+        """Cancels every task of a batch that has not finished (finished results stay); how
+        many it cancelled."""
+        return self._http.request("POST", f"/user/batches/{batch_id}/cancel", {})["cancelled"]
+
     def estimate(self, task_id=None):
         """The queue's estimate (or the part ahead of one task): `time` (core-seconds),
         `eta_s` with `eta_p10_s`/`eta_p90_s`, `backlog` per class, `per_function`."""
@@ -186,6 +201,8 @@ class Client:
         if package:
             body["package"] = package
         body.update({k: v for k, v in options.items() if v is not None})
+        if "after" in body:
+            body["after"] = [getattr(t, "id", t) for t in body["after"]]
         return body
 
     def _answer_view(self, task_id, wait):
@@ -224,12 +241,10 @@ class Client:
             self._cancel_unseen(batches, seen)
 
     def _cancel_unseen(self, batches, seen):
+        """Cancels what has not finished of every batch not done: one request per batch."""
         for b in batches:
-            if b["done"]:
-                continue
-            for task_id in b["ids"]:
-                if task_id not in seen:
-                    try:
-                        self.cancel(task_id)
-                    except CrpcError:
-                        pass  # finished meanwhile, or gone
+            if not b["done"]:
+                try:
+                    self.cancel_batch(b["id"])
+                except CrpcError:
+                    pass  # gone meanwhile

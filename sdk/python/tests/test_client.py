@@ -96,6 +96,27 @@ class ClientTest(unittest.TestCase):
         with self.assertRaises(crpc.Conflict):
             task.cancel()
 
+    def test_a_task_takes_another_task_answer(self):
+        a = self.client.submit("testkit.echo", {"n": [5, 6]})
+        b = self.client.submit("testkit.echo", crpc.ref(a, "/n/1"), after=[a])
+        self.assertEqual(b.result(), 6)
+        failed = self.client.submit("testkit.fail", "fatal", "boom", max_attempts=1)
+        with self.assertRaises(crpc.TaskFailed) as cm:
+            self.client.submit("testkit.echo", crpc.ref(failed)).result()
+        self.assertEqual(cm.exception.kind, "dependency_failed")
+        self.assertIn(failed.id, cm.exception.message)
+
+    def test_leaving_imap_early_cancels_the_rest_in_one_request(self):
+        it = self.client.imap_unordered("testkit.sleep_ms", [[1]] + [[3000]] * 20)
+        self.assertEqual(next(it), 1)
+        it.close()
+        batches = self.client._http.request("GET", "/user/batches")["batches"]
+        newest = batches[0]
+        self.assertEqual(newest["total"], 21)
+        status = self.client._http.request("GET", f"/user/batches/{newest['batch_id']}", query={"wait": "10"})
+        self.assertTrue(status["done"], status)
+        self.assertGreaterEqual(status["counts"].get("cancelled", 0), 15, status)
+
     def test_estimate(self):
         est = self.client.estimate()
         self.assertTrue(est["success"])

@@ -8,7 +8,8 @@ use uuid::Uuid;
 use super::QueueError;
 use super::{now_ms, Queue};
 use crate::auth::Caller;
-use crate::stats::{estimate, non_empty, Estimate};
+use crate::cost::Cost;
+use crate::stats::{estimate, non_empty, Estimate, FnKey};
 use crate::store::{LoadScope, WorkerRecord};
 
 impl Queue {
@@ -43,20 +44,56 @@ impl Queue {
         self.estimate_in(task_id, scope).await
     }
 
+    /// Adds the waiting tasks (of `batch`, or all) to `est` and returns the ETA with them:
+    /// the drain of all the work on the live slots, or the graph's critical path when that is
+    /// longer (`until`: the path to that task, whose own work `est` already holds or not).
+    pub(super) async fn graph_eta(
+        &self,
+        est: &mut Estimate,
+        cap: &Capacity,
+        batch: Option<Uuid>,
+        until: Option<Uuid>,
+    ) -> Result<(Eta, u64), QueueError> {
+        let g = self.store.waiting_graph(batch, GRAPH_LIMIT).await?;
+        if g.nodes.is_empty() {
+            return Ok((cap.eta(est), 0));
+        }
+        let preds = self.predictors().await?;
+        let ms_of = |k: &FnKey| preds.get(k).0.predict(&Cost::default());
+        let load = g.load(&ms_of, cap.dispatch_ms / 1000.0, until);
+        if until.is_none() {
+            est.time += load.time_s;
+        }
+        let mut eta = cap.eta(est);
+        if eta.eta_s.is_some_and(|e| e < load.critical_s) {
+            let c = load.critical_s;
+            eta.eta_s = Some(c);
+            eta.eta_p10_s = eta.eta_p10_s.map(|p| p.max(c * (1.0 - UNMODELLED)));
+            eta.eta_p90_s = eta.eta_p90_s.map(|p| p.max(c * (1.0 + UNMODELLED)));
+        }
+        Ok((eta, load.waiting))
+    }
+
     /// The estimate of `scope` with the live processors' capacity.
     pub(crate) async fn estimate_in(
         &self,
         task_id: Option<Uuid>,
         scope: LoadScope,
     ) -> Result<EstimateResponse, QueueError> {
-        let est = self.estimate_scope(scope).await?;
+        let mut est = self.estimate_scope(scope).await?;
         let cap = self.capacity().await?;
+        let (batch, until) = match scope {
+            LoadScope::Batch(b) => (Some(b), None),
+            _ => (None, task_id),
+        };
+        let (eta, waiting) = self.graph_eta(&mut est, &cap, batch, until).await?;
         Ok(EstimateResponse {
             success: true,
             task_id,
             state: None,
             time: est.time,
-            eta: cap.eta(&est),
+            waiting,
+            eta,
             backlog: cap.backlog(&est),
             live_slots: Some(cap.slots),
             dispatch_ms: Some(cap.dispatch_ms),
@@ -136,10 +173,15 @@ fn finished_estimate(id: Uuid, state: TaskState) -> EstimateResponse {
         dispatch_ms: None,
         queued: 0,
         running: 0,
+        waiting: 0,
         per_function: Vec::new(),
         confidence: 1.0,
     }
 }
+
+/// Waiting tasks the estimate reads at most (a graph larger than this is estimated from its
+/// first ones, in queue order).
+const GRAPH_LIMIT: u32 = 100_000;
 
 /// Most bins of a runtime histogram in `GET /user/stats`.
 const HISTOGRAM_BINS: usize = 40;

@@ -157,8 +157,9 @@ impl Queue {
         };
         let (batch, counts, finished) =
             self.long_poll(&waiter.slot.notify, deadline, check).await?;
-        let est = self.estimate_scope(LoadScope::Batch(id)).await?;
+        let mut est = self.estimate_scope(LoadScope::Batch(id)).await?;
         let cap = self.capacity().await?;
+        let (eta, _) = self.graph_eta(&mut est, &cap, Some(id), None).await?;
         let counts = every_state(&counts);
         Ok(BatchStatusResponse {
             success: true,
@@ -168,7 +169,7 @@ impl Queue {
             done: finished >= batch.total,
             counts,
             time: est.time,
-            eta: cap.eta(&est),
+            eta,
             created_at: batch.created_at,
         })
     }

@@ -514,3 +514,48 @@ pub fn finished_prefix(rows: Vec<super::BatchResult>) -> Vec<super::BatchResult>
         .take_while(|r| r.state.is_terminal())
         .collect()
 }
+
+/// The waiting tasks as the estimate reads them (rows: id, package, version, function,
+/// depends_on JSON), in queue order.
+pub fn waiting_graph(
+    rows: Vec<(DbId, String, String, String, Option<String>)>,
+) -> Result<crate::graph::WaitingGraph, StoreError> {
+    let mut g = crate::graph::WaitingGraph::default();
+    for (id, package, version, function, deps) in rows {
+        let deps: Vec<Uuid> = match deps {
+            Some(text) => serde_json::from_str(&text)?,
+            None => Vec::new(),
+        };
+        let key = FnKey {
+            package,
+            version,
+            function,
+        };
+        g.nodes.push(crate::graph::Node {
+            id: id.0,
+            key,
+            deps,
+        });
+    }
+    Ok(g)
+}
+
+/// Adds the tasks the waiting ones wait for that are not waiting themselves (rows: id,
+/// package, version, function, state); finished ones add nothing.
+pub fn add_outside(
+    g: &mut crate::graph::WaitingGraph,
+    rows: Vec<(DbId, String, String, String, String)>,
+) -> Result<(), StoreError> {
+    for (id, package, version, function, state) in rows {
+        let state = super::rows::parse_state(&state)?;
+        if !state.is_terminal() {
+            let key = FnKey {
+                package,
+                version,
+                function,
+            };
+            g.unfinished.insert(id.0, (key, state));
+        }
+    }
+    Ok(())
+}

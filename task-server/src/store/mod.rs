@@ -564,6 +564,13 @@ pub trait StoreReads: Send + Sync + 'static {
     async fn schedules_of(&self, owner: Option<&str>, limit: u32) -> Result<Vec<ScheduleRecord>>;
     /// Schedules whose next tick is at or before `now`, earliest first.
     async fn due_schedules(&self, now: i64, limit: u32) -> Result<Vec<ScheduleRecord>>;
+    /// The waiting tasks (of batch `batch`, or all), at most `limit`, with what they wait for:
+    /// the estimate's critical path.
+    async fn waiting_graph(
+        &self,
+        batch: Option<Uuid>,
+        limit: u32,
+    ) -> Result<crate::graph::WaitingGraph>;
     /// The owner of each of `ids` that exists.
     async fn owners_of(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, String>>;
     /// One task.

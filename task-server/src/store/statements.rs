@@ -719,6 +719,30 @@ macro_rules! statements {
             Ok(done.rows_affected())
         }
 
+        /// Waiting tasks (of one batch, or all) in queue order.
+        pub async fn waiting_nodes<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            batch: Option<DbId>,
+            limit: i64,
+        ) -> Result<Vec<(DbId, String, String, String, Option<String>)>> {
+            Ok(sqlx::query_as(sql_file!($dir, "waiting_nodes"))
+                .bind(batch)
+                .bind(limit)
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// Function and state of each of `ids` (JSON) that exists.
+        pub async fn task_functions<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            ids: &str,
+        ) -> Result<Vec<(DbId, String, String, String, String)>> {
+            Ok(sqlx::query_as(sql_file!($dir, "task_functions"))
+                .bind(ids)
+                .fetch_all(ex)
+                .await?)
+        }
+
         /// Queued tasks per function in a scope.
         pub async fn queued<'e, E: Executor<'e, Database = $db>>(
             ex: E,
@@ -854,6 +878,23 @@ macro_rules! store_reads {
                 ) -> Result<Vec<$crate::store::ScheduleRecord>> {
                     let rows = sql::due_schedules(&self.$pool, now, limit as i64).await?;
                     rows.into_iter().map(TryInto::try_into).collect()
+                }
+
+                async fn waiting_graph(
+                    &self,
+                    batch: Option<Uuid>,
+                    limit: u32,
+                ) -> Result<$crate::graph::WaitingGraph> {
+                    let rows =
+                        sql::waiting_nodes(&self.$pool, batch.map(DbId), limit as i64).await?;
+                    let mut g = $crate::store::core::waiting_graph(rows)?;
+                    let outside = g.outside();
+                    if !outside.is_empty() {
+                        let ids = $crate::store::core::ids_json(&outside);
+                        let rows = sql::task_functions(&self.$pool, &ids).await?;
+                        $crate::store::core::add_outside(&mut g, rows)?;
+                    }
+                    Ok(g)
                 }
 
                 async fn get_task(&self, id: Uuid) -> Result<Option<TaskRecord>> {
