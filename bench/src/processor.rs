@@ -34,7 +34,7 @@ fn wasm_hot_path() -> anyhow::Result<((f64, f64), (f64, f64))> {
     let progress = Arc::new(Progress::detached());
     let cancel = CancellationToken::new();
     let mut inst = rt
-        .instantiate(dir.path(), &[])
+        .instantiate(dir.path(), &[], "{}")
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let id = uuid::Uuid::nil();
     let mut warm = Vec::new();
@@ -53,7 +53,7 @@ fn wasm_hot_path() -> anyhow::Result<((f64, f64), (f64, f64))> {
     for i in 0..2200 {
         let t = Instant::now();
         let inst = rt
-            .instantiate(dir.path(), &[])
+            .instantiate(dir.path(), &[], "{}")
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let us = t.elapsed().as_secs_f64() * 1e6;
         drop(inst);

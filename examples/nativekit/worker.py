@@ -9,6 +9,20 @@ import time
 
 import crpc_worker
 
+INIT = {}
+
+
+@crpc_worker.on_init
+def remember_init(config):
+    """The manifest's [init] table, with the processor's --init keys over it."""
+    INIT.update(config)
+
+
+@crpc_worker.task
+def init_config():
+    """The init configuration this program started with."""
+    return INIT
+
 
 @crpc_worker.task
 def env():

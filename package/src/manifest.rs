@@ -164,6 +164,12 @@ pub struct Manifest {
     /// What every task of this package needs.
     #[serde(default, skip_serializing_if = "Resources::is_empty")]
     pub resources: Resources,
+    /// Configuration the package receives when it starts: the WASM `init` export's argument
+    /// (as JSON text) and a native program's `init` message. A processor may override keys
+    /// (`task-processor --init NAME=JSON`).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = Object)]
+    pub init: Map<String, Value>,
 }
 
 /// A manifest problem, naming the field.

@@ -84,6 +84,12 @@ pub struct Config {
     #[arg(long = "dataset", env = "CRPC_DATASETS", value_delimiter = ',')]
     pub datasets: Vec<String>,
 
+    /// Init configuration for a package, over the keys of its manifest's `[init]` table:
+    /// `NAME={"key": value}` (repeatable). Its WASM `init` export or native program gets it at
+    /// start.
+    #[arg(long = "init", value_name = "NAME=JSON", value_parser = parse_init)]
+    pub init: Vec<(String, serde_json::Map<String, serde_json::Value>)>,
+
     /// Refuse native packages (run WASM components only).
     #[arg(long, env = "CRPC_NO_NATIVE")]
     pub no_native: bool,
@@ -162,5 +168,19 @@ mod tests {
         assert_eq!(d.server, "http://127.0.0.1:7700");
         assert_eq!(d.default_timeout, Duration::from_secs(3600));
         assert!(d.token.is_none() && !d.no_native && d.trusted_keys.is_empty());
+    }
+}
+
+/// `NAME={"key": value}`: a package's init configuration from the command line.
+fn parse_init(s: &str) -> Result<(String, serde_json::Map<String, serde_json::Value>), String> {
+    let (name, json) = s
+        .split_once('=')
+        .ok_or("write NAME={\"key\": value}, e.g. --init 'wordcount={\"lang\": \"fr\"}'")?;
+    if !crpc_package::manifest::valid_package_name(name) {
+        return Err(format!("`{name}` is not a package name"));
+    }
+    match serde_json::from_str(json) {
+        Ok(serde_json::Value::Object(m)) => Ok((name.to_string(), m)),
+        _ => Err(format!("the init of {name} must be a JSON object")),
     }
 }

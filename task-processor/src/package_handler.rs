@@ -80,6 +80,8 @@ pub struct PackageHandler {
     cache: PackageCache,
     preparer: Preparer,
     slots: Vec<Mutex<Option<Live>>>,
+    /// Init keys given to this processor per package, over the manifest's `[init]`.
+    init: std::collections::HashMap<String, Map<String, Value>>,
 }
 
 impl PackageHandler {
@@ -99,7 +101,26 @@ impl PackageHandler {
                 native,
             },
             slots: (0..slots).map(|_| Mutex::new(None)).collect(),
+            init: Default::default(),
         }
+    }
+
+    /// Init keys per package name, over each manifest's `[init]` table.
+    pub fn with_init(
+        mut self,
+        init: std::collections::HashMap<String, Map<String, Value>>,
+    ) -> Self {
+        self.init = init;
+        self
+    }
+
+    /// What a package gets at start: its manifest's `[init]` with this processor's keys over it.
+    fn init_config(&self, manifest: &Manifest) -> Map<String, Value> {
+        let mut config = manifest.init.clone();
+        if let Some(over) = self.init.get(&manifest.name) {
+            config.extend(over.clone());
+        }
+        config
     }
 
     fn take_live(&self, slot: usize, inst: &Arc<Installed>) -> Option<Live> {
@@ -142,12 +163,13 @@ impl PackageHandler {
         let wasm = self.preparer.wasm.clone();
         let inst2 = inst.clone();
         let gpus = ctx.slot.gpus.clone();
+        let config = Value::Object(self.init_config(&inst.manifest)).to_string();
         let (id, function) = (ctx.id, task.function.clone());
         let (progress, cancel, deadline) = (ctx.progress.clone(), ctx.cancel.clone(), ctx.deadline);
         let (outcome, keep) = tokio::task::spawn_blocking(move || {
             let mut instance = match live {
                 Some(Live::Wasm(_, i)) => i,
-                _ => match wasm.instantiate(&inst2.dir, &gpus) {
+                _ => match wasm.instantiate(&inst2.dir, &gpus, &config) {
                     Ok(i) => i,
                     Err(e) => return (Err(e), None),
                 },
@@ -182,6 +204,7 @@ impl PackageHandler {
             Some(c) => c,
             None => {
                 let command = inst.manifest.command.clone().expect("validated manifest");
+                let config = Value::Object(self.init_config(&inst.manifest));
                 Box::new(
                     NativeChild::start(
                         &inst.dir,
@@ -189,6 +212,7 @@ impl PackageHandler {
                         &ctx.slot.cuda_visible_devices(),
                         slot,
                         &self.preparer.native,
+                        &config,
                     )
                     .await?,
                 )

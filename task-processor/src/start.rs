@@ -55,7 +55,8 @@ pub fn build_from_config(config: &Config) -> anyhow::Result<Processor> {
         config.setup_timeout,
         slots.len(),
         native_policy(config),
-    );
+    )
+    .with_init(config.init.iter().cloned().collect());
     Processor::builder()
         .server(config.server.clone())
         .outbox_dir(config.cache_dir().join("outbox"))

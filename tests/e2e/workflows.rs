@@ -199,3 +199,49 @@ async fn the_estimate_of_a_chain_is_its_critical_path() {
     );
     c.wait(&chain[4], LONG).await;
 }
+
+/// A package's `[init]` table reaches its WASM `init` export and its native program's start,
+/// with the processor's `--init NAME=JSON` keys over it; a bad `--init` stops the processor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_configuration_reaches_wasm_and_native_packages() {
+    let c = Cluster::start(&[]);
+    c.publish("testkit", None).await;
+    c.publish("nativekit", None).await;
+    let p = c.processor(&["--cpu-slots", "1"]);
+    for package in ["testkit", "nativekit"] {
+        let id = c
+            .submit(json!({"package": package, "function": "init_config"}))
+            .await;
+        let v = c.wait(&id, LONG).await;
+        assert_eq!(
+            v["answer"],
+            json!({"greeting": "hello"}),
+            "{v}; log: {}",
+            p.log()
+        );
+    }
+    drop(p);
+    let over = r#"testkit={"greeting": "bonjour", "extra": [1]}"#;
+    let native = r#"nativekit={"greeting": "hej"}"#;
+    let p = c.processor(&["--cpu-slots", "1", "--init", over, "--init", native]);
+    for (package, want) in [
+        ("testkit", json!({"greeting": "bonjour", "extra": [1]})),
+        ("nativekit", json!({"greeting": "hej"})),
+    ] {
+        let id = c
+            .submit(json!({"package": package, "function": "init_config"}))
+            .await;
+        let v = c.wait(&id, LONG).await;
+        assert_eq!(v["answer"], want, "{v}; log: {}", p.log());
+    }
+    drop(p);
+    for bad in ["testkit", "testkit=[1]", "../x={}", "testkit={"] {
+        let out = std::process::Command::new(crpc_tests::sibling_binary("task-processor"))
+            .args(["--server", &c.server.url, "--init", bad])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--init {bad}: {err}");
+        assert!(err.contains("--init"), "{err}");
+    }
+}

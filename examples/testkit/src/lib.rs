@@ -1,8 +1,32 @@
 //! Functions that exercise the processor's sandbox and hot path: the test suite and the
 //! benchmarks use them. Not an example to copy.
+use std::sync::Mutex;
+
 use serde_json::Value;
 
+/// The init configuration this instance started with.
+static INIT: Mutex<Option<Value>> = Mutex::new(None);
+
+fn remember_init(config: String) -> Result<(), String> {
+    let v: Value = serde_json::from_str(&config).map_err(|e| format!("init is not JSON: {e}"))?;
+    *INIT.lock().map_err(|e| e.to_string())? = Some(v);
+    Ok(())
+}
+
 crpc_guest::export! {
+    init = remember_init;
+
+    /// The init configuration the instance received (the manifest's `[init]`, with the
+    /// processor's `--init` keys over it).
+    fn init_config() -> crpc_guest::Result<Value> {
+        Ok(INIT.lock().map_err(|e| e.to_string())?.clone().unwrap_or(Value::Null))
+    }
+
+    /// `a + b` (Fibonacci as a task graph).
+    fn add(a: i64, b: i64) -> crpc_guest::Result<i64> {
+        a.checked_add(b).ok_or_else(|| "the sum overflows".into())
+    }
+
     /// Returns its argument.
     fn echo(value: Value) -> crpc_guest::Result<Value> {
         Ok(value)

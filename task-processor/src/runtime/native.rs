@@ -126,6 +126,7 @@ impl NativeChild {
         cuda_visible_devices: &str,
         slot: usize,
         policy: &NativePolicy,
+        init: &Value,
     ) -> Result<NativeChild, TaskFailure> {
         let program = resolve_program(dir, &command[0]);
         let env = [
@@ -179,7 +180,7 @@ impl NativeChild {
             program: command.join(" "),
             _scratch: scratch,
         };
-        me.send(&json!({"op": "init", "config": {}})).await?;
+        me.send(&json!({"op": "init", "config": init})).await?;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let msg = me.recv(deadline, None).await?;

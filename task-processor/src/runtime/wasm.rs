@@ -210,7 +210,12 @@ impl WasmRuntime {
     }
 
     /// A fresh instance of an installed package for a slot, `init` already called.
-    pub fn instantiate(&self, dir: &Path, slot_gpus: &[u32]) -> Result<Instance, TaskFailure> {
+    pub fn instantiate(
+        &self,
+        dir: &Path,
+        slot_gpus: &[u32],
+        init: &str,
+    ) -> Result<Instance, TaskFailure> {
         let pre = self.pre(dir)?;
         let stderr = TailPipe::new(8 * 1024);
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
@@ -257,7 +262,7 @@ impl WasmRuntime {
             bindings,
             memory_bytes: self.memory_bytes,
         };
-        match inst.bindings.call_init(&mut inst.store, "{}") {
+        match inst.bindings.call_init(&mut inst.store, init) {
             Ok(Ok(())) => {}
             Ok(Err(msg)) => return Err(TaskFailure::fatal(format!("init failed: {msg}"))),
             Err(e) => return Err(inst.trap_failure(e, "init")),
