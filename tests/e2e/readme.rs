@@ -92,3 +92,49 @@ async fn readme_processor_walkthrough_works_as_written() {
     assert!(lines[2].contains(r#""state":"succeeded""#), "{stdout}");
     assert!(lines[2].contains(r#""answer":3.14"#), "{stdout}");
 }
+
+/// The README's workflow walkthrough (Fibonacci as a memoized graph, π averaged over a streamed
+/// batch, a cron schedule), run as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_workflows_walkthrough_works_as_written() {
+    let c = crpc_tests::Cluster::start(&[]);
+    c.publish("testkit", None).await;
+    c.publish("monte-carlo-pi", None).await;
+    let p = c.processor(&["--cpu-slots", "2"]);
+    let script = crpc_tests::readme_block("<!-- workflows-walkthrough -->")
+        .replace("http://127.0.0.1:7700", &c.server.url);
+    let work = tempfile::tempdir().unwrap();
+    let token = c.user_token.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .env("USER_TOKEN", token)
+            .current_dir(work.path())
+            .output()
+            .expect("bash")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "walkthrough failed:\n{stdout}\n{}\nprocessor: {}",
+        String::from_utf8_lossy(&out.stderr),
+        p.log()
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    for l in &lines[..2] {
+        assert!(l.contains(r#""answer":102334155"#), "{stdout}");
+    }
+    assert!(lines[0].contains(r#""attempt":1"#), "{stdout}");
+    assert!(lines[1].contains(r#""attempt":0"#), "memoized: {stdout}");
+    assert!(
+        lines[2].starts_with("16 different estimates, mean 3.1"),
+        "{stdout}"
+    );
+    assert!(
+        lines[3] == "fired 2" || lines[3] == "fired 3",
+        "schedule: {stdout}"
+    );
+    assert!(lines[4].contains(r#""success":true"#), "{stdout}");
+}

@@ -444,13 +444,49 @@ pub fn ids_json(ids: &[Uuid]) -> String {
 }
 
 /// What settling a set of waiting tasks writes: the promote and fail statements' JSON
-/// parameters (`None`: nothing to write).
+/// parameters (`None`: nothing to write), and the memoizing tasks to look up first.
 #[derive(Debug, Default)]
 pub struct SettlePlan {
     /// `[{id, args, kwargs, args_hash, x}]`.
     pub queue: Option<String>,
     /// `[{id, error}]`.
     pub fail: Option<String>,
+    /// Of the tasks to queue, those that memoize: `[{id, owner, hash}]` for the memo lookup.
+    pub memo: Option<String>,
+    /// The queue items by id (to move a memo hit out of `queue`).
+    items: Vec<Value>,
+}
+
+impl SettlePlan {
+    /// Takes the tasks whose memoized answer was found out of `queue`: the JSON of the statement
+    /// that finishes them with it (`[{id, args, kwargs, args_hash, answer}]`).
+    pub fn memo_hits(
+        &mut self,
+        hits: Vec<(DbId, Option<String>)>,
+    ) -> Result<Option<String>, StoreError> {
+        let mut found: HashMap<Uuid, Value> = HashMap::new();
+        for (id, answer) in hits {
+            if let Some(text) = answer {
+                found.insert(id.0, serde_json::from_str(&text)?);
+            }
+        }
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let (mut done, mut rest) = (Vec::new(), Vec::new());
+        for mut item in std::mem::take(&mut self.items) {
+            let id: Option<Uuid> = item["id"].as_str().and_then(|s| s.parse().ok());
+            match id.and_then(|id| found.remove(&id)) {
+                Some(answer) => {
+                    item["answer"] = answer;
+                    done.push(item);
+                }
+                None => rest.push(item),
+            }
+        }
+        self.queue = (!rest.is_empty()).then(|| Value::Array(rest).to_string());
+        Ok(Some(Value::Array(done).to_string()))
+    }
 }
 
 /// Decides each waiting task of `rows` from the tasks it waits for (`deps`), by
@@ -463,7 +499,7 @@ pub fn settle_plan(rows: Vec<WaitingRow>, deps: Vec<DepRow>) -> Result<SettlePla
         let task = d.task.0;
         by_task.entry(task).or_default().push(d.try_into()?);
     }
-    let (mut queue, mut fail) = (Vec::new(), Vec::new());
+    let (mut queue, mut fail, mut memo) = (Vec::new(), Vec::new(), Vec::new());
     for r in rows {
         let args: Vec<Value> = serde_json::from_str(&r.args)?;
         let kwargs: serde_json::Map<String, Value> = serde_json::from_str(&r.kwargs)?;
@@ -481,26 +517,31 @@ pub fn settle_plan(rows: Vec<WaitingRow>, deps: Vec<DepRow>) -> Result<SettlePla
                 };
                 let hash = graph::args_hash(&r.package, &r.version, &r.function, &args, &kwargs);
                 let cost = at.measure(&args, &kwargs);
+                if r.memoize {
+                    memo.push(json!({"id": r.id.0, "owner": r.owner, "hash": hash}));
+                }
                 queue.push(json!({"id": r.id.0, "args": args, "kwargs": kwargs,
                                   "args_hash": hash, "x": cost.x}));
             }
         }
     }
-    let text = |v: Vec<Value>| (!v.is_empty()).then(|| Value::Array(v).to_string());
+    let text = |v: &Vec<Value>| (!v.is_empty()).then(|| Value::Array(v.clone()).to_string());
     Ok(SettlePlan {
-        queue: text(queue),
-        fail: text(fail),
+        queue: text(&queue),
+        fail: text(&fail),
+        memo: text(&memo),
+        items: queue,
     })
 }
 
-/// The wake-ups of what settling did: work when tasks were queued, each failed task and batch.
+/// The wake-ups of what settling did: work when tasks were queued, each finished task and batch.
 pub fn settled_events(out: &super::Settled) -> Vec<super::StoreEvent> {
     use super::StoreEvent;
     let mut ev: Vec<StoreEvent> = (out.queued > 0)
         .then_some(StoreEvent::Work)
         .into_iter()
         .collect();
-    for f in &out.failed {
+    for f in &out.finished {
         ev.push(StoreEvent::Task(f.id));
         ev.extend(f.batch_id.map(StoreEvent::Batch));
     }

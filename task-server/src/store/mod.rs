@@ -198,8 +198,9 @@ pub struct ScheduleRecord {
 pub struct Settled {
     /// Waiting tasks queued (their dependencies all succeeded).
     pub queued: usize,
-    /// Waiting tasks failed with `dependency_failed`.
-    pub failed: Vec<Finished>,
+    /// Waiting tasks finished without running: failed with `dependency_failed`, or succeeded
+    /// with a memoized answer for the same substituted arguments.
+    pub finished: Vec<Finished>,
 }
 
 /// Result of a single submit.

@@ -357,6 +357,8 @@ pub struct WaitingRow {
     pub(super) kwargs: String,
     pub(super) cost_by: Option<String>,
     pub(super) cost_at: Option<String>,
+    pub(super) owner: String,
+    pub(super) memoize: bool,
 }
 
 /// A task a waiting task waits for (`state` NULL: deleted).

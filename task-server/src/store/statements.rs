@@ -378,10 +378,11 @@ macro_rules! statements {
 
         /// Settles waiting tasks: `from` just finished (their waiting dependents are looked
         /// up), `candidates` are waiting tasks to look at directly. Each is queued with its
-        /// references replaced once everything it waits for succeeded, or failed with
-        /// `dependency_failed` once something did not; a failure settles that task's own
-        /// dependents in turn. `at.first_number` is the first completion number it may use;
-        /// it uses one per failed task.
+        /// references replaced once everything it waits for succeeded (or, when it memoizes
+        /// and the same substituted call already succeeded, finished with that answer), or
+        /// failed with `dependency_failed` once something did not; a task finished so settles
+        /// its own dependents in turn. `at.first_number` is the first completion number it may
+        /// use; it uses one per finished task.
         pub async fn settle(
             conn: &mut <$db as sqlx::Database>::Connection,
             at: &$crate::store::core::Finishing<'_>,
@@ -414,7 +415,32 @@ macro_rules! statements {
                     .bind(&ids)
                     .fetch_all(&mut *conn)
                     .await?;
-                let plan = core::settle_plan(rows, deps)?;
+                let mut plan = core::settle_plan(rows, deps)?;
+                from = Vec::new();
+                cands = Vec::new();
+                if let Some(memo) = &plan.memo {
+                    let hits: Vec<(DbId, Option<String>)> =
+                        sqlx::query_as(sql_file!($dir, "memo_answers"))
+                            .bind(memo)
+                            .fetch_all(&mut *conn)
+                            .await?;
+                    if let Some(items) = plan.memo_hits(hits)? {
+                        let first = at.first_number + out.finished.len() as i64;
+                        let done: Vec<EndedRow> =
+                            sqlx::query_as(sql_file!($dir, "succeed_waiting"))
+                                .bind(at.now)
+                                .bind(first)
+                                .bind(at.ttl_s)
+                                .bind(items)
+                                .fetch_all(&mut *conn)
+                                .await?;
+                        for row in done {
+                            let f: $crate::store::Finished = row.try_into()?;
+                            from.push(f.id);
+                            out.finished.push(f);
+                        }
+                    }
+                }
                 if let Some(items) = &plan.queue {
                     let done: Vec<DbId> = sqlx::query_scalar(sql_file!($dir, "promote"))
                         .bind(items)
@@ -422,10 +448,8 @@ macro_rules! statements {
                         .await?;
                     out.queued += done.len();
                 }
-                from = Vec::new();
-                cands = Vec::new();
                 if let Some(items) = &plan.fail {
-                    let first = at.first_number + out.failed.len() as i64;
+                    let first = at.first_number + out.finished.len() as i64;
                     let failed: Vec<EndedRow> = sqlx::query_as(sql_file!($dir, "fail_waiting"))
                         .bind(at.now)
                         .bind(first)
@@ -436,7 +460,7 @@ macro_rules! statements {
                     for row in failed {
                         let f: $crate::store::Finished = row.try_into()?;
                         from.push(f.id);
-                        out.failed.push(f);
+                        out.finished.push(f);
                     }
                 }
             }

@@ -211,6 +211,36 @@ pub async fn a_task_graph_settles_as_its_dependencies_end(b: &dyn Backend) {
     s.delete(q_id).await.unwrap();
     assert_eq!(state(&s, w_id).await, TaskState::Failed);
     assert_eq!(s.settle_stuck(now).await.unwrap(), 0);
+
+    // A memoizing task whose substituted call already succeeded finishes with that answer,
+    // without running; its own dependents then settle.
+    let hash = task_server::graph::args_hash("pkg", "1.0.0", "m", &[json!(1)], &Map::new());
+    let twin = NewTask {
+        memoize: true,
+        args_hash: hash,
+        ..task("m", 0)
+    };
+    let twin_id = twin.id;
+    s.submit_one("o", twin, now).await.unwrap();
+    run_one(&s, "m", ok(twin_id, 0, json!("memo!")), now).await;
+    let src = task("src", 0);
+    let m = NewTask {
+        memoize: true,
+        ..waiting("m", vec![r(src.id)], &[src.id])
+    };
+    let after_m = waiting("after_m", vec![r(m.id)], &[m.id]);
+    let (src_id, m_id, after_id) = (src.id, m.id, after_m.id);
+    s.submit_batch("o", Uuid::now_v7(), vec![src, m, after_m], now)
+        .await
+        .unwrap();
+    run_one(&s, "src", ok(src_id, 0, json!(1)), now).await;
+    let t = s.get_task(m_id).await.unwrap().unwrap();
+    assert_eq!(
+        (t.state, t.answer, t.attempt),
+        (TaskState::Succeeded, Some(json!("memo!")), 0)
+    );
+    let l = run_one(&s, "after_m", ok(after_id, 0, json!(0)), now).await;
+    assert_eq!(l.task.args, vec![json!("memo!")]);
 }
 
 /// Worker `worker` of token subject `o`.

@@ -160,10 +160,10 @@ impl PgStore {
         .await;
         match result {
             Ok(out) => {
-                let mut wake = events::finished_items(&out.failed);
+                let mut wake = events::finished_items(&out.finished);
                 wake.extend((out.queued > 0).then(events::work_item));
                 self.announcer.announce(wake);
-                out.queued + out.failed.len()
+                out.queued + out.finished.len()
             }
             Err(e) => {
                 tracing::warn!(error = %e, "settling waiting tasks failed; the reaper's sweep will");

@@ -89,11 +89,11 @@ impl<'a> Ctx<'a> {
         }
         let at = self.finishing(now);
         let out = sql::settle(&mut *self.conn, &at, from, candidates).await?;
-        self.use_numbers(out.failed.len());
+        self.use_numbers(out.finished.len());
         self.staged
             .events
             .extend(crate::store::core::settled_events(&out));
-        Ok(out.queued + out.failed.len())
+        Ok(out.queued + out.finished.len())
     }
 
     /// The statistics of `key` as this group sees them.
