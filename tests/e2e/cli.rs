@@ -5,7 +5,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crpc_tests::{readme_block, Dev, ProcessGroup};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -247,6 +247,49 @@ fn map_streams_ten_thousand_results_and_ctrl_c_cancels_the_rest() {
         .unwrap()
         .len();
     assert!(n > 0, "the unfinished tasks were cancelled");
+}
+
+/// `crpc map --ordered` prints in input order; `{"$ref": "#N"}` inputs wait for input N, across
+/// chunks; `crpc submit --after` waits for a task without using its answer.
+#[test]
+fn map_in_input_order_with_references_and_submit_after() {
+    let dev = Dev::start(&[]);
+    let inputs = dev.dir.path().join("chain.jsonl");
+    // Slow first, fast later: completion order would differ from input order.
+    let mut lines = vec!["[300]".to_string(), "[200]".to_string()];
+    lines.extend((2..12).map(|i| format!(r##"[{{"$ref": "#{}"}}]"##, i - 2)));
+    std::fs::write(&inputs, lines.join("\n") + "\n").unwrap();
+    let path = inputs.to_str().unwrap();
+    let out = dev.crpc(&[
+        "map",
+        "testkit.sleep_ms",
+        "--inputs",
+        path,
+        "--ordered",
+        "--chunk",
+        "3",
+    ]);
+    let stdout = ok(&out, "crpc map --ordered");
+    let got: Vec<(u64, Value)> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|v| (v["index"].as_u64().unwrap(), v["answer"].clone()))
+        .collect();
+    let want: Vec<(u64, Value)> = (0..12u64)
+        .map(|i| (i, json!(if i % 2 == 0 { 300 } else { 200 })))
+        .collect();
+    assert_eq!(got, want, "{stdout}");
+
+    let first = dev.crpc(&["submit", "testkit.sleep_ms", "300"]);
+    let id = ok(&first, "submit").trim().to_string();
+    let out = dev.crpc(&["submit", "testkit.echo", "after", "--after", &id, "--wait"]);
+    assert_eq!(ok(&out, "submit --after").trim(), "after");
+    let out = dev.crpc(&["result", &id]);
+    assert_eq!(
+        ok(&out, "result").trim(),
+        "300",
+        "the first finished before"
+    );
 }
 
 /// A failed command: the exit code, and stderr as one `crpc: …` line without a panic.

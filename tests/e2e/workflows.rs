@@ -245,3 +245,87 @@ async fn init_configuration_reaches_wasm_and_native_packages() {
         assert!(err.contains("--init"), "{err}");
     }
 }
+
+/// Hostile references and start times: each is a 422 naming the field, and nothing is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_references_and_start_times_are_refused_and_change_nothing() {
+    let c = Cluster::start(&[]);
+    c.publish("testkit", None).await;
+    let a = c.submit(echo(json!(1))).await;
+    let many: Vec<Value> = (0..1001)
+        .map(|_| json!({"$ref": uuid::Uuid::now_v7().to_string()}))
+        .collect();
+    let deep = json!({"$ref": a, "path": format!("/{}", "x/".repeat(600))});
+    let cases = [
+        (echo(json!({"$ref": "#0"})), "args[0]"),
+        (echo(json!({"$ref": a, "extra": 1})), "args[0]"),
+        (echo(json!({"$ref": a, "path": "no-slash"})), "args[0]"),
+        (echo(deep), "args[0]"),
+        (echo(json!({"$ref": ["not", "a", "string"]})), "args[0]"),
+        (echo(json!(many)), "args"),
+        (
+            json!({"package": "testkit", "function": "noop", "after": ["../../etc"]}),
+            "after[0]",
+        ),
+        (
+            json!({"package": "testkit", "function": "noop", "delay_s": -1}),
+            "delay_s",
+        ),
+        (
+            json!({"package": "testkit", "function": "noop", "delay_s": 1e20}),
+            "delay_s",
+        ),
+        (
+            json!({"package": "testkit", "function": "noop", "not_before": "tomorrow"}),
+            "not_before",
+        ),
+        (
+            json!({"package": "testkit", "function": "noop", "not_before": "9999-01-01T00:00:00Z"}),
+            "not_before",
+        ),
+        (
+            json!({"package": "testkit", "function": "noop", "delay_s": 1, "not_before": "2026-01-01T00:00:00Z"}),
+            "delay_s",
+        ),
+    ];
+    for (body, field) in cases {
+        let got = c.user.post("/user/submit_task", &body).await;
+        assert_error(&got, 422, "validation_failed");
+        assert_eq!(got.1["error"]["details"]["field"], field, "{}", got.1);
+    }
+    let batch = json!({"tasks": [echo(json!({"$ref": "#999999"}))]});
+    let got = c.user.post("/user/submit_batch", &batch).await;
+    assert_error(&got, 422, "validation_failed");
+    assert_eq!(got.1["error"]["details"]["field"], "tasks[0].args[0]");
+    let (_, all) = c.user.get("/user/tasks?limit=1000").await;
+    assert_eq!(
+        all["tasks"].as_array().unwrap().len(),
+        1,
+        "only the first task: {all}"
+    );
+
+    // A delay holds the task back; a not_before in the past does not.
+    let later = c
+        .submit(json!({"package": "testkit", "function": "noop", "delay_s": 1.5}))
+        .await;
+    let now = c
+        .submit(
+            json!({"package": "testkit", "function": "noop", "not_before": "2020-01-01T00:00:00Z"}),
+        )
+        .await;
+    let p = c.processor(&["--cpu-slots", "1"]);
+    let started = Instant::now();
+    assert_eq!(
+        c.wait(&now, LONG).await["state"],
+        "succeeded",
+        "{}",
+        p.log()
+    );
+    assert_eq!(c.answer(&later).await["state"], "queued");
+    assert_eq!(c.wait(&later, LONG).await["state"], "succeeded");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+}
