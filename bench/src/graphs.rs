@@ -60,7 +60,9 @@ fn fan(n: usize) -> Vec<Value> {
         }
         if out.len() < n {
             let after: Vec<String> = (first..out.len()).map(|i| format!("#{i}")).collect();
-            out.push(json!({"package": "testkit", "function": "echo", "args": [1], "after": after}));
+            out.push(
+                json!({"package": "testkit", "function": "echo", "args": [1], "after": after}),
+            );
         }
     }
     out.truncate(n);

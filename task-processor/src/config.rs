@@ -158,19 +158,6 @@ impl Default for Config {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn code_built_settings_start_from_the_declared_defaults() {
-        let d = Config::default();
-        assert_eq!(d.server, "http://127.0.0.1:7700");
-        assert_eq!(d.default_timeout, Duration::from_secs(3600));
-        assert!(d.token.is_none() && !d.no_native && d.trusted_keys.is_empty());
-    }
-}
-
 /// `NAME={"key": value}`: a package's init configuration from the command line.
 fn parse_init(s: &str) -> Result<(String, serde_json::Map<String, serde_json::Value>), String> {
     let (name, json) = s
@@ -182,5 +169,18 @@ fn parse_init(s: &str) -> Result<(String, serde_json::Map<String, serde_json::Va
     match serde_json::from_str(json) {
         Ok(serde_json::Value::Object(m)) => Ok((name.to_string(), m)),
         _ => Err(format!("the init of {name} must be a JSON object")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_built_settings_start_from_the_declared_defaults() {
+        let d = Config::default();
+        assert_eq!(d.server, "http://127.0.0.1:7700");
+        assert_eq!(d.default_timeout, Duration::from_secs(3600));
+        assert!(d.token.is_none() && !d.no_native && d.trusted_keys.is_empty());
     }
 }

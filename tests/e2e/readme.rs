@@ -71,16 +71,7 @@ async fn readme_processor_walkthrough_works_as_written() {
         )
         .replace("./crpc-data", &c.registry.data_dir().display().to_string())
         .replace("examples/monte-carlo-pi", &examples.display().to_string());
-    let work = tempfile::tempdir().unwrap();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("bash")
-            .args(["-euo", "pipefail", "-c", &script])
-            .current_dir(work.path())
-            .output()
-            .expect("bash")
-    })
-    .await
-    .unwrap();
+    let out = run_script(script, &[]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -103,18 +94,7 @@ async fn readme_workflows_walkthrough_works_as_written() {
     let p = c.processor(&["--cpu-slots", "2"]);
     let script = crpc_tests::readme_block("<!-- workflows-walkthrough -->")
         .replace("http://127.0.0.1:7700", &c.server.url);
-    let work = tempfile::tempdir().unwrap();
-    let token = c.user_token.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("bash")
-            .args(["-euo", "pipefail", "-c", &script])
-            .env("USER_TOKEN", token)
-            .current_dir(work.path())
-            .output()
-            .expect("bash")
-    })
-    .await
-    .unwrap();
+    let out = run_script(script, &[("USER_TOKEN", c.user_token.clone())]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -137,4 +117,23 @@ async fn readme_workflows_walkthrough_works_as_written() {
         "schedule: {stdout}"
     );
     assert!(lines[4].contains(r#""success":true"#), "{stdout}");
+}
+
+/// Runs a README block with bash (`-euo pipefail`) in a scratch directory, off the runtime.
+async fn run_script(script: String, env: &[(&str, String)]) -> std::process::Output {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let work = tempfile::tempdir().unwrap();
+        Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .envs(env)
+            .current_dir(work.path())
+            .output()
+            .expect("bash")
+    })
+    .await
+    .unwrap()
 }

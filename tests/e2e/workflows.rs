@@ -132,9 +132,7 @@ async fn task_graphs_on_postgres() {
 
 /// A processor killed -9 while it runs B (and restarted under its worker id) does not lose D:
 /// B's lease goes back at the restart, B runs again, and D gets both answers.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_processor_killed_inside_a_graph_loses_nothing() {
-    let c = Cluster::start(&["--lease-ttl", "4s"]);
+async fn killed_inside_a_graph(c: Cluster) {
     c.publish("testkit", None).await;
     let mut p = c.processor(&["--cpu-slots", "1", "--worker-id", "victim"]);
     let ids = batch(
@@ -164,6 +162,23 @@ async fn a_processor_killed_inside_a_graph_loses_nothing() {
     assert_eq!(d["answer"], json!([1, 1500, 2]));
     let (_, b) = c.user.get(&format!("/user/tasks/{}", ids[1])).await;
     assert!(b["attempt"].as_u64().unwrap() >= 2, "{b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_killed_inside_a_graph_loses_nothing_on_sqlite() {
+    killed_inside_a_graph(Cluster::start(&["--lease-ttl", "4s"])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_killed_inside_a_graph_loses_nothing_on_postgres() {
+    let Some(db) = TestDatabase::new().await else {
+        return;
+    };
+    killed_inside_a_graph(Cluster::start_with_database(
+        db.url(),
+        &["--lease-ttl", "4s"],
+    ))
+    .await;
 }
 
 /// The estimate counts waiting tasks and gives a chain its critical path: five 400 ms tasks in

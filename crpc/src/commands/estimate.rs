@@ -31,8 +31,12 @@ pub async fn run(api: &Api, task: Option<&str>, json: bool) -> CliResult {
         _ if e.time == 0.0 => output::seconds(0.0),
         _ => "never: no processor is connected".to_string(),
     };
+    let waiting = match e.waiting {
+        0 => String::new(),
+        n => format!(", {n} waiting for other tasks"),
+    };
     println!(
-        "{subject}: {} queued, {} running; done in about {eta} on {slots} live slot(s) \
+        "{subject}: {} queued, {} running{waiting}; done in about {eta} on {slots} live slot(s) \
          ({} of work on one core; confidence {:.0}%)",
         e.queued,
         e.running,

@@ -22,6 +22,9 @@ use crate::client::{CallError, ServerClient};
 const LINGER: Duration = Duration::from_millis(10);
 /// So many answers waiting go out at once.
 const EARLY: usize = 256;
+/// A lease request for free slots in flight this long is parked at the server (no work for
+/// it): a claim that finds work answers sooner.
+const PARKED: Duration = Duration::from_micros(150);
 /// Most answers in one request (the server's limit).
 pub const MAX_BATCH: usize = 1000;
 
@@ -36,6 +39,10 @@ pub struct Outbox {
     pending: Mutex<Pending>,
     added: Notify,
     closed: AtomicBool,
+    /// Lease requests for free slots (long-polls) in flight, and since when the oldest one;
+    /// see [`Outbox::polling`].
+    polls: Mutex<(usize, Option<std::time::Instant>)>,
+    poll_started: Notify,
 }
 
 struct Pending {
@@ -59,12 +66,42 @@ impl Outbox {
             }),
             added: Notify::new(),
             closed: AtomicBool::new(false),
+            polls: Mutex::new((0, None)),
+            poll_started: Notify::new(),
         }
     }
 
     pub fn push(&self, a: SubmitAnswer) {
         self.pending.lock().expect("outbox lock").push(a);
         self.added.notify_one();
+    }
+
+    /// A lease request for free slots (one that may long-poll) went out (`true`) or came back
+    /// (`false`). While one is parked at the server, answers do not wait for a lease request
+    /// to carry them: the parked request may be waiting for the very task an answer unblocks
+    /// (a task graph), and no request goes out until it returns.
+    pub fn polling(&self, started: bool) {
+        let mut p = self.polls.lock().expect("polls lock");
+        if started {
+            p.0 += 1;
+            p.1.get_or_insert_with(std::time::Instant::now);
+            drop(p);
+            self.poll_started.notify_one();
+        } else {
+            p.0 = p.0.saturating_sub(1);
+            if p.0 == 0 {
+                p.1 = None;
+            }
+        }
+    }
+
+    /// How long the oldest lease request for free slots has been in flight.
+    fn polled_for(&self) -> Option<Duration> {
+        self.polls
+            .lock()
+            .expect("polls lock")
+            .1
+            .map(|t| t.elapsed())
     }
 
     /// Up to [`MAX_BATCH`] answers, oldest first.
@@ -94,18 +131,30 @@ impl Outbox {
     }
 
     /// Waits up to [`LINGER`] for a lease request to take the answers, unless [`EARLY`] of them
-    /// are waiting or the outbox is closing.
+    /// are waiting, the outbox is closing, or a lease request is parked at the server (in
+    /// flight for [`PARKED`]: yielding until then, tokio's timer ticks by the millisecond).
     async fn linger(&self) {
         let until = tokio::time::Instant::now() + LINGER;
         loop {
             let more = self.added.notified();
-            tokio::pin!(more);
+            let poll = self.poll_started.notified();
+            tokio::pin!(more, poll);
             more.as_mut().enable();
+            poll.as_mut().enable();
             if self.closed.load(Ordering::SeqCst) || self.len() >= EARLY {
                 return;
             }
+            match self.polled_for() {
+                Some(d) if d >= PARKED => return,
+                Some(_) => {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                None => {}
+            }
             tokio::select! {
                 _ = &mut more => {}
+                _ = &mut poll => {}
                 _ = tokio::time::sleep_until(until) => return,
             }
         }

@@ -142,10 +142,15 @@ impl Prefetch {
         }
     }
 
-    /// After a grant that asked for `asked` extra leases and got `got`, leaving `held` held.
-    pub fn granted(&mut self, asked: u32, got: u32, held: usize) {
+    /// After a grant that asked for `asked` extra leases and got `got`, leaving `held` held;
+    /// `drained`: the queue ran dry (a short grant then says nothing about the runtimes, so
+    /// the ask stays: the next burst of work, such as the tasks a finished task of a graph
+    /// unblocks, comes in one grant instead of a ramp of doubling requests).
+    pub fn granted(&mut self, asked: u32, got: u32, held: usize, drained: bool) {
         self.ask = if got >= asked {
             asked.saturating_mul(2).max(1)
+        } else if drained {
+            self.ask.max(asked)
         } else {
             got + 1
         }
@@ -167,31 +172,36 @@ mod tests {
     fn the_ask_doubles_while_granted_and_settles_just_above_the_grant() {
         let mut p = Prefetch::new(512);
         assert_eq!(p.ask, 1);
-        p.granted(1, 1, 1);
+        p.granted(1, 1, 1, false);
         assert_eq!(p.ask, 2);
-        p.granted(2, 2, 2);
-        p.granted(4, 4, 4);
+        p.granted(2, 2, 2, false);
+        p.granted(4, 4, 4, false);
         assert_eq!(p.ask, 8);
-        p.granted(8, 5, 5);
+        p.granted(8, 5, 5, false);
         assert_eq!(p.ask, 6, "limited by the runtimes: one above the grant");
         for _ in 0..20 {
             let ask = p.ask;
-            p.granted(ask, ask, ask as usize);
+            p.granted(ask, ask, ask as usize, false);
         }
         assert_eq!(p.ask, 512, "never above the cap");
         assert_eq!(Prefetch::new(0).ask, 0, "prefetch off");
+        let mut dry = Prefetch::new(512);
+        dry.granted(1, 1, 1, false);
+        dry.granted(2, 2, 2, false);
+        dry.granted(4, 0, 0, true);
+        assert_eq!(dry.ask, 4, "a queue that ran dry does not shrink the ask");
     }
 
     #[test]
     fn refills_come_at_half_and_never_when_stalled_or_useless() {
         let mut p = Prefetch::new(512);
-        p.granted(4, 4, 10);
+        p.granted(4, 4, 10, false);
         assert!(!p.wants_refill(6));
         assert!(p.wants_refill(5));
         p.stalled = true;
         assert!(!p.wants_refill(0));
         let mut none = Prefetch::new(512);
-        none.granted(1, 0, 0);
+        none.granted(1, 0, 0, false);
         assert!(
             !none.wants_refill(0),
             "nothing prefetchable: wait for a free slot"

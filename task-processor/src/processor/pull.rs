@@ -63,10 +63,17 @@ pub(super) async fn pull_loop(shared: Arc<Shared>, pool: Arc<Pool>) {
         let Some(req) = next_request(&shared, &pool, &mut unanswered).await else {
             continue;
         };
+        let polls = req.max_tasks > 0;
+        if polls {
+            shared.outbox.polling(true);
+        }
         let resp = tokio::select! {
             r = shared.client.request_tasks(&req) => Some(r),
             _ = shared.stop_pulling.cancelled() => None,
         };
+        if polls {
+            shared.outbox.polling(false);
+        }
         let Some(resp) = resp else {
             // Whether the server got them is unknown: send them again (a replay is harmless).
             shared.outbox.put_back(req.answers);
@@ -217,7 +224,7 @@ fn granted(shared: &Arc<Shared>, pool: &Arc<Pool>, req: &RequestTask, r: Request
         st.dry = r.drained;
         let extra = got.saturating_sub(req.max_tasks);
         let held = st.held.len();
-        st.prefetch.granted(req.prefetch, extra, held);
+        st.prefetch.granted(req.prefetch, extra, held, r.drained);
         // Fewer leases than free slots: the queue ran dry for the others, so their idle time
         // from here on is not dispatch overhead either.
         st.restart_clocks(now);

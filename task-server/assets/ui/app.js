@@ -94,7 +94,7 @@ function renderEstimate(est) {
   const eta = est.eta_s === null || est.eta_s === undefined
     ? "no live processor slot to run it"
     : `ends in ${secs(est.eta_s)} (80 % of queues end between ${secs(est.eta_p10_s)} and ${secs(est.eta_p90_s)})`;
-  $("eta").textContent = `Queue: ${est.queued} queued, ${est.running} running, ${secs(est.time)} of work; ${eta}.`;
+  $("eta").textContent = `Queue: ${est.queued} queued, ${est.running} running, ${est.waiting || 0} waiting, ${secs(est.time)} of work; ${eta}.`;
   fill($("backlog").tBodies[0], (est.backlog || []).map((b) =>
     el("tr", {}, el("td", {}, b.class), el("td", {}, b.queued), el("td", {}, b.running), el("td", {}, b.slots),
       el("td", {}, b.backlog_s === null ? (b.queued + b.running ? "no live slot" : "–") : secs(b.backlog_s)))));

@@ -118,3 +118,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: Limits) {
 pub fn task_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::no_task(raw))
 }
+
+/// A batch or schedule id from the path (`what`); one that is not a UUID is not found.
+pub fn path_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::not_found(format!("no {what} with id {raw}")))
+}

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::auth::UserCaller;
 use crate::error::ApiError;
 use crate::queue::{Queue, ResultOrder};
-use crate::routes::{long_poll, ok, TokenLimits};
+use crate::routes::{long_poll, ok, path_id, TokenLimits};
 
 /// Query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -42,7 +42,10 @@ pub enum Stream {
     tag = "user",
     params(("id" = uuid::Uuid, Path, description = "Batch id"), Query),
     responses(
-        (status = 200, description = "Finished results and the next cursor (with `stream=ndjson`: one `BatchResultItem` per line, `application/x-ndjson`)", body = task_api::BatchResultsResponse),
+        (status = 200, description = "Finished results and the next cursor (with `stream=ndjson`: one `BatchResultItem` per line)", content(
+            (task_api::BatchResultsResponse = "application/json"),
+            (task_api::BatchResultItem = "application/x-ndjson"),
+        )),
     ),
     security(("bearer" = []))
 )]
@@ -54,8 +57,7 @@ pub async fn handle(
     path: web::Path<String>,
     q: web::Query<Query>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = Uuid::parse_str(&path)
-        .map_err(|_| ApiError::not_found(format!("no batch with id {path}")))?;
+    let id = path_id(&path, "batch")?;
     let order = q.order.unwrap_or_default();
     if q.stream == Some(Stream::Ndjson) {
         return stream(queue, &limits, caller, id, order).await;

@@ -1,11 +1,10 @@
 //! `POST /user/batches/{id}/cancel`
 use actix_web::{web, HttpResponse};
-use uuid::Uuid;
 
 use crate::auth::UserCaller;
 use crate::error::ApiError;
 use crate::queue::Queue;
-use crate::routes::ok;
+use crate::routes::{ok, path_id};
 
 #[utoipa::path(
     post,
@@ -25,7 +24,6 @@ pub async fn handle(
     UserCaller(caller): UserCaller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = Uuid::parse_str(&path)
-        .map_err(|_| ApiError::not_found(format!("no batch with id {path}")))?;
+    let id = path_id(&path, "batch")?;
     Ok(ok(&queue.cancel_batch(&caller, id).await?))
 }

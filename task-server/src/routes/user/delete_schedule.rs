@@ -1,11 +1,10 @@
 //! `DELETE /user/schedules/{id}`
 use actix_web::{web, HttpResponse};
-use uuid::Uuid;
 
 use crate::auth::UserCaller;
 use crate::error::ApiError;
 use crate::queue::Queue;
-use crate::routes::ok;
+use crate::routes::{ok, path_id};
 
 #[utoipa::path(
     delete,
@@ -24,7 +23,6 @@ pub async fn handle(
     UserCaller(caller): UserCaller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = Uuid::parse_str(&path)
-        .map_err(|_| ApiError::not_found(format!("no schedule with id {path}")))?;
+    let id = path_id(&path, "schedule")?;
     Ok(ok(&queue.delete_schedule(&caller, id).await?))
 }

@@ -1,12 +1,11 @@
 //! `GET /user/batches/{id}[?wait=SECONDS]`
 use actix_web::{web, HttpResponse};
-use uuid::Uuid;
 
 use super::WaitQuery;
 use crate::auth::UserCaller;
 use crate::error::ApiError;
 use crate::queue::Queue;
-use crate::routes::{long_poll, ok, TokenLimits};
+use crate::routes::{long_poll, ok, path_id, TokenLimits};
 
 #[utoipa::path(
     get,
@@ -26,8 +25,7 @@ pub async fn handle(
     path: web::Path<String>,
     q: web::Query<WaitQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = Uuid::parse_str(&path)
-        .map_err(|_| ApiError::not_found(format!("no batch with id {path}")))?;
+    let id = path_id(&path, "batch")?;
     let _poll = long_poll(&limits, &caller, q.wait.unwrap_or(0.0) > 0.0)?;
     Ok(ok(&queue.batch_status(&caller, id, q.wait).await?))
 }
