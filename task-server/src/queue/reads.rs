@@ -148,15 +148,15 @@ impl Queue {
     ) -> Result<BatchStatusResponse, QueueError> {
         let deadline = Instant::now() + self.user_wait(wait)?;
         let waiter = self.waiters.subscribe(batch_key(&id));
+        // Each wake asks only whether the batch is done; the counts are read once, at the end.
+        let batch = self.visible_batch(caller, id).await?;
         let check = || async {
-            let batch = self.visible_batch(caller, id).await?;
-            let counts = self.store.batch_counts(id).await?;
-            let finished = finished_count(batch.total, &counts);
-            let done = finished >= batch.total;
-            Ok(((batch, counts, finished), done))
+            let done = !self.store.batch_open(id).await?;
+            Ok(((), done))
         };
-        let (batch, counts, finished) =
-            self.long_poll(&waiter.slot.notify, deadline, check).await?;
+        self.long_poll(&waiter.slot.notify, deadline, check).await?;
+        let counts = self.store.batch_counts(id).await?;
+        let finished = finished_count(batch.total, &counts);
         let mut est = self.estimate_scope(LoadScope::Batch(id)).await?;
         let cap = self.capacity().await?;
         let (eta, _) = self.graph_eta(&mut est, &cap, Some(id), None).await?;
@@ -188,11 +188,10 @@ impl Queue {
         let limit = limit.clamp(1, 1000);
         let waiter = self.waiters.subscribe(batch_key(&id));
         let check = || async {
-            let batch = self.visible_batch(caller, id).await?;
+            self.visible_batch(caller, id).await?;
             // Whether every task had finished is read BEFORE the results: a task finishing
             // between the two reads must not let us say `done` without having returned it.
-            let counts = self.store.batch_counts(id).await?;
-            let all_finished = finished_count(batch.total, &counts) >= batch.total;
+            let all_finished = !self.store.batch_open(id).await?;
             let results: Vec<BatchResult> = match order {
                 ResultOrder::Finished => self.store.batch_results(id, after, limit).await?,
                 ResultOrder::Submitted => {

@@ -580,6 +580,8 @@ pub trait StoreReads: Send + Sync + 'static {
     async fn list_tasks(&self, q: ListQuery) -> Result<Vec<TaskRecord>>;
     /// One batch.
     async fn get_batch(&self, id: Uuid) -> Result<Option<BatchRecord>>;
+    /// Whether a batch still has unfinished tasks (cheap: the long-polls ask it at every wake).
+    async fn batch_open(&self, id: Uuid) -> Result<bool>;
     /// Task counts of a batch by state.
     async fn batch_counts(&self, id: Uuid) -> Result<HashMap<TaskState, u64>>;
     /// A page of batches, newest first: one owner's, or (`None`) everyone's.

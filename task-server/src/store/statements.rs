@@ -583,6 +583,17 @@ macro_rules! statements {
                 .await?)
         }
 
+        /// Whether a batch has unfinished tasks.
+        pub async fn batch_open<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            id: DbId,
+        ) -> Result<bool> {
+            Ok(sqlx::query_scalar(sql_file!($dir, "batch_open"))
+                .bind(id)
+                .fetch_one(ex)
+                .await?)
+        }
+
         /// (state, count) of a batch's tasks.
         pub async fn batch_counts<'e, E: Executor<'e, Database = $db>>(
             ex: E,
@@ -937,6 +948,10 @@ macro_rules! store_reads {
 
                 async fn get_batch(&self, id: Uuid) -> Result<Option<BatchRecord>> {
                     Ok(sql::batch(&self.$pool, DbId(id)).await?.map(Into::into))
+                }
+
+                async fn batch_open(&self, id: Uuid) -> Result<bool> {
+                    sql::batch_open(&self.$pool, DbId(id)).await
                 }
 
                 async fn batch_counts(&self, id: Uuid) -> Result<HashMap<TaskState, u64>> {

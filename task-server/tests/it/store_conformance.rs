@@ -808,6 +808,28 @@ pub async fn batches_report_counts_and_results_in_completion_order(b: &dyn Backe
     let load = s.queue_load(LoadScope::Batch(batch), now).await.unwrap();
     assert_eq!(load.running.len(), 1);
     assert_eq!(s.get_batch(batch).await.unwrap().unwrap().total, 5);
+
+    // Open while a task is unfinished (a retry reopens it); closed once every task finished.
+    assert!(s.batch_open(batch).await.unwrap());
+    let last = leases.iter().find(|l| l.id == tasks[2].id).unwrap();
+    s.answer(vec![retry(last.id, last.lease_epoch, "again")], now)
+        .await
+        .unwrap();
+    assert!(s.batch_open(batch).await.unwrap());
+    let again = s
+        .claim(claim("w", 1, now + 60_000))
+        .await
+        .unwrap()
+        .remove(0);
+    s.answer(vec![ok(again.id, again.lease_epoch, json!(2))], now)
+        .await
+        .unwrap();
+    assert!(!s.batch_open(batch).await.unwrap());
+    // In input order: every result, each page up to the first unfinished.
+    let ordered = s.batch_results_ordered(batch, 0, 10).await.unwrap();
+    let idx: Vec<u64> = ordered.iter().map(|r| r.index).collect();
+    assert_eq!(idx, vec![0, 1, 2, 3, 4]);
+    assert_eq!(ordered[2].finish_seq, 3, "the cursor is the index + 1");
 }
 
 pub async fn cancel_and_expiry(b: &dyn Backend) {
