@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 use task_api::{TaskError, TaskErrorKind, TaskState};
 use uuid::Uuid;
 
@@ -227,8 +226,7 @@ pub fn args_hash(
     args: &[Value],
     kwargs: &Map<String, Value>,
 ) -> String {
-    let v = json!([package, version, function, args, kwargs]);
-    hex::encode(Sha256::digest(v.to_string().as_bytes()))
+    crate::queue::sha256_hex(&json!([package, version, function, args, kwargs]))
 }
 
 /// A waiting task as the estimate sees it.

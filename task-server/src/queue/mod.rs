@@ -223,6 +223,6 @@ fn clamped_secs(secs: f64, max: Duration) -> Duration {
     Duration::from_secs_f64(secs.min(max.as_secs_f64()))
 }
 
-fn sha256_hex(v: &Value) -> String {
+pub(crate) fn sha256_hex(v: &Value) -> String {
     hex::encode(Sha256::digest(v.to_string().as_bytes()))
 }

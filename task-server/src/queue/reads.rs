@@ -125,7 +125,7 @@ impl Queue {
     /// Deletes a task the caller owns (a running one is cancelled on its worker).
     pub async fn delete(&self, caller: &Caller, id: Uuid) -> Result<DeleteResponse, QueueError> {
         self.visible_task(caller, id).await?;
-        match self.store.delete(id).await? {
+        match self.store.delete(id, now_ms()).await? {
             Some(f) => {
                 self.wake_finished(&f);
                 Ok(DeleteResponse {
@@ -187,8 +187,8 @@ impl Queue {
         let deadline = Instant::now() + self.user_wait(wait)?;
         let limit = limit.clamp(1, 1000);
         let waiter = self.waiters.subscribe(batch_key(&id));
+        self.visible_batch(caller, id).await?;
         let check = || async {
-            self.visible_batch(caller, id).await?;
             // Whether every task had finished is read BEFORE the results: a task finishing
             // between the two reads must not let us say `done` without having returned it.
             let all_finished = !self.store.batch_open(id).await?;
@@ -215,31 +215,38 @@ impl Queue {
     }
 
     /// Streams a batch's results as they finish, one page at a time, each page a long-poll
-    /// of at most the user wait limit, until every result is out or the server stops.
-    pub fn stream_results(
+    /// of at most the user wait limit, until every result is out or the server stops. A batch
+    /// the caller cannot see is refused before the stream starts.
+    pub async fn stream_results(
         self: std::sync::Arc<Self>,
         caller: Caller,
         id: Uuid,
         order: ResultOrder,
-    ) -> impl futures_util::Stream<Item = Result<task_api::BatchResultItem, QueueError>> {
+    ) -> Result<
+        impl futures_util::Stream<Item = Result<task_api::BatchResultItem, QueueError>>,
+        QueueError,
+    > {
+        self.visible_batch(&caller, id).await?;
         let wait = Some(self.cfg.max_user_wait.as_secs_f64());
         let start = (self, caller, 0i64, false);
-        futures_util::stream::unfold(start, move |(queue, caller, after, done)| async move {
-            if done || queue.draining() {
-                return None;
-            }
-            let page = queue
-                .batch_results(&caller, id, after, 1000, wait, order)
-                .await;
-            Some(match page {
-                Ok(p) => {
-                    let items: Vec<_> = p.results.into_iter().map(Ok).collect();
-                    (items, (queue, caller, p.next, p.done))
+        Ok(
+            futures_util::stream::unfold(start, move |(queue, caller, after, done)| async move {
+                if done || queue.draining() {
+                    return None;
                 }
-                Err(e) => (vec![Err(e)], (queue, caller, after, true)),
+                let page = queue
+                    .batch_results(&caller, id, after, 1000, wait, order)
+                    .await;
+                Some(match page {
+                    Ok(p) => {
+                        let items: Vec<_> = p.results.into_iter().map(Ok).collect();
+                        (items, (queue, caller, p.next, p.done))
+                    }
+                    Err(e) => (vec![Err(e)], (queue, caller, after, true)),
+                })
             })
-        })
-        .flat_map(futures_util::stream::iter)
+            .flat_map(futures_util::stream::iter),
+        )
     }
 
     pub(super) async fn visible_batch(

@@ -678,8 +678,8 @@ pub trait Store: StoreReads {
     ) -> Result<bool>;
     /// Cancels every unfinished task of batch `id`; what it cancelled.
     async fn cancel_batch(&self, id: Uuid, by: &str, now: i64) -> Result<Vec<Finished>>;
-    /// Deletes a task; returns what it was.
-    async fn delete(&self, id: Uuid) -> Result<Option<Finished>>;
+    /// Deletes a task at `now`; returns what it was (the tasks waiting for it fail at `now`).
+    async fn delete(&self, id: Uuid, now: i64) -> Result<Option<Finished>>;
     /// Expired leases back to the queue (or failed), expired results deleted.
     async fn reap(&self, now: i64) -> Result<ReapOutcome>;
     /// Records a processor sighting of run `incarnation`; nothing is written when the worker id

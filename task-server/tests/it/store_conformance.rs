@@ -208,7 +208,7 @@ pub async fn a_task_graph_settles_as_its_dependencies_end(b: &dyn Backend) {
     s.submit_batch("o", Uuid::now_v7(), vec![q, w], now)
         .await
         .unwrap();
-    s.delete(q_id).await.unwrap();
+    s.delete(q_id, now).await.unwrap();
     assert_eq!(state(&s, w_id).await, TaskState::Failed);
     assert_eq!(s.settle_stuck(now).await.unwrap(), 0);
 

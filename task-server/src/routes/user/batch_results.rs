@@ -85,23 +85,22 @@ async fn stream(
     id: Uuid,
     order: ResultOrder,
 ) -> Result<HttpResponse, ApiError> {
-    let first = queue.batch_results(&caller, id, 0, 1, None, order).await?;
-    drop(first);
-    let poll = long_poll(limits, &caller, true)?;
-    let lines = queue
+    let results = queue
         .into_inner()
-        .stream_results(caller, id, order)
-        .map(move |r| {
-            let _held = &poll;
-            let mut line = match r {
-                Ok(item) => serde_json::to_vec(&item).unwrap_or_default(),
-                Err(e) => {
-                    serde_json::to_vec(&crate::error::ApiError::from(e).body()).unwrap_or_default()
-                }
-            };
-            line.push(b'\n');
-            Ok::<_, actix_web::Error>(web::Bytes::from(line))
-        });
+        .stream_results(caller.clone(), id, order)
+        .await?;
+    let poll = long_poll(limits, &caller, true)?;
+    let lines = results.map(move |r| {
+        let _held = &poll;
+        let mut line = match r {
+            Ok(item) => serde_json::to_vec(&item).unwrap_or_default(),
+            Err(e) => {
+                serde_json::to_vec(&crate::error::ApiError::from(e).body()).unwrap_or_default()
+            }
+        };
+        line.push(b'\n');
+        Ok::<_, actix_web::Error>(web::Bytes::from(line))
+    });
     Ok(HttpResponse::Ok()
         .content_type("application/x-ndjson")
         .insert_header(("cache-control", "no-cache"))

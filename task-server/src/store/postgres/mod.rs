@@ -355,13 +355,12 @@ impl Store for PgStore {
         Ok(done)
     }
 
-    async fn delete(&self, id: Uuid) -> Result<Option<Finished>> {
+    async fn delete(&self, id: Uuid, now: i64) -> Result<Option<Finished>> {
         let row = sql::delete(&self.pool, DbId(id)).await?;
         let out: Option<Finished> = row.map(TryInto::try_into).transpose()?;
         if let Some(f) = &out {
             self.announce_finished(std::slice::from_ref(f));
-            self.settle(crate::queue::now_ms(), vec![id], Vec::new())
-                .await;
+            self.settle(now, vec![id], Vec::new()).await;
         }
         Ok(out)
     }

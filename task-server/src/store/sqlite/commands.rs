@@ -243,7 +243,7 @@ impl Command for CancelBatch {
     }
 }
 
-pub(super) struct Delete(pub Uuid);
+pub(super) struct Delete(pub Uuid, pub i64);
 
 #[async_trait]
 impl Command for Delete {
@@ -253,8 +253,7 @@ impl Command for Delete {
         let row = sql::delete(&mut *ctx.conn, DbId(self.0)).await?;
         let out: Option<Finished> = row.map(TryInto::try_into).transpose()?;
         if out.is_some() {
-            ctx.settle(crate::queue::now_ms(), vec![self.0], Vec::new())
-                .await?;
+            ctx.settle(self.1, vec![self.0], Vec::new()).await?;
         }
         Ok(out)
     }

@@ -215,8 +215,8 @@ impl Store for SqliteStore {
         self.call(CancelBatch { id, by, now }).await
     }
 
-    async fn delete(&self, id: Uuid) -> Result<Option<Finished>> {
-        self.call(Delete(id)).await
+    async fn delete(&self, id: Uuid, now: i64) -> Result<Option<Finished>> {
+        self.call(Delete(id, now)).await
     }
 
     async fn reap(&self, now: i64) -> Result<ReapOutcome> {
