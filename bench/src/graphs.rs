@@ -3,7 +3,9 @@
 //!
 //! - **independent**: 10,000 `noop` tasks in one batch;
 //! - **chain**: 10,000 tasks in one batch, each `echo` of the one before it (`{"$ref": "#i-1"}`);
-//! - **fan-out/fan-in**: 10,000 tasks in one batch, ~100 rounds of 98 tasks that each take the
+//! - **map-reduce**: 10,000 tasks in one batch: a root, 9,988 tasks using its answer, 10 partial
+//!   reduces of ~999 answers each and a final reduce of the 10 (one fan-out, a two-level fan-in);
+//! - **layered fan-out/fan-in**: 10,000 tasks in one batch, ~100 rounds of 98 tasks that each take the
 //!   answer of the round's hub, and the next hub, which runs after all 98;
 //! - **independent, one at a time**: the 10,000 `noop` tasks on a processor with 1 slot and no
 //!   prefetch: the parallelism a chain allows (one task at a time, one round trip each).
@@ -69,6 +71,27 @@ fn fan(n: usize) -> Vec<Value> {
     out
 }
 
+/// `n` tasks as a map-reduce: a root, `n - 12` map tasks using its answer, 10 partial reduces each
+/// taking the answers of a tenth of the maps, and a final reduce taking the 10 partial answers
+/// (a task may wait for at most 1,000 others, so the fan-in is a two-level tree).
+fn map_reduce(n: usize) -> Vec<Value> {
+    const PARTS: usize = 10;
+    let maps = n - 2 - PARTS;
+    let mut out = vec![echo(json!(0))];
+    out.extend((0..maps).map(|_| echo(json!({"$ref": "#0"}))));
+    let per = maps.div_ceil(PARTS);
+    let mut partials = Vec::new();
+    for p in 0..PARTS {
+        let refs: Vec<Value> = (1 + p * per..(1 + (p + 1) * per).min(1 + maps))
+            .map(|i| json!({"$ref": format!("#{i}")}))
+            .collect();
+        partials.push(json!({"$ref": format!("#{}", out.len())}));
+        out.push(echo(Value::Array(refs)));
+    }
+    out.push(echo(Value::Array(partials)));
+    out
+}
+
 /// Submits `tasks` as one batch and waits until it is done; the seconds it took.
 async fn run(http: &crpc_http::Client, tasks: Vec<Value>) -> anyhow::Result<f64> {
     let started = Instant::now();
@@ -103,7 +126,7 @@ fn main() -> anyhow::Result<()> {
     let opts = crpc_http::Options::default();
     let http = crpc_http::Client::new(&stack.server.url, Some(stack.user.clone()), opts)?;
     let p = stack.processor(args.slots, "graphs");
-    let (ind, ch, fa) = rt.block_on(async {
+    let (ind, ch, fa, mr) = rt.block_on(async {
         eprintln!("warming up…");
         run(&http, vec![noop(); 2000]).await?;
         run(&http, chain(200)).await?;
@@ -113,7 +136,9 @@ fn main() -> anyhow::Result<()> {
         let ch = run(&http, chain(n)).await?;
         eprintln!("fan-out/fan-in of {n}…");
         let fa = run(&http, fan(n)).await?;
-        anyhow::Ok((ind, ch, fa))
+        eprintln!("map-reduce of {n}…");
+        let mr = run(&http, map_reduce(n)).await?;
+        anyhow::Ok((ind, ch, fa, mr))
     })?;
     drop(p);
     let one = crpc_tests::Worker::start_with_env(
@@ -146,7 +171,14 @@ fn main() -> anyhow::Result<()> {
         rate(ind)
     );
     println!(
-        "| fan-out/fan-in (rounds of 1 → 98 → 1), {} slots | {fa:.2} s | {:.0} | {:.2}× |",
+        "| map-reduce (1 → {} → 10 → 1), {} slots | {mr:.2} s | {:.0} | {:.2}× |",
+        n - 12,
+        args.slots,
+        rate(mr),
+        mr / ind
+    );
+    println!(
+        "| layered fan-out/fan-in (rounds of 1 → 98 → 1), {} slots | {fa:.2} s | {:.0} | {:.2}× |",
         args.slots,
         rate(fa),
         fa / ind
