@@ -60,8 +60,18 @@ pub fn start_service(binary: &Path, extra: &[&str]) -> anyhow::Result<Proc> {
 
 /// A token for `role` (subject `bench`) signed with the run's secret.
 pub fn token(server_bin: &Path, data_dir: &Path, role: &str) -> anyhow::Result<String> {
+    token_for(server_bin, data_dir, role, "bench")
+}
+
+/// A token for `role` and subject `sub` signed with the run's secret.
+pub fn token_for(
+    server_bin: &Path,
+    data_dir: &Path,
+    role: &str,
+    sub: &str,
+) -> anyhow::Result<String> {
     let out = Command::new(server_bin)
-        .args(["token", "--role", role, "--sub", "bench", "--data-dir"])
+        .args(["token", "--role", role, "--sub", sub, "--data-dir"])
         .arg(data_dir)
         .env("CRPC_JWT_SECRET", SECRET)
         .output()?;
@@ -93,8 +103,27 @@ pub fn start_processor(
 
 /// Publishes `examples/testkit` as testkit 1.0.0.
 pub async fn publish_testkit(registry: &str, publisher_token: &str) -> anyhow::Result<()> {
-    let archive = crpc_package::archive::build(&repo_root().join("examples/testkit"))
+    publish_testkit_as(registry, publisher_token, |m| m).await
+}
+
+/// Publishes `examples/testkit` as testkit 1.0.0 with its manifest passed through `edit` (an
+/// older build's processor may not know a newer manifest key).
+pub async fn publish_testkit_as(
+    registry: &str,
+    publisher_token: &str,
+    edit: impl Fn(String) -> String,
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    for f in ["crpc.toml", "testkit.wasm"] {
+        std::fs::copy(
+            repo_root().join("examples/testkit").join(f),
+            dir.path().join(f),
+        )
         .context("examples/testkit (run ./scripts/build-examples)")?;
+    }
+    let manifest = dir.path().join("crpc.toml");
+    std::fs::write(&manifest, edit(std::fs::read_to_string(&manifest)?))?;
+    let archive = crpc_package::archive::build(dir.path())?;
     crpc_package::client::RegistryClient::new(registry, Some(publisher_token.to_string()))
         .publish("testkit", "1.0.0", archive, None)
         .await
@@ -135,12 +164,24 @@ impl Stack {
     pub fn start(rt: &tokio::runtime::Runtime) -> anyhow::Result<Stack> {
         let bin = build_release(&["task-server", "registry", "task-processor"])?;
         build_examples()?;
-        let registry = start_service(&bin.join("task-registry"), &[])?;
+        Self::start_from(rt, bin, |m| m)
+    }
+
+    /// The same from the binaries in `bin` (another build's server and processor; this
+    /// build's registry), testkit's manifest passed through `edit`.
+    pub fn start_from(
+        rt: &tokio::runtime::Runtime,
+        bin: PathBuf,
+        edit: impl Fn(String) -> String,
+    ) -> anyhow::Result<Stack> {
+        let own = std::env::current_exe()?;
+        let own = own.parent().context("target dir")?;
+        let registry = start_service(&own.join("task-registry"), &[])?;
         let server = start_service(&bin.join("task-server"), &["--registry", &registry.url])?;
         let server_bin = bin.join("task-server");
         let role = |r: &str| token(&server_bin, server.data_dir(), r);
         let (user, worker, publisher) = (role("user")?, role("worker")?, role("publisher")?);
-        rt.block_on(publish_testkit(&registry.url, &publisher))?;
+        rt.block_on(publish_testkit_as(&registry.url, &publisher, edit))?;
         Ok(Stack {
             bin,
             registry,
@@ -152,12 +193,21 @@ impl Stack {
 
     /// A processor with `slots` CPU slots pulling from the server.
     pub fn processor(&self, slots: usize, worker_id: &str) -> Worker {
-        start_processor(
+        let slots = slots.to_string();
+        let extra = [
+            "--token",
+            &self.worker,
+            "--cpu-slots",
+            &slots,
+            "--worker-id",
+            worker_id,
+        ];
+        Worker::start_binary(
+            &self.bin.join("task-processor"),
             &self.server.url,
             &self.registry.url,
-            &self.worker,
-            slots,
-            Some(worker_id),
+            &extra,
+            &[("CRPC_LOG", "warn")],
         )
     }
 }

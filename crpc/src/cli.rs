@@ -184,6 +184,13 @@ pub struct TaskOpts {
     /// Not before this long from now, e.g. 90s, 2h.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub delay: Option<Duration>,
+    /// Your tasks with the same key run at most --max-concurrent at a time (e.g. one per
+    /// customer).
+    #[arg(long, value_name = "KEY")]
+    pub concurrency_key: Option<String>,
+    /// With --concurrency-key: how many of its tasks may run at once (default 1).
+    #[arg(long, value_name = "N", requires = "concurrency_key")]
+    pub max_concurrent: Option<u32>,
 }
 
 /// `crpc submit`.

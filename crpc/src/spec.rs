@@ -68,6 +68,8 @@ pub fn build(
         after: opts.after.clone(),
         not_before: opts.not_before.clone(),
         delay_s: opts.delay.map(|d| d.as_secs_f64()),
+        concurrency_key: opts.concurrency_key.clone(),
+        max_concurrent: opts.max_concurrent,
     })
 }
 

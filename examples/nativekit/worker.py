@@ -24,6 +24,22 @@ def init_config():
     return INIT
 
 
+UPDATES = []
+
+
+@crpc_worker.on_update
+def remember_update(payload):
+    """A broadcast (POST /admin/broadcast) reached this program."""
+    UPDATES.append(payload)
+    del UPDATES[:-100]
+
+
+@crpc_worker.task
+def updates():
+    """The broadcast payloads this program received, oldest first."""
+    return UPDATES
+
+
 @crpc_worker.task
 def env():
     """The environment this program sees."""

@@ -122,7 +122,20 @@ pub struct FunctionSig {
     /// a + b × its measure (a number's value; a string's, array's or object's length).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<String>,
+    /// At most this many tasks of the function leased at once, across every processor and
+    /// server replica (1 to 100,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
+    /// At most this many tasks of the function started per second, across every processor and
+    /// server replica, evenly spaced (0.001 to 100,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_s: Option<f64>,
 }
+
+/// The largest `max_concurrent` (manifest or submit).
+pub const MAX_CONCURRENT: u32 = 100_000;
+/// The range of `rate_per_s`.
+pub const RATE_RANGE: std::ops::RangeInclusive<f64> = 0.001..=100_000.0;
 
 impl FunctionSig {
     /// The position and value of argument `name`, passed by position or by keyword.
@@ -310,6 +323,7 @@ impl Manifest {
                 optional_seen |= a.optional;
             }
             check_cost(name, f)?;
+            check_limits(name, f)?;
         }
         Ok(())
     }
@@ -321,6 +335,25 @@ impl Manifest {
 }
 
 /// serde reports a missing top-level field at path `.`; pull the field's name out of the message.
+/// `max_concurrent` and `rate_per_s` are in range.
+fn check_limits(name: &str, f: &FunctionSig) -> Result<(), ManifestError> {
+    if f.max_concurrent
+        .is_some_and(|m| m == 0 || m > MAX_CONCURRENT)
+    {
+        return Err(err(
+            format!("functions.{name}.max_concurrent"),
+            format!("1 to {MAX_CONCURRENT}"),
+        ));
+    }
+    if f.rate_per_s.is_some_and(|r| !RATE_RANGE.contains(&r)) {
+        return Err(err(
+            format!("functions.{name}.rate_per_s"),
+            "0.001 to 100,000 tasks per second",
+        ));
+    }
+    Ok(())
+}
+
 /// `cost` names an argument that has a size: a number, a string, an array or an object.
 fn check_cost(name: &str, f: &FunctionSig) -> Result<(), ManifestError> {
     let Some(cost) = &f.cost else {
@@ -559,6 +592,18 @@ returns = "number"
             (
                 format!("{GOOD}cost = \"seeds\"\n"),
                 "functions.estimate_pi.cost",
+            ),
+            (
+                format!("{GOOD}max_concurrent = 0\n"),
+                "functions.estimate_pi.max_concurrent",
+            ),
+            (
+                format!("{GOOD}rate_per_s = 1e20\n"),
+                "functions.estimate_pi.rate_per_s",
+            ),
+            (
+                format!("{GOOD}rate_per_s = nan\n"),
+                "functions.estimate_pi.rate_per_s",
             ),
             (
                 GOOD.replace(

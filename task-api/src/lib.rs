@@ -6,12 +6,16 @@
 
 pub mod auth;
 pub mod error;
+pub mod fleet;
 pub mod task;
 pub mod views;
 pub mod worker;
 
 pub use auth::{Claims, Role, JWT_AUDIENCE, JWT_ISSUER};
 pub use error::{ApiErrorBody, ErrorDetail};
+pub use fleet::{
+    Broadcast, BroadcastApplied, BroadcastCreated, BroadcastReport, BroadcastStatus, NewBroadcast,
+};
 pub use task::{
     AnswerResponse, AttemptView, LeaseInfo, Resources, SubmitBatch, SubmitBatchResponse,
     SubmitResponse, TaskDetail, TaskError, TaskErrorKind, TaskPayload, TaskSpec, TaskState,

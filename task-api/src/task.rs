@@ -149,6 +149,16 @@ pub struct TaskSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0, maximum = 31536000)]
     pub delay_s: Option<f64>,
+    /// Tasks of this owner with the same key run at most `max_concurrent` at a time, across
+    /// every processor (e.g. one per customer); the others stay queued, not failed. 1 to 200
+    /// characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
+    /// With `concurrency_key`: how many of its tasks may be leased at once (1 to 100,000;
+    /// default 1). The latest submit's value is the key's limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 100000)]
+    pub max_concurrent: Option<u32>,
 }
 
 /// `201 {"success": true, "id": "…"}` (200 when an idempotency key matched an existing task).

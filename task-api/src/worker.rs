@@ -180,6 +180,13 @@ pub struct HeartbeatRequest {
     /// This run of the processor (see [`RequestTask::incarnation`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incarnation: Option<Uuid>,
+    /// Asks for the broadcasts made after this `seq` (0: the latest per target, for a
+    /// processor that just started). Absent: send none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broadcasts_since: Option<i64>,
+    /// Broadcasts this processor applied since its last heartbeat (at most 100).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applied: Vec<crate::BroadcastApplied>,
 }
 
 /// Answer of `POST /worker/heartbeat`.
@@ -195,10 +202,11 @@ pub struct HeartbeatResponse {
     pub lost: Vec<Uuid>,
     /// New deadline of the extended leases, ms since the Unix epoch.
     pub lease_deadline: i64,
-    /// Broadcast payloads for every processor since its last heartbeat, oldest first (the
-    /// processor hands each to its packages' `update` hook).
+    /// Broadcasts made after `broadcasts_since` (and any of the last minute, which a processor
+    /// recognises by id), oldest first; with `broadcasts_since: 0`, the latest broadcast per
+    /// target. Empty when the request did not ask.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub broadcasts: Vec<Value>,
+    pub broadcasts: Vec<crate::Broadcast>,
 }
 
 /// Body of `POST /worker/submit_answer` (single form; the batch form is `{"answers": [...]}`).

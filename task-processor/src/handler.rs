@@ -148,8 +148,17 @@ pub trait TaskHandler: Send + Sync + 'static {
         ctx: &TaskContext,
     ) -> Result<Value, TaskFailure>;
 
-    /// A broadcast from the server to every processor.
-    async fn update(&self, _payload: &Value) {}
+    /// A broadcast from the server (`POST /admin/broadcast`): hand it to the loaded instances
+    /// of its package. What to report to the server, or `None` for one already received.
+    async fn update(&self, _broadcast: &task_api::Broadcast) -> Option<task_api::BroadcastApplied> {
+        None
+    }
+
+    /// The highest broadcast `seq` received, which the next heartbeat asks after; `None`: this
+    /// handler takes no broadcasts.
+    fn broadcasts_since(&self) -> Option<i64> {
+        None
+    }
 
     /// `name@version` of packages ready to run here (advertised for routing).
     fn cached_packages(&self) -> Vec<String> {

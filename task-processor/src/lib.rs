@@ -13,6 +13,7 @@
 //!     .await
 //! # }
 //! ```
+pub mod broadcasts;
 pub mod cache;
 pub mod client;
 pub mod config;
@@ -27,3 +28,11 @@ pub use handler::{Progress, TaskContext, TaskFailure, TaskHandler};
 pub use package_handler::PackageHandler;
 pub use processor::{Processor, ProcessorBuilder};
 pub use start::{build_from_config, shutdown_signal};
+
+/// Wall-clock time, ms since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use crpc_package::manifest::{Kind, Manifest};
 use serde_json::{Map, Value};
-use task_api::TaskPayload;
+use task_api::{Broadcast, BroadcastApplied, TaskPayload};
 
+use crate::broadcasts::Book;
 use crate::cache::{Installed, PackageCache, Prepare};
 use crate::handler::{TaskContext, TaskFailure, TaskHandler};
 use crate::runtime::native::{run_setup, NativeChild};
@@ -75,11 +76,16 @@ impl Prepare for Preparer {
     }
 }
 
+/// A slot's live instance and the `seq` of the last broadcast it got.
+type Held = (Live, i64);
+
 /// Installs packages from the registry and runs them.
 pub struct PackageHandler {
     cache: PackageCache,
     preparer: Preparer,
-    slots: Vec<Mutex<Option<Live>>>,
+    slots: Vec<Mutex<Option<Held>>>,
+    /// Broadcasts received, owed to the instances.
+    book: Mutex<Book>,
     /// Init keys given to this processor per package, over the manifest's `[init]`.
     init: std::collections::HashMap<String, Map<String, Value>>,
 }
@@ -101,6 +107,7 @@ impl PackageHandler {
                 native,
             },
             slots: (0..slots).map(|_| Mutex::new(None)).collect(),
+            book: Mutex::default(),
             init: Default::default(),
         }
     }
@@ -123,18 +130,26 @@ impl PackageHandler {
         config
     }
 
-    fn take_live(&self, slot: usize, inst: &Arc<Installed>) -> Option<Live> {
+    fn take_live(&self, slot: usize, inst: &Arc<Installed>) -> Option<Held> {
         let mut s = self.slots[slot].lock().unwrap();
         match s.take() {
-            Some(l) if Arc::ptr_eq(l.installed(), inst) => Some(l),
+            Some(l) if Arc::ptr_eq(l.0.installed(), inst) => Some(l),
             // Another package held the slot: its instance or child goes (dropping a child
             // kills its process group).
             _ => None,
         }
     }
 
-    fn put_live(&self, slot: usize, live: Live) {
-        *self.slots[slot].lock().unwrap() = Some(live);
+    fn put_live(&self, slot: usize, live: Live, seen: i64) {
+        *self.slots[slot].lock().unwrap() = Some((live, seen));
+    }
+
+    /// The broadcasts an instance of `inst` that got everything up to `seen` (`None`: just
+    /// started) is owed, and the `seq` it has seen once it got them.
+    fn owed(&self, inst: &Installed, seen: Option<i64>) -> (Vec<Value>, i64) {
+        let book = self.book.lock().unwrap();
+        let due = book.due(&inst.name, &inst.version, seen);
+        (due.into_iter().map(|b| b.payload).collect(), book.max_seq())
     }
 
     /// Runs the task on the installed package's WASM component or native program.
@@ -159,7 +174,11 @@ impl PackageHandler {
     ) -> Result<Value, TaskFailure> {
         let slot = ctx.slot.index;
         let args = positional(&inst.manifest, &task.function, &task.args, &task.kwargs)?;
-        let live = self.take_live(slot, inst);
+        let (live, seen) = match self.take_live(slot, inst) {
+            Some((Live::Wasm(_, i), seen)) => (Some(i), Some(seen)),
+            _ => (None, None),
+        };
+        let (owed, seen) = self.owed(inst, seen);
         let wasm = self.preparer.wasm.clone();
         let inst2 = inst.clone();
         let gpus = ctx.slot.gpus.clone();
@@ -168,12 +187,23 @@ impl PackageHandler {
         let (progress, cancel, deadline) = (ctx.progress.clone(), ctx.cancel.clone(), ctx.deadline);
         let (outcome, keep) = tokio::task::spawn_blocking(move || {
             let mut instance = match live {
-                Some(Live::Wasm(_, i)) => i,
-                _ => match wasm.instantiate(&inst2.dir, &gpus, &config) {
+                Some(i) => i,
+                None => match wasm.instantiate(&inst2.dir, &gpus, &config) {
                     Ok(i) => i,
                     Err(e) => return (Err(e), None),
                 },
             };
+            for payload in &owed {
+                if let Err(e) = instance.update(&payload.to_string()) {
+                    // The trap discards the instance; the task runs on a fresh one.
+                    tracing::warn!(slot, "a broadcast's update trapped: {}", e.message);
+                    instance = match wasm.instantiate(&inst2.dir, &gpus, &config) {
+                        Ok(i) => i,
+                        Err(e) => return (Err(e), None),
+                    };
+                    break;
+                }
+            }
             match instance.run(id, &function, &args, progress, cancel, deadline) {
                 RunOutcome::Returned(r) => (r, Some(Live::Wasm(inst2, instance))),
                 RunOutcome::Trapped(f) => (Err(f), None),
@@ -182,7 +212,7 @@ impl PackageHandler {
         .await
         .map_err(|e| TaskFailure::fatal(format!("the WASM runtime panicked: {e}")))?;
         if let Some(live) = keep {
-            self.put_live(slot, live);
+            self.put_live(slot, live, seen);
         }
         outcome
     }
@@ -196,10 +226,17 @@ impl PackageHandler {
     ) -> Result<Value, TaskFailure> {
         let slot = ctx.slot.index;
         self.preparer.native_allowed(&inst.manifest)?;
-        let alive = match self.take_live(slot, inst) {
-            Some(Live::Native(_, mut c)) => c.is_alive().then_some(c),
-            _ => None,
+        let (alive, seen) = match self.take_live(slot, inst) {
+            Some((Live::Native(_, mut c), seen)) => {
+                if c.is_alive() {
+                    (Some(c), Some(seen))
+                } else {
+                    (None, None)
+                }
+            }
+            _ => (None, None),
         };
+        let (owed, seen) = self.owed(inst, seen);
         let mut child = match alive {
             Some(c) => c,
             None => {
@@ -218,15 +255,42 @@ impl PackageHandler {
                 )
             }
         };
+        for payload in &owed {
+            // A program that cannot take the line is dead; the run below reports it.
+            if let Err(e) = child.update(payload).await {
+                tracing::warn!(slot, "a broadcast's update line failed: {}", e.message);
+                break;
+            }
+        }
         let r = child.run(task, ctx).await;
         // A failure reported by the program keeps it; a killed or dead one is dropped
         // (and the next task gets a fresh one).
         if child.is_alive()
             && !matches!(&r, Err(f) if matches!(f.kind, task_api::TaskErrorKind::Timeout | task_api::TaskErrorKind::Cancelled))
         {
-            self.put_live(slot, Live::Native(inst.clone(), child));
+            self.put_live(slot, Live::Native(inst.clone(), child), seen);
         }
         r
+    }
+}
+
+/// Hands `owed` payloads to an idle instance; the instance back, or why it is gone.
+async fn deliver(live: Live, owed: Vec<Value>) -> Result<Live, String> {
+    match live {
+        Live::Native(inst, mut c) => {
+            for payload in &owed {
+                c.update(payload).await.map_err(|e| e.message)?;
+            }
+            Ok(Live::Native(inst, c))
+        }
+        Live::Wasm(inst, mut w) => tokio::task::spawn_blocking(move || {
+            for payload in &owed {
+                w.update(&payload.to_string()).map_err(|e| e.message)?;
+            }
+            Ok(Live::Wasm(inst, w))
+        })
+        .await
+        .map_err(|e| format!("the WASM runtime panicked: {e}"))?,
     }
 }
 
@@ -288,41 +352,57 @@ impl TaskHandler for PackageHandler {
         Ok(answer)
     }
 
-    async fn update(&self, payload: &Value) {
-        // Idle slots get the update now; a slot that is running a task holds its instance or
-        // child itself and misses this one (broadcasts are best effort, between runs).
+    async fn update(&self, b: &Broadcast) -> Option<BroadcastApplied> {
+        if !self.book.lock().unwrap().add(b) {
+            return None;
+        }
+        // Idle slots get it now; a slot running a task holds its instance itself and gets
+        // it before its next task (see `owed`), as does an instance started later.
+        let (mut instances, mut error) = (0u32, None);
         for (slot, cell) in self.slots.iter().enumerate() {
-            let Some(live) = cell.lock().unwrap().take() else {
-                continue;
-            };
-            let live = match live {
-                Live::Native(inst, mut c) => match c.update(payload).await {
-                    Ok(()) => Some(Live::Native(inst, c)),
-                    Err(e) => {
-                        tracing::warn!(slot, "update to a native program failed: {e}");
-                        None
-                    }
-                },
-                Live::Wasm(inst, mut w) => {
-                    let payload = payload.to_string();
-                    match tokio::task::spawn_blocking(move || w.update(&payload).map(|()| w)).await
-                    {
-                        Ok(Ok(w)) => Some(Live::Wasm(inst, w)),
-                        Ok(Err(e)) => {
-                            tracing::warn!(slot, "update trapped; the instance is discarded: {e}");
-                            None
-                        }
-                        Err(_) => None,
-                    }
+            let held = {
+                let mut c = cell.lock().unwrap();
+                let ours = c.as_ref().is_some_and(|(l, _)| {
+                    let i = l.installed();
+                    crate::broadcasts::matches(b, &i.name, &i.version)
+                });
+                if ours {
+                    c.take()
+                } else {
+                    None
                 }
             };
-            if let Some(live) = live {
-                let mut c = cell.lock().unwrap();
-                if c.is_none() {
-                    *c = Some(live);
+            let Some((live, seen)) = held else {
+                continue;
+            };
+            let (owed, seen) = self.owed(live.installed(), Some(seen));
+            match deliver(live, owed).await {
+                Ok(live) => {
+                    instances += 1;
+                    let mut c = cell.lock().unwrap();
+                    if c.is_none() {
+                        *c = Some((live, seen));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        slot,
+                        "a broadcast's update failed; the instance is discarded: {e}"
+                    );
+                    error.get_or_insert(e);
                 }
             }
         }
+        Some(BroadcastApplied {
+            id: b.id,
+            applied_at: crate::now_ms(),
+            instances,
+            error,
+        })
+    }
+
+    fn broadcasts_since(&self) -> Option<i64> {
+        Some(self.book.lock().unwrap().max_seq())
     }
 
     fn cached_packages(&self) -> Vec<String> {

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub use crpc_service::auth;
+pub mod caps;
 pub mod config;
 pub mod cost;
 pub mod error;

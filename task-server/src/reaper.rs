@@ -28,6 +28,7 @@ pub async fn run(queue: Arc<Queue>, every: Duration, shutdown: CancellationToken
             Ok(now) => last = now,
             Err(e) => tracing::warn!(error = %e, "reaper pass failed; retrying next tick"),
         }
+        queue.wake_when_due(every).await;
         if let Err(e) = queue.fire_schedules().await {
             tracing::warn!(error = %e, "firing schedules failed; retrying next tick");
         }

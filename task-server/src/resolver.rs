@@ -31,6 +31,8 @@ pub struct Resolved {
     pub resources: Resources,
     /// Where the task's cost measures are, by the function's signature.
     pub cost_at: CostAt,
+    /// The function's cap, when its manifest limits it (`max_concurrent`, `rate_per_s`).
+    pub cap: Option<crate::caps::CapLimit>,
 }
 
 enum Auth {
@@ -185,6 +187,13 @@ impl Resolver {
             version: info.version.clone(),
             resources: info.manifest.resources.clone(),
             cost_at: CostAt::of(Some(sig), spec.args.len()),
+            cap: (sig.max_concurrent.is_some() || sig.rate_per_s.is_some()).then(|| {
+                crate::caps::CapLimit {
+                    key: crate::caps::function_key(&info.name, &spec.function),
+                    max_running: sig.max_concurrent,
+                    rate_per_s: sig.rate_per_s,
+                }
+            }),
         })
     }
 

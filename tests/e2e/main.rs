@@ -4,6 +4,7 @@ mod config;
 mod dashboard;
 mod estimate;
 mod faults;
+mod fleet;
 mod metrics;
 mod openapi;
 mod prefetch;

@@ -115,6 +115,7 @@ async fn every_route_and_error_body_is_documented_and_docs_render() {
         [
             "delete /user/schedules/{id}",
             "delete /user/tasks/{id}",
+            "get /admin/broadcasts/{id}",
             "get /livez",
             "get /metrics",
             "get /readyz",
@@ -130,6 +131,7 @@ async fn every_route_and_error_body_is_documented_and_docs_render() {
             "get /user/tasks/{id}",
             "get /user/workers",
             "get /worker/request_task",
+            "post /admin/broadcast",
             "post /user/batches/{id}/cancel",
             "post /user/schedules",
             "post /user/submit_batch",
@@ -156,7 +158,7 @@ async fn every_route_and_error_body_is_documented_and_docs_render() {
                 "{m} {p} documents {status}"
             );
         }
-        if p.starts_with("/user") || p.starts_with("/worker") {
+        if p.starts_with("/user") || p.starts_with("/worker") || p.starts_with("/admin") {
             assert!(op["responses"]["401"].is_object(), "{m} {p} documents 401");
         }
     }

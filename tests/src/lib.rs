@@ -254,6 +254,7 @@ pub struct Worker {
     pub cache: Arc<tempfile::TempDir>,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    binary: PathBuf,
 }
 
 impl Worker {
@@ -273,6 +274,18 @@ impl Worker {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Worker {
+        let binary = sibling_binary("task-processor");
+        Self::start_binary(&binary, server, registry, extra, env)
+    }
+
+    /// [`Worker::start_with_env`] with another build's `task-processor` (A/B benchmarks).
+    pub fn start_binary(
+        binary: &Path,
+        server: &str,
+        registry: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Worker {
         let mut args: Vec<String> = ["--server", server, "--registry", registry]
             .iter()
             .map(|s| s.to_string())
@@ -286,6 +299,7 @@ impl Worker {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            binary: binary.to_path_buf(),
         };
         w.restart();
         w
@@ -299,7 +313,7 @@ impl Worker {
             .append(true)
             .open(self.cache.path().join("processor.log"))
             .expect("log");
-        let mut child = Command::new(sibling_binary("task-processor"))
+        let mut child = Command::new(&self.binary)
             .args(&self.args)
             .arg("--cache-dir")
             .arg(self.cache.path().join("cache"))

@@ -13,13 +13,38 @@ fn remember_init(config: String) -> Result<(), String> {
     Ok(())
 }
 
+/// The broadcast payloads this instance received, oldest first (the last 100).
+static UPDATES: Mutex<Vec<Value>> = Mutex::new(Vec::new());
+
+fn remember_update(payload: String) {
+    let v = serde_json::from_str(&payload).unwrap_or(Value::String(payload));
+    if let Ok(mut u) = UPDATES.lock() {
+        if u.len() == 100 {
+            u.remove(0);
+        }
+        u.push(v);
+    }
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 crpc_guest::export! {
     init = remember_init;
+    update = remember_update;
 
     /// The init configuration the instance received (the manifest's `[init]`, with the
     /// processor's `--init` keys over it).
     fn init_config() -> crpc_guest::Result<Value> {
         Ok(INIT.lock().map_err(|e| e.to_string())?.clone().unwrap_or(Value::Null))
+    }
+
+    /// The broadcast payloads this instance received (`POST /admin/broadcast`), oldest first.
+    fn updates() -> crpc_guest::Result<Vec<Value>> {
+        Ok(UPDATES.lock().map_err(|e| e.to_string())?.clone())
     }
 
     /// `a + b` (Fibonacci as a task graph).
@@ -50,6 +75,24 @@ crpc_guest::export! {
     fn sleep_ms(ms: u64) -> crpc_guest::Result<u64> {
         std::thread::sleep(std::time::Duration::from_millis(ms));
         Ok(ms)
+    }
+
+    /// Sleeps `ms` and says when it ran: `[start, end]`, wall-clock ms since the Unix epoch
+    /// (the tasks themselves record how many ran at once).
+    fn span(ms: u64) -> crpc_guest::Result<[u64; 2]> {
+        let start = wall_ms();
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        Ok([start, wall_ms()])
+    }
+
+    /// `span`, under the manifest's `max_concurrent = 2`.
+    fn span_capped(ms: u64) -> crpc_guest::Result<[u64; 2]> {
+        span(ms)
+    }
+
+    /// `span`, under the manifest's `rate_per_s = 20`.
+    fn span_rated(ms: u64) -> crpc_guest::Result<[u64; 2]> {
+        span(ms)
     }
 
     /// Never returns: the processor's timeout must stop it.

@@ -247,6 +247,8 @@ struct Shared {
     stop_pulling: CancellationToken,
     /// Set when the server refused the token: the processor exits with this error.
     fatal: Mutex<Option<String>>,
+    /// Broadcasts applied, reported with the next heartbeat.
+    applied: Mutex<Vec<task_api::BroadcastApplied>>,
 }
 
 impl Processor {
@@ -366,6 +368,7 @@ impl Processor {
             pools,
             stop_pulling: CancellationToken::new(),
             fatal: Mutex::new(None),
+            applied: Mutex::new(Vec::new()),
         }
     }
 
@@ -427,25 +430,42 @@ impl Backoff {
     }
 }
 
+/// Between two heartbeats for the leases (every `heartbeat_interval_ms` the server sets), a
+/// light one without leases this often asks for broadcasts, so they arrive within seconds.
+const BROADCAST_POLL: Duration = Duration::from_secs(2);
+
 async fn heartbeat_loop(shared: Arc<Shared>, stop: CancellationToken) {
     let min_gap = Duration::from_millis(250);
-    let mut last = Instant::now();
+    let (mut last, mut last_full) = (Instant::now(), Instant::now());
     loop {
         let interval = Duration::from_millis(shared.heartbeat_ms.load(Ordering::Relaxed));
+        let full_at = last_full + interval;
+        let mut full = true;
+        // Reports of applied broadcasts go out at once.
+        let poll = match shared.applied.lock().unwrap().is_empty() {
+            true => BROADCAST_POLL,
+            false => min_gap,
+        };
         tokio::select! {
-            _ = tokio::time::sleep_until((last + interval).into()) => {}
+            _ = tokio::time::sleep_until(full_at.min(last + poll).into()) => {
+                full = Instant::now() >= full_at;
+            }
             _ = shared.progress_changed.notified() => {
                 tokio::time::sleep_until((last + min_gap).into()).await;
             }
             _ = stop.cancelled() => return,
         }
         last = Instant::now();
-        heartbeat_once(&shared).await;
+        if full {
+            last_full = last;
+        }
+        heartbeat_once(&shared, full).await;
     }
 }
 
-/// One heartbeat for every running and held lease; stops what the server says to stop.
-async fn heartbeat_once(shared: &Shared) {
+/// One heartbeat for every running and held lease (`full`; else for none: a light one that
+/// only reports and asks for broadcasts); stops what the server says to stop.
+async fn heartbeat_once(shared: &Shared, full: bool) {
     let running: HashMap<Uuid, Arc<Running>> = shared
         .running
         .lock()
@@ -455,6 +475,7 @@ async fn heartbeat_once(shared: &Shared) {
         .collect();
     let mut leases: Vec<HeartbeatLease> = running
         .iter()
+        .filter(|_| full)
         .map(|(id, r)| HeartbeatLease {
             id: *id,
             lease_epoch: r.lease_epoch,
@@ -465,6 +486,7 @@ async fn heartbeat_once(shared: &Shared) {
         shared
             .pools
             .iter()
+            .filter(|_| full)
             .flat_map(|p| p.held_refs())
             .map(|l| HeartbeatLease {
                 id: l.id,
@@ -480,8 +502,20 @@ async fn heartbeat_once(shared: &Shared) {
         dispatch_ms: shared.dispatch.lock().unwrap().value(),
         speed: shared.speed.lock().unwrap().value(),
         incarnation: Some(shared.incarnation),
+        broadcasts_since: shared.handler.broadcasts_since(),
+        applied: {
+            let mut a = shared.applied.lock().unwrap();
+            let n = a.len().min(100);
+            a.drain(..n).collect()
+        },
     };
-    match shared.client.heartbeat(&req).await {
+    let result = shared.client.heartbeat(&req).await;
+    if result.is_err() {
+        // The reports go with the next heartbeat.
+        let mut a = shared.applied.lock().unwrap();
+        a.splice(0..0, req.applied);
+    }
+    match result {
         Ok(resp) => {
             shared.link.up();
             apply_heartbeat(shared, &running, resp).await
@@ -497,8 +531,11 @@ async fn apply_heartbeat(
     running: &HashMap<Uuid, Arc<Running>>,
     resp: task_api::HeartbeatResponse,
 ) {
-    for payload in &resp.broadcasts {
-        shared.handler.update(payload).await;
+    for b in &resp.broadcasts {
+        if let Some(applied) = shared.handler.update(b).await {
+            tracing::info!(broadcast = %b.id, package = %b.package, instances = applied.instances, "broadcast applied");
+            shared.applied.lock().unwrap().push(applied);
+        }
     }
     for (ids, why) in [
         (&resp.cancelled, "cancelled by its owner"),

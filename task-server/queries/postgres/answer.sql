@@ -33,4 +33,4 @@ FROM a WHERE t.id = a.id AND t.state = 'leased' AND t.lease_epoch = COALESCE(a.e
   AND (a.worker IS NULL OR t.lease_worker = a.worker) AND COALESCE(t.lease_owner, a.owner) = a.owner
 RETURNING t.id, t.state, t.batch_id, t.package, t.version, t.function, t.runtime_ms, t.attempt, t.progress,
           t.answer::text AS answer, t.error::text AS error, t.cost_by,
-          t.cost0, t.cost1, t.cost2, t.has_dependents
+          t.cost0, t.cost1, t.cost2, t.has_dependents, t.cap_fn, t.cap_key

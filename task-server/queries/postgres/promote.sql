@@ -7,4 +7,4 @@ WITH p AS (SELECT (v->>'id')::uuid AS id, v->'args' AS args, v->'kwargs' AS kwar
 UPDATE tasks t SET state = 'queued', args = p.args, kwargs = p.kwargs, args_hash = p.args_hash,
   cost0 = p.c0, cost1 = p.c1, cost2 = p.c2
 FROM p WHERE t.id = p.id AND t.state = 'waiting'
-RETURNING t.id
+RETURNING t.id, t.cap_fn, t.cap_key

@@ -33,4 +33,4 @@ WHERE tasks.id = a.id AND tasks.state = 'leased' AND tasks.lease_epoch = coalesc
   AND (a.worker IS NULL OR tasks.lease_worker = a.worker) AND coalesce(tasks.lease_owner, a.owner) = a.owner
 RETURNING tasks.id, tasks.state, tasks.batch_id, tasks.package, tasks.version, tasks.function, tasks.runtime_ms,
           tasks.attempt, tasks.progress, tasks.answer, tasks.error, tasks.cost_by,
-          tasks.cost0, tasks.cost1, tasks.cost2, tasks.has_dependents
+          tasks.cost0, tasks.cost1, tasks.cost2, tasks.has_dependents, tasks.cap_fn, tasks.cap_key

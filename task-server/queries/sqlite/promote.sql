@@ -8,4 +8,4 @@ WITH p AS MATERIALIZED (
 UPDATE tasks SET state = 'queued', args = p.args, kwargs = p.kwargs, args_hash = p.args_hash,
   cost0 = p.c0, cost1 = p.c1, cost2 = p.c2
 FROM p WHERE tasks.id = p.id AND tasks.state = 'waiting'
-RETURNING tasks.id
+RETURNING tasks.id, tasks.cap_fn, tasks.cap_key

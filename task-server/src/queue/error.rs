@@ -31,6 +31,9 @@ pub enum QueueError {
     /// No such schedule, or not the caller's (404).
     #[error("no schedule with id {0}")]
     NoSchedule(Uuid),
+    /// No such broadcast (404).
+    #[error("no broadcast with id {0}")]
+    NoBroadcast(Uuid),
     /// The idempotency key names another body's task (422).
     #[error("idempotency_key is already used by task {0} with a different body")]
     KeyReused(Uuid),
@@ -86,7 +89,9 @@ impl From<QueueError> for ApiError {
             QueueError::Invalid { field, message } => ApiError::invalid(&field, message),
             QueueError::BadQuery(m) => ApiError::bad_request("bad_query", m),
             QueueError::NoTask(id) => ApiError::no_task(id),
-            QueueError::NoBatch(_) | QueueError::NoSchedule(_) => ApiError::not_found(message),
+            QueueError::NoBatch(_) | QueueError::NoSchedule(_) | QueueError::NoBroadcast(_) => {
+                ApiError::not_found(message)
+            }
             QueueError::KeyReused(id) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",

@@ -23,6 +23,7 @@ use crate::waiters::{batch_key, task_key, Waiters};
 
 mod error;
 mod estimate;
+mod fleet;
 mod overview;
 mod prefetch;
 mod reads;
@@ -152,9 +153,22 @@ impl Queue {
                 let Some(queue) = queue.upgrade() else { return };
                 match ev {
                     StoreEvent::Work => queue.work.notify_waiters(),
+                    StoreEvent::WorkAt(at) => queue.wake_at(at),
                     StoreEvent::Task(id) => queue.waiters.notify(&task_key(&id)),
                     StoreEvent::Batch(id) => queue.waiters.notify(&batch_key(&id)),
                 }
+            }
+        });
+    }
+
+    /// Wakes the waiting processors at `at` (ms).
+    fn wake_at(self: &Arc<Self>, at: i64) {
+        let queue = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let wait = (at - now_ms()).max(0) as u64;
+            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            if let Some(q) = queue.upgrade() {
+                q.work.notify_waiters();
             }
         });
     }

@@ -19,7 +19,8 @@ impl Queue {
                 "reaper pass"
             );
         }
-        if out.requeued > 0 || self.store.became_ready(last, now).await? {
+        let opened = self.store.open_gates(now).await?;
+        if out.requeued > 0 || opened > 0 || self.store.became_ready(last, now).await? {
             self.work.notify_waiters();
         }
         let horizon = now - 3_600_000;
@@ -30,6 +31,31 @@ impl Queue {
         self.pending_counts()
             .retain(|_, (at, _)| at.elapsed() < PENDING_RECOUNT);
         Ok(now)
+    }
+
+    /// Wakes the waiting processors at each time a queued task becomes due within `within`
+    /// (a retry's backoff, `not_before`, a rate's start slots), between two reaper passes.
+    pub async fn wake_when_due(self: &std::sync::Arc<Self>, within: std::time::Duration) {
+        let now = now_ms();
+        let times = match self
+            .store
+            .due_times(now, now + within.as_millis() as i64)
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => return tracing::warn!(error = %e, "reading due times failed"),
+        };
+        if times.is_empty() {
+            return;
+        }
+        let queue = self.clone();
+        tokio::spawn(async move {
+            for at in times {
+                let wait = (at - now_ms()).max(0) as u64;
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                queue.work.notify_waiters();
+            }
+        });
     }
 
     /// Settles waiting tasks none of whose dependencies is unfinished (see

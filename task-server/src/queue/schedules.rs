@@ -34,7 +34,7 @@ impl Queue {
             ));
         }
         let check = self
-            .new_task(s.task.clone(), "task.", Uuid::now_v7(), None)
+            .new_task(&caller.sub, s.task.clone(), "task.", Uuid::now_v7(), None)
             .await?;
         self.check_visible(caller, std::slice::from_ref(&check), "")
             .await?;

@@ -23,7 +23,9 @@ impl Queue {
         caller: &Caller,
         spec: TaskSpec,
     ) -> Result<(SubmitResponse, bool), QueueError> {
-        let task = self.new_task(spec, "", Uuid::now_v7(), None).await?;
+        let task = self
+            .new_task(&caller.sub, spec, "", Uuid::now_v7(), None)
+            .await?;
         self.check_visible(caller, std::slice::from_ref(&task), "")
             .await?;
         if task.memoize && task.depends_on.is_empty() {
@@ -79,7 +81,7 @@ impl Queue {
             }
             let prefix = format!("tasks[{i}].");
             tasks.push(
-                self.new_task(spec, &prefix, ids[i], Some((&ids, i)))
+                self.new_task(&caller.sub, spec, &prefix, ids[i], Some((&ids, i)))
                     .await?,
             );
         }
@@ -186,6 +188,7 @@ impl Queue {
     /// references name those).
     pub(super) async fn new_task(
         &self,
+        owner: &str,
         mut spec: TaskSpec,
         prefix: &str,
         id: Uuid,
@@ -194,6 +197,7 @@ impl Queue {
         let field = |f: &str| format!("{prefix}{f}");
         check_names(&spec, &field, self.resolver.is_some())?;
         let max_attempts = check_limits(&spec, &field, self.cfg.default_max_attempts)?;
+        let key_cap = concurrency_cap(owner, &spec, &field)?;
         let not_before = start_time(&spec, &field)?;
         // The request hash is of the body as sent, before resolution fills in the version.
         let request_hash = spec.idempotency_key.as_ref().map(|_| {
@@ -202,7 +206,7 @@ impl Queue {
             sha256_hex(&json!(body))
         });
         let depends_on = dependencies(&mut spec, batch, &field)?;
-        let mut cost_at = None;
+        let (mut cost_at, mut fn_cap) = (None, None);
         if let Some(resolver) = &self.resolver {
             let r = resolver.resolve(&spec, prefix).await?;
             spec.package = Some(r.package);
@@ -211,6 +215,7 @@ impl Queue {
                 spec.resources = r.resources;
             }
             cost_at = Some(r.cost_at);
+            fn_cap = r.cap;
         }
         let cost_at = cost_at.unwrap_or_else(|| CostAt::of(None, spec.args.len()));
         let package = spec.package.clone().unwrap_or_default();
@@ -250,8 +255,47 @@ impl Queue {
             not_before,
             depends_on,
             cost_at: waits.then_some(cost_at),
+            cap_fn: fn_cap.as_ref().map(|c| c.key.clone()),
+            cap_key: key_cap.as_ref().map(|c| c.key.clone()),
+            limits: fn_cap.into_iter().chain(key_cap).collect(),
         })
     }
+}
+
+/// The cap of the submit's `concurrency_key` (scoped to `owner`), if it names one.
+fn concurrency_cap(
+    owner: &str,
+    spec: &TaskSpec,
+    field: &dyn Fn(&str) -> String,
+) -> Result<Option<crate::caps::CapLimit>, QueueError> {
+    use crpc_package::manifest::MAX_CONCURRENT;
+    let Some(key) = &spec.concurrency_key else {
+        if spec.max_concurrent.is_some() {
+            return Err(QueueError::invalid(
+                &field("max_concurrent"),
+                "max_concurrent limits the tasks of a concurrency_key; name one",
+            ));
+        }
+        return Ok(None);
+    };
+    if key.is_empty() || key.chars().count() > 200 || key.chars().any(char::is_control) {
+        return Err(QueueError::invalid(
+            &field("concurrency_key"),
+            "concurrency_key must be 1 to 200 characters, none of them control characters",
+        ));
+    }
+    let max = spec.max_concurrent.unwrap_or(1);
+    if max == 0 || max > MAX_CONCURRENT {
+        return Err(QueueError::invalid(
+            &field("max_concurrent"),
+            format!("max_concurrent must be 1 to {MAX_CONCURRENT}"),
+        ));
+    }
+    Ok(Some(crate::caps::CapLimit {
+        key: crate::caps::owner_key(owner, key),
+        max_running: Some(max),
+        rate_per_s: None,
+    }))
 }
 
 /// The tasks `spec` waits for (`$ref`s and `after`), its `#N` references bound to the ids of

@@ -323,11 +323,15 @@ impl Queue {
     pub async fn heartbeat(
         &self,
         caller: &Caller,
-        hb: HeartbeatRequest,
+        mut hb: HeartbeatRequest,
     ) -> Result<HeartbeatResponse, QueueError> {
         let named = hb.worker_id.is_some();
         let worker_id = worker_name(caller, hb.worker_id.clone())?;
         check_heartbeat(&hb)?;
+        let applied = std::mem::take(&mut hb.applied);
+        let broadcasts = self
+            .heartbeat_broadcasts(&worker_id, hb.broadcasts_since, applied)
+            .await?;
         if let Some(caps) = &hb.capabilities {
             check_capabilities(caps)?;
             let seen = Seen {
@@ -365,8 +369,7 @@ impl Queue {
             cancelled: out.cancelled,
             lost: out.lost,
             lease_deadline: now + ttl,
-            // Filled by the broadcast route (its own issue); processors already act on it.
-            broadcasts: Vec::new(),
+            broadcasts,
         })
     }
 

@@ -4,6 +4,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 
+pub mod admin;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
@@ -96,6 +97,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: Limits) {
                 .service(
                     resource("/schedules/{id}")
                         .route(web::delete().to(user::delete_schedule::handle)),
+                ),
+        )
+        .service(
+            web::scope("/admin")
+                .app_data(web::Data::new(small))
+                .service(resource("/broadcast").route(web::post().to(admin::broadcast::handle)))
+                .service(
+                    resource("/broadcasts/{id}").route(web::get().to(admin::get_broadcast::handle)),
                 ),
         )
         .service(

@@ -109,6 +109,8 @@ pub struct Applied {
     pub samples: BTreeMap<FnKey, Vec<Sample>>,
     /// Finished tasks some waiting task waits for: settle their dependents.
     pub settle: Vec<Uuid>,
+    /// Caps of capped tasks that finished: a gate pass should open them.
+    pub gates: Vec<String>,
 }
 
 impl Applied {
@@ -125,6 +127,10 @@ impl Applied {
             });
             if row.has_dependents && state.is_terminal() {
                 out.settle.push(row.id.0);
+            }
+            if state.is_terminal() {
+                out.gates
+                    .extend(row.cap_fn.iter().chain(&row.cap_key).cloned());
             }
             let finished = state.is_terminal().then(|| Finished {
                 id: row.id.0,

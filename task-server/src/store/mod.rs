@@ -139,9 +139,43 @@ pub struct NewTask {
     /// Where its cost measures are, measured once it is queued (a waiting task only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_at: Option<crate::cost::CostAt>,
+    /// Its function's cap, when the manifest limits the function (caps.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cap_fn: Option<String>,
+    /// Its submit's concurrency key, scoped to the owner (caps.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cap_key: Option<String>,
+    /// The limits of those caps, recorded with it.
+    #[serde(skip)]
+    pub limits: Vec<crate::caps::CapLimit>,
 }
 
 impl NewTask {
+    /// Whether a cap holds it (it is inserted gated).
+    pub fn capped(&self) -> bool {
+        self.cap_fn.is_some() || self.cap_key.is_some()
+    }
+
+    /// The limits `tasks` carry and the caps a gate pass should open after inserting them
+    /// (none when no task is capped).
+    pub fn gates(tasks: &[NewTask]) -> (Vec<crate::caps::CapLimit>, Vec<String>) {
+        let mut limits: Vec<crate::caps::CapLimit> = Vec::new();
+        let mut keys = Vec::new();
+        for t in tasks.iter().filter(|t| t.capped()) {
+            for l in &t.limits {
+                if !limits.iter().any(|x| x.key == l.key) {
+                    limits.push(l.clone());
+                }
+            }
+            if t.state == TaskState::Queued {
+                keys.extend(t.cap_fn.iter().chain(&t.cap_key).cloned());
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        (limits, keys)
+    }
+
     /// Waiting tasks of `tasks` that wait for a task outside them (which may have finished
     /// before the edges were committed: the insert settles these at once).
     pub fn waiting_on_others(tasks: &[NewTask]) -> Vec<Uuid> {
@@ -168,6 +202,31 @@ impl NewTask {
         deps.dedup();
         Some((json!(edges).to_string(), json!(deps).to_string()))
     }
+}
+
+/// Caps of each kind (functions, concurrency keys) one sweeping gate pass opens, at most.
+pub const GATE_SWEEP_KEYS: i64 = 500;
+
+/// Broadcasts made this recently are sent again with every heartbeat that asks for newer ones:
+/// a PostgreSQL `seq` can become visible after a higher one, and a processor that already saw a
+/// broadcast recognises it by id.
+pub const BROADCAST_REPEAT_MS: i64 = 60_000;
+
+/// A broadcast to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewBroadcastRecord {
+    /// Broadcast id.
+    pub id: Uuid,
+    /// Target package.
+    pub package: String,
+    /// Target versions (exact or a requirement); `None`: all.
+    pub version: Option<String>,
+    /// Payload.
+    pub payload: serde_json::Value,
+    /// Who made it (token subject).
+    pub created_by: String,
+    /// ms.
+    pub created_at: i64,
 }
 
 /// A recurring schedule.
@@ -201,6 +260,8 @@ pub struct Settled {
     /// Waiting tasks finished without running: failed with `dependency_failed`, or succeeded
     /// with a memoized answer for the same substituted arguments.
     pub finished: Vec<Finished>,
+    /// Caps of the capped tasks queued: a gate pass should open them.
+    pub gates: Vec<String>,
 }
 
 /// Result of a single submit.
@@ -565,6 +626,14 @@ pub trait StoreReads: Send + Sync + 'static {
     async fn schedules_of(&self, owner: Option<&str>, limit: u32) -> Result<Vec<ScheduleRecord>>;
     /// Schedules whose next tick is at or before `now`, earliest first.
     async fn due_schedules(&self, now: i64, limit: u32) -> Result<Vec<ScheduleRecord>>;
+    /// Broadcasts after `since` (0: the latest per target), plus any of the last
+    /// [`BROADCAST_REPEAT_MS`] before `now`, oldest first, at most 100.
+    async fn broadcasts_since(&self, since: i64, now: i64) -> Result<Vec<task_api::Broadcast>>;
+    /// A broadcast and what processors reported of it.
+    async fn broadcast(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(task_api::Broadcast, Vec<task_api::BroadcastReport>)>>;
     /// The waiting tasks (of batch `batch`, or all), at most `limit`, with what they wait for:
     /// the estimate's critical path.
     async fn waiting_graph(
@@ -597,6 +666,8 @@ pub trait StoreReads: Send + Sync + 'static {
     async fn workers(&self, since: i64) -> Result<Vec<WorkerRecord>>;
     /// Whether a delayed (backoff) task became ready in `(after, upto]`.
     async fn became_ready(&self, after: i64, upto: i64) -> Result<bool>;
+    /// When queued tasks become due in `(after, upto]`, earliest first (at most 64 times).
+    async fn due_times(&self, after: i64, upto: i64) -> Result<Vec<i64>>;
     /// Cheap liveness probe of the database.
     async fn ping(&self) -> Result<()>;
 }
@@ -663,6 +734,19 @@ pub trait Store: StoreReads {
     async fn answer(&self, answers: Vec<AnswerIn>, now: i64) -> Result<Vec<AnswerOutcome>>;
     /// Cancels a non-terminal task.
     async fn cancel(&self, id: Uuid, by: &str, now: i64) -> Result<CancelOutcome>;
+    /// A gate pass over every cap that has gated tasks (the reaper's, each pass): it opens
+    /// what finishes that did not open their caps left (cancels, deletes, expired leases, a
+    /// crash between two commits) and hands out a rate's next start slots. The tasks it let
+    /// through.
+    async fn open_gates(&self, now: i64) -> Result<usize>;
+    /// Records a broadcast; its seq.
+    async fn add_broadcast(&self, b: NewBroadcastRecord) -> Result<i64>;
+    /// Records the broadcasts processor `worker_id` applied (unknown ids and repeats ignored).
+    async fn ack_broadcasts(
+        &self,
+        worker_id: &str,
+        applied: Vec<task_api::BroadcastApplied>,
+    ) -> Result<()>;
     /// Records a new schedule.
     async fn add_schedule(&self, s: ScheduleRecord) -> Result<()>;
     /// Deletes schedule `id` (of `owner`, unless `None`); whether it existed.
@@ -718,6 +802,8 @@ pub trait Store: StoreReads {
 pub enum StoreEvent {
     /// Tasks became ready to lease.
     Work,
+    /// Tasks become ready to lease at this time (ms): a rate's next start slot.
+    WorkAt(i64),
     /// A task finished.
     Task(Uuid),
     /// A task of this batch finished.

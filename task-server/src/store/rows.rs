@@ -172,6 +172,18 @@ pub struct LeaseRow {
     req_datasets: Option<String>,
     #[sqlx(flatten)]
     cost: CostCols,
+    /// Its caps (the claim returns them; a regrant does not need them).
+    #[sqlx(default)]
+    cap_fn: Option<String>,
+    #[sqlx(default)]
+    cap_key: Option<String>,
+}
+
+/// The caps of the tasks just leased: a gate pass moves their rates' next slots.
+pub fn leased_caps(rows: &[LeaseRow]) -> Vec<String> {
+    rows.iter()
+        .flat_map(|r| r.cap_fn.iter().chain(&r.cap_key).cloned())
+        .collect()
 }
 
 /// The leases of one grant in the order they are due: priority, then FIFO (an UPDATE's RETURNING
@@ -239,6 +251,9 @@ pub struct AnsweredRow {
     pub(super) cost: CostCols,
     /// Some waiting task waits for it.
     pub(super) has_dependents: bool,
+    /// Its caps (caps.rs).
+    pub(super) cap_fn: Option<String>,
+    pub(super) cap_key: Option<String>,
 }
 
 impl AnsweredRow {
@@ -614,6 +629,95 @@ impl RunningRow {
             gpu: self.gpu,
             elapsed_ms: (now - self.leased_at.unwrap_or(now)).max(0) as f64,
             cost: self.cost.to_cost(),
+        }
+    }
+}
+
+/// A broadcast row.
+#[derive(Debug, sqlx::FromRow)]
+pub struct BroadcastRow {
+    seq: i64,
+    id: DbId,
+    package: String,
+    version: Option<String>,
+    payload: String,
+    created_at: i64,
+}
+
+impl TryFrom<BroadcastRow> for task_api::Broadcast {
+    type Error = StoreError;
+    fn try_from(r: BroadcastRow) -> Result<Self, StoreError> {
+        Ok(task_api::Broadcast {
+            id: r.id.0,
+            seq: r.seq,
+            package: r.package,
+            version: r.version,
+            payload: serde_json::from_str(&r.payload)?,
+            created_at: r.created_at,
+        })
+    }
+}
+
+/// A processor's report on a broadcast.
+#[derive(Debug, sqlx::FromRow)]
+pub struct BroadcastReportRow {
+    worker_id: String,
+    applied_at: i64,
+    instances: i64,
+    error: Option<String>,
+}
+
+impl From<BroadcastReportRow> for task_api::BroadcastReport {
+    fn from(r: BroadcastReportRow) -> Self {
+        task_api::BroadcastReport {
+            worker_id: r.worker_id,
+            applied_at: r.applied_at,
+            instances: r.instances.clamp(0, u32::MAX as i64) as u32,
+            error: r.error,
+        }
+    }
+}
+
+/// A cap with its open tasks (caps.rs decides with it).
+#[derive(Debug, sqlx::FromRow)]
+pub struct CapRow {
+    pub(super) key: String,
+    max_running: Option<i64>,
+    rate_per_s: Option<f64>,
+    next_at: f64,
+    running: i64,
+    ready: i64,
+}
+
+impl From<CapRow> for crate::caps::CapState {
+    fn from(r: CapRow) -> Self {
+        crate::caps::CapState {
+            max_running: r.max_running.map(|m| m.max(0) as u64),
+            rate_per_s: r.rate_per_s.filter(|x| x.is_finite() && *x > 0.0),
+            next_at: r.next_at,
+            running: r.running.max(0) as u64,
+            ready: r.ready.max(0) as u64,
+        }
+    }
+}
+
+/// A gated task at the head of a cap's line.
+#[derive(Debug, sqlx::FromRow)]
+pub struct GatedRow {
+    seq: i64,
+    priority: i64,
+    fair_tag: i64,
+    cap_fn: Option<String>,
+    cap_key: Option<String>,
+}
+
+impl From<GatedRow> for crate::caps::Gated {
+    fn from(r: GatedRow) -> Self {
+        crate::caps::Gated {
+            seq: r.seq,
+            priority: r.priority,
+            fair_tag: r.fair_tag,
+            caps: r.cap_fn.into_iter().chain(r.cap_key).collect(),
         }
     }
 }

@@ -442,11 +442,13 @@ macro_rules! statements {
                     }
                 }
                 if let Some(items) = &plan.queue {
-                    let done: Vec<DbId> = sqlx::query_scalar(sql_file!($dir, "promote"))
-                        .bind(items)
-                        .fetch_all(&mut *conn)
-                        .await?;
+                    let done: Vec<(DbId, Option<String>, Option<String>)> =
+                        sqlx::query_as(sql_file!($dir, "promote"))
+                            .bind(items)
+                            .fetch_all(&mut *conn)
+                            .await?;
                     out.queued += done.len();
+                    out.gates.extend(done.into_iter().flat_map(|(_, f, k)| f.into_iter().chain(k)));
                 }
                 if let Some(items) = &plan.fail {
                     let first = at.first_number + out.finished.len() as i64;
@@ -704,6 +706,194 @@ macro_rules! statements {
                 .await?)
         }
 
+        /// A gate pass (caps.rs): records `limits`, then lets through, in claim order, the
+        /// gated tasks of `keys` whose every cap has room (`leased`: tasks of these caps were
+        /// just leased, which moves a rate's next slot). Gate passes run one at a time
+        /// (`cap_lock`).
+        pub async fn gate(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            now: i64,
+            limits: &[$crate::caps::CapLimit],
+            keys: Vec<String>,
+            leased: bool,
+        ) -> Result<$crate::caps::Opened> {
+            use std::collections::HashMap;
+            use $crate::caps::{self, CapState};
+            if keys.is_empty() && limits.is_empty() {
+                return Ok(Default::default());
+            }
+            sqlx::query(sql_file!($dir, "cap_lock")).execute(&mut *conn).await?;
+            cap_limits(&mut *conn, limits, now).await?;
+            let mut keys = keys;
+            keys.sort_unstable();
+            keys.dedup();
+            let mut states: HashMap<String, CapState> = HashMap::new();
+            let mut out = caps::Admitted::default();
+            if leased {
+                load_caps(&mut *conn, &mut states, &keys).await?;
+                states.values_mut().for_each(|s| s.started(now));
+            }
+            for key in &keys {
+                load_caps(&mut *conn, &mut states, std::slice::from_ref(key)).await?;
+                let room = states.get(key).map_or(0, |s| s.room());
+                if room == 0 {
+                    continue;
+                }
+                let heads: Vec<GatedRow> = sqlx::query_as(sql_file!($dir, "gated_heads"))
+                    .bind(key)
+                    .bind(room.min(caps::PASS_LIMIT) as i64)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                let heads: Vec<caps::Gated> = heads.into_iter().map(Into::into).collect();
+                let others: Vec<String> = heads.iter().flat_map(|g| g.caps.clone()).collect();
+                load_caps(&mut *conn, &mut states, &others).await?;
+                caps::admit(&mut states, heads, now, &mut out);
+            }
+            let moved: Vec<serde_json::Value> = states
+                .iter()
+                .filter(|(_, s)| s.rate_per_s.is_some())
+                .map(|(k, s)| serde_json::json!({"key": k, "next_at": s.next_at}))
+                .collect();
+            if !moved.is_empty() {
+                sqlx::query(sql_file!($dir, "cap_advance"))
+                    .bind(serde_json::to_string(&moved)?)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            if out.through.is_empty() {
+                return Ok(Default::default());
+            }
+            let through: Vec<serde_json::Value> = out
+                .through
+                .iter()
+                .map(|(seq, at)| serde_json::json!({"seq": seq, "at": at}))
+                .collect();
+            sqlx::query(sql_file!($dir, "ungate"))
+                .bind(serde_json::to_string(&through)?)
+                .execute(&mut *conn)
+                .await?;
+            Ok(caps::Opened::of(&out, now))
+        }
+
+        /// Loads the caps of `keys` not in `states` yet.
+        async fn load_caps(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            states: &mut std::collections::HashMap<String, $crate::caps::CapState>,
+            keys: &[String],
+        ) -> Result<()> {
+            let missing: Vec<&String> = keys.iter().filter(|k| !states.contains_key(*k)).collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            let rows: Vec<CapRow> = sqlx::query_as(sql_file!($dir, "cap_states"))
+                .bind(serde_json::to_string(&missing)?)
+                .fetch_all(&mut *conn)
+                .await?;
+            for r in rows {
+                states.insert(r.key.clone(), r.into());
+            }
+            Ok(())
+        }
+
+        /// Records the limits of caps (with the tasks that use them).
+        pub async fn cap_limits<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            limits: &[$crate::caps::CapLimit],
+            now: i64,
+        ) -> Result<()> {
+            if limits.is_empty() {
+                return Ok(());
+            }
+            sqlx::query(sql_file!($dir, "cap_upsert"))
+                .bind(serde_json::to_string(limits)?)
+                .bind(now)
+                .execute(ex)
+                .await?;
+            Ok(())
+        }
+
+        /// Caps with gated tasks (the reaper's gate pass), at most `limit` of each kind.
+        pub async fn gated_keys<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            limit: i64,
+        ) -> Result<Vec<String>> {
+            Ok(sqlx::query_scalar(sql_file!($dir, "gated_keys"))
+                .bind(limit)
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// Inserts a broadcast; its seq.
+        pub async fn add_broadcast<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            b: &$crate::store::NewBroadcastRecord,
+        ) -> Result<i64> {
+            Ok(sqlx::query_scalar(sql_file!($dir, "add_broadcast"))
+                .bind(DbId(b.id))
+                .bind(&b.package)
+                .bind(&b.version)
+                .bind(b.payload.to_string())
+                .bind(&b.created_by)
+                .bind(b.created_at)
+                .fetch_one(ex)
+                .await?)
+        }
+
+        /// Broadcasts after `since` (or, with 0, the latest per target), and any made after
+        /// `recent`.
+        pub async fn broadcasts_since<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            since: i64,
+            recent: i64,
+            limit: i64,
+        ) -> Result<Vec<BroadcastRow>> {
+            let q = if since <= 0 {
+                sqlx::query_as(sql_file!($dir, "broadcasts_latest")).bind(limit)
+            } else {
+                sqlx::query_as(sql_file!($dir, "broadcasts_since"))
+                    .bind(since)
+                    .bind(recent)
+                    .bind(limit)
+            };
+            Ok(q.fetch_all(ex).await?)
+        }
+
+        /// One broadcast.
+        pub async fn broadcast<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            id: DbId,
+        ) -> Result<Option<BroadcastRow>> {
+            Ok(sqlx::query_as(sql_file!($dir, "broadcast"))
+                .bind(id)
+                .fetch_optional(ex)
+                .await?)
+        }
+
+        /// What processors reported of a broadcast.
+        pub async fn broadcast_reports<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            id: DbId,
+        ) -> Result<Vec<BroadcastReportRow>> {
+            Ok(sqlx::query_as(sql_file!($dir, "broadcast_reports"))
+                .bind(id)
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// Records a processor's reports.
+        pub async fn ack_broadcasts<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            worker_id: &str,
+            applied: &[task_api::BroadcastApplied],
+        ) -> Result<()> {
+            sqlx::query(sql_file!($dir, "ack_broadcasts"))
+                .bind(worker_id)
+                .bind(serde_json::to_string(applied)?)
+                .execute(ex)
+                .await?;
+            Ok(())
+        }
+
         /// Inserts a schedule.
         pub async fn add_schedule<'e, E: Executor<'e, Database = $db>>(
             ex: E,
@@ -826,6 +1016,21 @@ macro_rules! statements {
                 .await?)
         }
 
+        /// When queued tasks become due in `(after, upto]`, at most `limit` times.
+        pub async fn due_times<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            after: i64,
+            upto: i64,
+            limit: i64,
+        ) -> Result<Vec<i64>> {
+            Ok(sqlx::query_scalar(sql_file!($dir, "due_times"))
+                .bind(after)
+                .bind(upto)
+                .bind(limit)
+                .fetch_all(ex)
+                .await?)
+        }
+
         /// Whether a delayed task became due in `(after, upto]`.
         pub async fn became_ready<'e, E: Executor<'e, Database = $db>>(
             ex: E,
@@ -895,6 +1100,30 @@ macro_rules! store_reads {
                         .map(TryInto::try_into)
                         .collect::<Result<_>>()?;
                     Ok($crate::store::core::finished_prefix(all))
+                }
+
+                async fn broadcasts_since(
+                    &self,
+                    since: i64,
+                    now: i64,
+                ) -> Result<Vec<task_api::Broadcast>> {
+                    let recent = now - $crate::store::BROADCAST_REPEAT_MS;
+                    let rows = sql::broadcasts_since(&self.$pool, since, recent, 100).await?;
+                    rows.into_iter().map(TryInto::try_into).collect()
+                }
+
+                async fn broadcast(
+                    &self,
+                    id: Uuid,
+                ) -> Result<Option<(task_api::Broadcast, Vec<task_api::BroadcastReport>)>> {
+                    let Some(row) = sql::broadcast(&self.$pool, DbId(id)).await? else {
+                        return Ok(None);
+                    };
+                    let reports = sql::broadcast_reports(&self.$pool, DbId(id)).await?;
+                    Ok(Some((
+                        row.try_into()?,
+                        reports.into_iter().map(Into::into).collect(),
+                    )))
                 }
 
                 async fn schedules_of(
@@ -1015,6 +1244,10 @@ macro_rules! store_reads {
                 async fn workers(&self, since: i64) -> Result<Vec<WorkerRecord>> {
                     let rows = sql::workers(&self.$pool, since).await?;
                     rows.into_iter().map(TryInto::try_into).collect()
+                }
+
+                async fn due_times(&self, after: i64, upto: i64) -> Result<Vec<i64>> {
+                    sql::due_times(&self.$pool, after, upto, 64).await
                 }
 
                 async fn became_ready(&self, after: i64, upto: i64) -> Result<bool> {

@@ -79,6 +79,9 @@ pub fn task(function: &str, priority: i32) -> NewTask {
         not_before: None,
         depends_on: vec![],
         cost_at: None,
+        cap_fn: None,
+        cap_key: None,
+        limits: vec![],
     }
 }
 
@@ -358,6 +361,132 @@ pub async fn claims_in_priority_then_fifo_order(b: &dyn Backend) {
     );
     assert!(rest.contains(&"c".to_string()) && rest.contains(&"lo".to_string()));
     assert!(s.claim(claim("w", 1, now)).await.unwrap().is_empty());
+}
+
+/// Within a priority, an owner with a backlog does not hold up another owner's first task.
+pub async fn owners_take_turns_within_a_priority(b: &dyn Backend) {
+    let s = b.open(cfg()).await;
+    let now = now_ms();
+    let backlog: Vec<NewTask> = (0..10).map(|_| task("bob", 0)).collect();
+    s.submit_batch("bob", Uuid::now_v7(), backlog, now)
+        .await
+        .unwrap();
+    assert_eq!(claimed_functions(&s, 3, now).await, ["bob"; 3]);
+    s.submit_one("alice", task("alice", 0), now).await.unwrap();
+    s.submit_one("bob", task("bob-late", 0), now).await.unwrap();
+    let next = claimed_functions(&s, 2, now).await;
+    assert!(next.contains(&"alice".to_string()), "{next:?}");
+    let rest = claimed_functions(&s, 20, now).await;
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some("bob-late"),
+        "{rest:?}"
+    );
+    // A higher priority still comes first.
+    let more: Vec<NewTask> = (0..3).map(|_| task("bob", 0)).collect();
+    s.submit_batch("bob", Uuid::now_v7(), more, now)
+        .await
+        .unwrap();
+    s.submit_one("carol", task("urgent", 9), now).await.unwrap();
+    assert_eq!(claimed_functions(&s, 1, now).await, ["urgent"]);
+}
+
+/// A capped task is leased only while its caps have room; finishing one lets the next through,
+/// a cancel does at the next gate pass; a rate spaces the starts.
+pub async fn caps_gate_tasks_until_there_is_room(b: &dyn Backend) {
+    use task_server::caps::CapLimit;
+    let s = b.open(cfg()).await;
+    let now = now_ms();
+    let capped = |f: &str, key: &str, max: u32| NewTask {
+        cap_key: Some(key.into()),
+        limits: vec![CapLimit {
+            key: key.into(),
+            max_running: Some(max),
+            rate_per_s: None,
+        }],
+        ..task(f, 0)
+    };
+    let ids: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
+    let batch: Vec<NewTask> = ids
+        .iter()
+        .map(|id| NewTask {
+            id: *id,
+            ..capped("k", "key:o/k", 2)
+        })
+        .collect();
+    s.submit_batch("o", Uuid::now_v7(), batch, now)
+        .await
+        .unwrap();
+    s.submit_one("o", task("free", 0), now).await.unwrap();
+    let first = s.claim(claim("w", 10, now)).await.unwrap();
+    let mut got: Vec<&str> = first.iter().map(|l| l.task.function.as_str()).collect();
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        ["free", "k", "k"],
+        "two of the five capped tasks, and the uncapped one"
+    );
+    let k: Vec<&Lease> = first.iter().filter(|l| l.task.function == "k").collect();
+    s.answer(vec![ok(k[0].id, k[0].lease_epoch, json!(1))], now)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed_functions(&s, 10, now).await,
+        ["k"],
+        "one finished: one more"
+    );
+    assert!(
+        claimed_functions(&s, 10, now).await.is_empty(),
+        "the cap is full"
+    );
+    s.cancel(k[1].id, "o", now).await.unwrap();
+    assert!(
+        claimed_functions(&s, 10, now).await.is_empty(),
+        "a cancel waits for the sweep"
+    );
+    assert_eq!(s.open_gates(now).await.unwrap(), 1);
+    assert_eq!(claimed_functions(&s, 10, now).await, ["k"]);
+    for id in &ids {
+        assert_ne!(
+            state(&s, *id).await,
+            TaskState::Failed,
+            "a capped task waits, never fails"
+        );
+    }
+
+    // A rate of 10 per second: one task ahead of the leases, each start 100 ms after the one
+    // before, and at least 50 ms after the last lease however late that lease was.
+    let rated: Vec<NewTask> = (0..30)
+        .map(|_| NewTask {
+            cap_fn: Some("fn:pkg/r".into()),
+            limits: vec![CapLimit {
+                key: "fn:pkg/r".into(),
+                max_running: None,
+                rate_per_s: Some(10.0),
+            }],
+            ..task("r", 0)
+        })
+        .collect();
+    s.submit_batch("o", Uuid::now_v7(), rated, now)
+        .await
+        .unwrap();
+    assert_eq!(claimed_functions(&s, 50, now).await, ["r"]);
+    assert!(
+        claimed_functions(&s, 50, now + 50).await.is_empty(),
+        "the next slot is at +100"
+    );
+    assert_eq!(claimed_functions(&s, 50, now + 100).await, ["r"]);
+    s.open_gates(now + 100).await.unwrap();
+    assert_eq!(
+        claimed_functions(&s, 50, now + 1000).await,
+        ["r"],
+        "one ready, leased late"
+    );
+    assert!(
+        claimed_functions(&s, 50, now + 1040).await.is_empty(),
+        "50 ms after that lease"
+    );
+    assert_eq!(claimed_functions(&s, 50, now + 1050).await, ["r"]);
 }
 
 pub async fn concurrent_claims_never_share_a_task(b: &dyn Backend) {
@@ -1045,7 +1174,8 @@ macro_rules! conformance {
                 statistics_survive_reopen, batches_report_counts_and_results_in_completion_order,
                 cancel_and_expiry, routing_by_gpu_and_dataset, one_grant_comes_in_priority_then_fifo_order,
                 released_leases_keep_their_attempt, a_restarted_processor_gives_back_its_old_runs_leases,
-                cost_measures_are_summed_fitted_and_kept, a_task_graph_settles_as_its_dependencies_end);
+                cost_measures_are_summed_fitted_and_kept, a_task_graph_settles_as_its_dependencies_end,
+                owners_take_turns_within_a_priority, caps_gate_tasks_until_there_is_room);
         }
     };
     (@case $backend:expr; $($case:ident),*) => {

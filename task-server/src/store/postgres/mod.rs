@@ -70,7 +70,7 @@ static SUBMIT_ONE: LazyLock<String> = LazyLock::new(|| {
 });
 static SUBMIT_BATCH: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH b AS (INSERT INTO batches (id, owner, total, created_at) VALUES ($4, $2, $5, $3)) {}",
+        "WITH b AS (INSERT INTO batches (id, owner, total, created_at) VALUES ($4, $2, $6, $3)) {}",
         sql_file!("postgres", "insert_tasks")
     )
 });
@@ -159,14 +159,58 @@ impl PgStore {
         }
         .await;
         match result {
-            Ok(out) => {
+            Ok(mut out) => {
                 let mut wake = events::finished_items(&out.finished);
                 wake.extend((out.queued > 0).then(events::work_item));
                 self.announcer.announce(wake);
+                self.gate(now, &[], std::mem::take(&mut out.gates), false)
+                    .await;
                 out.queued + out.finished.len()
             }
             Err(e) => {
                 tracing::warn!(error = %e, "settling waiting tasks failed; the reaper's sweep will");
+                0
+            }
+        }
+    }
+
+    /// A gate pass (see `statements::gate`) in a transaction of its own, after the commit that
+    /// queued or finished capped tasks; what it lets through is announced as work. A failure
+    /// is logged and left to the reaper's gate pass ([`Store::open_gates`]).
+    async fn gate(
+        &self,
+        now: i64,
+        limits: &[crate::caps::CapLimit],
+        keys: Vec<String>,
+        leased: bool,
+    ) -> usize {
+        if keys.is_empty() && limits.is_empty() {
+            return 0;
+        }
+        let result = async {
+            let mut tx = self.pool.begin().await?;
+            let opened = sql::gate(&mut tx, now, limits, keys, leased).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(opened)
+        }
+        .await;
+        match result {
+            Ok(opened) => {
+                if opened.through > 0 {
+                    self.announcer.announce([events::work_item()]);
+                }
+                for at in opened.due {
+                    let announcer = self.announcer.clone();
+                    tokio::spawn(async move {
+                        let wait = (at - crate::queue::now_ms()).max(0) as u64;
+                        tokio::time::sleep(Duration::from_millis(wait)).await;
+                        announcer.announce([events::work_item()]);
+                    });
+                }
+                opened.through
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a gate pass failed; the reaper's will");
                 0
             }
         }
@@ -195,15 +239,19 @@ impl Store for PgStore {
             .bind(serde_json::to_string(tasks)?)
             .bind(owner)
             .bind(now)
-            .bind(None::<DbId>);
-        // One statement, unless the task waits: then its edges commit with it.
-        let inserted: Option<DbId> = if task.depends_on.is_empty() {
+            .bind(None::<DbId>)
+            .bind(i64::from(task.priority));
+        // One statement, unless the task waits or is capped: then its edges and its caps'
+        // limits commit with it.
+        let (limits, keys) = NewTask::gates(tasks);
+        let inserted: Option<DbId> = if task.depends_on.is_empty() && !task.capped() {
             query.fetch_optional(&self.pool).await?
         } else {
             let mut tx = self.pool.begin().await?;
             let inserted = query.fetch_optional(&mut *tx).await?;
             if inserted.is_some() {
                 Self::link(&mut tx, tasks).await?;
+                sql::cap_limits(&mut *tx, &limits, now).await?;
             }
             tx.commit().await?;
             inserted
@@ -212,6 +260,7 @@ impl Store for PgStore {
             self.announcer.announce([events::work_item()]);
             self.settle(now, Vec::new(), NewTask::waiting_on_others(tasks))
                 .await;
+            self.gate(now, &[], keys, false).await;
             return Ok(SubmitOutcome::Created);
         }
         let key = task.idempotency_key.as_deref().unwrap_or_default();
@@ -230,23 +279,29 @@ impl Store for PgStore {
             .bind(by)
             .bind(now)
             .bind(Some(DbId(id)))
+            .bind(tasks.first().map_or(0, |t| i64::from(t.priority)))
             .bind(tasks.len() as i64);
-        if tasks.iter().all(|t| t.depends_on.is_empty()) {
+        let (limits, keys) = NewTask::gates(&tasks);
+        if tasks.iter().all(|t| t.depends_on.is_empty()) && limits.is_empty() {
             query.execute(&self.pool).await?;
         } else {
             let mut tx = self.pool.begin().await?;
             query.execute(&mut *tx).await?;
             Self::link(&mut tx, &tasks).await?;
+            sql::cap_limits(&mut *tx, &limits, now).await?;
             tx.commit().await?;
         }
         self.announcer.announce([events::work_item()]);
         self.settle(now, Vec::new(), NewTask::waiting_on_others(&tasks))
             .await;
+        self.gate(now, &[], keys, false).await;
         Ok(())
     }
 
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Lease>> {
         let rows = sql::claim(&self.fast, &req, self.config.timeout_grace_ms).await?;
+        self.gate(req.now, &[], super::rows::leased_caps(&rows), true)
+            .await;
         super::rows::leases_in_order(rows, req.predictors.as_deref())
     }
 
@@ -299,6 +354,8 @@ impl Store for PgStore {
         self.samples.add(std::mem::take(&mut applied.samples));
         self.settle(now, std::mem::take(&mut applied.settle), Vec::new())
             .await;
+        self.gate(now, &[], std::mem::take(&mut applied.gates), false)
+            .await;
         let mut rest = Vec::new();
         if let Some(ids) = applied.unapplied_json(&answers) {
             rest = sql::lease_states(&self.pool, &ids).await?;
@@ -321,6 +378,23 @@ impl Store for PgStore {
             self.settle(now, vec![id], Vec::new()).await;
         }
         Ok(out)
+    }
+
+    async fn open_gates(&self, now: i64) -> Result<usize> {
+        let keys = sql::gated_keys(&self.pool, GATE_SWEEP_KEYS).await?;
+        Ok(self.gate(now, &[], keys, false).await)
+    }
+
+    async fn add_broadcast(&self, b: NewBroadcastRecord) -> Result<i64> {
+        sql::add_broadcast(&self.pool, &b).await
+    }
+
+    async fn ack_broadcasts(
+        &self,
+        worker_id: &str,
+        applied: Vec<task_api::BroadcastApplied>,
+    ) -> Result<()> {
+        sql::ack_broadcasts(&self.pool, worker_id, &applied).await
     }
 
     async fn add_schedule(&self, s: ScheduleRecord) -> Result<()> {

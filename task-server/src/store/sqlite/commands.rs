@@ -9,11 +9,11 @@ use super::writer::{Command, Ctx};
 use super::{insert, sql};
 use crate::stats::FunctionStats;
 use crate::store::core::{self, Applied};
-use crate::store::rows::{leases_in_order, DbId, ExpiredRow};
+use crate::store::rows::{leased_caps, leases_in_order, DbId, ExpiredRow};
 use crate::store::{
     AnswerIn, AnswerOutcome, CancelOutcome, ClaimRequest, Finished, HeartbeatIn, HeartbeatOutcome,
     Holder, LeaseLoss, NewTask, ReapOutcome, Result, Sighting, SubmitOutcome, WorkerRecord,
-    WorkerTouch, REAP_LIMIT,
+    WorkerTouch, GATE_SWEEP_KEYS, REAP_LIMIT,
 };
 
 pub(super) struct SubmitOne {
@@ -27,7 +27,9 @@ impl Command for SubmitOne {
     type Reply = SubmitOutcome;
 
     fn single_statement(&self) -> bool {
-        self.task.idempotency_key.is_none() && self.task.depends_on.is_empty()
+        self.task.idempotency_key.is_none()
+            && self.task.depends_on.is_empty()
+            && !self.task.capped()
     }
 
     async fn run(&self, ctx: &mut Ctx<'_>) -> Result<SubmitOutcome> {
@@ -39,6 +41,8 @@ impl Command for SubmitOne {
         let task = std::slice::from_ref(&self.task);
         insert::tasks(ctx.conn, &self.owner, self.now, None, task).await?;
         link(ctx, task, self.now).await?;
+        let (limits, keys) = NewTask::gates(task);
+        ctx.gate(self.now, &limits, keys, false).await?;
         Ok(SubmitOutcome::Created)
     }
 }
@@ -62,7 +66,10 @@ impl Command for SubmitBatch {
         let (id, n) = (DbId(self.id), self.tasks.len() as i64);
         insert::batch(&mut *ctx.conn, id, &self.owner, n, self.now).await?;
         insert::tasks(ctx.conn, &self.owner, self.now, Some(id), &self.tasks).await?;
-        link(ctx, &self.tasks, self.now).await
+        link(ctx, &self.tasks, self.now).await?;
+        let (limits, keys) = NewTask::gates(&self.tasks);
+        ctx.gate(self.now, &limits, keys, false).await?;
+        Ok(())
     }
 }
 
@@ -86,6 +93,7 @@ impl Command for Claim {
 
     async fn run(&self, ctx: &mut Ctx<'_>) -> Result<Vec<Lease>> {
         let rows = sql::claim(&mut *ctx.conn, &self.0, ctx.config.timeout_grace_ms).await?;
+        ctx.gate(self.0.now, &[], leased_caps(&rows), true).await?;
         leases_in_order(rows, self.0.predictors.as_deref())
     }
 }
@@ -176,6 +184,8 @@ impl Command for Answer {
         let mut applied = Applied::from_rows(rows, self.now)?;
         let finished = std::mem::take(&mut applied.settle);
         ctx.settle(self.now, finished, Vec::new()).await?;
+        let gates = std::mem::take(&mut applied.gates);
+        ctx.gate(self.now, &[], gates, false).await?;
         for (key, samples) in &applied.samples {
             let st = core::merge_samples(ctx.stats_of(key), key, samples);
             ctx.staged.stats.insert(key.clone(), st);
@@ -395,6 +405,43 @@ impl Command for Shutdown {
 
     async fn run(&self, _ctx: &mut Ctx<'_>) -> Result<()> {
         Ok(())
+    }
+}
+
+pub(super) struct OpenGates(pub i64);
+
+#[async_trait]
+impl Command for OpenGates {
+    type Reply = usize;
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<usize> {
+        let keys = sql::gated_keys(&mut *ctx.conn, GATE_SWEEP_KEYS).await?;
+        ctx.gate(self.0, &[], keys, false).await
+    }
+}
+
+pub(super) struct AddBroadcast(pub crate::store::NewBroadcastRecord);
+
+#[async_trait]
+impl Command for AddBroadcast {
+    type Reply = i64;
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<i64> {
+        sql::add_broadcast(&mut *ctx.conn, &self.0).await
+    }
+}
+
+pub(super) struct AckBroadcasts {
+    pub worker_id: String,
+    pub applied: Vec<task_api::BroadcastApplied>,
+}
+
+#[async_trait]
+impl Command for AckBroadcasts {
+    type Reply = ();
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<()> {
+        sql::ack_broadcasts(&mut *ctx.conn, &self.worker_id, &self.applied).await
     }
 }
 

@@ -9,8 +9,8 @@ use crate::store::{NewTask, Result};
 /// `INSERT INTO tasks (…) VALUES`, followed by one [`ROW`] per task.
 const HEAD: &str = sql_file!("sqlite", "insert_tasks");
 /// One task's values.
-const ROW: &str = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
-/// Rows per INSERT statement (29 bound values each, far below SQLite's 32,766 limit).
+const ROW: &str = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+/// Rows per INSERT statement (33 bound values each, far below SQLite's 32,766 limit).
 const CHUNK: usize = 100;
 
 /// Inserts a batch record.
@@ -39,6 +39,15 @@ pub(super) async fn tasks(
     batch: Option<DbId>,
     tasks: &[NewTask],
 ) -> Result<()> {
+    let Some(first) = tasks.first() else {
+        return Ok(());
+    };
+    // Fair share: the submit's tasks take consecutive turns from here (migration 0011).
+    let fair: i64 = sqlx::query_scalar(sql_file!("sqlite", "fair_base"))
+        .bind(owner)
+        .bind(first.priority)
+        .fetch_one(&mut *conn)
+        .await?;
     for (c, chunk) in tasks.chunks(CHUNK).enumerate() {
         let mut sql = String::with_capacity(HEAD.len() + chunk.len() * (ROW.len() + 1));
         sql.push_str(HEAD);
@@ -83,7 +92,11 @@ pub(super) async fn tasks(
                 .bind(t.cost.at(1))
                 .bind(t.cost.at(2))
                 .bind(json_or_null(&t.depends_on, t.depends_on.is_empty())?)
-                .bind(t.cost_at.as_ref().map(serde_json::to_string).transpose()?);
+                .bind(t.cost_at.as_ref().map(serde_json::to_string).transpose()?)
+                .bind(fair + (c * CHUNK + i) as i64)
+                .bind(&t.cap_fn)
+                .bind(&t.cap_key)
+                .bind(t.capped());
         }
         q.execute(&mut *conn).await?;
     }

@@ -191,6 +191,23 @@ impl Store for SqliteStore {
         self.call(Cancel { id, by, now }).await
     }
 
+    async fn open_gates(&self, now: i64) -> Result<usize> {
+        self.call(OpenGates(now)).await
+    }
+
+    async fn add_broadcast(&self, b: NewBroadcastRecord) -> Result<i64> {
+        self.call(AddBroadcast(b)).await
+    }
+
+    async fn ack_broadcasts(
+        &self,
+        worker_id: &str,
+        applied: Vec<task_api::BroadcastApplied>,
+    ) -> Result<()> {
+        let worker_id = worker_id.to_string();
+        self.call(AckBroadcasts { worker_id, applied }).await
+    }
+
     async fn add_schedule(&self, s: ScheduleRecord) -> Result<()> {
         self.call(AddSchedule(s)).await
     }

@@ -88,12 +88,32 @@ impl<'a> Ctx<'a> {
             return Ok(0);
         }
         let at = self.finishing(now);
-        let out = sql::settle(&mut *self.conn, &at, from, candidates).await?;
+        let mut out = sql::settle(&mut *self.conn, &at, from, candidates).await?;
         self.use_numbers(out.finished.len());
         self.staged
             .events
             .extend(crate::store::core::settled_events(&out));
+        self.gate(now, &[], std::mem::take(&mut out.gates), false)
+            .await?;
         Ok(out.queued + out.finished.len())
+    }
+
+    /// A gate pass over `keys` after recording `limits` (see `statements::gate`); tasks it
+    /// lets through are announced as work once the group commits (those due later, then).
+    pub async fn gate(
+        &mut self,
+        now: i64,
+        limits: &[crate::caps::CapLimit],
+        keys: Vec<String>,
+        leased: bool,
+    ) -> Result<usize> {
+        let opened = sql::gate(&mut *self.conn, now, limits, keys, leased).await?;
+        if opened.through > 0 {
+            self.staged.events.push(StoreEvent::Work);
+        }
+        let due = opened.due.into_iter().map(StoreEvent::WorkAt);
+        self.staged.events.extend(due);
+        Ok(opened.through)
     }
 
     /// The statistics of `key` as this group sees them.

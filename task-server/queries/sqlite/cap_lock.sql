@@ -1,0 +1,2 @@
+-- Serialises gate passes. SQLite: the single writer already runs them one at a time.
+SELECT 1
