@@ -1,7 +1,6 @@
 -- $1 tasks that just finished (JSON array of ids). The waiting tasks that wait for any of them
--- and for nothing unfinished any more (the others wait on: a fan-in of k tasks is read once,
--- not k times).
+-- and for nothing unfinished any more: no open edge left (edges close when their task
+-- finishes, migration 0014), one probe of task_deps_open each.
 SELECT DISTINCT d.task FROM task_deps d JOIN tasks t ON t.id = d.task
 WHERE d.dep = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb)::uuid)) AND t.state = 'waiting'
-  AND NOT EXISTS (SELECT 1 FROM task_deps o JOIN tasks x ON x.id = o.dep
-                  WHERE o.task = d.task AND x.state IN ('waiting', 'queued', 'leased'))
+  AND NOT EXISTS (SELECT 1 FROM task_deps o WHERE o.task = d.task AND NOT o.done)
