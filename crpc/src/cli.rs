@@ -80,6 +80,9 @@ pub enum Command {
     Stats,
     /// Processors connected to the server, their slots and what they run.
     Workers(WorkersArgs),
+    /// Send a payload to every loaded instance of a package on every processor (an admin
+    /// token): `crpc broadcast PKG PAYLOAD`; prints each processor's report as it comes.
+    Broadcast(BroadcastArgs),
     /// Create a package from a template.
     New(NewArgs),
     /// Build a package archive (.tar.gz) from a directory, checked like the registry checks it.
@@ -286,6 +289,21 @@ pub struct WorkersArgs {
     /// Include processors not heard from lately.
     #[arg(long)]
     pub all: bool,
+}
+
+/// `crpc broadcast`.
+#[derive(Debug, Clone, Args)]
+pub struct BroadcastArgs {
+    /// The package whose instances get it.
+    pub package: String,
+    /// The payload: JSON, or a string if it is not JSON.
+    pub payload: String,
+    /// Only these versions: exact (1.2.0) or a requirement (^1.2).
+    #[arg(long = "version", value_name = "VERSION")]
+    pub version: Option<String>,
+    /// Follow the reports this long (0: do not wait), e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub wait: std::time::Duration,
 }
 
 /// Package templates.

@@ -61,5 +61,6 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Estimate(a) => commands::estimate::run(&api()?, a.task.as_deref(), json).await,
         Command::Stats => commands::stats::run(&api()?, json).await,
         Command::Workers(a) => commands::workers::run(&api()?, a.all, json).await,
+        Command::Broadcast(a) => commands::broadcast::run(&api()?, &a, json).await,
     }
 }

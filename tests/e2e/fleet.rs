@@ -231,6 +231,38 @@ async fn a_broadcast_reaches_every_instance_and_later_processors() {
         "{s}"
     );
 
+    // From the CLI: it prints each processor's report as it comes.
+    let admin_token = c.mint(Role::Admin, "ops");
+    let out = std::process::Command::new(crpc_tests::sibling_binary("crpc"))
+        .args([
+            "broadcast",
+            "testkit",
+            r#"{"mode": "v3"}"#,
+            "--version",
+            "^1",
+            "--wait",
+            "20s",
+        ])
+        .env("CRPC_SERVER", &c.server.url)
+        .env("CRPC_TOKEN", &admin_token)
+        .env("HOME", tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("to 2 live processor(s)"), "{text}");
+    for w in ["a: applied to", "b: applied to"] {
+        assert!(text.contains(w), "{text}");
+    }
+    // The slots hold nativekit now: testkit starts anew and gets the latest only.
+    let after = updates(&c, "testkit", 6).await;
+    let v3 = json!([{"mode": "v3"}]);
+    assert!(after.iter().all(|r| r.1 == v3), "{after:?}");
+
     // A processor started later gets the latest for its instances right after init.
     a.terminate();
     b.terminate();
@@ -238,7 +270,7 @@ async fn a_broadcast_reaches_every_instance_and_later_processors() {
     let late = updates(&c, "testkit", 3).await;
     assert!(
         late.iter()
-            .all(|r| r.0 == "late" && r.1 == json!([{"mode": "v2"}])),
+            .all(|r| r.0 == "late" && r.1 == json!([{"mode": "v3"}])),
         "{late:?}"
     );
     let late = updates(&c, "nativekit", 2).await;
@@ -465,4 +497,95 @@ async fn caps_and_rates_hold_across_two_postgres_replicas() {
     let user = Api::new(&c.server.url, Some(c.user_token.clone()));
     let there = Api::new(&other.url, Some(c.user_token.clone()));
     caps_hold(&c, [&user, &there]).await;
+}
+
+/// Bad caps are refused naming the field, in a single submit and in a batch, and in a manifest
+/// at publish; nothing is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_caps_are_refused_and_change_nothing() {
+    let c = Cluster::start(&[]);
+    c.publish("testkit", None).await;
+    let noop = |extra: Value| {
+        let mut t = json!({"package": "testkit", "function": "noop"});
+        t.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        t
+    };
+    for (extra, field) in [
+        (json!({"concurrency_key": ""}), "concurrency_key"),
+        (
+            json!({"concurrency_key": "k".repeat(201)}),
+            "concurrency_key",
+        ),
+        (json!({"concurrency_key": "a\u{0}b"}), "concurrency_key"),
+        (
+            json!({"concurrency_key": "k", "max_concurrent": 0}),
+            "max_concurrent",
+        ),
+        (
+            json!({"concurrency_key": "k", "max_concurrent": 100_001}),
+            "max_concurrent",
+        ),
+        (
+            json!({"concurrency_key": "k", "max_concurrent": 1e20}),
+            "max_concurrent",
+        ),
+        (
+            json!({"concurrency_key": "k", "max_concurrent": -1}),
+            "max_concurrent",
+        ),
+        (json!({"max_concurrent": 2}), "max_concurrent"),
+        (json!({"concurrency_key": 7}), "concurrency_key"),
+    ] {
+        let got = c.user.post("/user/submit_task", &noop(extra.clone())).await;
+        assert_eq!(got.0, 422, "{extra} → {}", got.1);
+        let named = got.1["error"]["details"]["field"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(named.ends_with(field), "{extra} → {}", got.1);
+        let tasks = json!({"tasks": [noop(json!({})), noop(extra.clone())]});
+        let got = c.user.post("/user/submit_batch", &tasks).await;
+        assert_eq!(got.0, 422, "{extra} → {}", got.1);
+        let named = got.1["error"]["details"]["field"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            named.starts_with("tasks[1]") && named.ends_with(field),
+            "{}",
+            got.1
+        );
+    }
+    let (_, v) = c.user.get("/user/tasks").await;
+    assert_eq!(v["tasks"], json!([]), "nothing queued: {v}");
+
+    // A manifest whose limits are out of range is refused at publish, naming the key.
+    for (line, key) in [
+        ("rate_per_s = 1e20", "rate_per_s"),
+        ("rate_per_s = nan", "rate_per_s"),
+        ("rate_per_s = 0.0", "rate_per_s"),
+        ("max_concurrent = 0", "max_concurrent"),
+        ("max_concurrent = -3", "max_concurrent"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        crpc_tests::copy_dir(&crpc_tests::example_dir("testkit"), dir.path());
+        let manifest = dir.path().join("crpc.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        let text = text.replace("version = \"1.0.0\"", "version = \"1.0.1\"");
+        let text = text.replace("[functions.noop]\n", &format!("[functions.noop]\n{line}\n"));
+        std::fs::write(&manifest, text).unwrap();
+        let archive = crpc_package::archive::build(dir.path()).unwrap();
+        let got = c
+            .publisher
+            .put_bytes("/v1/packages/testkit/1.0.1", archive, &[])
+            .await;
+        assert_eq!(got.0, 422, "{line} → {}", got.1);
+        assert!(got.1.to_string().contains(key), "{line} → {}", got.1);
+    }
+    let (_, v) = c.publisher.get("/v1/packages/testkit").await;
+    assert_eq!(
+        v["versions"].as_array().map(Vec::len),
+        Some(1),
+        "only 1.0.0: {v}"
+    );
 }

@@ -1,5 +1,6 @@
 //! One module per command.
 pub mod answers;
+pub mod broadcast;
 pub mod cancel;
 pub mod dev;
 pub mod docs;

@@ -13,7 +13,8 @@ LONG_POLL_S = 30.0
 BATCH = 1000
 TERMINAL = ("succeeded", "failed", "cancelled")
 OPTIONS = ("version", "priority", "timeout_s", "max_attempts", "idempotency_key", "memoize",
-           "ttl_s", "resources", "after", "not_before", "delay_s")
+           "ttl_s", "resources", "after", "not_before", "delay_s", "concurrency_key",
+           "max_concurrent")
 
 
 def ref(task, path=None):
@@ -130,7 +131,9 @@ class Client:
     def submit(self, function, *args, kwargs=None, package=None, **options):
         """Submits `function(*args, **kwargs)`; `function` is `"package.function"`. Options:
         version (a semver requirement), priority, timeout_s, max_attempts, idempotency_key,
-        memoize, ttl_s, resources ({"gpus", "memory_mb", "datasets"}). Returns a `Task`."""
+        memoize, ttl_s, resources ({"gpus", "memory_mb", "datasets"}), after, not_before,
+        delay_s, concurrency_key with max_concurrent (your tasks with that key run at most
+        max_concurrent at once). Returns a `Task`."""
         body = self._spec(function, list(args), kwargs or {}, package, options)
         r = self._http.request("POST", "/user/submit_task", body)
         return Task(self, r["id"], r.get("state"))

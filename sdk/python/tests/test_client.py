@@ -106,6 +106,15 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(cm.exception.kind, "dependency_failed")
         self.assertIn(failed.id, cm.exception.message)
 
+    def test_a_concurrency_key_runs_its_tasks_one_at_a_time(self):
+        tasks = [self.client.submit("testkit.span", 30, concurrency_key="customer-1", max_concurrent=1)
+                 for _ in range(6)]
+        spans = sorted(t.result() for t in tasks)
+        for (_, end), (start, _) in zip(spans, spans[1:]):
+            self.assertLessEqual(end, start, spans)
+        with self.assertRaises(crpc.InvalidRequest):
+            self.client.submit("testkit.span", 1, max_concurrent=2)
+
     def test_leaving_imap_early_cancels_the_rest_in_one_request(self):
         it = self.client.imap_unordered("testkit.sleep_ms", [[1]] + [[3000]] * 20)
         self.assertEqual(next(it), 1)
