@@ -14,14 +14,7 @@ fn sleep_ms(ms: u64) -> Value {
 
 /// Submits a batch through `api`; the task ids.
 async fn batch(api: &Api, tasks: Vec<Value>) -> Vec<String> {
-    let (st, v) = api
-        .post("/user/submit_batch", &json!({ "tasks": tasks }))
-        .await;
-    assert_eq!(st, 201, "{v}");
-    let ids = v["ids"].as_array().unwrap();
-    ids.iter()
-        .map(|i| i.as_str().unwrap().to_string())
-        .collect()
+    api.submit_batch(tasks).await
 }
 
 /// Bob queues 3,000 tasks of 5 ms on 2 slots (7.5 s of work); Alice's one task, submitted while

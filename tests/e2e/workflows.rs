@@ -15,15 +15,7 @@ fn echo(v: Value) -> Value {
 
 /// Submits a batch as alice; the task ids.
 async fn batch(c: &Cluster, tasks: Vec<Value>) -> Vec<String> {
-    let (st, v) = c
-        .user
-        .post("/user/submit_batch", &json!({ "tasks": tasks }))
-        .await;
-    assert_eq!(st, 201, "{v}");
-    let ids = v["ids"].as_array().unwrap();
-    ids.iter()
-        .map(|i| i.as_str().unwrap().to_string())
-        .collect()
+    c.user.submit_batch(tasks).await
 }
 
 async fn graphs(c: Cluster) {

@@ -592,6 +592,18 @@ impl Api {
             .expect("GET")
     }
 
+    /// `POST /user/submit_batch {"tasks": tasks}`, which must answer 201; the task ids.
+    pub async fn submit_batch(&self, tasks: Vec<Value>) -> Vec<String> {
+        let (st, v) = self
+            .post("/user/submit_batch", &serde_json::json!({ "tasks": tasks }))
+            .await;
+        assert_eq!(st, 201, "{v}");
+        let ids = v["ids"].as_array().expect("ids");
+        ids.iter()
+            .map(|i| i.as_str().expect("id").to_string())
+            .collect()
+    }
+
     /// POST JSON.
     pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
         self.send(self.req(reqwest::Method::POST, path).json(body))
