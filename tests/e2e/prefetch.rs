@@ -129,6 +129,9 @@ async fn a_prefetched_single_attempt_task_handed_back_on_sigterm_later_succeeds(
     c.publish("testkit", None).await;
     let mut p = c.processor(&["--cpu-slots", "1", "--drain-timeout", "20s"]);
     warm(&c, 1).await;
+    // The server sizes prefetch from runtime predictors it rereads at most once a second: let
+    // the warm-up's measurements reach them, or the short task may not be prefetched at all.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     let mut short = sleep_task(10);
     short["max_attempts"] = json!(1);
     let (_, ids) = submit_batch(&c, vec![sleep_task(2000), short]).await;
@@ -138,6 +141,9 @@ async fn a_prefetched_single_attempt_task_handed_back_on_sigterm_later_succeeds(
         assert!(Instant::now() < until, "never prefetched; {}", p.log());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // The grant that leased it may still be on its way to the processor (a prefetch ask of its
+    // own, sent right after the first task's grant); the 2 s task is still running meanwhile.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(c.answer(&ids[0]).await["state"], "leased");
     let status = p.terminate();
     assert!(status.success(), "{status}; {}", p.log());
