@@ -137,13 +137,23 @@ async fn a_prefetched_single_attempt_task_handed_back_on_sigterm_later_succeeds(
     let (_, ids) = submit_batch(&c, vec![sleep_task(2000), short]).await;
     // One slot, two leased tasks: the second is prefetched, not running.
     let until = Instant::now() + Duration::from_secs(10);
-    while c.answer(&ids[1]).await["state"] != "leased" {
+    // Leased and still leased 300 ms later: a grant the server trims (a lease it claimed but
+    // the processor may not keep goes back at once) can show `leased` for an instant, and the
+    // grant that keeps it may still be on its way to the processor. The 2 s task runs meanwhile.
+    let mut leased_since: Option<Instant> = None;
+    loop {
+        let leased = c.answer(&ids[1]).await["state"] == "leased";
+        leased_since = if leased {
+            leased_since.or(Some(Instant::now()))
+        } else {
+            None
+        };
+        if leased_since.is_some_and(|t| t.elapsed() >= Duration::from_millis(300)) {
+            break;
+        }
         assert!(Instant::now() < until, "never prefetched; {}", p.log());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // The grant that leased it may still be on its way to the processor (a prefetch ask of its
-    // own, sent right after the first task's grant); the 2 s task is still running meanwhile.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(c.answer(&ids[0]).await["state"], "leased");
     let status = p.terminate();
     assert!(status.success(), "{status}; {}", p.log());
