@@ -194,11 +194,17 @@ impl DispatchMeter {
 /// 200 successful tasks (exponentially weighted), sent with each heartbeat so the ETA counts a
 /// slower processor's slots for less. A ratio of sums, not a mean of ratios: it weighs each task
 /// by its length, as the ETA does, so a thousand noisy 1 ms tasks do not outvote the long ones.
+/// A function's first [`SpeedMeter::WARM_UP`] runs here are not compared: the server's
+/// predictions for it come from its first few answers (a line through three points, the first
+/// call's compile in the mean), and a ratio against them would weigh on the ETA for hundreds of
+/// tasks after the predictions settled.
 #[derive(Debug, Default)]
 struct SpeedMeter {
     actual_ms: f64,
     expected_ms: f64,
     samples: u64,
+    /// Runs seen per function (package@version/function), up to `WARM_UP`.
+    runs: HashMap<String, u32>,
 }
 
 impl SpeedMeter {
@@ -207,7 +213,20 @@ impl SpeedMeter {
     /// Weight kept by the older tasks at each new one.
     const DECAY: f64 = 0.995;
 
-    fn record(&mut self, actual_ms: f64, expected_ms: Option<f64>) {
+    /// Runs of a function on this processor before its predictions are compared.
+    const WARM_UP: u32 = 20;
+    /// Functions whose runs are counted; past it the counts start over (bounded memory).
+    const FUNCTIONS: usize = 4096;
+
+    fn record(&mut self, function: &str, actual_ms: f64, expected_ms: Option<f64>) {
+        if self.runs.len() >= Self::FUNCTIONS && !self.runs.contains_key(function) {
+            self.runs.clear();
+        }
+        let runs = self.runs.entry(function.to_string()).or_default();
+        if *runs < Self::WARM_UP {
+            *runs += 1;
+            return;
+        }
         let Some(expected) = expected_ms.filter(|e| *e >= Self::MIN_EXPECTED_MS) else {
             return;
         };
@@ -595,10 +614,18 @@ mod tests {
 
     #[test]
     fn speed_meter_compares_runtimes_with_their_predictions() {
-        let mut m = SpeedMeter::default();
+        let warmed = || {
+            let mut m = SpeedMeter::default();
+            for _ in 0..SpeedMeter::WARM_UP {
+                m.record("f", 1.0, Some(1000.0));
+            }
+            m
+        };
+        let mut m = warmed();
+        assert_eq!(m.value(), None, "a function's first runs are not compared");
         for _ in 0..10 {
-            m.record(5.0, None);
-            m.record(0.3, Some(0.1));
+            m.record("f", 5.0, None);
+            m.record("f", 0.3, Some(0.1));
         }
         assert_eq!(
             m.value(),
@@ -606,17 +633,21 @@ mod tests {
             "nothing predicted, or too short to compare"
         );
         for ms in [10.0, 40.0, 200.0, 20.0, 100.0] {
-            m.record(2.0 * ms, Some(ms));
+            m.record("f", 2.0 * ms, Some(ms));
         }
         assert!((m.value().unwrap() - 2.0).abs() < 1e-9, "twice as slow");
         // Many short tasks that run late do not outvote one long one that is on time.
-        let mut m = SpeedMeter::default();
+        let mut m = warmed();
         for _ in 0..50 {
-            m.record(2.0, Some(1.0));
+            m.record("f", 2.0, Some(1.0));
         }
-        m.record(1000.0, Some(1000.0));
+        m.record("f", 1000.0, Some(1000.0));
         assert!(m.value().unwrap() < 1.06, "{:?}", m.value());
-        m.record(1e12, Some(1.0));
+        m.record("f", 1e12, Some(1.0));
         assert!(m.value().unwrap() <= 100.0, "clamped");
+        // Another function warms up on its own.
+        let before = m.value();
+        m.record("g", 1e6, Some(1.0));
+        assert_eq!(m.value(), before);
     }
 }

@@ -396,7 +396,14 @@ async fn run_one(shared: &Shared, slot: &Slot, lease: Lease) {
     record_run(&lease, &outcome, runtime_ms);
     if outcome.is_ok() {
         let mut speed = shared.speed.lock().unwrap();
-        speed.record(runtime_ms, lease.expected_ms);
+        let t = &lease.task;
+        let function = format!(
+            "{}@{}/{}",
+            t.package.as_deref().unwrap_or(""),
+            t.version.as_deref().unwrap_or(""),
+            t.function
+        );
+        speed.record(&function, runtime_ms, lease.expected_ms);
     }
     if let Some(answer) = answer_of(shared, &lease, &running, outcome, runtime_ms) {
         shared.outbox.push(answer);
