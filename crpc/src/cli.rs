@@ -83,6 +83,10 @@ pub enum Command {
     /// Send a payload to every loaded instance of a package on every processor (an admin
     /// token): `crpc broadcast PKG PAYLOAD`; prints each processor's report as it comes.
     Broadcast(BroadcastArgs),
+    /// Upload a file for tasks to take: `crpc put FILE` prints its `{"$file": …}` value.
+    Put(PutArgs),
+    /// Download a file by its sha256 (checked): `crpc get HASH [-o FILE]`.
+    Get(GetArgs),
     /// Create a package from a template.
     New(NewArgs),
     /// Build a package archive (.tar.gz) from a directory, checked like the registry checks it.
@@ -304,6 +308,23 @@ pub struct BroadcastArgs {
     /// Follow the reports this long (0: do not wait), e.g. 10s.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub wait: std::time::Duration,
+}
+
+/// `crpc put`.
+#[derive(Debug, Clone, Args)]
+pub struct PutArgs {
+    /// The file to upload (streamed, never read whole into memory).
+    pub file: std::path::PathBuf,
+}
+
+/// `crpc get`.
+#[derive(Debug, Clone, Args)]
+pub struct GetArgs {
+    /// Its sha256 (`sha256:HEX` or HEX).
+    pub hash: String,
+    /// Write it here (default: standard output).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 /// Package templates.

@@ -119,6 +119,32 @@ impl Api {
         .await
     }
 
+    /// `PUT /files`: streams `file` (`size` bytes) up.
+    pub async fn put_file(
+        &self,
+        file: tokio::fs::File,
+        size: u64,
+    ) -> CliResult<task_api::FileStored> {
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let rb = self
+            .req(
+                reqwest::Method::PUT,
+                "/files",
+                Duration::from_secs(24 * 3600),
+            )
+            .header("content-type", "application/octet-stream")
+            .header("content-length", size)
+            .body(body);
+        self.call(rb).await
+    }
+
+    /// `GET /files/{sha256}`: the response, its body not yet read.
+    pub async fn get_file(&self, sha256: &str) -> CliResult<reqwest::Response> {
+        let path = format!("/files/{sha256}");
+        let rb = self.req(reqwest::Method::GET, &path, Duration::from_secs(24 * 3600));
+        self.http.send(rb).await.map_err(|e| self.cli_error(e))
+    }
+
     /// `POST /user/submit_task`.
     pub async fn submit(&self, spec: &TaskSpec) -> CliResult<SubmitResponse> {
         self.post("/user/submit_task", spec).await

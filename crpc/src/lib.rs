@@ -62,5 +62,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Stats => commands::stats::run(&api()?, json).await,
         Command::Workers(a) => commands::workers::run(&api()?, a.all, json).await,
         Command::Broadcast(a) => commands::broadcast::run(&api()?, &a, json).await,
+        Command::Put(a) => commands::files::put(&api()?, &a, json).await,
+        Command::Get(a) => commands::files::get(&api()?, &a).await,
     }
 }

@@ -42,6 +42,7 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
             ("post", &mut item.post),
             ("put", &mut item.put),
             ("delete", &mut item.delete),
+            ("head", &mut item.head),
         ] {
             if let Some(op) = op {
                 op.operation_id = Some(operation_id(method, path));

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod files;
 pub mod fleet;
 pub mod task;
 pub mod views;
@@ -13,6 +14,7 @@ pub mod worker;
 
 pub use auth::{Claims, Role, JWT_AUDIENCE, JWT_ISSUER};
 pub use error::{ApiErrorBody, ErrorDetail};
+pub use files::FileStored;
 pub use fleet::{
     Broadcast, BroadcastApplied, BroadcastCreated, BroadcastReport, BroadcastStatus, NewBroadcast,
 };

@@ -87,6 +87,21 @@ pub struct ServeArgs {
     /// How long finished tasks and their answers are kept (a task's ttl_s overrides).
     #[arg(long, env = "CRPC_RESULT_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
     pub result_ttl: Duration,
+    /// Where task files are kept: a directory (default DATA_DIR/files), or `s3://bucket/prefix`
+    /// on any S3-compatible store, shared by server replicas (credentials, region and endpoint
+    /// from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`,
+    /// `AWS_ALLOW_HTTP`).
+    #[arg(long, env = "CRPC_BLOB_STORE")]
+    pub blob_store: Option<String>,
+    /// Largest file `PUT /files` takes, MiB (past it: 413).
+    #[arg(long, env = "CRPC_MAX_FILE_MB", default_value_t = 1024)]
+    pub max_file_mb: u64,
+    /// Files one owner may keep, MiB (past it: 429).
+    #[arg(long, env = "CRPC_FILE_QUOTA_MB", default_value_t = 10240)]
+    pub file_quota_mb: u64,
+    /// How long a file no task takes is kept after its upload.
+    #[arg(long, env = "CRPC_BLOB_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub blob_ttl: Duration,
     /// Largest request body, bytes (every route but the batch ones).
     #[arg(long, env = "CRPC_MAX_BODY_BYTES", default_value_t = 2 << 20)]
     pub max_body_bytes: usize,

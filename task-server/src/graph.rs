@@ -309,7 +309,7 @@ impl WaitingGraph {
     }
 }
 
-type Visitor<'a> = dyn FnMut(&mut Value, &str) -> Result<(), RefError> + 'a;
+pub(crate) type Visitor<'a> = dyn FnMut(&mut Value, &str) -> Result<(), RefError> + 'a;
 
 /// Calls `f` on every reference object in `args` and `kwargs`, with its field path.
 fn visit_refs(
@@ -317,22 +317,38 @@ fn visit_refs(
     kwargs: &mut Map<String, Value>,
     f: &mut Visitor<'_>,
 ) -> Result<(), RefError> {
+    visit_marked(args, kwargs, "$ref", f)
+}
+
+/// Calls `f` on every object in `args` and `kwargs` that has the key `marker` (`$ref`,
+/// `$file`), with its field path; does not look inside those.
+pub(crate) fn visit_marked(
+    args: &mut [Value],
+    kwargs: &mut Map<String, Value>,
+    marker: &str,
+    f: &mut Visitor<'_>,
+) -> Result<(), RefError> {
     let mut field = String::new();
     for (i, v) in args.iter_mut().enumerate() {
         field.clear();
         let _ = write!(field, "args[{i}]");
-        visit(v, &mut field, f)?;
+        visit(v, &mut field, marker, f)?;
     }
     for (k, v) in kwargs.iter_mut() {
         field.clear();
         let _ = write!(field, "kwargs.{k}");
-        visit(v, &mut field, f)?;
+        visit(v, &mut field, marker, f)?;
     }
     Ok(())
 }
 
-fn visit(v: &mut Value, field: &mut String, f: &mut Visitor<'_>) -> Result<(), RefError> {
-    if is_ref(v) {
+fn visit(
+    v: &mut Value,
+    field: &mut String,
+    marker: &str,
+    f: &mut Visitor<'_>,
+) -> Result<(), RefError> {
+    if v.as_object().is_some_and(|o| o.contains_key(marker)) {
         return f(v, field);
     }
     let len = field.len();
@@ -340,14 +356,14 @@ fn visit(v: &mut Value, field: &mut String, f: &mut Visitor<'_>) -> Result<(), R
         Value::Array(items) => {
             for (i, x) in items.iter_mut().enumerate() {
                 let _ = write!(field, "[{i}]");
-                visit(x, field, f)?;
+                visit(x, field, marker, f)?;
                 field.truncate(len);
             }
         }
         Value::Object(map) => {
             for (k, x) in map.iter_mut() {
                 let _ = write!(field, ".{k}");
-                visit(x, field, f)?;
+                visit(x, field, marker, f)?;
                 field.truncate(len);
             }
         }

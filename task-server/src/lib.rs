@@ -7,6 +7,7 @@ pub mod caps;
 pub mod config;
 pub mod cost;
 pub mod error;
+pub mod files;
 pub mod fit;
 pub mod graph;
 pub mod metrics;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::files::Files;
 use crate::queue::{now_ms, Queue};
 
 /// How often waiting tasks whose dependencies all ended are looked for (at start, then this
@@ -14,11 +15,17 @@ use crate::queue::{now_ms, Queue};
 const SETTLE_SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown` fires.
-pub async fn run(queue: Arc<Queue>, every: Duration, shutdown: CancellationToken) {
+pub async fn run(
+    queue: Arc<Queue>,
+    files: Arc<Files>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = now_ms();
     let mut swept: Option<Instant> = None;
+    let (mut files_swept, mut file_sweeps): (Option<Instant>, u64) = (None, 0);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -36,6 +43,13 @@ pub async fn run(queue: Arc<Queue>, every: Duration, shutdown: CancellationToken
             swept = Some(Instant::now());
             if let Err(e) = queue.settle_stuck().await {
                 tracing::warn!(error = %e, "settling waiting tasks failed; retrying later");
+            }
+        }
+        if files_swept.is_none_or(|at| at.elapsed() >= files.sweep_every()) {
+            files_swept = Some(Instant::now());
+            file_sweeps += 1;
+            if let Err(e) = files.expire(now_ms(), file_sweeps % 10 == 1).await {
+                tracing::warn!(error = %e, "removing expired files failed; retrying later");
             }
         }
     }

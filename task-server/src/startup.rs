@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Authenticator, Secret};
 use crate::config::ServeArgs;
+use crate::files::{Blobs, Files, FilesConfig};
 use crate::queue::{Queue, QueueConfig};
 use crate::resolver::Resolver;
 use crate::routes::{self, Limits};
@@ -35,6 +36,7 @@ impl Application {
             crpc_http::trust_ca_file(ca).map_err(|e| anyhow::anyhow!(e))?;
         }
         let store = open_store(&args).await?;
+        let files = open_files(&args, store.clone())?;
         let secret = load_secret(&args)?;
         let auth = match &secret {
             None => {
@@ -72,11 +74,12 @@ impl Application {
         queue.forward_store_events();
         let reaper = tokio::spawn(crate::reaper::run(
             queue.clone(),
+            files.clone(),
             args.reap_interval,
             shutdown.clone(),
         ));
         crpc_service::metrics::handle();
-        let (addr, https, server) = serve(&args, queue.clone(), auth)?;
+        let (addr, https, server) = serve(&args, queue.clone(), files, auth)?;
         let metrics = match args.metrics_bind {
             Some(at) => Some(metrics_listener(at, queue.clone())?),
             None => None,
@@ -148,6 +151,19 @@ async fn wait_for_signal(token: CancellationToken) {
 }
 
 /// The store `--database-url` names (SQLite under the data dir by default).
+/// The file service over `--blob-store`.
+fn open_files(args: &ServeArgs, store: Arc<dyn Store>) -> anyhow::Result<Arc<Files>> {
+    let blobs = Blobs::open(args.blob_store.as_deref(), &args.data_dir)?;
+    tracing::info!(at = %blobs.location, "task files are kept in the blob store");
+    let mib = |m: u64| m.saturating_mul(1 << 20);
+    let cfg = FilesConfig {
+        max_file_bytes: mib(args.max_file_mb.max(1)),
+        quota_bytes: mib(args.file_quota_mb),
+        ttl: args.blob_ttl,
+    };
+    Ok(Arc::new(Files::new(blobs, store, cfg)))
+}
+
 async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
     let cfg = StoreConfig {
         backoff_base_ms: args.retry_backoff.as_millis() as i64,
@@ -199,6 +215,7 @@ fn metrics_listener(at: SocketAddr, queue: Arc<Queue>) -> anyhow::Result<Server>
 fn serve(
     args: &ServeArgs,
     queue: Arc<Queue>,
+    files: Arc<Files>,
     auth: Authenticator,
 ) -> anyhow::Result<(SocketAddr, bool, Server)> {
     let limits = Limits {
@@ -208,6 +225,7 @@ fn serve(
     let listener = TcpListener::bind(args.bind)?;
     let addr = listener.local_addr()?;
     let queue_data = web::Data::from(queue);
+    let files_data = web::Data::from(files);
     let auth_data = web::Data::new(Arc::new(auth));
     let rate_data = web::Data::new(crpc_service::limits::Limits::new(
         args.rate_limit,
@@ -218,6 +236,7 @@ fn serve(
         App::new()
             .wrap(actix_web::middleware::from_fn(crpc_service::metrics::track))
             .app_data(queue_data.clone())
+            .app_data(files_data.clone())
             .app_data(auth_data.clone())
             .app_data(rate_data.clone())
             .app_data(routes::query_config())

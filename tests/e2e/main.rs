@@ -4,6 +4,7 @@ mod config;
 mod dashboard;
 mod estimate;
 mod faults;
+mod files;
 mod fleet;
 mod metrics;
 mod openapi;

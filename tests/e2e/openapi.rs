@@ -116,6 +116,7 @@ async fn every_route_and_error_body_is_documented_and_docs_render() {
             "delete /user/schedules/{id}",
             "delete /user/tasks/{id}",
             "get /admin/broadcasts/{id}",
+            "get /files/{sha256}",
             "get /livez",
             "get /metrics",
             "get /readyz",
@@ -131,6 +132,7 @@ async fn every_route_and_error_body_is_documented_and_docs_render() {
             "get /user/tasks/{id}",
             "get /user/workers",
             "get /worker/request_task",
+            "head /files/{sha256}",
             "post /admin/broadcast",
             "post /user/batches/{id}/cancel",
             "post /user/schedules",
@@ -141,6 +143,7 @@ async fn every_route_and_error_body_is_documented_and_docs_render() {
             "post /worker/release",
             "post /worker/request_task",
             "post /worker/submit_answer",
+            "put /files",
         ]
     );
     let mut ids: Vec<&str> = ops

@@ -422,6 +422,11 @@ pub struct Cluster {
 impl Cluster {
     /// Starts both; `server_extra` are more server flags.
     pub fn start(server_extra: &[&str]) -> Cluster {
+        Self::start_with_env(server_extra, &[])
+    }
+
+    /// Same, the server with more environment.
+    pub fn start_with_env(server_extra: &[&str], env: &[(&str, &str)]) -> Cluster {
         let registry = Proc::start(&sibling_binary("task-registry"), &[]);
         let secret_file = registry.data_dir().join("jwt_secret");
         let mut args: Vec<String> = vec![
@@ -432,7 +437,9 @@ impl Cluster {
         ];
         args.extend(server_extra.iter().map(|s| s.to_string()));
         let flags: Vec<&str> = args.iter().map(String::as_str).collect();
-        let server = Proc::start(&sibling_binary("task-server"), &flags);
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let server = Proc::start_with(&sibling_binary("task-server"), dir, &flags, env)
+            .expect("task-server starts");
         let secret = Secret::load(None, Some(&secret_file), registry.data_dir()).unwrap();
         let tok = |role, sub: &str| mint(&secret, sub, role, Duration::from_secs(3600)).unwrap();
         let user_token = tok(Role::User, "alice");

@@ -5,6 +5,7 @@ pub mod cancel;
 pub mod dev;
 pub mod docs;
 pub mod estimate;
+pub mod files;
 pub mod keygen;
 pub mod login;
 pub mod map;

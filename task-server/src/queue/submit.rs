@@ -12,6 +12,7 @@ use super::QueueError;
 use super::{now_ms, sha256_hex, Queue, PENDING_RECOUNT};
 use crate::auth::Caller;
 use crate::cost::CostAt;
+use crate::files::refs::files_of;
 use crate::graph;
 use crate::stats::non_empty;
 use crate::store::{NewTask, SubmitOutcome};
@@ -27,6 +28,8 @@ impl Queue {
             .new_task(&caller.sub, spec, "", Uuid::now_v7(), None)
             .await?;
         self.check_visible(caller, std::slice::from_ref(&task), "")
+            .await?;
+        self.check_files(&caller.sub, std::slice::from_ref(&task), "")
             .await?;
         if task.memoize && task.depends_on.is_empty() {
             if let Some((id, state)) = self
@@ -86,6 +89,7 @@ impl Queue {
             );
         }
         self.check_visible(caller, &tasks, "tasks").await?;
+        self.check_files(&caller.sub, &tasks, "tasks").await?;
         self.reserve_quota(&caller.sub, tasks.len() as u64).await?;
         let batch_id = Uuid::now_v7();
         self.store
@@ -183,6 +187,44 @@ impl Queue {
         Ok(())
     }
 
+    /// Refuses tasks that name files their owner may not read (or that do not exist), naming
+    /// the field of the first such file.
+    pub(super) async fn check_files(
+        &self,
+        owner: &str,
+        tasks: &[NewTask],
+        field: &str,
+    ) -> Result<(), QueueError> {
+        let mut all: Vec<String> = tasks.iter().flat_map(|t| t.files.clone()).collect();
+        if all.is_empty() {
+            return Ok(());
+        }
+        all.sort_unstable();
+        all.dedup();
+        let unreadable = self.store.unreadable_files(owner, &all).await?;
+        let Some((i, t)) = tasks
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.files.iter().any(|f| unreadable.contains(f)))
+        else {
+            return Ok(());
+        };
+        let (mut args, mut kwargs) = (t.args.clone(), t.kwargs.clone());
+        let named = files_of(&mut args, &mut kwargs).unwrap_or_default();
+        let (sha, at) = named
+            .into_iter()
+            .find(|(f, _)| unreadable.contains(f))
+            .unwrap_or_else(|| (unreadable[0].clone(), "args".into()));
+        let at = match field {
+            "" => at,
+            f => format!("{f}[{i}].{at}"),
+        };
+        Err(QueueError::invalid(
+            &at,
+            format!("no file sha256:{sha}: upload it with PUT /files first (files are yours or your tasks')"),
+        ))
+    }
+
     /// A validated, resolved task with id `id`; errors name the field under `prefix`
     /// (`tasks[3].`). `batch`: the ids of the batch it is in and its index there (its `#N`
     /// references name those).
@@ -206,6 +248,11 @@ impl Queue {
             sha256_hex(&json!(body))
         });
         let depends_on = dependencies(&mut spec, batch, &field)?;
+        let files = files_of(&mut spec.args, &mut spec.kwargs)
+            .map_err(|e| QueueError::invalid(&field(&e.field), e.message))?
+            .into_iter()
+            .map(|(sha, _)| sha)
+            .collect();
         let (mut cost_at, mut fn_cap) = (None, None);
         if let Some(resolver) = &self.resolver {
             let r = resolver.resolve(&spec, prefix).await?;
@@ -258,6 +305,7 @@ impl Queue {
             cap_fn: fn_cap.as_ref().map(|c| c.key.clone()),
             cap_key: key_cap.as_ref().map(|c| c.key.clone()),
             limits: fn_cap.into_iter().chain(key_cap).collect(),
+            files,
         })
     }
 }

@@ -5,6 +5,7 @@ use uuid::Uuid;
 use crate::error::ApiError;
 
 pub mod admin;
+pub mod files;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
@@ -98,6 +99,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: Limits) {
                     resource("/schedules/{id}")
                         .route(web::delete().to(user::delete_schedule::handle)),
                 ),
+        )
+        .service(resource("/files").route(web::put().to(files::put_file::handle)))
+        .service(
+            resource("/files/{sha256}")
+                .route(web::get().to(files::get_file::handle))
+                .route(web::head().to(files::head_file::handle)),
         )
         .service(
             web::scope("/admin")

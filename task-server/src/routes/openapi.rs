@@ -3,7 +3,7 @@
 use actix_web::HttpResponse;
 use utoipa::OpenApi;
 
-use super::{admin, health, metrics, user, worker};
+use super::{admin, files, health, metrics, user, worker};
 
 /// Every route the server serves.
 #[derive(OpenApi)]
@@ -31,6 +31,9 @@ use super::{admin, health, metrics, user, worker};
         user::create_schedule::handle,
         user::list_schedules::handle,
         user::delete_schedule::handle,
+        files::put_file::handle,
+        files::get_file::handle,
+        files::head_file::handle,
         admin::broadcast::handle,
         admin::get_broadcast::handle,
         worker::request_task::handle_post,

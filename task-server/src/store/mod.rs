@@ -148,6 +148,9 @@ pub struct NewTask {
     /// The limits of those caps, recorded with it.
     #[serde(skip)]
     pub limits: Vec<crate::caps::CapLimit>,
+    /// The blobs its arguments name (`{"$file": "sha256:…"}`), each once.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
 }
 
 impl NewTask {
@@ -185,6 +188,15 @@ impl NewTask {
             .filter(|t| t.depends_on.iter().any(|d| !ours.contains(d)))
             .map(|t| t.id)
             .collect()
+    }
+
+    /// The files `tasks` take (JSON `[[task, sha256], …]`); `None` when none takes one.
+    pub fn files_json(tasks: &[NewTask]) -> Option<String> {
+        let pairs: Vec<(Uuid, &str)> = tasks
+            .iter()
+            .flat_map(|t| t.files.iter().map(move |f| (t.id, f.as_str())))
+            .collect();
+        (!pairs.is_empty()).then(|| json!(pairs).to_string())
     }
 
     /// The edges of `tasks` (JSON `[[task, dep], …]`) and the tasks they point at (JSON ids);
@@ -228,6 +240,60 @@ pub struct NewBroadcastRecord {
     /// ms.
     pub created_at: i64,
 }
+
+/// One owner's copy of a blob (files.rs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRow {
+    /// Hex sha256 of the bytes.
+    pub sha256: String,
+    /// Token subject it belongs to (its quota).
+    pub owner: String,
+    /// Where the bytes are in the blob store.
+    pub key: String,
+    /// Bytes.
+    pub size: u64,
+    /// Uploaded (or last uploaded again), ms.
+    pub created_at: i64,
+}
+
+/// What recording an upload did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AddFile {
+    /// Recorded: the upload's object is now this copy.
+    Added,
+    /// The owner already had these bytes, at this key (renewed): the upload's object is spare.
+    Existed(String),
+    /// Refused: the owner's files already take `used` bytes.
+    OverQuota {
+        /// Bytes the owner's files take.
+        used: u64,
+    },
+}
+
+/// Who reads a blob, for `file_for`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FileReader {
+    /// Any blob.
+    Admin,
+    /// A user: its own uploads and the files its tasks take.
+    User(String),
+    /// A worker token: the files of the tasks it holds leases on.
+    Worker(String),
+}
+
+impl FileReader {
+    /// The kind and subject the statement takes.
+    pub fn parts(&self) -> (&'static str, &str) {
+        match self {
+            FileReader::Admin => ("admin", ""),
+            FileReader::User(s) => ("user", s),
+            FileReader::Worker(s) => ("worker", s),
+        }
+    }
+}
+
+/// Copies of blobs one expiry pass removes, at most.
+pub const EXPIRE_FILES: i64 = 500;
 
 /// A recurring schedule.
 #[derive(Debug, Clone, PartialEq)]
@@ -607,6 +673,12 @@ pub struct ListQuery {
 pub trait StoreReads: Send + Sync + 'static {
     /// Queued (waiting or queued, not yet running) tasks of `owner`.
     async fn pending_count(&self, owner: &str) -> Result<u64>;
+    /// A copy of blob `sha256` that `reader` may read: its key and size.
+    async fn file_for(&self, sha256: &str, reader: &FileReader) -> Result<Option<(String, u64)>>;
+    /// Those of `shas` that `owner` may not name in a task.
+    async fn unreadable_files(&self, owner: &str, shas: &[String]) -> Result<Vec<String>>;
+    /// Bytes of `owner`'s files.
+    async fn file_usage(&self, owner: &str) -> Result<u64>;
     /// The newest memoizing task of `owner` with these arguments that is not failed or cancelled.
     async fn find_memoized(
         &self,
@@ -715,6 +787,11 @@ pub struct WorkerTouch {
 pub trait Store: StoreReads {
     /// Inserts one task, honouring its idempotency key.
     async fn submit_one(&self, owner: &str, task: NewTask, now: i64) -> Result<SubmitOutcome>;
+    /// Records an upload (see `statements::add_file`).
+    async fn add_file(&self, f: FileRow, quota: u64) -> Result<AddFile>;
+    /// Removes up to [`EXPIRE_FILES`] copies uploaded before `cutoff` that no task takes;
+    /// their keys, whose objects the caller deletes.
+    async fn expire_files(&self, cutoff: i64) -> Result<Vec<String>>;
     /// Inserts batch `id` of owner `by` and its tasks (no idempotency keys inside batches).
     async fn submit_batch(&self, by: &str, id: Uuid, tasks: Vec<NewTask>, now: i64) -> Result<()>;
     /// Leases up to `max_tasks` ready tasks in priority, then FIFO, order; one statement.

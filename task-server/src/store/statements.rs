@@ -894,6 +894,117 @@ macro_rules! statements {
             Ok(())
         }
 
+        /// Records `f`, an upload by its owner, unless that takes the owner past `quota` bytes;
+        /// an owner's second upload of the same bytes keeps the first copy (its key returned)
+        /// and renews it. Several statements: run inside a transaction.
+        pub async fn add_file(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            f: &$crate::store::FileRow,
+            quota: u64,
+        ) -> Result<$crate::store::AddFile> {
+            use $crate::store::AddFile;
+            let touch = || {
+                sqlx::query_scalar(sql_file!($dir, "touch_file"))
+                    .bind(&f.sha256)
+                    .bind(&f.owner)
+                    .bind(f.created_at)
+            };
+            if let Some(key) = touch().fetch_optional(&mut *conn).await? {
+                return Ok(AddFile::Existed(key));
+            }
+            let used: i64 = sqlx::query_scalar(sql_file!($dir, "file_usage"))
+                .bind(&f.owner)
+                .fetch_one(&mut *conn)
+                .await?;
+            let used = used.max(0) as u64;
+            if used.saturating_add(f.size) > quota {
+                return Ok(AddFile::OverQuota { used });
+            }
+            let added = sqlx::query(sql_file!($dir, "insert_file"))
+                .bind(&f.sha256)
+                .bind(&f.owner)
+                .bind(&f.key)
+                .bind(f.size.min(i64::MAX as u64) as i64)
+                .bind(f.created_at)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if added == 0 {
+                // Another upload of the same bytes by the same owner committed first.
+                if let Some(key) = touch().fetch_optional(&mut *conn).await? {
+                    return Ok(AddFile::Existed(key));
+                }
+            }
+            Ok(AddFile::Added)
+        }
+
+        /// Bytes of `owner`'s files.
+        pub async fn file_usage<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            owner: &str,
+        ) -> Result<u64> {
+            let used: i64 = sqlx::query_scalar(sql_file!($dir, "file_usage"))
+                .bind(owner)
+                .fetch_one(ex)
+                .await?;
+            Ok(used.max(0) as u64)
+        }
+
+        /// A copy of blob `sha256` that `reader` may read: its key and size.
+        pub async fn file_for<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            sha256: &str,
+            reader: &$crate::store::FileReader,
+        ) -> Result<Option<(String, u64)>> {
+            let (kind, sub) = reader.parts();
+            let row: Option<(String, i64)> = sqlx::query_as(sql_file!($dir, "file_for"))
+                .bind(sha256)
+                .bind(kind)
+                .bind(sub)
+                .fetch_optional(ex)
+                .await?;
+            Ok(row.map(|(k, n)| (k, n.max(0) as u64)))
+        }
+
+        /// Those of `shas` (JSON array) that `owner` may not name in a task.
+        pub async fn unreadable_files<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            owner: &str,
+            shas: &str,
+        ) -> Result<Vec<String>> {
+            Ok(sqlx::query_scalar(sql_file!($dir, "unreadable_files"))
+                .bind(owner)
+                .bind(shas)
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// Records the files newly inserted tasks take (`pairs`: JSON `[[task, sha256], …]`).
+        pub async fn attach_files<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            pairs: &str,
+        ) -> Result<()> {
+            sqlx::query(sql_file!($dir, "attach_files"))
+                .bind(pairs)
+                .execute(ex)
+                .await?;
+            Ok(())
+        }
+
+        /// Removes up to `limit` copies uploaded before `cutoff` whose blob no task takes;
+        /// their keys.
+        pub async fn expire_files<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            cutoff: i64,
+            limit: i64,
+        ) -> Result<Vec<String>> {
+            Ok(sqlx::query_scalar(sql_file!($dir, "expire_files"))
+                .bind(cutoff)
+                .bind(limit)
+                .fetch_all(ex)
+                .await?)
+        }
+
         /// Inserts a schedule.
         pub async fn add_schedule<'e, E: Executor<'e, Database = $db>>(
             ex: E,
@@ -1068,6 +1179,27 @@ macro_rules! store_reads {
             impl $crate::store::StoreReads for $store {
                 async fn pending_count(&self, owner: &str) -> Result<u64> {
                     Ok(sql::pending_count(&self.$pool, owner).await?.max(0) as u64)
+                }
+
+                async fn file_for(
+                    &self,
+                    sha256: &str,
+                    reader: &$crate::store::FileReader,
+                ) -> Result<Option<(String, u64)>> {
+                    sql::file_for(&self.$pool, sha256, reader).await
+                }
+
+                async fn unreadable_files(
+                    &self,
+                    owner: &str,
+                    shas: &[String],
+                ) -> Result<Vec<String>> {
+                    let shas = serde_json::to_string(shas)?;
+                    sql::unreadable_files(&self.$pool, owner, &shas).await
+                }
+
+                async fn file_usage(&self, owner: &str) -> Result<u64> {
+                    sql::file_usage(&self.$pool, owner).await
                 }
 
                 async fn find_memoized(

@@ -82,6 +82,7 @@ pub fn task(function: &str, priority: i32) -> NewTask {
         cap_fn: None,
         cap_key: None,
         limits: vec![],
+        files: vec![],
     }
 }
 
@@ -389,6 +390,88 @@ pub async fn owners_take_turns_within_a_priority(b: &dyn Backend) {
         .unwrap();
     s.submit_one("carol", task("urgent", 9), now).await.unwrap();
     assert_eq!(claimed_functions(&s, 1, now).await, ["urgent"]);
+}
+
+/// Files: an owner's upload counts against its quota once (the same bytes again keep the
+/// first copy); who may read a blob follows its uploader, its tasks' owners and the worker
+/// holding such a lease; expiry removes old copies no task takes, and only those.
+pub async fn files_follow_their_owners_and_tasks(b: &dyn Backend) {
+    let s = b.open(cfg()).await;
+    let now = now_ms();
+    let row = |sha: &str, owner: &str, key: &str, size: u64, at: i64| FileRow {
+        sha256: sha.into(),
+        owner: owner.into(),
+        key: key.into(),
+        size,
+        created_at: at,
+    };
+    let (a, b2) = ("a".repeat(64), "b".repeat(64));
+    let old = now - 10_000;
+    assert_eq!(
+        s.add_file(row(&a, "alice", "k1", 600, old), 1000)
+            .await
+            .unwrap(),
+        AddFile::Added
+    );
+    assert_eq!(
+        s.add_file(row(&a, "alice", "k2", 600, old), 1000)
+            .await
+            .unwrap(),
+        AddFile::Existed("k1".into()),
+        "the same bytes again: the first copy"
+    );
+    assert_eq!(
+        s.add_file(row(&b2, "alice", "k3", 600, old), 1000)
+            .await
+            .unwrap(),
+        AddFile::OverQuota { used: 600 }
+    );
+    assert_eq!(
+        s.add_file(row(&b2, "bob", "k4", 600, old), 1000)
+            .await
+            .unwrap(),
+        AddFile::Added
+    );
+    assert_eq!(s.file_usage("alice").await.unwrap(), 600);
+    let user = |u: &str| FileReader::User(u.into());
+    assert_eq!(
+        s.file_for(&a, &user("alice")).await.unwrap(),
+        Some(("k1".into(), 600))
+    );
+    assert_eq!(s.file_for(&a, &user("bob")).await.unwrap(), None);
+    assert_eq!(
+        s.file_for(&a, &FileReader::Admin).await.unwrap(),
+        Some(("k1".into(), 600))
+    );
+    assert_eq!(
+        s.unreadable_files("bob", &[a.clone(), b2.clone()])
+            .await
+            .unwrap(),
+        vec![a.clone()]
+    );
+    // Alice's task takes `a`: its worker reads it while it holds the lease.
+    let t = NewTask {
+        files: vec![a.clone()],
+        ..task("f", 0)
+    };
+    s.submit_one("alice", t, now).await.unwrap();
+    // A worker token reads by its subject (the holder's owner, "o").
+    let w = FileReader::Worker("o".into());
+    assert_eq!(s.file_for(&a, &w).await.unwrap(), None, "not leased yet");
+    let leases = s.claim(claim("w", 1, now)).await.unwrap();
+    assert_eq!(leases.len(), 1);
+    assert_eq!(s.file_for(&a, &w).await.unwrap(), Some(("k1".into(), 600)));
+    assert_eq!(
+        s.file_for(&a, &FileReader::Worker("x".into()))
+            .await
+            .unwrap(),
+        None
+    );
+    // Expiry: alice's `a` is taken by a task and stays; bob's old `b` goes.
+    assert_eq!(s.expire_files(now).await.unwrap(), ["k4"]);
+    assert_eq!(s.file_for(&b2, &user("bob")).await.unwrap(), None);
+    assert!(s.file_for(&a, &user("alice")).await.unwrap().is_some());
+    assert!(s.expire_files(now).await.unwrap().is_empty());
 }
 
 /// A capped task is leased only while its caps have room; finishing one lets the next through,
@@ -1175,7 +1258,8 @@ macro_rules! conformance {
                 cancel_and_expiry, routing_by_gpu_and_dataset, one_grant_comes_in_priority_then_fifo_order,
                 released_leases_keep_their_attempt, a_restarted_processor_gives_back_its_old_runs_leases,
                 cost_measures_are_summed_fitted_and_kept, a_task_graph_settles_as_its_dependencies_end,
-                owners_take_turns_within_a_priority, caps_gate_tasks_until_there_is_room);
+                owners_take_turns_within_a_priority, caps_gate_tasks_until_there_is_room,
+                files_follow_their_owners_and_tasks);
         }
     };
     (@case $backend:expr; $($case:ident),*) => {

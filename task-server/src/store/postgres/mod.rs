@@ -135,10 +135,14 @@ impl PgStore {
         }
     }
 
-    /// Records the edges of newly inserted waiting tasks (inside the insert's transaction).
+    /// Records the edges of newly inserted waiting tasks and the files tasks take (inside the
+    /// insert's transaction).
     async fn link(tx: &mut sqlx::PgConnection, tasks: &[NewTask]) -> Result<()> {
         if let Some((edges, deps)) = NewTask::edges_json(tasks) {
-            sql::link(tx, &edges, &deps).await?;
+            sql::link(&mut *tx, &edges, &deps).await?;
+        }
+        if let Some(pairs) = NewTask::files_json(tasks) {
+            sql::attach_files(&mut *tx, &pairs).await?;
         }
         Ok(())
     }
@@ -244,18 +248,19 @@ impl Store for PgStore {
         // One statement, unless the task waits or is capped: then its edges and its caps'
         // limits commit with it.
         let (limits, keys) = NewTask::gates(tasks);
-        let inserted: Option<DbId> = if task.depends_on.is_empty() && !task.capped() {
-            query.fetch_optional(&self.pool).await?
-        } else {
-            let mut tx = self.pool.begin().await?;
-            let inserted = query.fetch_optional(&mut *tx).await?;
-            if inserted.is_some() {
-                Self::link(&mut tx, tasks).await?;
-                sql::cap_limits(&mut *tx, &limits, now).await?;
-            }
-            tx.commit().await?;
-            inserted
-        };
+        let inserted: Option<DbId> =
+            if task.depends_on.is_empty() && !task.capped() && task.files.is_empty() {
+                query.fetch_optional(&self.pool).await?
+            } else {
+                let mut tx = self.pool.begin().await?;
+                let inserted = query.fetch_optional(&mut *tx).await?;
+                if inserted.is_some() {
+                    Self::link(&mut tx, tasks).await?;
+                    sql::cap_limits(&mut *tx, &limits, now).await?;
+                }
+                tx.commit().await?;
+                inserted
+            };
         if inserted.is_some() {
             self.announcer.announce([events::work_item()]);
             self.settle(now, Vec::new(), NewTask::waiting_on_others(tasks))
@@ -282,7 +287,11 @@ impl Store for PgStore {
             .bind(tasks.first().map_or(0, |t| i64::from(t.priority)))
             .bind(tasks.len() as i64);
         let (limits, keys) = NewTask::gates(&tasks);
-        if tasks.iter().all(|t| t.depends_on.is_empty()) && limits.is_empty() {
+        if tasks
+            .iter()
+            .all(|t| t.depends_on.is_empty() && t.files.is_empty())
+            && limits.is_empty()
+        {
             query.execute(&self.pool).await?;
         } else {
             let mut tx = self.pool.begin().await?;
@@ -399,6 +408,17 @@ impl Store for PgStore {
 
     async fn add_schedule(&self, s: ScheduleRecord) -> Result<()> {
         sql::add_schedule(&self.pool, &s).await
+    }
+
+    async fn add_file(&self, f: FileRow, quota: u64) -> Result<AddFile> {
+        let mut tx = self.pool.begin().await?;
+        let added = sql::add_file(&mut tx, &f, quota).await?;
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    async fn expire_files(&self, cutoff: i64) -> Result<Vec<String>> {
+        sql::expire_files(&self.pool, cutoff, EXPIRE_FILES).await
     }
 
     async fn delete_schedule(&self, id: Uuid, owner: Option<&str>) -> Result<bool> {

@@ -30,6 +30,7 @@ impl Command for SubmitOne {
         self.task.idempotency_key.is_none()
             && self.task.depends_on.is_empty()
             && !self.task.capped()
+            && self.task.files.is_empty()
     }
 
     async fn run(&self, ctx: &mut Ctx<'_>) -> Result<SubmitOutcome> {
@@ -73,9 +74,12 @@ impl Command for SubmitBatch {
     }
 }
 
-/// Records the edges of newly inserted waiting tasks, and settles at once those that wait for
-/// tasks outside the insert (these may have finished already).
+/// Records the files newly inserted tasks take and the edges of the waiting ones, and settles
+/// at once those that wait for tasks outside the insert (these may have finished already).
 async fn link(ctx: &mut Ctx<'_>, tasks: &[NewTask], now: i64) -> Result<()> {
+    if let Some(pairs) = NewTask::files_json(tasks) {
+        sql::attach_files(&mut *ctx.conn, &pairs).await?;
+    }
     let Some((edges, deps)) = NewTask::edges_json(tasks) else {
         return Ok(());
     };
@@ -487,5 +491,34 @@ impl Command for AdvanceSchedule {
         let n =
             sql::advance_schedule(&mut *ctx.conn, DbId(self.id), self.from, self.to, task).await?;
         Ok(n > 0)
+    }
+}
+
+pub(super) struct RecordFile {
+    pub file: crate::store::FileRow,
+    pub quota: u64,
+}
+
+#[async_trait]
+impl Command for RecordFile {
+    type Reply = crate::store::AddFile;
+
+    fn single_statement(&self) -> bool {
+        false
+    }
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<crate::store::AddFile> {
+        sql::add_file(&mut *ctx.conn, &self.file, self.quota).await
+    }
+}
+
+pub(super) struct ExpireFiles(pub i64);
+
+#[async_trait]
+impl Command for ExpireFiles {
+    type Reply = Vec<String>;
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<Vec<String>> {
+        sql::expire_files(&mut *ctx.conn, self.0, crate::store::EXPIRE_FILES).await
     }
 }

@@ -212,6 +212,14 @@ impl Store for SqliteStore {
         self.call(AddSchedule(s)).await
     }
 
+    async fn add_file(&self, file: FileRow, quota: u64) -> Result<AddFile> {
+        self.call(RecordFile { file, quota }).await
+    }
+
+    async fn expire_files(&self, cutoff: i64) -> Result<Vec<String>> {
+        self.call(ExpireFiles(cutoff)).await
+    }
+
     async fn delete_schedule(&self, id: Uuid, owner: Option<&str>) -> Result<bool> {
         let owner = owner.map(str::to_string);
         self.call(DeleteSchedule { id, owner }).await

@@ -1,0 +1,24 @@
+//! `/files` routes: blobs tasks take, addressed by their sha256 (files/mod.rs says who may
+//! read which).
+use crpc_service::auth::Caller;
+use task_api::Role;
+
+use crate::error::ApiError;
+use crate::store::FileReader;
+
+pub mod get_file;
+pub mod head_file;
+pub mod put_file;
+
+/// What `caller` may read: users their files and their tasks', workers their leases', admins
+/// all; publishers nothing.
+pub fn reader(caller: &Caller) -> Result<FileReader, ApiError> {
+    match caller.role {
+        Role::Admin => Ok(FileReader::Admin),
+        Role::User => Ok(FileReader::User(caller.sub.clone())),
+        Role::Worker => Ok(FileReader::Worker(caller.sub.clone())),
+        Role::Publisher => Err(ApiError::forbidden(
+            "a publisher token cannot read task files (it needs a user, worker or admin token)",
+        )),
+    }
+}

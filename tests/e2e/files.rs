@@ -1,0 +1,447 @@
+//! Issue 19: task files. Uploads stream into the blob store (a directory, PostgreSQL's metadata
+//! beside it, or an S3-compatible server), come back whole or by range, and are readable only
+//! by their uploader, the owners of tasks that take them and the worker holding such a lease.
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crpc_tests::{assert_error, Api, Cluster, TestDatabase};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use task_api::Role;
+
+/// `n` bytes that do not repeat in any short period (so ranges are checked for real).
+fn bytes_of(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn sha(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+async fn put(api: &Api, body: Vec<u8>) -> (reqwest::StatusCode, Value) {
+    api.put_bytes(
+        "/files",
+        body,
+        &[("content-type", "application/octet-stream")],
+    )
+    .await
+}
+
+/// Status, headers and bytes of a GET (or HEAD) with optional extra headers.
+async fn fetch(
+    api: &Api,
+    method: reqwest::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut rb = api.req(method, path);
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    let resp = rb.send().await.expect("request");
+    let (st, h) = (resp.status().as_u16(), resp.headers().clone());
+    (st, h, resp.bytes().await.expect("body").to_vec())
+}
+
+fn file_task(v: Value) -> Value {
+    json!({"package": "testkit", "function": "echo", "args": [v]})
+}
+
+/// Everything a user and a worker do with files, against `c` (any backend).
+async fn exercise(c: &Cluster) {
+    c.publish("testkit", None).await;
+    let data = bytes_of(3 << 20, 7);
+    let (st, v) = put(&c.user, data.clone()).await;
+    assert_eq!(st, 200, "{v}");
+    let hash = sha(&data);
+    assert_eq!(v["sha256"], hash, "{v}");
+    assert_eq!(v["size"], data.len() as u64);
+    assert_eq!(v["file"], json!({"$file": format!("sha256:{hash}")}));
+    let path = format!("/files/{hash}");
+
+    // Whole, HEAD, and ranges.
+    let (st, h, got) = fetch(&c.user, reqwest::Method::GET, &path, &[]).await;
+    assert_eq!((st, sha(&got)), (200, hash.clone()));
+    assert_eq!(h["etag"], format!("\"{hash}\"").as_str());
+    let (st, h, got) = fetch(&c.user, reqwest::Method::HEAD, &path, &[]).await;
+    assert_eq!(st, 200);
+    assert!(got.is_empty());
+    assert_eq!(h["content-length"], data.len().to_string().as_str());
+    let range = [("range", "bytes=1000-1999")];
+    let (st, h, got) = fetch(&c.user, reqwest::Method::GET, &path, &range).await;
+    assert_eq!(st, 206);
+    assert_eq!(got, &data[1000..2000]);
+    let want = format!("bytes 1000-1999/{}", data.len());
+    assert_eq!(h["content-range"], want.as_str());
+    let (st, _, got) = fetch(
+        &c.user,
+        reqwest::Method::GET,
+        &path,
+        &[("range", "bytes=-10")],
+    )
+    .await;
+    assert_eq!((st, got.as_slice()), (206, &data[data.len() - 10..]));
+    let past = format!("bytes={}-", data.len());
+    let (st, _, body) = fetch(&c.user, reqwest::Method::GET, &path, &[("range", &past)]).await;
+    assert_eq!(st, 416);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["code"], "range_not_satisfiable", "{body}");
+
+    // The same bytes again: the same file.
+    let (st, again) = put(&c.user, data.clone()).await;
+    assert_eq!((st.as_u16(), &again["sha256"]), (200, &v["sha256"]));
+
+    // Nobody else reads it: another user, a worker without its lease, a publisher, no token.
+    let bob = c.user.with_token(&c.mint(Role::User, "bob"));
+    let worker = c.user.with_token(&c.mint(Role::Worker, "w1"));
+    let other_worker = c.user.with_token(&c.mint(Role::Worker, "w2"));
+    for (who, api) in [("bob", &bob), ("worker", &worker)] {
+        for m in [reqwest::Method::GET, reqwest::Method::HEAD] {
+            let (st, _, _) = fetch(api, m.clone(), &path, &[]).await;
+            assert_eq!(st, 404, "{who} {m}");
+        }
+    }
+    let publisher = c.user.with_token(&c.mint(Role::Publisher, "pub"));
+    assert_eq!(
+        fetch(&publisher, reqwest::Method::GET, &path, &[]).await.0,
+        403
+    );
+    let anon = Api::new(&c.server.url, None);
+    assert_eq!(fetch(&anon, reqwest::Method::GET, &path, &[]).await.0, 401);
+    let (st, _) = put(&anon, b"x".to_vec()).await;
+    assert_eq!(st, 401);
+    let (st, _) = put(&worker, b"x".to_vec()).await;
+    assert_eq!(st, 403, "workers do not upload through the user route");
+    // Names that are not a sha256 are no file, never a path.
+    for bad in [
+        "/files/..%2F..%2Fcrpc.db",
+        "/files/..%2Fjwt_secret",
+        &path.to_uppercase().replace("/FILES/", "/files/"),
+        "/files/tmp",
+    ] {
+        let (st, _, _) = fetch(&c.user, reqwest::Method::GET, bad, &[]).await;
+        assert_eq!(st, 404, "{bad}");
+    }
+
+    // Tasks: a file the owner cannot read, an unknown one, a malformed one are 422 naming the
+    // field; bob's task cannot take alice's file.
+    let file = v["file"].clone();
+    let unknown = json!({"$file": format!("sha256:{}", "0".repeat(64))});
+    let got = bob
+        .post("/user/submit_task", &file_task(file.clone()))
+        .await;
+    assert_error(&got, 422, "validation_failed");
+    assert_eq!(got.1["error"]["details"]["field"], "args[0]", "{}", got.1);
+    let got = c.user.post("/user/submit_task", &file_task(unknown)).await;
+    assert_error(&got, 422, "validation_failed");
+    let bad = json!({"$file": "sha256:../../etc/passwd"});
+    let got = c
+        .user
+        .post(
+            "/user/submit_batch",
+            &json!({"tasks": [file_task(json!(1)), file_task(json!([bad]))]}),
+        )
+        .await;
+    assert_error(&got, 422, "validation_failed");
+    assert_eq!(
+        got.1["error"]["details"]["field"], "tasks[1].args[0][0]",
+        "{}",
+        got.1
+    );
+
+    // Alice's task takes it: the worker holding its lease reads it, another worker does not.
+    let (st, sub) = c.user.post("/user/submit_task", &file_task(file)).await;
+    assert_eq!(st, 201, "{sub}");
+    let (st, lease) = worker.get("/worker/request_task?wait=5").await;
+    assert_eq!(st, 200, "{lease}");
+    assert_eq!(lease["id"], sub["id"], "{lease}");
+    let (st, _, got) = fetch(&worker, reqwest::Method::GET, &path, &[]).await;
+    assert_eq!((st, sha(&got)), (200, hash.clone()));
+    assert_eq!(
+        fetch(&other_worker, reqwest::Method::GET, &path, &[])
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_round_trip_and_stay_with_their_owners_on_sqlite() {
+    let c = Cluster::start(&[]);
+    exercise(&c).await;
+    // A client that promises 10 MiB and hangs up after 1 MiB leaves nothing behind.
+    abandon_upload(&c).await;
+    // Nothing of the uploads was left behind, and it is nowhere but under the files directory.
+    let files = c.server.data_dir().join("files");
+    assert_eq!(objects(&files.join("tmp")), 0);
+    assert_eq!(
+        objects(&files.join("blobs")),
+        1,
+        "one copy of the same bytes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_round_trip_and_stay_with_their_owners_on_postgres() {
+    let Some(db) = TestDatabase::new().await else {
+        return;
+    };
+    let c = Cluster::start_with_database(db.url(), &[]);
+    exercise(&c).await;
+}
+
+/// Regular files under `dir`, recursively (0 when it does not exist).
+fn objects(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => objects(&e.path()),
+            Ok(t) if t.is_file() => 1,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Size and quota limits, then expiry, against `c` started with `--max-file-mb 1
+/// --file-quota-mb 2 --blob-ttl 2s`.
+async fn limits_and_expiry(c: &Cluster) {
+    c.publish("testkit", None).await;
+    let (st, v) = put(&c.user, bytes_of((1 << 20) + 1, 1)).await;
+    assert_error(&(st, v), 413, "too_large");
+    let kept = bytes_of(900 << 10, 2);
+    let (st, a) = put(&c.user, kept.clone()).await;
+    assert_eq!(st, 200, "{a}");
+    let (st, b) = put(&c.user, bytes_of(900 << 10, 3)).await;
+    assert_eq!(st, 200, "{b}");
+    let got = put(&c.user, bytes_of(900 << 10, 4)).await;
+    assert_error(&got, 429, "quota_exceeded");
+    // Another owner has a quota of its own.
+    let bob = c.user.with_token(&c.mint(Role::User, "bob"));
+    assert_eq!(put(&bob, bytes_of(900 << 10, 4)).await.0, 200);
+    // A task takes `a`; `b` is taken by none and expires.
+    let (st, t) = c
+        .user
+        .post("/user/submit_task", &file_task(a["file"].clone()))
+        .await;
+    assert_eq!(st, 201, "{t}");
+    let b_path = format!("/files/{}", b["sha256"].as_str().unwrap());
+    let until = Instant::now() + Duration::from_secs(20);
+    while fetch(&c.user, reqwest::Method::HEAD, &b_path, &[]).await.0 != 404 {
+        assert!(Instant::now() < until, "b never expired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let a_path = format!("/files/{}", a["sha256"].as_str().unwrap());
+    let (st, _, got) = fetch(&c.user, reqwest::Method::GET, &a_path, &[]).await;
+    assert_eq!((st, got == kept), (200, true), "a task takes it: kept");
+    // The expired copy's room is free again.
+    assert_eq!(put(&c.user, bytes_of(900 << 10, 5)).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn size_and_quota_limits_answer_413_and_429_and_untaken_files_expire() {
+    let c = Cluster::start(&[
+        "--max-file-mb",
+        "1",
+        "--file-quota-mb",
+        "2",
+        "--blob-ttl",
+        "2s",
+    ]);
+    limits_and_expiry(&c).await;
+    let files = c.server.data_dir().join("files");
+    assert_eq!(
+        objects(&files.join("tmp")),
+        0,
+        "refused uploads left nothing"
+    );
+    // `a` and the last upload: the expired copies' objects (b, bob's) are gone from disk.
+    assert_eq!(objects(&files.join("blobs")), 2);
+}
+
+/// A local S3-compatible server (moto's, from the test venv), killed on drop.
+struct S3 {
+    child: Child,
+    url: String,
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl S3 {
+    /// `None` (test skipped) without moto in `CRPC_TEST_VENV`, unless `CI=true`.
+    async fn start() -> Option<S3> {
+        let venv = std::env::var("CRPC_TEST_VENV").ok().map(PathBuf::from);
+        let bin = venv
+            .map(|v| v.join("bin/moto_server"))
+            .filter(|b| b.exists());
+        let Some(bin) = bin else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "moto_server missing from CRPC_TEST_VENV (./scripts/test installs it)"
+            );
+            eprintln!("skipped: no moto_server in CRPC_TEST_VENV");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let s3 = S3 {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let http = reqwest::Client::new();
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            // moto accepts unsigned requests: create the bucket with a plain PUT.
+            match http.put(format!("{}/crpc-files", s3.url)).send().await {
+                Ok(r) if r.status().is_success() => return Some(s3),
+                _ => {}
+            }
+            assert!(Instant::now() < until, "moto_server never answered");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn env(&self) -> Vec<(&str, &str)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", self.url.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+        ]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_blob_store_passes_the_same_tests() {
+    let Some(s3) = S3::start().await else {
+        return;
+    };
+    let store = ["--blob-store", "s3://crpc-files/some/prefix"];
+    let c = Cluster::start_with_env(&store, &s3.env());
+    exercise(&c).await;
+    assert!(
+        !c.server.data_dir().join("files").exists(),
+        "nothing on local disk"
+    );
+    let mut flags = store.to_vec();
+    flags.extend([
+        "--max-file-mb",
+        "1",
+        "--file-quota-mb",
+        "2",
+        "--blob-ttl",
+        "2s",
+    ]);
+    let c = Cluster::start_with_env(&flags, &s3.env());
+    limits_and_expiry(&c).await;
+}
+
+/// `crpc` with the cluster's server and a token, in a home of its own.
+fn crpc(c: &Cluster, token: &str, args: &[&str]) -> std::process::Output {
+    let home = tempfile::tempdir().unwrap();
+    Command::new(crpc_tests::sibling_binary("crpc"))
+        .args(args)
+        .env("CRPC_SERVER", &c.server.url)
+        .env("CRPC_TOKEN", token)
+        .env("HOME", home.path())
+        .output()
+        .expect("crpc runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crpc_put_and_get_stream_files_and_check_them() {
+    let c = Cluster::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.bin");
+    let data = bytes_of(5 << 20, 11);
+    std::fs::write(&input, &data).unwrap();
+    let out = crpc(&c, &c.user_token, &["put", input.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let value: Value = serde_json::from_str(text.trim()).unwrap();
+    let name = format!("sha256:{}", sha(&data));
+    assert_eq!(value, json!({"$file": name}));
+    let copy = dir.path().join("copy.bin");
+    let out = crpc(
+        &c,
+        &c.user_token,
+        &["get", &name, "-o", copy.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read(&copy).unwrap() == data);
+    // Bob cannot have it, and a failed get writes nothing.
+    let bob = c.mint(Role::User, "bob");
+    let lost = dir.path().join("lost.bin");
+    let out = crpc(&c, &bob, &["get", &name, "-o", lost.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no file"),
+        "{out:?}"
+    );
+    assert!(!lost.exists());
+    let out = crpc(&c, &c.user_token, &["get", "../../etc/passwd"]);
+    assert!(!out.status.success());
+    let out = crpc(&c, &c.user_token, &["put", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success(), "a directory is not uploaded");
+}
+
+/// Sends half a PUT /files and hangs up; waits until the server has seen it go.
+async fn abandon_upload(c: &Cluster) {
+    use tokio::io::AsyncWriteExt;
+    let addr = c.server.url.trim_start_matches("http://").to_string();
+    let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "PUT /files HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        c.user_token,
+        10 << 20
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    sock.write_all(&bytes_of(1 << 20, 99)).await.unwrap();
+    sock.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(sock);
+    let tmp = c.server.data_dir().join("files").join("tmp");
+    let until = Instant::now() + Duration::from_secs(10);
+    while objects(&tmp) > 0 {
+        assert!(
+            Instant::now() < until,
+            "the abandoned upload stayed in {tmp:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
