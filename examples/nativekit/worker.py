@@ -112,5 +112,26 @@ def flood(mb):
     time.sleep(60)
 
 
+
+
+@crpc_worker.task
+def file_digest(file):
+    """A task file (`{"$file": …}`, with the `path` the processor gave it): its sha256 and size,
+    and whether the program could write it or read its neighbours."""
+    import hashlib
+
+    h, size = hashlib.sha256(), 0
+    with open(file["path"], "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+            size += len(chunk)
+    try:
+        with open(file["path"], "ab"):
+            writable = True
+    except OSError:
+        writable = False
+    return {"sha256": h.hexdigest(), "size": size, "writable": writable}
+
+
 if __name__ == "__main__":
     raise SystemExit(crpc_worker.main())

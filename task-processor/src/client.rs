@@ -158,6 +158,34 @@ impl ServerClient {
         all.join(",")
     }
 
+    /// GETs `path` from the current server for its body, streamed (no overall time limit
+    /// but `limit`: files can be large), then from each other one while they cannot be reached.
+    pub async fn download(
+        &self,
+        path: &str,
+        limit: Duration,
+    ) -> Result<reqwest::Response, CallError> {
+        let n = self.servers.len();
+        let first = self.current.load(Ordering::Relaxed) % n;
+        let mut last = None;
+        for i in (0..n).map(|k| (first + k) % n) {
+            let server = &self.servers[i];
+            let rb = server.request(reqwest::Method::GET, path).timeout(limit);
+            match server.send(rb).await {
+                Ok(resp) => return Ok(resp),
+                Err(e) => {
+                    let retry_elsewhere = n > 1 && unreachable(&e);
+                    let e = named(server.base(), path, e.into());
+                    if !retry_elsewhere {
+                        return Err(e);
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.expect("at least one server"))
+    }
+
     /// POSTs to the current server, then to each other one while they cannot be reached.
     async fn post<B: serde::Serialize, T: DeserializeOwned>(
         &self,

@@ -54,6 +54,11 @@ pub struct Config {
     #[arg(long, env = "CRPC_CACHE_MAX_MB", default_value_t = 10_240)]
     pub cache_max_mb: u64,
 
+    /// Evict least-recently-used task files (`CACHE_DIR/files`) when they grow past this, MiB;
+    /// also the largest file a task may take here.
+    #[arg(long, env = "CRPC_FILE_CACHE_MB", default_value_t = 10_240)]
+    pub file_cache_mb: u64,
+
     /// Hex ed25519 public key whose signatures are trusted (repeatable). With any key given,
     /// unsigned or wrongly signed packages are refused.
     #[arg(long = "trusted-key", env = "CRPC_TRUSTED_KEYS", value_delimiter = ',')]

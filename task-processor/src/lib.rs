@@ -17,6 +17,7 @@ pub mod broadcasts;
 pub mod cache;
 pub mod client;
 pub mod config;
+pub mod files;
 pub mod gpu;
 pub mod handler;
 pub mod package_handler;

@@ -10,6 +10,7 @@ use task_api::{Broadcast, BroadcastApplied, TaskPayload};
 
 use crate::broadcasts::Book;
 use crate::cache::{Installed, PackageCache, Prepare};
+use crate::files::{takes_files, FileCache, InUse};
 use crate::handler::{TaskContext, TaskFailure, TaskHandler};
 use crate::runtime::native::{run_setup, NativeChild};
 use crate::runtime::sandbox::NativePolicy;
@@ -88,6 +89,8 @@ pub struct PackageHandler {
     book: Mutex<Book>,
     /// Init keys given to this processor per package, over the manifest's `[init]`.
     init: std::collections::HashMap<String, Map<String, Value>>,
+    /// Where the files tasks take are fetched to (none: such tasks fail).
+    files: Option<Arc<FileCache>>,
 }
 
 impl PackageHandler {
@@ -109,6 +112,7 @@ impl PackageHandler {
             slots: (0..slots).map(|_| Mutex::new(None)).collect(),
             book: Mutex::default(),
             init: Default::default(),
+            files: None,
         }
     }
 
@@ -118,6 +122,12 @@ impl PackageHandler {
         init: std::collections::HashMap<String, Map<String, Value>>,
     ) -> Self {
         self.init = init;
+        self
+    }
+
+    /// Fetches the files tasks take into `files`.
+    pub fn with_files(mut self, files: Arc<FileCache>) -> Self {
+        self.files = Some(files);
         self
     }
 
@@ -163,6 +173,30 @@ impl PackageHandler {
             Kind::Wasm => self.run_wasm(inst, task, ctx).await,
             Kind::Native => self.run_native(inst, task, ctx).await,
         }
+    }
+
+    /// The task as the package gets it: for a native package, each file value of its
+    /// arguments fetched and given its local read-only `path` (the guard keeps them cached
+    /// while it runs). WASM packages get the values as they are.
+    async fn fetch_files<'t>(
+        &self,
+        inst: &Installed,
+        task: &'t TaskPayload,
+        ctx: &TaskContext,
+    ) -> Result<(std::borrow::Cow<'t, TaskPayload>, Option<InUse>), TaskFailure> {
+        if inst.manifest.kind != Kind::Native || !takes_files(&task.args, &task.kwargs) {
+            return Ok((std::borrow::Cow::Borrowed(task), None));
+        }
+        let Some(files) = &self.files else {
+            return Err(TaskFailure::fatal("this processor keeps no task files"));
+        };
+        let mut task = task.clone();
+        let used = tokio::select! {
+            r = files.materialize(&mut task.args, &mut task.kwargs) => r?,
+            _ = ctx.cancel.cancelled() => return Err(TaskFailure::cancelled("cancelled while fetching its files")),
+            _ = tokio::time::sleep_until(ctx.deadline.into()) => return Err(TaskFailure::timeout("the time limit ran out while its files were fetched")),
+        };
+        Ok((std::borrow::Cow::Owned(task), Some(used)))
     }
 
     /// Calls the function on the slot's live instance (or a new one); a trap drops it.
@@ -342,8 +376,9 @@ impl TaskHandler for PackageHandler {
             _ = ctx.cancel.cancelled() => return Err(TaskFailure::cancelled("cancelled while installing")),
             _ = tokio::time::sleep_until(ctx.deadline.into()) => return Err(TaskFailure::timeout("the time limit ran out while the package was being installed")),
         };
+        let (task, _files) = self.fetch_files(&inst, task, ctx).await?;
         ctx.setup.add(installing.elapsed());
-        let answer = self.run(&inst, task, ctx).await?;
+        let answer = self.run(&inst, &task, ctx).await?;
         // The declared `returns` type, checked before the answer leaves this machine.
         if let Some(sig) = inst.manifest.functions.get(&task.function) {
             sig.check_return(&task.function, &answer)

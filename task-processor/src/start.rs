@@ -6,7 +6,9 @@ use crpc_package::client::RegistryClient;
 use crpc_package::verify::TrustedKeys;
 
 use crate::cache::PackageCache;
+use crate::client::ServerClient;
 use crate::config::Config;
+use crate::files::FileCache;
 use crate::gpu::{plan_slots, Gpus};
 use crate::package_handler::PackageHandler;
 use crate::processor::Processor;
@@ -49,14 +51,16 @@ pub fn build_from_config(config: &Config) -> anyhow::Result<Processor> {
         slots.len(),
         gpus.clone(),
     )?);
-    let handler = PackageHandler::new(
-        cache,
-        wasm,
-        config.setup_timeout,
-        slots.len(),
-        native_policy(config),
-    )
-    .with_init(config.init.iter().cloned().collect());
+    let files = FileCache::open(
+        &config.cache_dir().join("files"),
+        ServerClient::new(&config.server, config.token.clone())?,
+        config.file_cache_mb.max(1) << 20,
+    )?;
+    let mut policy = native_policy(config);
+    policy.read_only.push(files.dir().to_path_buf());
+    let handler = PackageHandler::new(cache, wasm, config.setup_timeout, slots.len(), policy)
+        .with_init(config.init.iter().cloned().collect())
+        .with_files(Arc::new(files));
     Processor::builder()
         .server(config.server.clone())
         .outbox_dir(config.cache_dir().join("outbox"))

@@ -445,3 +445,31 @@ async fn abandon_upload(c: &Cluster) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_task_reads_its_file_through_a_read_only_local_path() {
+    let c = Cluster::start(&[]);
+    c.publish("nativekit", None).await;
+    let p = c.processor(&["--cpu-slots", "2"]);
+    let data = bytes_of(24 << 20, 21);
+    let (st, v) = put(&c.user, data.clone()).await;
+    assert_eq!(st, 200, "{v}");
+    let task = json!({"package": "nativekit", "function": "file_digest", "args": [v["file"]]});
+    let ids = c
+        .user
+        .submit_batch(vec![task.clone(), task.clone(), task])
+        .await;
+    for id in &ids {
+        let r = c.wait(id, Duration::from_secs(60)).await;
+        assert_eq!(r["state"], "succeeded", "{r}; {}", p.log());
+        assert_eq!(r["answer"]["sha256"], sha(&data), "{r}");
+        assert_eq!(r["answer"]["size"], data.len() as u64, "{r}");
+        assert_eq!(
+            r["answer"]["writable"], false,
+            "the program may not change it: {r}"
+        );
+    }
+    // Three tasks, one download: the processor keeps files by hash.
+    let log = p.log();
+    assert_eq!(log.matches("downloaded a task file").count(), 1, "{log}");
+}

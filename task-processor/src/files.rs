@@ -1,0 +1,256 @@
+//! Files tasks take (`{"$file": "sha256:<hex>"}` arguments): downloaded from the server once
+//! (the worker token reads the files of the tasks it holds leases on), checked against their
+//! sha256, kept by hash under `CACHE_DIR/files` (bounded; least recently used first out, never
+//! one a running task uses) and handed to native programs as read-only paths.
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use futures_util::StreamExt;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::client::{CallError, ServerClient};
+use crate::handler::TaskFailure;
+
+/// Longest one download may take.
+const DOWNLOAD_LIMIT: Duration = Duration::from_secs(3600);
+
+/// The processor's file cache.
+pub struct FileCache {
+    dir: PathBuf,
+    client: ServerClient,
+    max_bytes: u64,
+    /// Per hash: a lock held while it is downloaded, so two tasks fetch it once.
+    fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per hash: how many running tasks use it (not evicted while > 0).
+    in_use: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// Files a task uses, kept from eviction until dropped.
+pub struct InUse {
+    shas: Vec<String>,
+    in_use: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        let mut m = self.in_use.lock().unwrap();
+        for s in &self.shas {
+            if let Some(n) = m.get_mut(s) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(s);
+                }
+            }
+        }
+    }
+}
+
+/// Whether the task's arguments name any file.
+pub fn takes_files(args: &[Value], kwargs: &Map<String, Value>) -> bool {
+    fn any(v: &Value) -> bool {
+        match v {
+            Value::Object(o) => o.contains_key("$file") || o.values().any(any),
+            Value::Array(a) => a.iter().any(any),
+            _ => false,
+        }
+    }
+    args.iter().any(any) || kwargs.values().any(any)
+}
+
+impl FileCache {
+    /// The cache in `dir` (created, private), at most `max_bytes`, reading from `client`.
+    pub fn open(dir: &Path, client: ServerClient, max_bytes: u64) -> anyhow::Result<FileCache> {
+        crpc_service::fs::private_dir(dir)?;
+        // Partial downloads of a processor that was killed.
+        for e in std::fs::read_dir(dir)?.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".part-") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        Ok(FileCache {
+            dir: dir.to_path_buf(),
+            client,
+            max_bytes,
+            fetching: Mutex::default(),
+            in_use: Arc::default(),
+        })
+    }
+
+    /// Where the files are (native programs may read it).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Fetches every file the arguments name and adds its local `path` to each file value;
+    /// the files stay cached while the returned guard lives.
+    pub async fn materialize(
+        &self,
+        args: &mut [Value],
+        kwargs: &mut Map<String, Value>,
+    ) -> Result<InUse, TaskFailure> {
+        let mut values: Vec<&mut Map<String, Value>> = Vec::new();
+        for v in args.iter_mut().chain(kwargs.values_mut()) {
+            collect(v, &mut values);
+        }
+        let mut used = InUse {
+            shas: Vec::new(),
+            in_use: self.in_use.clone(),
+        };
+        for o in values {
+            let name = o.get("$file").and_then(Value::as_str).unwrap_or_default();
+            let sha = name
+                .strip_prefix("sha256:")
+                .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .ok_or_else(|| TaskFailure::fatal(format!("`{name}` is not a file name")))?
+                .to_ascii_lowercase();
+            if !used.shas.contains(&sha) {
+                *self.in_use.lock().unwrap().entry(sha.clone()).or_default() += 1;
+                used.shas.push(sha.clone());
+            }
+            let path = self.fetch(&sha).await?;
+            o.insert("path".into(), Value::String(path.display().to_string()));
+        }
+        Ok(used)
+    }
+
+    /// The local copy of `sha`, downloaded first when missing.
+    async fn fetch(&self, sha: &str) -> Result<PathBuf, TaskFailure> {
+        let path = self.dir.join(sha);
+        if touch(&path) {
+            return Ok(path);
+        }
+        let lock = {
+            let mut m = self.fetching.lock().unwrap();
+            m.entry(sha.to_string()).or_default().clone()
+        };
+        let _held = lock.lock().await;
+        if !touch(&path) {
+            let size = self.download(sha, &path).await?;
+            tracing::info!(sha256 = sha, bytes = size, "downloaded a task file");
+            self.evict();
+        }
+        self.fetching.lock().unwrap().remove(sha);
+        Ok(path)
+    }
+
+    async fn download(&self, sha: &str, path: &Path) -> Result<u64, TaskFailure> {
+        let resp = self
+            .client
+            .download(&format!("/files/{sha}"), DOWNLOAD_LIMIT)
+            .await
+            .map_err(|e| match e {
+                CallError::Rejected { status: 404, .. } => TaskFailure::fatal(format!(
+                    "file sha256:{sha} is not readable by this processor (404: gone, or the lease is lost)"
+                )),
+                other => TaskFailure::retryable(format!("downloading file sha256:{sha}: {other}")),
+            })?;
+        let part = self.dir.join(format!(".part-{}", uuid::Uuid::now_v7()));
+        let written = self.write_checked(resp, sha, &part).await;
+        match written {
+            Ok(size) => {
+                let done = std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o444))
+                    .and_then(|()| std::fs::rename(&part, path));
+                done.map_err(|e| TaskFailure::retryable(format!("caching file {sha}: {e}")))?;
+                Ok(size)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&part);
+                Err(e)
+            }
+        }
+    }
+
+    /// Streams the body into `part`, hashing it; its size once it hashes to `sha`.
+    async fn write_checked(
+        &self,
+        resp: reqwest::Response,
+        sha: &str,
+        part: &Path,
+    ) -> Result<u64, TaskFailure> {
+        let io = |e: std::io::Error| TaskFailure::retryable(format!("caching file {sha}: {e}"));
+        let mut out = std::io::BufWriter::new(std::fs::File::create(part).map_err(io)?);
+        let (mut hash, mut size) = (Sha256::new(), 0u64);
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk
+                .map_err(|e| TaskFailure::retryable(format!("downloading file {sha}: {e}")))?;
+            size += chunk.len() as u64;
+            if size > self.max_bytes {
+                return Err(TaskFailure::fatal(format!(
+                    "file sha256:{sha} is larger than this processor's file cache (--file-cache-mb)"
+                )));
+            }
+            hash.update(&chunk);
+            out.write_all(&chunk).map_err(io)?;
+        }
+        out.flush().map_err(io)?;
+        let got = hex::encode(hash.finalize());
+        if got != sha {
+            return Err(TaskFailure::retryable(format!(
+                "file sha256:{sha} arrived as sha256:{got}: discarded"
+            )));
+        }
+        Ok(size)
+    }
+
+    /// Removes least recently used files, none in use, until the cache fits.
+    fn evict(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut files: Vec<(SystemTime, u64, PathBuf, String)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let meta = e.metadata().ok().filter(|m| m.is_file())?;
+                let at = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                (!name.starts_with('.')).then(|| (at, meta.len(), e.path(), name))
+            })
+            .collect();
+        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        files.sort();
+        let in_use = self.in_use.lock().unwrap();
+        for (_, size, path, name) in files {
+            if total <= self.max_bytes {
+                break;
+            }
+            if in_use.contains_key(&name) {
+                continue;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                total -= size;
+            }
+        }
+    }
+}
+
+/// Every file value under `v`.
+fn collect<'a>(v: &'a mut Value, out: &mut Vec<&'a mut Map<String, Value>>) {
+    match v {
+        Value::Object(o) => {
+            if o.contains_key("$file") {
+                out.push(o);
+            } else {
+                o.values_mut().for_each(|x| collect(x, out));
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| collect(x, out)),
+        _ => {}
+    }
+}
+
+/// Marks `path` used now (LRU); whether it exists.
+fn touch(path: &Path) -> bool {
+    match std::fs::File::open(path) {
+        Ok(f) => {
+            let _ = f.set_modified(SystemTime::now());
+            true
+        }
+        Err(_) => false,
+    }
+}
