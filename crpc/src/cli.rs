@@ -205,7 +205,8 @@ pub struct TaskOpts {
 pub struct SubmitArgs {
     /// `PACKAGE.FUNCTION`, or `FUNCTION` alone when the registry knows one package with it.
     pub target: String,
-    /// Positional arguments: JSON (`42`, `[1,2]`, `{"a":1}`, `"text"`), or a bare string.
+    /// Positional arguments: JSON (`42`, `[1,2]`, `{"a":1}`, `"text"`), or a bare string;
+    /// `@PATH` uploads the file and passes its `{"$file": …}` value (`@@x` is the string `@x`).
     #[arg(allow_negative_numbers = true)]
     pub args: Vec<String>,
     /// Task options.
@@ -247,6 +248,10 @@ pub struct MapArgs {
 pub struct ResultArgs {
     /// Task id.
     pub id: String,
+    /// Download the files the answer holds into this directory (each under its name, checked
+    /// against its sha256) and print where they went.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
 }
 
 /// `crpc wait`.

@@ -54,7 +54,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Owners(a) => commands::packaging::owners(&registry()?, &a, json).await,
         Command::Submit(a) => commands::submit::run(&api()?, &a, json).await,
         Command::Map(a) => commands::map::run(&api()?, &a, json).await,
-        Command::Result(a) => commands::result::run(&api()?, &a.id, json).await,
+        Command::Result(a) => commands::result::run(&api()?, &a, json).await,
         Command::Wait(a) => commands::wait::run(&api()?, &a, json).await,
         Command::Cancel(a) => commands::cancel::run(&api()?, &a.ids, json).await,
         Command::Tasks(a) => commands::tasks::run(&api()?, &a, json).await,

@@ -133,5 +133,28 @@ def file_digest(file):
     return {"sha256": h.hexdigest(), "size": size, "writable": writable}
 
 
+@crpc_worker.task
+def hostile_output(kind):
+    """An answer naming an output file the processor must refuse to upload: `escape` (../),
+    `absolute`, `link` (a symbolic link to a system file), `dirlink` (through a linked
+    directory), `missing`, `fifo` (not a regular file)."""
+    out = crpc_worker.output_file("x")
+    base = os.path.dirname(out.path)
+    if kind == "escape":
+        return {"$output": "../x"}
+    if kind == "absolute":
+        return {"$output": "/etc/hostname"}
+    if kind == "link":
+        os.symlink("/etc/hostname", out.path)
+        return out
+    if kind == "dirlink":
+        os.symlink("/etc", os.path.join(base, "d"))
+        return {"$output": "d/hostname"}
+    if kind == "fifo":
+        os.mkfifo(out.path)
+        return out
+    return {"$output": "missing"}
+
+
 if __name__ == "__main__":
     raise SystemExit(crpc_worker.main())

@@ -2,6 +2,7 @@
 crpc_worker wheel shipped in wheels/ without touching the network."""
 
 import collections
+import csv
 import os
 import time
 import tomllib
@@ -23,6 +24,22 @@ def top_words(text, n=3):
     """The n most common words with their counts."""
     words = [w.strip(".,;:!?\"'()").lower() for w in text.split()]
     return collections.Counter(w for w in words if w).most_common(n)
+
+
+@crpc_worker.task
+def count_file(file):
+    """Word counts of a text file (a `{"$file": …}` argument) as a CSV file, most common first:
+    `word,count` lines."""
+    counts = collections.Counter()
+    with open(file["path"], encoding="utf-8", errors="replace") as f:
+        for line in f:
+            counts.update(w for w in (w.strip(".,;:!?\"'()").lower() for w in line.split()) if w)
+    out = crpc_worker.output_file("counts.csv")
+    with open(out.path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["word", "count"])
+        writer.writerows(counts.most_common())
+    return out
 
 
 @crpc_worker.task

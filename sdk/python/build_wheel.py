@@ -37,6 +37,10 @@ def main(out_dir):
     record = [record_line(n, d) for n, d in files.items()] + [f"{dist}/RECORD,,"]
     files[f"{dist}/RECORD"] = ("\n".join(record) + "\n").encode()
     os.makedirs(out_dir, exist_ok=True)
+    # Only this version: a package installs every wheel it ships.
+    for old in os.listdir(out_dir):
+        if old.startswith("crpc_worker-") and old.endswith(".whl"):
+            os.remove(os.path.join(out_dir, old))
     path = os.path.join(out_dir, f"crpc_worker-{version}-py3-none-any.whl")
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in files.items():

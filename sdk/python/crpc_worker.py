@@ -17,18 +17,24 @@ child -> host  {"op":"ready"} | {"op":"progress","id","pct"} | {"op":"log","leve
                | {"op":"result","id","ok":VALUE} | {"op":"error","id","kind","message"}
 `print()` inside a task goes to stderr (the processor's log), never into the protocol.
 Raise crpc_worker.Retryable to ask the server for another attempt; any other exception is fatal.
+
+Files: an argument `{"$file": "sha256:…"}` arrives with a `path` to a read-only local copy
+(`open(arg["path"])`). To return a file, write it at `output_file(name).path` and return the
+`output_file` (anywhere in the answer): the processor uploads it and the answer holds
+`{"$file": "sha256:…", "name": name, "size": n}`, downloadable with `crpc get`.
 """
 
 import json
+import os
 import sys
 import traceback
 
-__all__ = ["task", "on_init", "on_update", "progress", "log", "Retryable", "main"]
-__version__ = "0.1.0"
+__all__ = ["task", "on_init", "on_update", "progress", "log", "output_file", "Retryable", "main"]
+__version__ = "0.2.0"
 
 _functions = {}
 _hooks = {"init": None, "update": None}
-_current = {"id": None}
+_current = {"id": None, "output_dir": None}
 _out = sys.stdout
 
 
@@ -69,6 +75,27 @@ def progress(pct):
         _send({"op": "progress", "id": _current["id"], "pct": float(pct)})
 
 
+class OutputFile(dict):
+    """A file the running task returns: write it at `.path`, return this value."""
+
+    def __init__(self, name, path):
+        super().__init__({"$output": name})
+        self.path = path
+
+
+def output_file(name):
+    """An output file of the running task: `name` is a path relative to the task's output
+    directory (subdirectories are made); write the file at `.path`, then return the value."""
+    out = _current["output_dir"]
+    if out is None:
+        raise RuntimeError("output_file() is for the running task")
+    if os.path.isabs(name) or ".." in name.split("/") or not name:
+        raise ValueError(f"output file name {name!r} must be a relative path without ..")
+    path = os.path.join(out, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return OutputFile(name, path)
+
+
 def log(message, level="info"):
     """A log line in the processor's log."""
     _send({"op": "log", "level": level, "message": str(message)})
@@ -82,6 +109,7 @@ def _run(msg):
         return {"op": "error", "id": tid, "kind": "fatal",
                 "message": f"no function `{msg.get('function')}` here (known: {known})"}
     _current["id"] = tid
+    _current["output_dir"] = msg.get("output_dir")
     try:
         value = fn(*msg.get("args", []), **msg.get("kwargs", {}))
         json.dumps(value)
@@ -93,6 +121,7 @@ def _run(msg):
         return {"op": "error", "id": tid, "kind": "fatal", "message": f"{type(e).__name__}: {e}"}
     finally:
         _current["id"] = None
+        _current["output_dir"] = None
 
 
 def main():

@@ -186,6 +186,29 @@ impl ServerClient {
         Err(last.expect("at least one server"))
     }
 
+    /// PUTs `size` bytes of `file` to `path` on the current server (a stream cannot be sent
+    /// twice: no failover), with at most `limit` for the whole upload.
+    pub async fn upload<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        file: tokio::fs::File,
+        size: u64,
+        limit: Duration,
+    ) -> Result<T, CallError> {
+        let server = &self.servers[self.current.load(Ordering::Relaxed) % self.servers.len()];
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let rb = server
+            .request(reqwest::Method::PUT, path)
+            .timeout(limit)
+            .header("content-type", "application/octet-stream")
+            .header("content-length", size)
+            .body(body);
+        server
+            .json(rb)
+            .await
+            .map_err(|e| named(server.base(), path, e.into()))
+    }
+
     /// POSTs to the current server, then to each other one while they cannot be reached.
     async fn post<B: serde::Serialize, T: DeserializeOwned>(
         &self,

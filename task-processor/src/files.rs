@@ -95,7 +95,7 @@ impl FileCache {
     ) -> Result<InUse, TaskFailure> {
         let mut values: Vec<&mut Map<String, Value>> = Vec::new();
         for v in args.iter_mut().chain(kwargs.values_mut()) {
-            collect(v, &mut values);
+            collect_marked(v, "$file", &mut values);
         }
         let mut used = InUse {
             shas: Vec::new(),
@@ -229,17 +229,113 @@ impl FileCache {
     }
 }
 
-/// Every file value under `v`.
-fn collect<'a>(v: &'a mut Value, out: &mut Vec<&'a mut Map<String, Value>>) {
+/// Longest output file name (a relative path), bytes.
+const MAX_OUTPUT_NAME: usize = 1024;
+/// Most output files one answer may name.
+pub const MAX_OUTPUTS: usize = 100;
+
+/// Whether an answer names output files (`{"$output": NAME}`).
+pub fn has_outputs(v: &Value) -> bool {
+    match v {
+        Value::Object(o) => o.contains_key("$output") || o.values().any(has_outputs),
+        Value::Array(a) => a.iter().any(has_outputs),
+        _ => false,
+    }
+}
+
+impl FileCache {
+    /// Uploads each output file the answer names (`{"$output": "name"}`, a path relative to
+    /// `dir`, the task's output directory) as task `task`'s output under lease `epoch`, and puts
+    /// `{"$file": "sha256:…", "name", "size"}` in its place. The program is not trusted: a name
+    /// that leaves `dir`, passes through a symbolic link or is not a regular file fails the
+    /// task.
+    pub async fn upload_outputs(
+        &self,
+        answer: &mut Value,
+        dir: &Path,
+        task: uuid::Uuid,
+        epoch: i64,
+    ) -> Result<(), TaskFailure> {
+        let mut outs = Vec::new();
+        collect_marked(answer, "$output", &mut outs);
+        if outs.len() > MAX_OUTPUTS {
+            return Err(TaskFailure::fatal(format!(
+                "an answer names at most {MAX_OUTPUTS} output files"
+            )));
+        }
+        for o in outs {
+            let name = o.get("$output").and_then(Value::as_str).unwrap_or_default();
+            let (file, size) = open_output(dir, name)?;
+            let path = format!("/worker/files?task={task}&lease_epoch={epoch}");
+            let stored: task_api::FileStored = self
+                .client
+                .upload(&path, file, size, DOWNLOAD_LIMIT)
+                .await
+                .map_err(|e| match e {
+                    CallError::Rejected {
+                        status: 413 | 409,
+                        message,
+                        ..
+                    } => TaskFailure::fatal(format!("output `{name}`: {message}")),
+                    other => TaskFailure::retryable(format!("uploading output `{name}`: {other}")),
+                })?;
+            let base = name.rsplit('/').next().unwrap_or(name).to_string();
+            o.clear();
+            o.insert("$file".into(), stored.file["$file"].clone());
+            o.insert("name".into(), Value::String(base));
+            o.insert("size".into(), Value::from(stored.size));
+        }
+        Ok(())
+    }
+}
+
+/// Opens output `name` under `dir` without following links: the file and its size.
+fn open_output(dir: &Path, name: &str) -> Result<(tokio::fs::File, u64), TaskFailure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::Component;
+    let bad = |why: &str| TaskFailure::fatal(format!("output `{name}`: {why}"));
+    let rel = Path::new(name);
+    let plain = rel.components().all(|c| matches!(c, Component::Normal(_)));
+    if name.is_empty() || name.len() > MAX_OUTPUT_NAME || !plain {
+        return Err(bad(
+            "name a file inside the task's output directory (a relative path without `..`)",
+        ));
+    }
+    // Each directory on the way must be a real directory, not a link out.
+    let mut at = dir.to_path_buf();
+    let parts: Vec<_> = rel.components().collect();
+    for c in &parts[..parts.len() - 1] {
+        at.push(c);
+        let meta = std::fs::symlink_metadata(&at).map_err(|e| bad(&e.to_string()))?;
+        if !meta.is_dir() {
+            return Err(bad("a directory on its path is a link or not a directory"));
+        }
+    }
+    at.push(parts[parts.len() - 1]);
+    let nofollow = nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_NONBLOCK.bits();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nofollow)
+        .open(&at)
+        .map_err(|e| bad(&format!("cannot open it (a link is refused): {e}")))?;
+    let meta = file.metadata().map_err(|e| bad(&e.to_string()))?;
+    if !meta.is_file() {
+        return Err(bad("not a regular file"));
+    }
+    Ok((tokio::fs::File::from_std(file), meta.len()))
+}
+
+/// Every object under `v` holding the key `marker`.
+fn collect_marked<'a>(v: &'a mut Value, marker: &str, out: &mut Vec<&'a mut Map<String, Value>>) {
     match v {
         Value::Object(o) => {
-            if o.contains_key("$file") {
+            if o.contains_key(marker) {
                 out.push(o);
             } else {
-                o.values_mut().for_each(|x| collect(x, out));
+                o.values_mut().for_each(|x| collect_marked(x, marker, out));
             }
         }
-        Value::Array(a) => a.iter_mut().for_each(|x| collect(x, out)),
+        Value::Array(a) => a.iter_mut().for_each(|x| collect_marked(x, marker, out)),
         _ => {}
     }
 }

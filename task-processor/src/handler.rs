@@ -105,6 +105,8 @@ impl Progress {
 pub struct TaskContext {
     /// Task id.
     pub id: Uuid,
+    /// The lease's fencing token (outputs are uploaded under it).
+    pub lease_epoch: i64,
     /// The slot it runs on.
     pub slot: Slot,
     /// Report progress here.

@@ -10,7 +10,7 @@ use task_api::{Broadcast, BroadcastApplied, TaskPayload};
 
 use crate::broadcasts::Book;
 use crate::cache::{Installed, PackageCache, Prepare};
-use crate::files::{takes_files, FileCache, InUse};
+use crate::files::{has_outputs, takes_files, FileCache, InUse};
 use crate::handler::{TaskContext, TaskFailure, TaskHandler};
 use crate::runtime::native::{run_setup, NativeChild};
 use crate::runtime::sandbox::NativePolicy;
@@ -199,6 +199,28 @@ impl PackageHandler {
         Ok((std::borrow::Cow::Owned(task), Some(used)))
     }
 
+    /// Uploads the output files a native answer names and puts their file values in place.
+    async fn upload_outputs(
+        &self,
+        answer: &mut Value,
+        dir: &Path,
+        ctx: &TaskContext,
+    ) -> Result<(), TaskFailure> {
+        if !has_outputs(answer) {
+            return Ok(());
+        }
+        let Some(files) = &self.files else {
+            return Err(TaskFailure::fatal(
+                "this processor cannot upload output files",
+            ));
+        };
+        tokio::select! {
+            r = files.upload_outputs(answer, dir, ctx.id, ctx.lease_epoch) => r,
+            _ = ctx.cancel.cancelled() => Err(TaskFailure::cancelled("cancelled while uploading its outputs")),
+            _ = tokio::time::sleep_until(ctx.deadline.into()) => Err(TaskFailure::timeout("the time limit ran out while its outputs were uploaded")),
+        }
+    }
+
     /// Calls the function on the slot's live instance (or a new one); a trap drops it.
     async fn run_wasm(
         &self,
@@ -296,7 +318,14 @@ impl PackageHandler {
                 break;
             }
         }
-        let r = child.run(task, ctx).await;
+        let mut r = child.run(task, ctx).await;
+        let out = child.output_dir(ctx.id);
+        if let Ok(answer) = &mut r {
+            if let Err(e) = self.upload_outputs(answer, &out, ctx).await {
+                r = Err(e);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&out);
         // A failure reported by the program keeps it; a killed or dead one is dropped
         // (and the next task gets a fresh one).
         if child.is_alive()

@@ -473,3 +473,72 @@ async fn a_native_task_reads_its_file_through_a_read_only_local_path() {
     let log = p.log();
     assert_eq!(log.matches("downloaded a task file").count(), 1, "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_task_returns_a_file_its_owner_downloads() {
+    let c = Cluster::start(&[]);
+    c.publish("wordcount", None).await;
+    c.publish("nativekit", None).await;
+    let p = c.processor(&["--cpu-slots", "2"]);
+    let text = "the cat and the hat\nthe end\n".repeat(50_000);
+    let (st, v) = put(&c.user, text.clone().into_bytes()).await;
+    assert_eq!(st, 200, "{v}");
+    let id = c
+        .submit(json!({"package": "wordcount", "function": "count_file", "args": [v["file"]]}))
+        .await;
+    let r = c.wait(&id, Duration::from_secs(120)).await;
+    assert_eq!(r["state"], "succeeded", "{r}; {}", p.log());
+    let f = &r["answer"];
+    assert_eq!(f["name"], "counts.csv", "{r}");
+    let name = f["$file"].as_str().unwrap();
+    let hash = name.strip_prefix("sha256:").unwrap();
+    let (st, _, csv) = fetch(
+        &c.user,
+        reqwest::Method::GET,
+        &format!("/files/{hash}"),
+        &[],
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(f["size"], csv.len() as u64);
+    let csv = String::from_utf8(csv).unwrap();
+    assert_eq!(
+        csv.lines().take(3).collect::<Vec<_>>(),
+        ["word,count", "the,150000", "cat,50000"],
+        "{csv}"
+    );
+    // The owner's, not anyone's.
+    let bob = c.user.with_token(&c.mint(Role::User, "bob"));
+    assert_eq!(
+        fetch(&bob, reqwest::Method::GET, &format!("/files/{hash}"), &[])
+            .await
+            .0,
+        404
+    );
+    // The task is finished: no worker token may add outputs to it now.
+    let worker = c.user.with_token(&c.worker_token);
+    let late = worker
+        .put_bytes(
+            &format!("/worker/files?task={id}&lease_epoch=1"),
+            b"x".to_vec(),
+            &[],
+        )
+        .await;
+    assert_error(&late, 409, "not_lease_holder");
+
+    // Outputs a hostile program names outside its output directory are refused, never read.
+    for kind in ["escape", "absolute", "link", "dirlink", "missing", "fifo"] {
+        let id = c
+            .submit(json!({"package": "nativekit", "function": "hostile_output", "args": [kind]}))
+            .await;
+        let r = c.wait(&id, Duration::from_secs(60)).await;
+        assert_eq!(r["state"], "failed", "{kind}: {r}");
+        let msg = r["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.starts_with("output `"), "{kind}: {r}");
+    }
+    let (_, files) = c.user.get("/user/tasks?limit=100").await;
+    assert!(
+        !files.to_string().contains("root:"),
+        "no system file became an answer"
+    );
+}

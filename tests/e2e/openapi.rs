@@ -144,6 +144,7 @@ async fn every_route_and_error_body_is_documented_and_docs_render() {
             "post /worker/request_task",
             "post /worker/submit_answer",
             "put /files",
+            "put /worker/files",
         ]
     );
     let mut ids: Vec<&str> = ops

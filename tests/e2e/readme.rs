@@ -144,3 +144,42 @@ async fn run_script(script: String, env: &[(&str, String)]) -> std::process::Out
     .await
     .unwrap()
 }
+
+/// The README's files walkthrough (a text file in, a CSV file out), run as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_files_walkthrough_works_as_written() {
+    let c = crpc_tests::Cluster::start(&[]);
+    c.publish("wordcount", None).await;
+    let p = c.processor(&["--cpu-slots", "1"]);
+    let script = crpc_tests::readme_block("<!-- files-walkthrough -->");
+    let bin = sibling_binary("crpc");
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let home = tempfile::tempdir().unwrap();
+    let env = [
+        ("PATH", path),
+        ("HOME", home.path().display().to_string()),
+        ("CRPC_SERVER", c.server.url.clone()),
+        ("CRPC_TOKEN", c.user_token.clone()),
+    ];
+    let out = run_script(script, &env).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "walkthrough failed:\n{stdout}\n{stderr}\nprocessor: {}",
+        p.log()
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].contains(r#""name":"counts.csv""#), "{stdout}");
+    assert!(lines[0].contains(r#""size":56"#), "{stdout}");
+    assert_eq!(
+        lines[1..],
+        ["word,count", "the,3000", "cat,1000"],
+        "{stdout}"
+    );
+    assert!(stderr.contains("out/counts.csv (56 bytes)"), "{stderr}");
+}

@@ -3,15 +3,23 @@ use std::time::Instant;
 
 use crate::cli::SubmitArgs;
 use crate::client::Api;
-use crate::commands::answers;
+use crate::commands::{answers, files};
 use crate::error::CliResult;
 use crate::{output, spec};
 
 /// Runs the command: prints the id (or, with --wait, the answer).
 pub async fn run(api: &Api, args: &SubmitArgs, json: bool) -> CliResult {
+    let mut values = Vec::with_capacity(args.args.len());
+    for a in &args.args {
+        values.push(match a.strip_prefix('@') {
+            Some(rest) if rest.starts_with('@') => serde_json::Value::String(rest.to_string()),
+            Some(path) => files::upload(api, std::path::Path::new(path)).await?.file,
+            None => spec::parse_arg(a),
+        });
+    }
     let mut body = spec::build(
         &args.target,
-        args.args.iter().map(|a| spec::parse_arg(a)).collect(),
+        values,
         spec::parse_kwargs(args.opts.kwargs.as_deref())?,
         &args.opts,
     )?;

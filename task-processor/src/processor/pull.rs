@@ -364,6 +364,7 @@ async fn run_one(shared: &Shared, slot: &Slot, lease: Lease) {
     let started = Instant::now();
     let ctx = TaskContext {
         id,
+        lease_epoch: lease.lease_epoch,
         slot: slot.clone(),
         progress: running.progress.clone(),
         cancel: running.cancel.clone(),

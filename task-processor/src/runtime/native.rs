@@ -109,7 +109,8 @@ pub struct NativeChild {
     stdout: CappedLines<BufReader<ChildStdout>>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     program: String,
-    _scratch: Scratch,
+    /// Its private scratch directory (HOME, TMPDIR, task outputs).
+    scratch: Scratch,
 }
 
 impl Drop for NativeChild {
@@ -178,7 +179,7 @@ impl NativeChild {
             stdout,
             stderr_tail,
             program: command.join(" "),
-            _scratch: scratch,
+            scratch,
         };
         me.send(&json!({"op": "init", "config": init})).await?;
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -281,6 +282,12 @@ impl NativeChild {
         }
     }
 
+    /// Task `id`'s output directory, inside the program's scratch (it may write there): the
+    /// files its answer names as `{"$output": NAME}` are read from here. The caller removes it.
+    pub fn output_dir(&self, id: uuid::Uuid) -> std::path::PathBuf {
+        self.scratch.path().join("out").join(id.to_string())
+    }
+
     /// Runs one task. On `Err`, the child is unusable when [`NativeChild::is_alive`] says so.
     pub async fn run(
         &mut self,
@@ -290,9 +297,14 @@ impl NativeChild {
         let (id, function, args, kwargs) = (ctx.id, &task.function, &task.args, &task.kwargs);
         let (progress, cancel, deadline) = (&*ctx.progress, &ctx.cancel, ctx.deadline);
         let id_s = id.to_string();
-        self.send(
-            &json!({"op": "run", "id": id_s, "function": function, "args": args, "kwargs": kwargs}),
-        )
+        let out = self.output_dir(id);
+        std::fs::create_dir_all(&out)
+            .map_err(|e| TaskFailure::retryable(format!("cannot make an output dir: {e}")))?;
+        let output_dir = out.display().to_string();
+        self.send(&json!({
+            "op": "run", "id": id_s, "function": function, "args": args, "kwargs": kwargs,
+            "output_dir": output_dir,
+        }))
         .await?;
         loop {
             let msg = self.recv(deadline, Some(cancel)).await?;

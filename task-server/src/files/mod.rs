@@ -117,6 +117,39 @@ impl Files {
         }
     }
 
+    /// Stores `body` as an output of task `task`, uploaded by the worker token `worker` that
+    /// holds its lease at `epoch`: a file of the task's owner (its quota), taken by the task
+    /// (so the owner reads it, and it lives as long as the task). Anyone else: 409
+    /// `not_lease_holder`, as for an answer.
+    pub async fn put_output<S, E>(
+        &self,
+        worker: &str,
+        task: uuid::Uuid,
+        epoch: i64,
+        body: S,
+        now: i64,
+    ) -> Result<FileRow, ApiError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let lease = self.store.lease_of(task).await?;
+        let held = lease.as_ref().is_some_and(|l| {
+            l.state == task_api::TaskState::Leased
+                && l.holder.as_deref() == Some(worker)
+                && l.epoch == epoch
+        });
+        let Some(lease) = lease.filter(|_| held) else {
+            return Err(ApiError::conflict(
+                "not_lease_holder",
+                format!("this token does not hold task {task}'s lease at epoch {epoch}"),
+            ));
+        };
+        let row = self.put(&lease.owner, body, now).await?;
+        self.store.attach_file(task, &row.sha256).await?;
+        Ok(row)
+    }
+
     fn over_quota(&self, owner: &str, used: u64) -> ApiError {
         let mib = |b: u64| b.div_ceil(1 << 20);
         ApiError::new(

@@ -123,6 +123,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: Limits) {
                         .route(web::post().to(worker::request_task::handle_post)),
                 )
                 .service(resource("/heartbeat").route(web::post().to(worker::heartbeat::handle)))
+                .service(resource("/files").route(web::put().to(files::put_output::handle)))
                 .service(resource("/release").route(web::post().to(worker::release::handle)))
                 .service(
                     resource("/submit_answer").route(web::post().to(worker::submit_answer::handle)),

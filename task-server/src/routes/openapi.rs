@@ -34,6 +34,7 @@ use super::{admin, files, health, metrics, user, worker};
         files::put_file::handle,
         files::get_file::handle,
         files::head_file::handle,
+        files::put_output::handle,
         admin::broadcast::handle,
         admin::get_broadcast::handle,
         worker::request_task::handle_post,

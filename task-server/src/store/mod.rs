@@ -292,6 +292,19 @@ impl FileReader {
     }
 }
 
+/// A task's owner and lease, for a worker's upload of its output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaseOf {
+    /// The task's owner.
+    pub owner: String,
+    /// Its state.
+    pub state: TaskState,
+    /// Token subject of the worker holding (or that last held) its lease.
+    pub holder: Option<String>,
+    /// The lease's fencing token.
+    pub epoch: i64,
+}
+
 /// Copies of blobs one expiry pass removes, at most.
 pub const EXPIRE_FILES: i64 = 500;
 
@@ -679,6 +692,8 @@ pub trait StoreReads: Send + Sync + 'static {
     async fn unreadable_files(&self, owner: &str, shas: &[String]) -> Result<Vec<String>>;
     /// Bytes of `owner`'s files.
     async fn file_usage(&self, owner: &str) -> Result<u64>;
+    /// Who owns task `id` and who holds its lease.
+    async fn lease_of(&self, id: Uuid) -> Result<Option<LeaseOf>>;
     /// The newest memoizing task of `owner` with these arguments that is not failed or cancelled.
     async fn find_memoized(
         &self,
@@ -789,6 +804,8 @@ pub trait Store: StoreReads {
     async fn submit_one(&self, owner: &str, task: NewTask, now: i64) -> Result<SubmitOutcome>;
     /// Records an upload (see `statements::add_file`).
     async fn add_file(&self, f: FileRow, quota: u64) -> Result<AddFile>;
+    /// Records that task `task` takes (or returned) blob `sha256`.
+    async fn attach_file(&self, task: Uuid, sha256: &str) -> Result<()>;
     /// Removes up to [`EXPIRE_FILES`] copies uploaded before `cutoff` that no task takes;
     /// their keys, whose objects the caller deletes.
     async fn expire_files(&self, cutoff: i64) -> Result<Vec<String>>;

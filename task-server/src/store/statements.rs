@@ -979,6 +979,17 @@ macro_rules! statements {
                 .await?)
         }
 
+        /// Task `id`'s owner, state, and the holder (token subject) and epoch of its lease.
+        pub async fn lease_of<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            id: DbId,
+        ) -> Result<Option<(String, String, Option<String>, i64)>> {
+            Ok(sqlx::query_as(sql_file!($dir, "lease_of"))
+                .bind(id)
+                .fetch_optional(ex)
+                .await?)
+        }
+
         /// Records the files newly inserted tasks take (`pairs`: JSON `[[task, sha256], …]`).
         pub async fn attach_files<'e, E: Executor<'e, Database = $db>>(
             ex: E,
@@ -1200,6 +1211,19 @@ macro_rules! store_reads {
 
                 async fn file_usage(&self, owner: &str) -> Result<u64> {
                     sql::file_usage(&self.$pool, owner).await
+                }
+
+                async fn lease_of(&self, id: Uuid) -> Result<Option<$crate::store::LeaseOf>> {
+                    let row = sql::lease_of(&self.$pool, DbId(id)).await?;
+                    row.map(|(owner, state, holder, epoch)| {
+                        Ok($crate::store::LeaseOf {
+                            owner,
+                            state: parse_state(&state)?,
+                            holder,
+                            epoch,
+                        })
+                    })
+                    .transpose()
                 }
 
                 async fn find_memoized(

@@ -9,6 +9,7 @@ use crate::store::FileReader;
 pub mod get_file;
 pub mod head_file;
 pub mod put_file;
+pub mod put_output;
 
 /// What `caller` may read: users their files and their tasks', workers their leases', admins
 /// all; publishers nothing.

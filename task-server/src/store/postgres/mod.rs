@@ -417,6 +417,10 @@ impl Store for PgStore {
         Ok(added)
     }
 
+    async fn attach_file(&self, task: Uuid, sha256: &str) -> Result<()> {
+        sql::attach_files(&self.pool, &json!([[task, sha256]]).to_string()).await
+    }
+
     async fn expire_files(&self, cutoff: i64) -> Result<Vec<String>> {
         sql::expire_files(&self.pool, cutoff, EXPIRE_FILES).await
     }

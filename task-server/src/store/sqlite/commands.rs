@@ -522,3 +522,14 @@ impl Command for ExpireFiles {
         sql::expire_files(&mut *ctx.conn, self.0, crate::store::EXPIRE_FILES).await
     }
 }
+
+pub(super) struct AttachFiles(pub String);
+
+#[async_trait]
+impl Command for AttachFiles {
+    type Reply = ();
+
+    async fn run(&self, ctx: &mut Ctx<'_>) -> Result<()> {
+        sql::attach_files(&mut *ctx.conn, &self.0).await
+    }
+}

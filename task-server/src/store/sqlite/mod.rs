@@ -216,6 +216,11 @@ impl Store for SqliteStore {
         self.call(RecordFile { file, quota }).await
     }
 
+    async fn attach_file(&self, task: Uuid, sha256: &str) -> Result<()> {
+        let pairs = serde_json::json!([[task, sha256]]).to_string();
+        self.call(AttachFiles(pairs)).await
+    }
+
     async fn expire_files(&self, cutoff: i64) -> Result<Vec<String>> {
         self.call(ExpireFiles(cutoff)).await
     }
