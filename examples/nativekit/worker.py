@@ -156,5 +156,11 @@ def hostile_output(kind):
     return {"$output": "missing"}
 
 
+@crpc_worker.task
+def as_file(sha256):
+    """An answer naming a file by a hash it was given, as a hostile program would."""
+    return {"$file": "sha256:" + sha256}
+
+
 if __name__ == "__main__":
     raise SystemExit(crpc_worker.main())

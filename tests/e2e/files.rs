@@ -542,3 +542,54 @@ async fn a_native_task_returns_a_file_its_owner_downloads() {
         "no system file became an answer"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_answer_flows_to_a_dependent_task_and_a_named_hash_grants_nothing() {
+    let c = Cluster::start(&[]);
+    c.publish("wordcount", None).await;
+    c.publish("nativekit", None).await;
+    let p = c.processor(&["--cpu-slots", "2"]);
+    let (_, v) = put(&c.user, b"b a b\n".to_vec()).await;
+    // count_file's CSV answer goes, by reference, into file_digest.
+    let graph = vec![
+        json!({"package": "wordcount", "function": "count_file", "args": [v["file"]]}),
+        json!({"package": "nativekit", "function": "file_digest", "args": [{"$ref": "#0"}]}),
+    ];
+    let ids = c.user.submit_batch(graph).await;
+    let csv = c.wait(&ids[0], Duration::from_secs(120)).await;
+    let digest = c.wait(&ids[1], Duration::from_secs(60)).await;
+    assert_eq!(digest["state"], "succeeded", "{digest}; {}", p.log());
+    let name = csv["answer"]["$file"].as_str().unwrap();
+    assert_eq!(
+        format!("sha256:{}", digest["answer"]["sha256"].as_str().unwrap()),
+        name
+    );
+    assert_eq!(digest["answer"]["size"], csv["answer"]["size"]);
+
+    // Bob's file, named by its hash in an answer: the dependent's worker may not read it.
+    let bob = c.user.with_token(&c.mint(Role::User, "bob"));
+    let (_, secret) = put(&bob, b"bob's secret".to_vec()).await;
+    let hash = secret["sha256"].as_str().unwrap();
+    let graph = vec![
+        json!({"package": "nativekit", "function": "as_file", "args": [hash]}),
+        json!({"package": "nativekit", "function": "file_digest", "args": [{"$ref": "#0"}]}),
+    ];
+    let ids = c.user.submit_batch(graph).await;
+    let r = c.wait(&ids[1], Duration::from_secs(60)).await;
+    assert_eq!(r["state"], "failed", "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not readable"),
+        "{r}"
+    );
+    let (st, _, _) = fetch(
+        &c.user,
+        reqwest::Method::GET,
+        &format!("/files/{hash}"),
+        &[],
+    )
+    .await;
+    assert_eq!(st, 404, "alice still cannot read bob's file");
+}

@@ -459,6 +459,9 @@ pub struct SettlePlan {
     pub fail: Option<String>,
     /// Of the tasks to queue, those that memoize: `[{id, owner, hash}]` for the memo lookup.
     pub memo: Option<String>,
+    /// The files the substituted arguments of the tasks to queue name: `[[id, sha256]]`, each
+    /// attached only when a task it waited for has it (statement `inherit_files`).
+    pub files: Option<String>,
     /// The queue items by id (to move a memo hit out of `queue`).
     items: Vec<Value>,
 }
@@ -506,6 +509,7 @@ pub fn settle_plan(rows: Vec<WaitingRow>, deps: Vec<DepRow>) -> Result<SettlePla
         by_task.entry(task).or_default().push(d.try_into()?);
     }
     let (mut queue, mut fail, mut memo) = (Vec::new(), Vec::new(), Vec::new());
+    let mut files = Vec::new();
     for r in rows {
         let args: Vec<Value> = serde_json::from_str(&r.args)?;
         let kwargs: serde_json::Map<String, Value> = serde_json::from_str(&r.kwargs)?;
@@ -513,7 +517,14 @@ pub fn settle_plan(rows: Vec<WaitingRow>, deps: Vec<DepRow>) -> Result<SettlePla
         match graph::decide(args, kwargs, &deps) {
             Ready::Wait => {}
             Ready::Fail(error) => fail.push(json!({"id": r.id.0, "error": error})),
-            Ready::Queue { args, kwargs } => {
+            Ready::Queue {
+                mut args,
+                mut kwargs,
+            } => {
+                // A malformed file value fails the task at its processor; none is attached.
+                let named =
+                    crate::files::refs::files_of(&mut args, &mut kwargs).unwrap_or_default();
+                files.extend(named.into_iter().map(|(sha, _)| json!([r.id.0, sha])));
                 let at: crate::cost::CostAt = match &r.cost_at {
                     Some(text) => serde_json::from_str(text)?,
                     None => crate::cost::CostAt {
@@ -536,6 +547,7 @@ pub fn settle_plan(rows: Vec<WaitingRow>, deps: Vec<DepRow>) -> Result<SettlePla
         queue: text(&queue),
         fail: text(&fail),
         memo: text(&memo),
+        files: text(&files),
         items: queue,
     })
 }

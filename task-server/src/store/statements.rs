@@ -447,6 +447,12 @@ macro_rules! statements {
                             .bind(items)
                             .fetch_all(&mut *conn)
                             .await?;
+                    if let Some(pairs) = &plan.files {
+                        sqlx::query(sql_file!($dir, "inherit_files"))
+                            .bind(pairs)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
                     out.queued += done.len();
                     out.gates.extend(done.into_iter().flat_map(|(_, f, k)| f.into_iter().chain(k)));
                 }

@@ -472,6 +472,31 @@ pub async fn files_follow_their_owners_and_tasks(b: &dyn Backend) {
     assert_eq!(s.file_for(&b2, &user("bob")).await.unwrap(), None);
     assert!(s.file_for(&a, &user("alice")).await.unwrap().is_some());
     assert!(s.expire_files(now).await.unwrap().is_empty());
+
+    // An answer's files reach a dependent's worker only when the answering task had them.
+    let c_sha = "c".repeat(64);
+    let up = task("up", 0);
+    let down = waiting("down", vec![r(up.id)], &[up.id]);
+    let (up_id, down_id) = (up.id, down.id);
+    s.submit_batch("alice", Uuid::now_v7(), vec![up, down], now)
+        .await
+        .unwrap();
+    let l = s.claim(claim("w", 1, now)).await.unwrap();
+    assert_eq!(l[0].id, up_id);
+    s.attach_file(up_id, &a).await.unwrap();
+    let answer = json!([{"$file": format!("sha256:{a}")}, {"$file": format!("sha256:{c_sha}")}]);
+    s.answer(vec![ok(up_id, l[0].lease_epoch, answer)], now)
+        .await
+        .unwrap();
+    let l = s.claim(claim("w", 1, now)).await.unwrap();
+    assert_eq!(l[0].id, down_id);
+    assert!(s.file_for(&a, &w).await.unwrap().is_some(), "inherited");
+    assert_eq!(
+        s.unreadable_files("alice", std::slice::from_ref(&c_sha))
+            .await
+            .unwrap(),
+        vec![c_sha]
+    );
 }
 
 /// A capped task is leased only while its caps have room; finishing one lets the next through,
