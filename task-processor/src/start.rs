@@ -57,7 +57,7 @@ pub fn build_from_config(config: &Config) -> anyhow::Result<Processor> {
         config.file_cache_mb.max(1) << 20,
     )?;
     let mut policy = native_policy(config);
-    policy.read_only.push(files.dir().to_path_buf());
+    policy.read_by_name.push(files.dir().to_path_buf());
     let handler = PackageHandler::new(cache, wasm, config.setup_timeout, slots.len(), policy)
         .with_init(config.init.iter().cloned().collect())
         .with_files(Arc::new(files));

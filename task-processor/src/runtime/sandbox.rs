@@ -62,6 +62,9 @@ pub struct NativePolicy {
     pub pass_env: Vec<String>,
     /// More directories native programs may read (`--sandbox-read`).
     pub read_only: Vec<PathBuf>,
+    /// Directories whose files native programs may read by name but not list (the task-file
+    /// cache: a program reads the files its tasks name, and cannot find the others').
+    pub read_by_name: Vec<PathBuf>,
     /// Where scratch directories are made.
     pub scratch_root: PathBuf,
     /// The binary that acts as launcher (the running one).
@@ -76,6 +79,7 @@ impl NativePolicy {
             landlock: true,
             pass_env: Vec::new(),
             read_only: Vec::new(),
+            read_by_name: Vec::new(),
             scratch_root: cache_root.join("scratch"),
             launcher: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("task-processor")),
         }
@@ -98,6 +102,9 @@ impl NativePolicy {
         if self.landlock {
             for ro in self.readable(dir, writable_dir) {
                 cmd.arg("--ro").arg(ro);
+            }
+            for dir in &self.read_by_name {
+                cmd.arg("--read-files").arg(dir);
             }
             cmd.arg("--rw").arg(scratch.path());
             for dev in DEVICES_RW {
@@ -259,10 +266,11 @@ pub fn launcher_main() -> Option<i32> {
         return None;
     }
     let (mut ro, mut rw, mut probe) = (Vec::new(), Vec::new(), false);
-    let mut program = Vec::new();
+    let (mut files, mut program) = (Vec::new(), Vec::new());
     while let Some(a) = args.next() {
         match a.to_str() {
             Some("--ro") => ro.extend(args.next()),
+            Some("--read-files") => files.extend(args.next()),
             Some("--rw") => rw.extend(args.next()),
             Some("--probe") => probe = true,
             Some("--") => {
@@ -272,7 +280,7 @@ pub fn launcher_main() -> Option<i32> {
             _ => return Some(fail(&format!("unknown argument {a:?}"))),
         }
     }
-    let enforced = confine(&ro, &rw, probe);
+    let enforced = confine(&Rules { ro, files, rw }, probe);
     if probe {
         println!("{enforced}");
         return Some(0);
@@ -285,12 +293,20 @@ fn fail(why: &str) -> i32 {
     126
 }
 
+/// The launcher's Landlock rules: read, read files by name (no listing), read and write.
+struct Rules {
+    ro: Vec<OsString>,
+    files: Vec<OsString>,
+    rw: Vec<OsString>,
+}
+
 #[cfg(target_os = "linux")]
-fn confine(ro: &[OsString], rw: &[OsString], probe: bool) -> String {
+fn confine(rules: &Rules, probe: bool) -> String {
     use landlock::{
         path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr,
         RulesetStatus, ABI,
     };
+    let Rules { ro, files, rw } = rules;
     if ro.is_empty() && rw.is_empty() && !probe {
         return "off".into();
     }
@@ -299,6 +315,7 @@ fn confine(ro: &[OsString], rw: &[OsString], probe: bool) -> String {
         .handle_access(AccessFs::from_all(abi))
         .and_then(|r| r.create())
         .and_then(|r| r.add_rules(path_beneath_rules(ro, AccessFs::from_read(abi))))
+        .and_then(|r| r.add_rules(path_beneath_rules(files, AccessFs::ReadFile)))
         .and_then(|r| r.add_rules(path_beneath_rules(rw, AccessFs::from_all(abi))))
         .and_then(|r| r.restrict_self());
     match status.map(|s| s.ruleset) {
@@ -310,7 +327,7 @@ fn confine(ro: &[OsString], rw: &[OsString], probe: bool) -> String {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn confine(_ro: &[OsString], _rw: &[OsString], _probe: bool) -> String {
+fn confine(_rules: &Rules, _probe: bool) -> String {
     "not available on this system".into()
 }
 
