@@ -1,6 +1,8 @@
 """JSON over HTTP with the standard library: one place that turns responses into exceptions."""
 
+import hashlib
 import json
+import os
 import ssl
 import time
 import urllib.error
@@ -37,6 +39,40 @@ class Http:
                 if attempt == RATE_LIMIT_RETRIES:
                     raise
                 time.sleep(min(e.retry_after or 1.0, 30.0))
+
+    def put_file(self, path, local, timeout=None):
+        """PUTs the file at `local` (streamed from disk) to `path`; the JSON answer."""
+        size = os.path.getsize(local)
+        headers = {"Accept": "application/json", "Content-Type": "application/octet-stream",
+                   "Content-Length": str(size)}
+        if self.token:
+            headers["Authorization"] = "Bearer " + self.token
+        with open(local, "rb") as f:
+            req = urllib.request.Request(self.base + path, f, headers, method="PUT")
+            return self._send(req, timeout)
+
+    def download(self, path, out, timeout=None):
+        """GETs `path`, writing the body to the binary file `out` in chunks; the sha256 of
+        what it wrote."""
+        headers = {"Authorization": "Bearer " + self.token} if self.token else {}
+        req = urllib.request.Request(self.base + path, None, headers, method="GET")
+        digest = hashlib.sha256()
+        try:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout, context=self.context) as r:
+                for chunk in iter(lambda: r.read(1 << 20), b""):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = raw.decode("utf-8", "replace")
+            raise from_response(e.code, body) from None
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise Unreachable(f"cannot reach {self.base}: {reason}", code="unreachable") from None
+        return digest.hexdigest()
 
     def _send(self, req, timeout):
         try:

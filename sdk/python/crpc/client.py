@@ -2,6 +2,7 @@
 
 import os
 import re
+import tempfile
 import time
 
 from ._http import Http
@@ -9,6 +10,8 @@ from .errors import CrpcError, InvalidRequest, NotFinished, TaskCancelled, TaskF
 
 # The server caps a long-poll at 60 s (less with --max-user-wait); each request waits at most this.
 LONG_POLL_S = 30.0
+# Longest a file upload or download may take.
+FILE_TIMEOUT_S = 3600.0
 # Tasks per submit_batch request (the server's default cap is 10,000).
 BATCH = 1000
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -171,6 +174,38 @@ class Client:
         `eta_s` with `eta_p10_s`/`eta_p90_s`, `backlog` per class, `per_function`."""
         query = {"task_id": getattr(task_id, "id", task_id)} if task_id else None
         return self._http.request("GET", "/user/estimate_time_left", query=query)
+
+    # -- files ------------------------------------------------------------------------------
+
+    def put(self, path):
+        """Uploads the file at `path` (streamed); the value to pass as a task argument,
+        `{"$file": "sha256:…"}`. The server keeps one copy per owner of the same bytes."""
+        return self._http.put_file("/files", os.fspath(path), timeout=FILE_TIMEOUT_S)["file"]
+
+    def get(self, file, dest):
+        """Downloads a file (a `{"$file": …}` value, as answers hold them, or `"sha256:…"`)
+        to `dest`: a path, or an existing directory (the file keeps its `name` there). The
+        sha256 is checked; a mismatch or an error leaves nothing at `dest`. The path written."""
+        name = file.get("$file") if isinstance(file, dict) else file
+        sha = str(name).removeprefix("sha256:").lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", sha):
+            raise ValueError(f"{file!r} is not a file value or sha256")
+        dest = os.fspath(dest)
+        if os.path.isdir(dest):
+            given = file.get("name") if isinstance(file, dict) else None
+            base = os.path.basename(given or "") if isinstance(given, str) else ""
+            dest = os.path.join(dest, base if base not in ("", ".", "..") else sha)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(dest)), prefix=".crpc-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                got = self._http.download(f"/files/{sha}", out, timeout=FILE_TIMEOUT_S)
+            if got != sha:
+                raise CrpcError(f"the download's sha256 is {got}, not {sha}", code="corrupt")
+            os.replace(tmp, dest)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return dest
 
     # -- many tasks -------------------------------------------------------------------------
 

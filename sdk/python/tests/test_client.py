@@ -23,6 +23,27 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(self.client.result(task.id, wait=5), {"n": 41, "s": "é"})
         self.assertEqual(self.client.status(task)["state"], "succeeded")
 
+    def test_files_go_up_and_come_back_checked(self):
+        with tempfile.TemporaryDirectory() as d:
+            src = os.path.join(d, "in.bin")
+            data = os.urandom(3 << 20)
+            with open(src, "wb") as f:
+                f.write(data)
+            value = self.client.put(src)
+            self.assertEqual(set(value), {"$file"})
+            # A task takes it; echo hands the value back, as answers carry files.
+            answer = self.client.submit("testkit.echo", value).result(wait=30)
+            self.assertEqual(answer, value)
+            got = self.client.get(dict(answer, name="copy.bin"), d)
+            self.assertEqual(got, os.path.join(d, "copy.bin"))
+            with open(got, "rb") as f:
+                self.assertEqual(f.read(), data)
+            with self.assertRaises(crpc.NotFound):
+                self.client.get("sha256:" + "0" * 64, os.path.join(d, "none.bin"))
+            self.assertFalse(os.path.exists(os.path.join(d, "none.bin")))
+            with self.assertRaises(ValueError):
+                self.client.get("../../etc/passwd", d)
+
     def test_keyword_arguments_and_options(self):
         task = self.client.submit("testkit.sleep_ms", kwargs={"ms": 1}, priority=5, max_attempts=1)
         self.assertEqual(task.result(wait=30), 1)
