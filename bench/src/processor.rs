@@ -14,7 +14,7 @@ use serde_json::json;
 use task_api::{AnswerResponse, SubmitResponse, TaskState};
 use task_processor::gpu::Gpus;
 use task_processor::handler::Progress;
-use task_processor::runtime::wasm::{RunOutcome, WasmRuntime};
+use task_processor::runtime::wasm::{Call, RunOutcome, WasmRuntime};
 use tokio_util::sync::CancellationToken;
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
@@ -41,7 +41,16 @@ fn wasm_hot_path() -> anyhow::Result<((f64, f64), (f64, f64))> {
     for i in 0..22_000 {
         let t = Instant::now();
         let deadline = Instant::now() + Duration::from_secs(10);
-        match inst.run(id, "noop", &[], progress.clone(), cancel.clone(), deadline) {
+        let call = Call {
+            task: id,
+            function: "noop",
+            args: &[],
+            progress: progress.clone(),
+            cancel: cancel.clone(),
+            deadline,
+            files: None,
+        };
+        match inst.run(call) {
             RunOutcome::Returned(Ok(_)) => {}
             RunOutcome::Returned(Err(e)) | RunOutcome::Trapped(e) => bail!("noop failed: {e}"),
         }

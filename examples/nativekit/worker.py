@@ -117,7 +117,8 @@ def flood(mb):
 @crpc_worker.task
 def file_digest(file):
     """A task file (`{"$file": …}`, with the `path` the processor gave it): its sha256 and size,
-    and whether the program could write it or read its neighbours."""
+    whether the program could write it, and how many files it could list beside it (None when
+    refused)."""
     import hashlib
 
     h, size = hashlib.sha256(), 0
@@ -130,7 +131,11 @@ def file_digest(file):
             writable = True
     except OSError:
         writable = False
-    return {"sha256": h.hexdigest(), "size": size, "writable": writable}
+    try:
+        listed = len(os.listdir(os.path.dirname(file["path"])))
+    except OSError:
+        listed = None
+    return {"sha256": h.hexdigest(), "size": size, "writable": writable, "listed": listed}
 
 
 @crpc_worker.task
@@ -160,6 +165,16 @@ def hostile_output(kind):
 def as_file(sha256):
     """An answer naming a file by a hash it was given, as a hostile program would."""
     return {"$file": "sha256:" + sha256}
+
+
+@crpc_worker.task
+def copy_file(file, name):
+    """Copies a task file to an output file `name`: the output's file value."""
+    import shutil
+
+    out = crpc_worker.output_file(name)
+    shutil.copyfile(file["path"], out.path)
+    return out
 
 
 if __name__ == "__main__":

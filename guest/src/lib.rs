@@ -13,17 +13,35 @@
 //! onto positions from the manifest) and are decoded with serde into the parameter types; the
 //! `Ok` value is encoded back to JSON.
 
-/// Generated bindings of `wit/task.wit` (world `crpc:task/task@0.1.0`).
+/// Generated bindings of `wit/0.2.0/task.wit` (world `crpc:task/task@0.2.0`).
+#[cfg(not(feature = "world-0-1"))]
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "task",
-        path: "../wit",
+        path: "../wit/0.2.0",
         pub_export_macro: true,
         export_macro_name: "export_component",
         default_bindings_module: "crpc_guest::bindings",
     });
 }
+
+/// Generated bindings of `wit/0.1.0/task.wit` (world `crpc:task/task@0.1.0`, feature
+/// `world-0-1`: a component for processors older than `files`).
+#[cfg(feature = "world-0-1")]
+#[allow(missing_docs, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "task",
+        path: "../wit/0.1.0",
+        pub_export_macro: true,
+        export_macro_name: "export_component",
+        default_bindings_module: "crpc_guest::bindings",
+    });
+}
+
+#[cfg(not(feature = "world-0-1"))]
+pub mod files;
 
 pub use bindings::crpc::task::gpu::Device;
 use bindings::crpc::task::{gpu, host};

@@ -36,6 +36,16 @@ pub struct InUse {
     in_use: Arc<Mutex<HashMap<String, usize>>>,
 }
 
+impl InUse {
+    /// The task's files and their local copies in `cache`.
+    pub fn paths(&self, cache: &FileCache) -> HashMap<String, PathBuf> {
+        self.shas
+            .iter()
+            .map(|s| (s.clone(), cache.dir.join(s)))
+            .collect()
+    }
+}
+
 impl Drop for InUse {
     fn drop(&mut self) {
         let mut m = self.in_use.lock().unwrap();
@@ -72,6 +82,8 @@ impl FileCache {
                 let _ = std::fs::remove_file(e.path());
             }
         }
+        // Outputs of tasks that were running when it was killed.
+        let _ = std::fs::remove_dir_all(dir.join(".out"));
         Ok(FileCache {
             dir: dir.to_path_buf(),
             client,
@@ -86,12 +98,25 @@ impl FileCache {
         &self.dir
     }
 
-    /// Fetches every file the arguments name and adds its local `path` to each file value;
-    /// the files stay cached while the returned guard lives.
+    /// Where a task's WASM output files are written before they are uploaded (the caller
+    /// removes it).
+    pub fn output_dir(&self, task: uuid::Uuid) -> PathBuf {
+        self.dir.join(".out").join(task.to_string())
+    }
+
+    /// The most output a task may write here (`--file-cache-mb`).
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// Fetches every file the arguments name, adding its local `path` to each file value when
+    /// `paths` (native programs read it; a WASM guest has no file system to read it in); the
+    /// files stay cached while the returned guard lives.
     pub async fn materialize(
         &self,
         args: &mut [Value],
         kwargs: &mut Map<String, Value>,
+        paths: bool,
     ) -> Result<InUse, TaskFailure> {
         let mut values: Vec<&mut Map<String, Value>> = Vec::new();
         for v in args.iter_mut().chain(kwargs.values_mut()) {
@@ -113,7 +138,9 @@ impl FileCache {
                 used.shas.push(sha.clone());
             }
             let path = self.fetch(&sha).await?;
-            o.insert("path".into(), Value::String(path.display().to_string()));
+            if paths {
+                o.insert("path".into(), Value::String(path.display().to_string()));
+            }
         }
         Ok(used)
     }

@@ -14,7 +14,8 @@ use crate::files::{has_outputs, takes_files, FileCache, InUse};
 use crate::handler::{TaskContext, TaskFailure, TaskHandler};
 use crate::runtime::native::{run_setup, NativeChild};
 use crate::runtime::sandbox::NativePolicy;
-use crate::runtime::wasm::{Instance, RunOutcome, WasmRuntime};
+use crate::runtime::wasm::{Call, Instance, RunOutcome, WasmRuntime};
+use crate::runtime::wasm_files::TaskFiles;
 
 /// What a slot keeps alive between tasks.
 enum Live {
@@ -168,31 +169,44 @@ impl PackageHandler {
         inst: &Arc<Installed>,
         task: &TaskPayload,
         ctx: &TaskContext,
+        used: Option<&InUse>,
     ) -> Result<Value, TaskFailure> {
         match inst.manifest.kind {
-            Kind::Wasm => self.run_wasm(inst, task, ctx).await,
+            Kind::Wasm => self.run_wasm(inst, task, ctx, used).await,
             Kind::Native => self.run_native(inst, task, ctx).await,
         }
     }
 
-    /// The task as the package gets it: for a native package, each file value of its
-    /// arguments fetched and given its local read-only `path` (the guard keeps them cached
-    /// while it runs). WASM packages get the values as they are.
+    /// A WASM task's files: its inputs' local copies and a fresh output directory.
+    fn wasm_files(&self, ctx: &TaskContext, used: Option<&InUse>) -> Option<TaskFiles> {
+        let files = self.files.as_ref()?;
+        let inputs = used.map(|u| u.paths(files)).unwrap_or_default();
+        Some(TaskFiles::new(
+            inputs,
+            files.output_dir(ctx.id),
+            files.max_bytes(),
+        ))
+    }
+
+    /// The task as the package gets it: each file value of its arguments fetched (the guard
+    /// keeps them cached while it runs); for a native package, given its local read-only
+    /// `path`. A WASM guest opens them by sha256 through the `files` interface.
     async fn fetch_files<'t>(
         &self,
         inst: &Installed,
         task: &'t TaskPayload,
         ctx: &TaskContext,
     ) -> Result<(std::borrow::Cow<'t, TaskPayload>, Option<InUse>), TaskFailure> {
-        if inst.manifest.kind != Kind::Native || !takes_files(&task.args, &task.kwargs) {
+        if !takes_files(&task.args, &task.kwargs) {
             return Ok((std::borrow::Cow::Borrowed(task), None));
         }
         let Some(files) = &self.files else {
             return Err(TaskFailure::fatal("this processor keeps no task files"));
         };
         let mut task = task.clone();
+        let paths = inst.manifest.kind == Kind::Native;
         let used = tokio::select! {
-            r = files.materialize(&mut task.args, &mut task.kwargs) => r?,
+            r = files.materialize(&mut task.args, &mut task.kwargs, paths) => r?,
             _ = ctx.cancel.cancelled() => return Err(TaskFailure::cancelled("cancelled while fetching its files")),
             _ = tokio::time::sleep_until(ctx.deadline.into()) => return Err(TaskFailure::timeout("the time limit ran out while its files were fetched")),
         };
@@ -221,12 +235,35 @@ impl PackageHandler {
         }
     }
 
-    /// Calls the function on the slot's live instance (or a new one); a trap drops it.
+    /// Runs a WASM task with its files, then uploads the outputs its answer names.
     async fn run_wasm(
         &self,
         inst: &Arc<Installed>,
         task: &TaskPayload,
         ctx: &TaskContext,
+        used: Option<&InUse>,
+    ) -> Result<Value, TaskFailure> {
+        let files = self.wasm_files(ctx, used);
+        let out = self.files.as_ref().map(|f| f.output_dir(ctx.id));
+        let mut r = self.call_wasm(inst, task, ctx, files).await;
+        if let (Ok(answer), Some(dir)) = (&mut r, &out) {
+            if let Err(e) = self.upload_outputs(answer, dir, ctx).await {
+                r = Err(e);
+            }
+        }
+        if let Some(dir) = &out {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        r
+    }
+
+    /// Calls the function on the slot's live instance (or a new one); a trap drops it.
+    async fn call_wasm(
+        &self,
+        inst: &Arc<Installed>,
+        task: &TaskPayload,
+        ctx: &TaskContext,
+        files: Option<TaskFiles>,
     ) -> Result<Value, TaskFailure> {
         let slot = ctx.slot.index;
         let args = positional(&inst.manifest, &task.function, &task.args, &task.kwargs)?;
@@ -260,7 +297,16 @@ impl PackageHandler {
                     break;
                 }
             }
-            match instance.run(id, &function, &args, progress, cancel, deadline) {
+            let call = Call {
+                task: id,
+                function: &function,
+                args: &args,
+                progress,
+                cancel,
+                deadline,
+                files,
+            };
+            match instance.run(call) {
                 RunOutcome::Returned(r) => (r, Some(Live::Wasm(inst2, instance))),
                 RunOutcome::Trapped(f) => (Err(f), None),
             }
@@ -405,9 +451,9 @@ impl TaskHandler for PackageHandler {
             _ = ctx.cancel.cancelled() => return Err(TaskFailure::cancelled("cancelled while installing")),
             _ = tokio::time::sleep_until(ctx.deadline.into()) => return Err(TaskFailure::timeout("the time limit ran out while the package was being installed")),
         };
-        let (task, _files) = self.fetch_files(&inst, task, ctx).await?;
+        let (task, used) = self.fetch_files(&inst, task, ctx).await?;
         ctx.setup.add(installing.elapsed());
-        let answer = self.run(&inst, &task, ctx).await?;
+        let answer = self.run(&inst, &task, ctx, used.as_ref()).await?;
         // The declared `returns` type, checked before the answer leaves this machine.
         if let Some(sig) = inst.manifest.functions.get(&task.function) {
             sig.check_return(&task.function, &answer)

@@ -468,6 +468,11 @@ async fn a_native_task_reads_its_file_through_a_read_only_local_path() {
             r["answer"]["writable"], false,
             "the program may not change it: {r}"
         );
+        assert_eq!(
+            r["answer"]["listed"],
+            Value::Null,
+            "nor list other tasks' files: {r}"
+        );
     }
     // Three tasks, one download: the processor keeps files by hash.
     let log = p.log();
@@ -592,4 +597,85 @@ async fn a_file_answer_flows_to_a_dependent_task_and_a_named_hash_grants_nothing
     )
     .await;
     assert_eq!(st, 404, "alice still cannot read bob's file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mib_file_goes_through_a_native_and_a_wasm_task_and_back() {
+    let c = Cluster::start(&[]);
+    c.publish("nativekit", None).await;
+    c.publish("testkit", None).await;
+    let p = c.processor(&["--cpu-slots", "2"]);
+    let data = bytes_of(100 << 20, 100);
+    let hash = sha(&data);
+    let (st, v) = put(&c.user, data).await;
+    assert_eq!(st, 200, "{v}");
+    let tasks = vec![
+        json!({"package": "nativekit", "function": "copy_file", "args": [v["file"], "copy.bin"]}),
+        json!({"package": "testkit", "function": "copy_file", "args": [v["file"], "out/copy.bin"]}),
+    ];
+    for id in c.user.submit_batch(tasks).await {
+        let r = c.wait(&id, Duration::from_secs(180)).await;
+        assert_eq!(r["state"], "succeeded", "{r}; {}", p.log());
+        let f = &r["answer"];
+        assert_eq!(
+            f["$file"],
+            format!("sha256:{hash}"),
+            "the copy is the same bytes: {r}"
+        );
+        assert_eq!(
+            (f["name"].as_str(), f["size"].as_u64()),
+            (Some("copy.bin"), Some(100 << 20))
+        );
+        // Downloaded back whole, checked here too.
+        let (st, _, got) = fetch(
+            &c.user,
+            reqwest::Method::GET,
+            &format!("/files/{hash}"),
+            &[],
+        )
+        .await;
+        assert_eq!((st, sha(&got)), (200, hash.clone()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasm_task_opens_only_its_own_files_and_old_components_still_run() {
+    let c = Cluster::start(&[]);
+    c.publish("testkit", None).await;
+    c.publish("hello-v1", None).await;
+    let p = c.processor(&["--cpu-slots", "1"]);
+    let bob = c.user.with_token(&c.mint(Role::User, "bob"));
+    let (_, secret) = put(&bob, b"bob's".to_vec()).await;
+    let hash = secret["sha256"].as_str().unwrap();
+    for (name, created) in [("../escape", false), ("/etc/x", false), ("ok.txt", true)] {
+        let id = c
+            .submit(json!({"package": "testkit", "function": "probe_files", "args": [hash, name]}))
+            .await;
+        let r = c.wait(&id, Duration::from_secs(60)).await;
+        assert_eq!(r["state"], "succeeded", "{r}; {}", p.log());
+        let said = &r["answer"];
+        assert!(
+            said[0]
+                .as_str()
+                .unwrap()
+                .contains("not a file of this task"),
+            "bob's file stays closed: {r}"
+        );
+        assert_eq!(
+            said[1].as_str().unwrap().contains("$output"),
+            created,
+            "{name}: {r}"
+        );
+    }
+    // A component built for crpc:task@0.1.0 (before `files`) runs unchanged.
+    let id = c
+        .submit(json!({"package": "hello-v1", "function": "hello", "args": ["crpc"]}))
+        .await;
+    let r = c.wait(&id, Duration::from_secs(60)).await;
+    assert_eq!(
+        r["answer"],
+        "hello, crpc, from crpc:task@0.1.0",
+        "{r}; {}",
+        p.log()
+    );
 }

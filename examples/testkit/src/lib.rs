@@ -126,6 +126,27 @@ crpc_guest::export! {
         Ok(steps)
     }
 
+    /// Copies an input file (a `{"$file": …}` argument) to output `name`, 1 MiB at a time:
+    /// the file value of the copy.
+    fn copy_file(file: Value, name: String) -> crpc_guest::Result<Value> {
+        let mut input = crpc_guest::files::Input::open(&file)?;
+        let mut out = crpc_guest::files::Output::create(&name)?;
+        std::io::copy(&mut input, &mut out)?;
+        Ok(out.value())
+    }
+
+    /// Opens a file by a hash it was given (only the task's own inputs open) and creates an
+    /// output named `name` (only plain relative names are created): what the host said.
+    fn probe_files(sha256: String, name: String) -> crpc_guest::Result<Vec<String>> {
+        let opened = crpc_guest::files::Input::open_sha256(&sha256).map(|i| i.size());
+        let created = crpc_guest::files::Output::create(&name).map(|o| o.value());
+        let say = |r: Result<String, crpc_guest::Error>| r.unwrap_or_else(|e| e.message);
+        Ok(vec![
+            say(opened.map(|n| n.to_string())),
+            say(created.map(|v| v.to_string())),
+        ])
+    }
+
     /// Fails with the given kind ("retryable" or anything else for fatal).
     fn fail(kind: String, message: String) -> crpc_guest::Result<()> {
         Err(if kind == "retryable" {

@@ -3,3 +3,4 @@ pub mod lines;
 pub mod native;
 pub mod sandbox;
 pub mod wasm;
+pub mod wasm_files;

@@ -1,4 +1,7 @@
-//! WASM packages: wasmtime 48 components of the world in `wit/task.wit`.
+//! WASM packages: wasmtime 48 components of the world `crpc:task` in `wit/`: 0.2.0 (with
+//! `files`), and 0.1.0 for components built before it (the same exports, fewer imports: the
+//! linker provides both versions' imports, and the exports are called through 0.2.0's
+//! bindings, which type-check against either).
 //!
 //! One engine per processor with the pooling allocator and epoch interruption (a ticker thread
 //! bumps the epoch every 10 ms; a per-store callback stops the guest at its deadline or when the
@@ -23,11 +26,20 @@ use crate::handler::{Progress, TaskFailure};
 mod bindings {
     wasmtime::component::bindgen!({
         world: "task",
-        path: "../wit",
+        path: "../wit/0.2.0",
     });
 }
 
-use bindings::crpc::task::{gpu, host};
+/// The imports of `crpc:task@0.1.0`.
+mod v1 {
+    wasmtime::component::bindgen!({
+        world: "task",
+        path: "../wit/0.1.0",
+    });
+}
+
+use super::wasm_files::TaskFiles;
+use bindings::crpc::task::{files, gpu, host};
 use bindings::{ErrorKind, Task, TaskPre};
 
 /// Where the precompiled component lives inside an installed package.
@@ -54,6 +66,8 @@ pub struct HostState {
     cancel: Option<CancellationToken>,
     deadline: Option<Instant>,
     interrupted: Option<Interrupt>,
+    /// The running task's files (`files` interface).
+    files: Option<TaskFiles>,
 }
 
 impl WasiView for HostState {
@@ -82,6 +96,71 @@ impl host::Host for HostState {
             host::Level::Warn => tracing::warn!(task, "guest: {message}"),
             host::Level::Error => tracing::error!(task, "guest: {message}"),
         }
+    }
+}
+
+impl HostState {
+    fn task_files(&mut self) -> Result<&mut TaskFiles, String> {
+        self.files
+            .as_mut()
+            .ok_or_else(|| "files are only open while a task runs".to_string())
+    }
+}
+
+impl files::Host for HostState {
+    fn open(&mut self, sha256: String) -> Result<u32, String> {
+        self.task_files()?.open(&sha256)
+    }
+
+    fn size(&mut self, handle: u32) -> Result<u64, String> {
+        self.task_files()?.size(handle)
+    }
+
+    fn read(&mut self, handle: u32, offset: u64, len: u32) -> Result<Vec<u8>, String> {
+        self.task_files()?.read(handle, offset, len)
+    }
+
+    fn create(&mut self, name: String) -> Result<u32, String> {
+        self.task_files()?.create(&name)
+    }
+
+    fn write(&mut self, handle: u32, bytes: Vec<u8>) -> Result<(), String> {
+        self.task_files()?.write(handle, &bytes)
+    }
+}
+
+impl v1::crpc::task::host::Host for HostState {
+    fn progress(&mut self, pct: f64) {
+        host::Host::progress(self, pct)
+    }
+
+    fn log(&mut self, level: v1::crpc::task::host::Level, message: String) {
+        use v1::crpc::task::host::Level as L;
+        let level = match level {
+            L::Trace => host::Level::Trace,
+            L::Debug => host::Level::Debug,
+            L::Info => host::Level::Info,
+            L::Warn => host::Level::Warn,
+            L::Error => host::Level::Error,
+        };
+        host::Host::log(self, level, message)
+    }
+}
+
+impl v1::crpc::task::gpu::Host for HostState {
+    fn devices(&mut self) -> Vec<v1::crpc::task::gpu::Device> {
+        gpu::Host::devices(self)
+            .into_iter()
+            .map(|d| v1::crpc::task::gpu::Device {
+                index: d.index,
+                name: d.name,
+                uuid: d.uuid,
+                memory_total_bytes: d.memory_total_bytes,
+                memory_used_bytes: d.memory_used_bytes,
+                utilization_pct: d.utilization_pct,
+                temperature_c: d.temperature_c,
+            })
+            .collect()
     }
 }
 
@@ -153,6 +232,7 @@ impl WasmRuntime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wt)?;
         Task::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(wt)?;
+        v1::Task::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(wt)?;
         Ok(WasmRuntime {
             engine,
             linker,
@@ -189,12 +269,12 @@ impl WasmRuntime {
         let component = deserialize(&self.engine, &path)?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| {
             TaskFailure::fatal(format!(
-                "the component does not fit the world crpc:task@0.1.0: {e:#}"
+                "the component fits neither world crpc:task@0.2.0 nor @0.1.0: {e:#}"
             ))
         })?;
         let pre = TaskPre::new(pre).map_err(|e| {
             TaskFailure::fatal(format!(
-                "the component does not export the world crpc:task@0.1.0: {e:#}"
+                "the component does not export the world crpc:task (init, run, update): {e:#}"
             ))
         })?;
         self.loaded
@@ -236,6 +316,7 @@ impl WasmRuntime {
             cancel: None,
             deadline: None,
             interrupted: None,
+            files: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -279,6 +360,24 @@ pub struct Instance {
     memory_bytes: usize,
 }
 
+/// One call of [`Instance::run`].
+pub struct Call<'a> {
+    /// The task.
+    pub task: Uuid,
+    /// Its function.
+    pub function: &'a str,
+    /// Its positional arguments.
+    pub args: &'a [Value],
+    /// Where progress goes.
+    pub progress: Arc<Progress>,
+    /// Fires on cancel.
+    pub cancel: CancellationToken,
+    /// When it must be over.
+    pub deadline: Instant,
+    /// Its files (`files` interface), when its processor keeps files.
+    pub files: Option<TaskFiles>,
+}
+
 /// What happened to the instance in a run.
 pub enum RunOutcome {
     /// The call returned (Ok or a guest-reported error): keep the instance.
@@ -288,16 +387,17 @@ pub enum RunOutcome {
 }
 
 impl Instance {
-    /// Runs one function. Blocking: call from a blocking thread.
-    pub fn run(
-        &mut self,
-        task: Uuid,
-        function: &str,
-        args: &[Value],
-        progress: Arc<Progress>,
-        cancel: CancellationToken,
-        deadline: Instant,
-    ) -> RunOutcome {
+    /// Runs one function with the task's `files`. Blocking: call from a blocking thread.
+    pub fn run(&mut self, call: Call<'_>) -> RunOutcome {
+        let Call {
+            task,
+            function,
+            args,
+            progress,
+            cancel,
+            deadline,
+            files,
+        } = call;
         let args = serde_json::to_string(args).expect("JSON values serialise");
         {
             let s = self.store.data_mut();
@@ -306,6 +406,7 @@ impl Instance {
             s.cancel = Some(cancel);
             s.deadline = Some(deadline);
             s.interrupted = None;
+            s.files = files;
         }
         let r = self.bindings.call_run(&mut self.store, function, &args);
         {
@@ -314,6 +415,8 @@ impl Instance {
             s.progress = None;
             s.cancel = None;
             s.deadline = None;
+            // Closes its files: outputs are complete on disk before they are uploaded.
+            s.files = None;
         }
         match r {
             Ok(Ok(json)) => RunOutcome::Returned(serde_json::from_str(&json).map_err(|e| {
