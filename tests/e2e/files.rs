@@ -360,6 +360,27 @@ async fn the_s3_blob_store_passes_the_same_tests() {
     ]);
     let c = Cluster::start_with_env(&flags, &s3.env());
     limits_and_expiry(&c).await;
+
+    // Replicas on one PostgreSQL database and one bucket share files: uploaded through one,
+    // read through the other.
+    let Some(db) = TestDatabase::new().await else {
+        return;
+    };
+    let flags = [
+        "--database-url",
+        db.url(),
+        "--blob-store",
+        "s3://crpc-files/shared",
+    ];
+    let c = Cluster::start_with_env(&flags, &s3.env());
+    let other = c.replica();
+    let data = bytes_of(6 << 20, 61);
+    let (st, v) = put(&c.user, data.clone()).await;
+    assert_eq!(st, 200, "{v}");
+    let there = Api::new(&other.url, Some(c.user_token.clone()));
+    let path = format!("/files/{}", v["sha256"].as_str().unwrap());
+    let (st, _, got) = fetch(&there, reqwest::Method::GET, &path, &[]).await;
+    assert_eq!((st, got == data), (200, true));
 }
 
 /// `crpc` with the cluster's server and a token, in a home of its own.

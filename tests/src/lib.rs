@@ -417,6 +417,8 @@ pub struct Cluster {
     pub user_token: String,
     /// The server's flags (for more replicas).
     server_args: Vec<String>,
+    /// The server's extra environment (for more replicas).
+    server_env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -449,6 +451,10 @@ impl Cluster {
             worker_token: tok(Role::Worker, "proc"),
             user_token,
             server_args: args,
+            server_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             registry,
             server,
         }
@@ -471,7 +477,14 @@ impl Cluster {
     /// Another server replica with the same flags (and database, when PostgreSQL).
     pub fn replica(&self) -> Proc {
         let flags: Vec<&str> = self.server_args.iter().map(String::as_str).collect();
-        Proc::start(&sibling_binary("task-server"), &flags)
+        let env: Vec<(&str, &str)> = self
+            .server_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        Proc::start_with(&sibling_binary("task-server"), dir, &flags, &env)
+            .expect("task-server replica starts")
     }
 
     /// Publishes `examples/NAME`, optionally under another version.

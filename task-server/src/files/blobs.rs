@@ -15,10 +15,14 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{GetOptions, GetRange, ObjectStore, WriteMultipart};
+use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, WriteMultipart};
 use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
+/// Bytes read at a time from a local blob.
+const READ_CHUNK: usize = 256 << 10;
 /// Parts written at once while an upload streams (each up to 5 MiB, the S3 minimum).
 const PARTS_IN_FLIGHT: usize = 4;
 /// Uploads left in `tmp/` this long (a server killed mid-upload) are removed.
@@ -158,7 +162,27 @@ impl Blobs {
         };
         let got = self.store.get_opts(&Path::from(key), opts).await?;
         let served = got.range.clone();
-        Ok((served, got.into_stream().map_err(BlobError::from)))
+        let stream = match got.payload {
+            // A local file: read in large chunks (object_store's own stream reads 8 KiB at a
+            // time, which held a 1 GiB download to ~200 MiB/s).
+            GetResultPayload::File(file, _) => {
+                let mut file = tokio::fs::File::from_std(file);
+                file.seek(std::io::SeekFrom::Start(served.start))
+                    .await
+                    .map_err(|e| BlobError::Body(e.to_string()))?;
+                let part = file.take(served.end - served.start);
+                ReaderStream::with_capacity(part, READ_CHUNK)
+                    .map_err(|e| {
+                        BlobError::Store(object_store::Error::Generic {
+                            store: "LocalFileSystem",
+                            source: Box::new(e),
+                        })
+                    })
+                    .boxed()
+            }
+            GetResultPayload::Stream(s) => s.map_err(BlobError::from).boxed(),
+        };
+        Ok((served, stream))
     }
 
     /// Removes the object at `key` (gone already is fine).
