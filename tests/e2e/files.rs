@@ -52,6 +52,12 @@ async fn fetch(
     (st, h, resp.bytes().await.expect("body").to_vec())
 }
 
+/// Status and bytes of `GET /files/{sha256}` as `api`.
+async fn download(api: &Api, sha256: &str) -> (u16, Vec<u8>) {
+    let (st, _, body) = fetch(api, reqwest::Method::GET, &format!("/files/{sha256}"), &[]).await;
+    (st, body)
+}
+
 fn file_task(v: Value) -> Value {
     json!({"package": "testkit", "function": "echo", "args": [v]})
 }
@@ -518,13 +524,7 @@ async fn a_native_task_returns_a_file_its_owner_downloads() {
     assert_eq!(f["name"], "counts.csv", "{r}");
     let name = f["$file"].as_str().unwrap();
     let hash = name.strip_prefix("sha256:").unwrap();
-    let (st, _, csv) = fetch(
-        &c.user,
-        reqwest::Method::GET,
-        &format!("/files/{hash}"),
-        &[],
-    )
-    .await;
+    let (st, csv) = download(&c.user, hash).await;
     assert_eq!(st, 200);
     assert_eq!(f["size"], csv.len() as u64);
     let csv = String::from_utf8(csv).unwrap();
@@ -535,12 +535,7 @@ async fn a_native_task_returns_a_file_its_owner_downloads() {
     );
     // The owner's, not anyone's.
     let bob = c.user.with_token(&c.mint(Role::User, "bob"));
-    assert_eq!(
-        fetch(&bob, reqwest::Method::GET, &format!("/files/{hash}"), &[])
-            .await
-            .0,
-        404
-    );
+    assert_eq!(download(&bob, hash).await.0, 404);
     // The task is finished: no worker token may add outputs to it now.
     let worker = c.user.with_token(&c.worker_token);
     let late = worker
@@ -610,13 +605,7 @@ async fn a_file_answer_flows_to_a_dependent_task_and_a_named_hash_grants_nothing
             .contains("not readable"),
         "{r}"
     );
-    let (st, _, _) = fetch(
-        &c.user,
-        reqwest::Method::GET,
-        &format!("/files/{hash}"),
-        &[],
-    )
-    .await;
+    let (st, _) = download(&c.user, &hash).await;
     assert_eq!(st, 404, "alice still cannot read bob's file");
 }
 
@@ -648,13 +637,7 @@ async fn a_100_mib_file_goes_through_a_native_and_a_wasm_task_and_back() {
             (Some("copy.bin"), Some(100 << 20))
         );
         // Downloaded back whole, checked here too.
-        let (st, _, got) = fetch(
-            &c.user,
-            reqwest::Method::GET,
-            &format!("/files/{hash}"),
-            &[],
-        )
-        .await;
+        let (st, got) = download(&c.user, &hash).await;
         assert_eq!((st, sha(&got)), (200, hash.clone()));
     }
 }

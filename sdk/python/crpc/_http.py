@@ -62,23 +62,20 @@ class Http:
                 for chunk in iter(lambda: r.read(1 << 20), b""):
                     digest.update(chunk)
                     out.write(chunk)
-        except urllib.error.HTTPError as e:
-            raw = e.read()
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = raw.decode("utf-8", "replace")
-            raise from_response(e.code, body) from None
         except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise Unreachable(f"cannot reach {self.base}: {reason}", code="unreachable") from None
+            self._raise(e)
         return digest.hexdigest()
 
     def _send(self, req, timeout):
         try:
             with urllib.request.urlopen(req, timeout=timeout or self.timeout, context=self.context) as r:
                 return json.loads(r.read() or b"null")
-        except urllib.error.HTTPError as e:
+        except (urllib.error.URLError, OSError) as e:
+            self._raise(e)
+
+    def _raise(self, e):
+        """The client's exception for a failed request: the server's error, or unreachable."""
+        if isinstance(e, urllib.error.HTTPError):
             raw = e.read()
             try:
                 body = json.loads(raw)
@@ -86,6 +83,5 @@ class Http:
                 body = raw.decode("utf-8", "replace")
             retry = e.headers.get("Retry-After")
             raise from_response(e.code, body, float(retry) if retry and retry.isdigit() else None) from None
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise Unreachable(f"cannot reach {self.base}: {reason}", code="unreachable") from None
+        reason = getattr(e, "reason", e)
+        raise Unreachable(f"cannot reach {self.base}: {reason}", code="unreachable") from None

@@ -147,38 +147,37 @@ impl v1::crpc::task::host::Host for HostState {
     }
 }
 
+/// A GPU as either world's `device` record (the same fields in both).
+macro_rules! device {
+    ($ty:path, $d:expr) => {{
+        let d = $d;
+        $ty {
+            index: d.index,
+            name: d.name,
+            uuid: d.uuid,
+            memory_total_bytes: d.memory_total_bytes,
+            memory_used_bytes: d.memory_used_bytes,
+            utilization_pct: d.utilization_pct,
+            temperature_c: d.temperature_c,
+        }
+    }};
+}
+
 impl v1::crpc::task::gpu::Host for HostState {
     fn devices(&mut self) -> Vec<v1::crpc::task::gpu::Device> {
-        gpu::Host::devices(self)
-            .into_iter()
-            .map(|d| v1::crpc::task::gpu::Device {
-                index: d.index,
-                name: d.name,
-                uuid: d.uuid,
-                memory_total_bytes: d.memory_total_bytes,
-                memory_used_bytes: d.memory_used_bytes,
-                utilization_pct: d.utilization_pct,
-                temperature_c: d.temperature_c,
-            })
+        let slot = &self.slot_gpus;
+        let found = self.gpus.devices(slot).into_iter();
+        found
+            .map(|d| device!(v1::crpc::task::gpu::Device, d))
             .collect()
     }
 }
 
 impl gpu::Host for HostState {
     fn devices(&mut self) -> Vec<gpu::Device> {
-        self.gpus
-            .devices(&self.slot_gpus)
-            .into_iter()
-            .map(|d| gpu::Device {
-                index: d.index,
-                name: d.name,
-                uuid: d.uuid,
-                memory_total_bytes: d.memory_total_bytes,
-                memory_used_bytes: d.memory_used_bytes,
-                utilization_pct: d.utilization_pct,
-                temperature_c: d.temperature_c,
-            })
-            .collect()
+        let slot = &self.slot_gpus;
+        let found = self.gpus.devices(slot).into_iter();
+        found.map(|d| device!(gpu::Device, d)).collect()
     }
 }
 

@@ -99,7 +99,8 @@ impl Blobs {
         }
     }
 
-    /// Streams `body` into a temporary object, hashing it, refusing it past `limit` bytes.
+    /// Streams `body` into a temporary object, hashing it, refusing it past `limit` bytes. The
+    /// received chunks go to the store as they are (`put`, no copy into a part buffer).
     pub async fn upload<S, E>(&self, mut body: S, limit: u64) -> Result<Upload, BlobError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -123,7 +124,7 @@ impl Blobs {
             if let Err(e) = w.wait_for_capacity(PARTS_IN_FLIGHT).await {
                 break Some(e.into());
             }
-            w.write(&chunk);
+            w.put(chunk);
         };
         if let Some(e) = failed {
             let _ = w.abort().await;

@@ -1,10 +1,11 @@
 //! `/files` routes: blobs tasks take, addressed by their sha256 (files/mod.rs says who may
 //! read which).
 use crpc_service::auth::Caller;
-use task_api::Role;
+use serde_json::json;
+use task_api::{FileStored, Role};
 
 use crate::error::ApiError;
-use crate::store::FileReader;
+use crate::store::{FileReader, FileRow};
 
 pub mod get_file;
 pub mod head_file;
@@ -21,5 +22,16 @@ pub fn reader(caller: &Caller) -> Result<FileReader, ApiError> {
         Role::Publisher => Err(ApiError::forbidden(
             "a publisher token cannot read task files (it needs a user, worker or admin token)",
         )),
+    }
+}
+
+/// The answer to an upload.
+pub fn stored(row: FileRow) -> FileStored {
+    let file = json!({ "$file": format!("sha256:{}", row.sha256) });
+    FileStored {
+        success: true,
+        sha256: row.sha256,
+        size: row.size,
+        file,
     }
 }

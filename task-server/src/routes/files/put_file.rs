@@ -1,12 +1,12 @@
 //! `PUT /files`
 use actix_web::{web, HttpResponse};
-use serde_json::json;
 use task_api::FileStored;
 
 use crate::auth::UserCaller;
 use crate::error::ApiError;
 use crate::files::Files;
 use crate::queue::now_ms;
+use crate::routes::files::stored;
 use crate::routes::ok;
 
 #[utoipa::path(
@@ -28,11 +28,5 @@ pub async fn handle(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let row = files.put(&caller.sub, body, now_ms()).await?;
-    let file = json!({ "$file": format!("sha256:{}", row.sha256) });
-    Ok(ok(&FileStored {
-        success: true,
-        sha256: row.sha256,
-        size: row.size,
-        file,
-    }))
+    Ok(ok(&stored(row)))
 }

@@ -1,7 +1,6 @@
 //! `PUT /worker/files?task=&lease_epoch=`
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
 use task_api::FileStored;
 use uuid::Uuid;
 
@@ -9,6 +8,7 @@ use crate::auth::WorkerCaller;
 use crate::error::ApiError;
 use crate::files::Files;
 use crate::queue::now_ms;
+use crate::routes::files::stored;
 use crate::routes::ok;
 
 /// Which lease the output belongs to.
@@ -45,11 +45,5 @@ pub async fn handle(
     let row = files
         .put_output(&caller.sub, task, lease_epoch, body, now_ms())
         .await?;
-    let file = json!({ "$file": format!("sha256:{}", row.sha256) });
-    Ok(ok(&FileStored {
-        success: true,
-        sha256: row.sha256,
-        size: row.size,
-        file,
-    }))
+    Ok(ok(&stored(row)))
 }
