@@ -605,7 +605,7 @@ async fn a_file_answer_flows_to_a_dependent_task_and_a_named_hash_grants_nothing
             .contains("not readable"),
         "{r}"
     );
-    let (st, _) = download(&c.user, &hash).await;
+    let (st, _) = download(&c.user, hash).await;
     assert_eq!(st, 404, "alice still cannot read bob's file");
 }
 
