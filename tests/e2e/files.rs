@@ -387,6 +387,16 @@ async fn the_s3_blob_store_passes_the_same_tests() {
     let path = format!("/files/{}", v["sha256"].as_str().unwrap());
     let (st, _, got) = fetch(&there, reqwest::Method::GET, &path, &[]).await;
     assert_eq!((st, got == data), (200, true));
+    // And a processor takes it in and gives a copy back through the bucket.
+    c.publish("nativekit", None).await;
+    let p = c.processor(&["--cpu-slots", "1"]);
+    let id = c
+        .submit(
+            json!({"package": "nativekit", "function": "copy_file", "args": [v["file"], "c.bin"]}),
+        )
+        .await;
+    let r = c.wait(&id, Duration::from_secs(60)).await;
+    assert_eq!(r["answer"]["$file"], v["file"]["$file"], "{r}; {}", p.log());
 }
 
 /// `crpc` with the cluster's server and a token, in a home of its own.
