@@ -165,25 +165,11 @@ impl ServerClient {
         path: &str,
         limit: Duration,
     ) -> Result<reqwest::Response, CallError> {
-        let n = self.servers.len();
-        let first = self.current.load(Ordering::Relaxed) % n;
-        let mut last = None;
-        for i in (0..n).map(|k| (first + k) % n) {
-            let server = &self.servers[i];
+        self.failover(path, |server, _| {
             let rb = server.request(reqwest::Method::GET, path).timeout(limit);
-            match server.send(rb).await {
-                Ok(resp) => return Ok(resp),
-                Err(e) => {
-                    let retry_elsewhere = n > 1 && unreachable(&e);
-                    let e = named(server.base(), path, e.into());
-                    if !retry_elsewhere {
-                        return Err(e);
-                    }
-                    last = Some(e);
-                }
-            }
-        }
-        Err(last.expect("at least one server"))
+            server.send(rb)
+        })
+        .await
     }
 
     /// PUTs `size` bytes of `file` to `path` on the current server (a stream cannot be sent
@@ -226,23 +212,36 @@ impl ServerClient {
         body: &B,
         again: fn(&mut serde_json::Value),
     ) -> Result<T, CallError> {
+        // Made once, for whichever servers are tried after the first.
+        let resent = std::sync::OnceLock::new();
+        let resent = &resent;
+        self.failover(path, |server, first| async move {
+            if first {
+                return server.post(path, body).await;
+            }
+            let v = resent.get_or_init(|| {
+                let mut v = serde_json::to_value(body).expect("request bodies serialize");
+                again(&mut v);
+                v
+            });
+            server.post(path, v).await
+        })
+        .await
+    }
+
+    /// Calls `send` with the current server (`true`: the first tried), then with each other
+    /// one while they cannot be reached; the one that answers becomes the current server.
+    async fn failover<'s, T, F, Fut>(&'s self, path: &str, mut send: F) -> Result<T, CallError>
+    where
+        F: FnMut(&'s crpc_http::Client, bool) -> Fut,
+        Fut: std::future::Future<Output = Result<T, crpc_http::Error>>,
+    {
         let n = self.servers.len();
         let first = self.current.load(Ordering::Relaxed) % n;
-        let (mut last, mut resent) = (None, None);
+        let mut last = None;
         for i in (0..n).map(|k| (first + k) % n) {
             let server = &self.servers[i];
-            let sent = if i == first {
-                server.post(path, body).await
-            } else {
-                // Made once, for whichever servers are tried after the first.
-                let v = resent.get_or_insert_with(|| {
-                    let mut v = serde_json::to_value(body).expect("request bodies serialize");
-                    again(&mut v);
-                    v
-                });
-                server.post(path, &*v).await
-            };
-            match sent {
+            match send(server, i == first).await {
                 Ok(v) => {
                     if i != first {
                         self.current.store(i, Ordering::Relaxed);

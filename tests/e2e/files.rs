@@ -220,8 +220,17 @@ fn objects(dir: &Path) -> usize {
         .sum()
 }
 
-/// Size and quota limits, then expiry, against `c` started with `--max-file-mb 1
-/// --file-quota-mb 2 --blob-ttl 2s`.
+/// The server flags [`limits_and_expiry`] expects.
+const LIMITED: [&str; 6] = [
+    "--max-file-mb",
+    "1",
+    "--file-quota-mb",
+    "2",
+    "--blob-ttl",
+    "2s",
+];
+
+/// Size and quota limits, then expiry, against `c` started with [`LIMITED`].
 async fn limits_and_expiry(c: &Cluster) {
     c.publish("testkit", None).await;
     let (st, v) = put(&c.user, bytes_of((1 << 20) + 1, 1)).await;
@@ -257,14 +266,7 @@ async fn limits_and_expiry(c: &Cluster) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn size_and_quota_limits_answer_413_and_429_and_untaken_files_expire() {
-    let c = Cluster::start(&[
-        "--max-file-mb",
-        "1",
-        "--file-quota-mb",
-        "2",
-        "--blob-ttl",
-        "2s",
-    ]);
+    let c = Cluster::start(&LIMITED);
     limits_and_expiry(&c).await;
     let files = c.server.data_dir().join("files");
     assert_eq!(
@@ -356,14 +358,7 @@ async fn the_s3_blob_store_passes_the_same_tests() {
         "nothing on local disk"
     );
     let mut flags = store.to_vec();
-    flags.extend([
-        "--max-file-mb",
-        "1",
-        "--file-quota-mb",
-        "2",
-        "--blob-ttl",
-        "2s",
-    ]);
+    flags.extend(LIMITED);
     let c = Cluster::start_with_env(&flags, &s3.env());
     limits_and_expiry(&c).await;
 
