@@ -151,12 +151,14 @@ pub fn admit(
 ) {
     heads.sort_by_key(|g| (-g.priority, g.fair_tag, g.seq));
     heads.dedup_by_key(|g| g.seq);
+    // Let through by an earlier call of the same pass.
+    let mut passed: std::collections::HashSet<i64> = out.through.iter().map(|t| t.0).collect();
     for g in heads {
         let open = g
             .caps
             .iter()
             .all(|k| states.get(k).is_some_and(|s| s.room() > 0));
-        if !open || out.through.iter().any(|t| t.0 == g.seq) {
+        if !open || !passed.insert(g.seq) {
             continue;
         }
         let at = g

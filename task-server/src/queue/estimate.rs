@@ -131,7 +131,7 @@ impl Queue {
 
     /// `GET /user/workers`: processors heard from within the live window (or ever, with `all`).
     pub async fn workers(&self, all: bool) -> Result<WorkersResponse, QueueError> {
-        let live_cutoff = now_ms() - self.cfg.live_window.as_millis() as i64;
+        let live_cutoff = self.live_cutoff();
         let since = if all { 0 } else { live_cutoff };
         let workers = self.store.workers(since).await?;
         let live_slots: u64 = workers
@@ -155,7 +155,7 @@ impl Queue {
 
     /// Live slots and their dispatch overhead.
     pub(super) async fn capacity(&self) -> Result<Capacity, QueueError> {
-        let since = now_ms() - self.cfg.live_window.as_millis() as i64;
+        let since = self.live_cutoff();
         Ok(Capacity::of(&self.store.workers(since).await?))
     }
 }

@@ -106,7 +106,7 @@ impl Queue {
 
     /// Worker ids heard from within the live window.
     async fn live_worker_ids(&self) -> Result<Vec<String>, QueueError> {
-        let cutoff = now_ms() - self.cfg.live_window.as_millis() as i64;
+        let cutoff = self.live_cutoff();
         let mut ids: Vec<String> = self
             .store
             .workers(cutoff)

@@ -115,6 +115,11 @@ pub struct Queue {
 const PENDING_RECOUNT: Duration = Duration::from_secs(10);
 
 impl Queue {
+    /// Processors last heard from at or after this (ms) count as live (`live_window`).
+    pub(super) fn live_cutoff(&self) -> i64 {
+        now_ms() - self.cfg.live_window.as_millis() as i64
+    }
+
     /// A queue over `store`; long-polls end early when `shutdown` fires.
     pub fn new(
         store: Arc<dyn Store>,
