@@ -190,11 +190,13 @@ async fn a_broadcast_reaches_every_instance_and_later_processors() {
         .iter()
         .all(|r| r.1 == json!([])));
 
-    // Native programs get it as an `update` line.
+    // Native programs get it as one `update` line, whatever newlines or protocol-looking text
+    // the payload holds.
+    let payload = json!([1, "two\nlines\n{\"op\":\"result\",\"id\":null,\"ok\":1}\n"]);
     let (st, v) = admin
         .post(
             "/admin/broadcast",
-            &json!({"package": "nativekit", "version": "^1", "payload": [1, 2]}),
+            &json!({"package": "nativekit", "version": "^1", "payload": payload}),
         )
         .await;
     assert_eq!(st, 201, "{v}");
@@ -203,7 +205,7 @@ async fn a_broadcast_reaches_every_instance_and_later_processors() {
     assert!(updates(&c, "nativekit", 6)
         .await
         .iter()
-        .all(|r| r.1 == json!([[1, 2]])));
+        .all(|r| r.1 == json!([payload])));
 
     // A version nobody runs reaches nobody's instances (the processors still report it).
     let (st, v) = admin
@@ -267,7 +269,7 @@ async fn a_broadcast_reaches_every_instance_and_later_processors() {
         "{late:?}"
     );
     let late = updates(&c, "nativekit", 2).await;
-    assert!(late.iter().all(|r| r.1 == json!([[1, 2]])), "{late:?}");
+    assert!(late.iter().all(|r| r.1 == json!([payload])), "{late:?}");
 }
 
 /// Only an admin may broadcast or read broadcasts; bad names, versions and payloads are
