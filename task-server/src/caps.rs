@@ -50,6 +50,8 @@ pub struct CapState {
     pub rate_per_s: Option<f64>,
     /// The next free start slot, ms (a rate's).
     pub next_at: f64,
+    /// `next_at` as the store holds it (a pass writes back only the slots it moved).
+    pub stored_next_at: f64,
     /// Tasks let through and not finished.
     pub running: u64,
     /// Of those, the ones not leased yet.
@@ -180,6 +182,7 @@ mod tests {
             max_running: max,
             rate_per_s: rate,
             next_at: 0.0,
+            stored_next_at: 0.0,
             running,
             ready: 0,
         }

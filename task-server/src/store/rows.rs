@@ -695,6 +695,7 @@ impl From<CapRow> for crate::caps::CapState {
             max_running: r.max_running.map(|m| m.max(0) as u64),
             rate_per_s: r.rate_per_s.filter(|x| x.is_finite() && *x > 0.0),
             next_at: r.next_at,
+            stored_next_at: r.next_at,
             running: r.running.max(0) as u64,
             ready: r.ready.max(0) as u64,
         }

@@ -757,7 +757,7 @@ macro_rules! statements {
             }
             let moved: Vec<serde_json::Value> = states
                 .iter()
-                .filter(|(_, s)| s.rate_per_s.is_some())
+                .filter(|(_, s)| s.rate_per_s.is_some() && s.next_at != s.stored_next_at)
                 .map(|(k, s)| serde_json::json!({"key": k, "next_at": s.next_at}))
                 .collect();
             if !moved.is_empty() {
