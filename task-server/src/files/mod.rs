@@ -40,6 +40,16 @@ pub struct Files {
     cfg: FilesConfig,
 }
 
+/// A blob a reader may read.
+pub struct Found {
+    /// Its sha256.
+    pub sha256: String,
+    /// Its copy in the blob store.
+    key: String,
+    /// Its size.
+    pub size: u64,
+}
+
 /// A blob being read.
 pub struct Opened {
     /// Its whole size.
@@ -133,13 +143,12 @@ impl Files {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let lease = self.store.lease_of(task).await?;
-        let held = lease.as_ref().is_some_and(|l| {
+        let lease = self.store.lease_of(task).await?.filter(|l| {
             l.state == task_api::TaskState::Leased
                 && l.holder.as_deref() == Some(worker)
                 && l.epoch == epoch
         });
-        let Some(lease) = lease.filter(|_| held) else {
+        let Some(lease) = lease else {
             return Err(ApiError::conflict(
                 "not_lease_holder",
                 format!("this token does not hold task {task}'s lease at epoch {epoch}"),
@@ -171,22 +180,29 @@ impl Files {
         }
     }
 
-    /// The size of blob `sha256` if `reader` may read it (else 404).
-    pub async fn head(&self, sha256: &str, reader: &FileReader) -> Result<u64, ApiError> {
-        Ok(self.find(sha256, reader).await?.1)
+    /// Blob `sha256` if `reader` may read it (else 404): where it is and its size.
+    pub async fn find(&self, sha256: &str, reader: &FileReader) -> Result<Found, ApiError> {
+        if !refs::is_sha256(sha256) {
+            return Err(no_file(sha256));
+        }
+        let (key, size) = self
+            .store
+            .file_for(sha256, reader)
+            .await?
+            .ok_or_else(|| no_file(sha256))?;
+        Ok(Found {
+            sha256: sha256.to_string(),
+            key,
+            size,
+        })
     }
 
-    /// Blob `sha256` (the bytes in `range`, clipped to its size) if `reader` may read it.
-    pub async fn open(
-        &self,
-        sha256: &str,
-        reader: &FileReader,
-        range: Option<Range<u64>>,
-    ) -> Result<Opened, ApiError> {
-        let (key, size) = self.find(sha256, reader).await?;
-        let (range, body) = match self.blobs.get(&key, range).await {
+    /// The bytes of a found blob (those in `range`, clipped to its size).
+    pub async fn open(&self, found: &Found, range: Option<Range<u64>>) -> Result<Opened, ApiError> {
+        let (range, body) = match self.blobs.get(&found.key, range).await {
             Ok(got) => got,
             Err(BlobError::Store(object_store::Error::NotFound { .. })) => {
+                let (sha256, key) = (&found.sha256, &found.key);
                 tracing::error!(
                     sha256,
                     key,
@@ -197,20 +213,10 @@ impl Files {
             Err(e) => return Err(e.into()),
         };
         Ok(Opened {
-            size,
+            size: found.size,
             range,
             body: Box::new(Box::pin(body)),
         })
-    }
-
-    async fn find(&self, sha256: &str, reader: &FileReader) -> Result<(String, u64), ApiError> {
-        if !refs::is_sha256(sha256) {
-            return Err(no_file(sha256));
-        }
-        self.store
-            .file_for(sha256, reader)
-            .await?
-            .ok_or_else(|| no_file(sha256))
     }
 
     /// How often the reaper calls [`Files::expire`]: every 10 s, or twice per TTL when that is

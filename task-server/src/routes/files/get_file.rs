@@ -34,21 +34,15 @@ pub async fn handle(
     path: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let reader = reader(&caller)?;
+    let found = files.find(&path, &reader(&caller)?).await?;
     let asked = req.headers().get("range").and_then(|v| v.to_str().ok());
-    let range = match asked {
-        None => None,
-        Some(h) => {
-            let size = files.head(&path, &reader).await?;
-            match byte_range(h, size) {
-                Ranged::Whole => None,
-                Ranged::Part(r) => Some(r),
-                Ranged::Unsatisfiable => return Err(unsatisfiable(size)),
-            }
-        }
+    let range = match asked.map(|h| byte_range(h, found.size)) {
+        None | Some(Ranged::Whole) => None,
+        Some(Ranged::Part(r)) => Some(r),
+        Some(Ranged::Unsatisfiable) => return Err(unsatisfiable(found.size)),
     };
     let partial = range.is_some();
-    let opened = files.open(&path, &reader, range).await?;
+    let opened = files.open(&found, range).await?;
     let len = opened.range.end - opened.range.start;
     let body = opened
         .body

@@ -24,7 +24,7 @@ pub async fn handle(
     AnyCaller(caller): AnyCaller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let size = files.head(&path, &reader(&caller)?).await?;
+    let size = files.find(&path, &reader(&caller)?).await?.size;
     let none = futures_util::stream::empty::<Result<Bytes, actix_web::Error>>();
     Ok(HttpResponse::Ok()
         .insert_header(("accept-ranges", "bytes"))
