@@ -14,3 +14,13 @@ pub struct FileStored {
     #[schema(value_type = Object)]
     pub file: serde_json::Value,
 }
+
+/// The hex digest a file name `sha256:<64 lowercase hex digits>` carries, if it is one.
+pub fn file_sha256(name: &str) -> Option<&str> {
+    name.strip_prefix("sha256:").filter(|h| is_sha256(h))
+}
+
+/// Whether `hex` is a sha256 as files are named by: 64 lowercase hex digits.
+pub fn is_sha256(hex: &str) -> bool {
+    hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}

@@ -128,11 +128,9 @@ impl FileCache {
         };
         for o in values {
             let name = o.get("$file").and_then(Value::as_str).unwrap_or_default();
-            let sha = name
-                .strip_prefix("sha256:")
-                .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            let sha = task_api::files::file_sha256(name)
                 .ok_or_else(|| TaskFailure::fatal(format!("`{name}` is not a file name")))?
-                .to_ascii_lowercase();
+                .to_string();
             if !used.shas.contains(&sha) {
                 *self.in_use.lock().unwrap().entry(sha.clone()).or_default() += 1;
                 used.shas.push(sha.clone());

@@ -88,14 +88,15 @@ pub async fn get(api: &Api, a: &GetArgs) -> CliResult {
 /// Downloads file `hash` into `output` (standard output when `None`); its size.
 async fn save(api: &Api, hash: &str, output: Option<&Path>) -> CliResult<u64> {
     let given = hash;
-    let hash = hash.strip_prefix("sha256:").unwrap_or(hash);
-    let valid = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
-    if !valid {
+    let hash = hash
+        .strip_prefix("sha256:")
+        .unwrap_or(hash)
+        .to_ascii_lowercase();
+    if !task_api::files::is_sha256(&hash) {
         return Err(CliError::Other(format!(
             "`{given}` is not a sha256 (64 hex digits, optionally after sha256:)"
         )));
     }
-    let hash = hash.to_ascii_lowercase();
     let resp = api.get_file(&hash).await?;
     let (mut out, tmp): (Box<dyn Write>, _) = match output {
         None => (Box::new(std::io::stdout().lock()), None),

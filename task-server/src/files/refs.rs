@@ -6,15 +6,7 @@ use crate::graph::{visit_marked, RefError};
 /// Distinct files one task may take.
 pub const MAX_FILES: usize = 1000;
 
-/// The hex sha256 of a `sha256:<64 lowercase hex>` name, if it is one.
-pub fn parse_name(name: &str) -> Option<&str> {
-    name.strip_prefix("sha256:").filter(|h| is_sha256(h))
-}
-
-/// Whether `hex` is 64 lowercase hex digits.
-pub fn is_sha256(hex: &str) -> bool {
-    hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
+pub use task_api::files::{file_sha256, is_sha256};
 
 /// Every blob the arguments name, each once, with the field that first names it. A file value
 /// is `{"$file": "sha256:<hex>"}`, optionally with the `name` and `size` a file answer carries
@@ -57,7 +49,7 @@ fn check(v: &Value) -> Result<String, &'static str> {
         return Err(SHAPE);
     }
     let name = o["$file"].as_str().ok_or(SHAPE)?;
-    parse_name(name).map(str::to_string).ok_or(SHAPE)
+    file_sha256(name).map(str::to_string).ok_or(SHAPE)
 }
 
 #[cfg(test)]
