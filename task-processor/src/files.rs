@@ -60,16 +60,30 @@ impl Drop for InUse {
     }
 }
 
+/// Whether an object with the key `marker` (`$file`, `$output`) stands anywhere in `v`.
+pub fn holds(v: &Value, marker: &str) -> bool {
+    match v {
+        Value::Object(o) => o.contains_key(marker) || o.values().any(|x| holds(x, marker)),
+        Value::Array(a) => a.iter().any(|x| holds(x, marker)),
+        _ => false,
+    }
+}
+
 /// Whether the task's arguments name any file.
 pub fn takes_files(args: &[Value], kwargs: &Map<String, Value>) -> bool {
-    fn any(v: &Value) -> bool {
-        match v {
-            Value::Object(o) => o.contains_key("$file") || o.values().any(any),
-            Value::Array(a) => a.iter().any(any),
-            _ => false,
-        }
-    }
-    args.iter().any(any) || kwargs.values().any(any)
+    args.iter()
+        .chain(kwargs.values())
+        .any(|v| holds(v, "$file"))
+}
+
+/// Whether `name` may name an output file: a relative path of plain parts (no `..`, no root),
+/// at most [`MAX_OUTPUT_NAME`] bytes. The WASM `files.create` and the native outputs both ask.
+pub fn is_output_name(name: &str) -> bool {
+    use std::path::Component;
+    let plain = Path::new(name)
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)));
+    !name.is_empty() && name.len() <= MAX_OUTPUT_NAME && plain
 }
 
 impl FileCache {
@@ -255,18 +269,9 @@ impl FileCache {
 }
 
 /// Longest output file name (a relative path), bytes.
-const MAX_OUTPUT_NAME: usize = 1024;
+pub const MAX_OUTPUT_NAME: usize = 1024;
 /// Most output files one answer may name.
 pub const MAX_OUTPUTS: usize = 100;
-
-/// Whether an answer names output files (`{"$output": NAME}`).
-pub fn has_outputs(v: &Value) -> bool {
-    match v {
-        Value::Object(o) => o.contains_key("$output") || o.values().any(has_outputs),
-        Value::Array(a) => a.iter().any(has_outputs),
-        _ => false,
-    }
-}
 
 impl FileCache {
     /// Uploads each output file the answer names (`{"$output": "name"}`, a path relative to
@@ -317,11 +322,9 @@ impl FileCache {
 /// Opens output `name` under `dir` without following links: the file and its size.
 fn open_output(dir: &Path, name: &str) -> Result<(tokio::fs::File, u64), TaskFailure> {
     use std::os::unix::fs::OpenOptionsExt;
-    use std::path::Component;
     let bad = |why: &str| TaskFailure::fatal(format!("output `{name}`: {why}"));
     let rel = Path::new(name);
-    let plain = rel.components().all(|c| matches!(c, Component::Normal(_)));
-    if name.is_empty() || name.len() > MAX_OUTPUT_NAME || !plain {
+    if !is_output_name(name) {
         return Err(bad(
             "name a file inside the task's output directory (a relative path without `..`)",
         ));

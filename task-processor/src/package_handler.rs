@@ -10,7 +10,7 @@ use task_api::{Broadcast, BroadcastApplied, TaskPayload};
 
 use crate::broadcasts::Book;
 use crate::cache::{Installed, PackageCache, Prepare};
-use crate::files::{has_outputs, takes_files, FileCache, InUse};
+use crate::files::{holds, takes_files, FileCache, InUse};
 use crate::handler::{TaskContext, TaskFailure, TaskHandler};
 use crate::runtime::native::{run_setup, NativeChild};
 use crate::runtime::sandbox::NativePolicy;
@@ -220,7 +220,7 @@ impl PackageHandler {
         dir: &Path,
         ctx: &TaskContext,
     ) -> Result<(), TaskFailure> {
-        if !has_outputs(answer) {
+        if !holds(answer, "$output") {
             return Ok(());
         }
         let Some(files) = &self.files else {

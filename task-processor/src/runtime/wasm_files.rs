@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
+
+use crate::files::is_output_name;
 
 /// Open handles one task may hold.
 const MAX_HANDLES: usize = 256;
 /// Largest read, bytes.
 const MAX_READ: u32 = 4 << 20;
-/// Longest output name, bytes.
-const MAX_NAME: usize = 1024;
 
 enum Handle {
     In { file: std::fs::File, size: u64 },
@@ -96,14 +96,12 @@ impl TaskFiles {
 
     /// Creates output `name` in the task's output directory.
     pub fn create(&mut self, name: &str) -> Result<u32, String> {
-        let rel = Path::new(name);
-        let plain = rel.components().all(|c| matches!(c, Component::Normal(_)));
-        if name.is_empty() || name.len() > MAX_NAME || !plain {
+        if !is_output_name(name) {
             return Err(format!(
                 "output name `{name}`: a relative path of plain parts, without `..`"
             ));
         }
-        let path = self.out_dir.join(rel);
+        let path = self.out_dir.join(name);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("output `{name}`: {e}"))?;
         }
