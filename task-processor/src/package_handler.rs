@@ -177,17 +177,6 @@ impl PackageHandler {
         }
     }
 
-    /// A WASM task's files: its inputs' local copies and a fresh output directory.
-    fn wasm_files(&self, ctx: &TaskContext, used: Option<&InUse>) -> Option<TaskFiles> {
-        let files = self.files.as_ref()?;
-        let inputs = used.map(|u| u.paths(files)).unwrap_or_default();
-        Some(TaskFiles::new(
-            inputs,
-            files.output_dir(ctx.id),
-            files.max_bytes(),
-        ))
-    }
-
     /// The task as the package gets it: each file value of its arguments fetched (the guard
     /// keeps them cached while it runs); for a native package, given its local read-only
     /// `path`. A WASM guest opens them by sha256 through the `files` interface.
@@ -213,7 +202,7 @@ impl PackageHandler {
         Ok((std::borrow::Cow::Owned(task), Some(used)))
     }
 
-    /// Uploads the output files a native answer names and puts their file values in place.
+    /// Uploads the output files an answer names and puts their file values in place.
     async fn upload_outputs(
         &self,
         answer: &mut Value,
@@ -243,17 +232,31 @@ impl PackageHandler {
         ctx: &TaskContext,
         used: Option<&InUse>,
     ) -> Result<Value, TaskFailure> {
-        let files = self.wasm_files(ctx, used);
-        let out = self.files.as_ref().map(|f| f.output_dir(ctx.id));
-        let mut r = self.call_wasm(inst, task, ctx, files).await;
-        if let (Ok(answer), Some(dir)) = (&mut r, &out) {
+        let Some(files) = &self.files else {
+            return self.call_wasm(inst, task, ctx, None).await;
+        };
+        // Its inputs' local copies and a fresh output directory.
+        let out = files.output_dir(ctx.id);
+        let inputs = used.map(|u| u.paths(files)).unwrap_or_default();
+        let task_files = TaskFiles::new(inputs, out.clone(), files.max_bytes());
+        let r = self.call_wasm(inst, task, ctx, Some(task_files)).await;
+        self.with_outputs(r, &out, ctx).await
+    }
+
+    /// A run's result after the output files its answer names were uploaded from `dir` (an
+    /// upload that fails fails the task); `dir` is removed either way.
+    async fn with_outputs(
+        &self,
+        mut r: Result<Value, TaskFailure>,
+        dir: &Path,
+        ctx: &TaskContext,
+    ) -> Result<Value, TaskFailure> {
+        if let Ok(answer) = &mut r {
             if let Err(e) = self.upload_outputs(answer, dir, ctx).await {
                 r = Err(e);
             }
         }
-        if let Some(dir) = &out {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        let _ = std::fs::remove_dir_all(dir);
         r
     }
 
@@ -364,14 +367,8 @@ impl PackageHandler {
                 break;
             }
         }
-        let mut r = child.run(task, ctx).await;
-        let out = child.output_dir(ctx.id);
-        if let Ok(answer) = &mut r {
-            if let Err(e) = self.upload_outputs(answer, &out, ctx).await {
-                r = Err(e);
-            }
-        }
-        let _ = std::fs::remove_dir_all(&out);
+        let r = child.run(task, ctx).await;
+        let r = self.with_outputs(r, &child.output_dir(ctx.id), ctx).await;
         // A failure reported by the program keeps it; a killed or dead one is dropped
         // (and the next task gets a fresh one).
         if child.is_alive()
