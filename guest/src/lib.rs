@@ -13,13 +13,13 @@
 //! onto positions from the manifest) and are decoded with serde into the parameter types; the
 //! `Ok` value is encoded back to JSON.
 
-/// Generated bindings of `wit/0.2.0/task.wit` (world `crpc:task/task@0.2.0`).
+/// Generated bindings of `wit/0.3.0/task.wit` (world `crpc:task/task@0.3.0`).
 #[cfg(not(feature = "world-0-1"))]
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "task",
-        path: "../wit/0.2.0",
+        path: "../wit/0.3.0",
         pub_export_macro: true,
         export_macro_name: "export_component",
         default_bindings_module: "crpc_guest::bindings",
@@ -40,6 +40,8 @@ pub mod bindings {
     });
 }
 
+#[cfg(not(feature = "world-0-1"))]
+pub mod compute;
 #[cfg(not(feature = "world-0-1"))]
 pub mod files;
 

@@ -22,6 +22,8 @@ Files: an argument `{"$file": "sha256:…"}` arrives with a `path` to a read-onl
 (`open(arg["path"])`). To return a file, write it at `output_file(name).path` and return the
 `output_file` (anywhere in the answer): the processor uploads it and the answer holds
 `{"$file": "sha256:…", "name": name, "size": n}`, downloadable with `crpc get`.
+
+GPUs: `gpus()` lists the slot's GPUs (NVML indices; CUDA libraries see only those).
 """
 
 import json
@@ -30,7 +32,7 @@ import sys
 import traceback
 
 __all__ = ["task", "on_init", "on_update", "progress", "log", "output_file", "Retryable", "main"]
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _functions = {}
 _hooks = {"init": None, "update": None}
@@ -94,6 +96,13 @@ def output_file(name):
     path = os.path.join(out, name)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     return OutputFile(name, path)
+
+
+def gpus():
+    """The GPUs of the slot this task runs on, as NVML indices (from CUDA_VISIBLE_DEVICES, which
+    the processor sets per slot); [] on a CPU slot."""
+    value = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    return [int(part) for part in value.split(",") if part.strip().isdigit()]
 
 
 def log(message, level="info"):

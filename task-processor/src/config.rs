@@ -46,6 +46,16 @@ pub struct Config {
     #[arg(long, env = "CRPC_NO_GPU")]
     pub no_gpu: bool,
 
+    /// Let CPU slots run WASM `gpu-compute` work on the software Vulkan adapter (Mesa's
+    /// lavapipe; on Debian `apt-get install mesa-vulkan-drivers`): for tests and development.
+    #[arg(long, env = "CRPC_GPU_SOFTWARE")]
+    pub gpu_software: bool,
+
+    /// The most bytes of GPU buffers one WASM task may hold at once (`gpu-compute`), MiB.
+    #[arg(long, env = "CRPC_GPU_MEMORY_MB", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub gpu_memory_mb: u64,
+
     /// Package cache (default: ~/.cache/crpc).
     #[arg(long, env = "CRPC_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,

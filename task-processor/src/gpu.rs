@@ -98,6 +98,24 @@ impl Gpus {
         &self.found
     }
 
+    /// The GPUs found at start as GPU compute matches them to wgpu adapters (PCI bus ids).
+    pub fn compute_gpus(&self) -> Vec<crate::compute::NvmlGpu> {
+        let Some(nvml) = &self.nvml else {
+            return Vec::new();
+        };
+        self.found
+            .iter()
+            .map(|d| crate::compute::NvmlGpu {
+                index: d.index,
+                pci_bus_id: nvml
+                    .device_by_index(d.index)
+                    .and_then(|dev| dev.pci_info())
+                    .map(|p| p.bus_id)
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+
     /// Fresh readings of the given devices (memory, utilisation, temperature change).
     pub fn devices(&self, indices: &[u32]) -> Vec<DeviceInfo> {
         indices.iter().filter_map(|&i| self.read(i)).collect()

@@ -16,6 +16,7 @@
 pub mod broadcasts;
 pub mod cache;
 pub mod client;
+pub mod compute;
 pub mod config;
 pub mod files;
 pub mod gpu;

@@ -7,6 +7,7 @@ use crpc_package::verify::TrustedKeys;
 
 use crate::cache::PackageCache;
 use crate::client::ServerClient;
+use crate::compute::Compute;
 use crate::config::Config;
 use crate::files::FileCache;
 use crate::gpu::{plan_slots, Gpus};
@@ -46,10 +47,16 @@ pub fn build_from_config(config: &Config) -> anyhow::Result<Processor> {
         trusted,
         config.cache_max_mb << 20,
     )?;
+    let compute = Compute::discover(
+        &gpus.compute_gpus(),
+        config.gpu_software,
+        config.gpu_memory_mb,
+    );
     let wasm = Arc::new(WasmRuntime::new(
         config.wasm_memory_mb,
         slots.len(),
         gpus.clone(),
+        Arc::new(compute),
     )?);
     let files = FileCache::open(
         &config.cache_dir().join("files"),

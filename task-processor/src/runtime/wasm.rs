@@ -1,7 +1,7 @@
-//! WASM packages: wasmtime 48 components of the world `crpc:task` in `wit/`: 0.2.0 (with
-//! `files`), and 0.1.0 for components built before it (the same exports, fewer imports: the
-//! linker provides both versions' imports, and the exports are called through 0.2.0's
-//! bindings, which type-check against either).
+//! WASM packages: wasmtime 48 components of the world `crpc:task` in `wit/`: 0.3.0 (with
+//! `gpu-compute`), and 0.2.0 (with `files`) and 0.1.0 for components built before them (the
+//! same exports, fewer imports: the linker provides every version's imports, and the exports are
+//! called through 0.3.0's bindings, which type-check against any of them).
 //!
 //! One engine per processor with the pooling allocator and epoch interruption (a ticker thread
 //! bumps the epoch every 10 ms; a per-store callback stops the guest at its deadline or when the
@@ -26,6 +26,14 @@ use crate::handler::{Progress, TaskFailure};
 mod bindings {
     wasmtime::component::bindgen!({
         world: "task",
+        path: "../wit/0.3.0",
+    });
+}
+
+/// The imports of `crpc:task@0.2.0`.
+mod v2 {
+    wasmtime::component::bindgen!({
+        world: "task",
         path: "../wit/0.2.0",
     });
 }
@@ -39,7 +47,8 @@ mod v1 {
 }
 
 use super::wasm_files::TaskFiles;
-use bindings::crpc::task::{files, gpu, host};
+use crate::compute::{Accel, Compute, Stop, TaskGpu};
+use bindings::crpc::task::{files, gpu, gpu_compute, host};
 use bindings::{ErrorKind, Task, TaskPre};
 
 /// Where the precompiled component lives inside an installed package.
@@ -68,6 +77,12 @@ pub struct HostState {
     interrupted: Option<Interrupt>,
     /// The running task's files (`files` interface).
     files: Option<TaskFiles>,
+    /// The slot's compute adapter (`gpu-compute` interface), if it has one.
+    compute: Option<Arc<Accel>>,
+    /// The bytes of GPU buffers a task may hold.
+    compute_cap: u64,
+    /// The running task's GPU handles, made at its first `gpu-compute` call.
+    gpu_task: Option<TaskGpu>,
 }
 
 impl WasiView for HostState {
@@ -129,24 +144,6 @@ impl files::Host for HostState {
     }
 }
 
-impl v1::crpc::task::host::Host for HostState {
-    fn progress(&mut self, pct: f64) {
-        host::Host::progress(self, pct)
-    }
-
-    fn log(&mut self, level: v1::crpc::task::host::Level, message: String) {
-        use v1::crpc::task::host::Level as L;
-        let level = match level {
-            L::Trace => host::Level::Trace,
-            L::Debug => host::Level::Debug,
-            L::Info => host::Level::Info,
-            L::Warn => host::Level::Warn,
-            L::Error => host::Level::Error,
-        };
-        host::Host::log(self, level, message)
-    }
-}
-
 /// A GPU as either world's `device` record (the same fields in both).
 macro_rules! device {
     ($ty:path, $d:expr) => {{
@@ -163,13 +160,61 @@ macro_rules! device {
     }};
 }
 
-impl v1::crpc::task::gpu::Host for HostState {
-    fn devices(&mut self) -> Vec<v1::crpc::task::gpu::Device> {
-        let slot = &self.slot_gpus;
-        let found = self.gpus.devices(slot).into_iter();
-        found
-            .map(|d| device!(v1::crpc::task::gpu::Device, d))
-            .collect()
+/// An older world's `host` and `gpu` imports, served by the newest ones (the same functions).
+macro_rules! older_world {
+    ($w:ident) => {
+        impl $w::crpc::task::host::Host for HostState {
+            fn progress(&mut self, pct: f64) {
+                host::Host::progress(self, pct)
+            }
+
+            fn log(&mut self, level: $w::crpc::task::host::Level, message: String) {
+                use $w::crpc::task::host::Level as L;
+                let level = match level {
+                    L::Trace => host::Level::Trace,
+                    L::Debug => host::Level::Debug,
+                    L::Info => host::Level::Info,
+                    L::Warn => host::Level::Warn,
+                    L::Error => host::Level::Error,
+                };
+                host::Host::log(self, level, message)
+            }
+        }
+
+        impl $w::crpc::task::gpu::Host for HostState {
+            fn devices(&mut self) -> Vec<$w::crpc::task::gpu::Device> {
+                let slot = &self.slot_gpus;
+                let found = self.gpus.devices(slot).into_iter();
+                found
+                    .map(|d| device!($w::crpc::task::gpu::Device, d))
+                    .collect()
+            }
+        }
+    };
+}
+
+older_world!(v1);
+older_world!(v2);
+
+impl v2::crpc::task::files::Host for HostState {
+    fn open(&mut self, sha256: String) -> Result<u32, String> {
+        files::Host::open(self, sha256)
+    }
+
+    fn size(&mut self, handle: u32) -> Result<u64, String> {
+        files::Host::size(self, handle)
+    }
+
+    fn read(&mut self, handle: u32, offset: u64, len: u32) -> Result<Vec<u8>, String> {
+        files::Host::read(self, handle, offset, len)
+    }
+
+    fn create(&mut self, name: String) -> Result<u32, String> {
+        files::Host::create(self, name)
+    }
+
+    fn write(&mut self, handle: u32, bytes: Vec<u8>) -> Result<(), String> {
+        files::Host::write(self, handle, bytes)
     }
 }
 
@@ -181,12 +226,90 @@ impl gpu::Host for HostState {
     }
 }
 
+impl HostState {
+    /// Runs `f` on the running task's GPU handles (made at its first call); a wait it stopped
+    /// at the deadline or on cancel marks the run interrupted.
+    fn on_gpu<T>(
+        &mut self,
+        f: impl FnOnce(&mut TaskGpu) -> Result<T, String>,
+    ) -> Result<T, String> {
+        if self.task.is_none() {
+            return Err("GPU work is only possible while a task runs".into());
+        }
+        let (compute, cap) = (self.compute.clone(), self.compute_cap);
+        let deadline = self.deadline.unwrap_or_else(Instant::now);
+        let cancel = self.cancel.clone().unwrap_or_default();
+        let g = self
+            .gpu_task
+            .get_or_insert_with(|| TaskGpu::new(compute, cap, deadline, cancel));
+        let out = f(g);
+        match g.stopped {
+            Some(Stop::Timeout) => self.interrupted = Some(Interrupt::Timeout),
+            Some(Stop::Cancelled) => self.interrupted = Some(Interrupt::Cancelled),
+            None => {}
+        }
+        out
+    }
+}
+
+impl gpu_compute::Host for HostState {
+    fn adapter(&mut self) -> Result<gpu_compute::AdapterInfo, String> {
+        let a = self.on_gpu(|g| g.adapter())?;
+        Ok(gpu_compute::AdapterInfo {
+            name: a.name,
+            backend: a.backend,
+            device_type: a.device_type,
+            memory_cap_bytes: a.memory_cap_bytes,
+        })
+    }
+
+    fn create_buffer(&mut self, size: u64) -> Result<u32, String> {
+        self.on_gpu(|g| g.create_buffer(size))
+    }
+
+    fn write_buffer(&mut self, buffer: u32, offset: u64, data: Vec<u8>) -> Result<(), String> {
+        self.on_gpu(|g| g.write_buffer(buffer, offset, &data))
+    }
+
+    fn read_buffer(&mut self, buffer: u32, offset: u64, len: u32) -> Result<Vec<u8>, String> {
+        self.on_gpu(|g| g.read_buffer(buffer, offset, len.into()))
+    }
+
+    fn destroy_buffer(&mut self, buffer: u32) -> Result<(), String> {
+        self.on_gpu(|g| g.destroy_buffer(buffer))
+    }
+
+    fn compile(&mut self, wgsl: String) -> Result<u32, String> {
+        self.on_gpu(|g| g.compile(&wgsl))
+    }
+
+    fn dispatch(
+        &mut self,
+        module: u32,
+        entry_point: String,
+        bindings: Vec<gpu_compute::Binding>,
+        x: u32,
+        y: u32,
+        z: u32,
+    ) -> Result<(), String> {
+        let bindings: Vec<crate::compute::Binding> = bindings
+            .into_iter()
+            .map(|b| crate::compute::Binding {
+                index: b.index,
+                buffer: b.buffer,
+            })
+            .collect();
+        self.on_gpu(|g| g.dispatch(module, &entry_point, &bindings, [x, y, z]))
+    }
+}
+
 /// The engine, the linker and the components loaded so far.
 pub struct WasmRuntime {
     engine: Engine,
     linker: Linker<HostState>,
     memory_bytes: usize,
     gpus: Arc<Gpus>,
+    compute: Arc<Compute>,
     loaded: Mutex<HashMap<PathBuf, TaskPre<HostState>>>,
 }
 
@@ -201,8 +324,14 @@ impl std::fmt::Debug for WasmRuntime {
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 impl WasmRuntime {
-    /// An engine for `slots` concurrent instances capped at `memory_mb` each.
-    pub fn new(memory_mb: u64, slots: usize, gpus: Arc<Gpus>) -> anyhow::Result<WasmRuntime> {
+    /// An engine for `slots` concurrent instances capped at `memory_mb` each, computing on the
+    /// adapters of `compute`.
+    pub fn new(
+        memory_mb: u64,
+        slots: usize,
+        gpus: Arc<Gpus>,
+        compute: Arc<Compute>,
+    ) -> anyhow::Result<WasmRuntime> {
         let memory_bytes = (memory_mb as usize) << 20;
         let instances = (slots as u32) * 2 + 8;
         let mut pool = PoolingAllocationConfig::new();
@@ -231,12 +360,14 @@ impl WasmRuntime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wt)?;
         Task::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(wt)?;
+        v2::Task::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(wt)?;
         v1::Task::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(wt)?;
         Ok(WasmRuntime {
             engine,
             linker,
             memory_bytes,
             gpus,
+            compute,
             loaded: Mutex::new(HashMap::new()),
         })
     }
@@ -268,7 +399,7 @@ impl WasmRuntime {
         let component = deserialize(&self.engine, &path)?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| {
             TaskFailure::fatal(format!(
-                "the component fits neither world crpc:task@0.2.0 nor @0.1.0: {e:#}"
+                "the component fits no world crpc:task@0.3.0, @0.2.0 or @0.1.0: {e:#}"
             ))
         })?;
         let pre = TaskPre::new(pre).map_err(|e| {
@@ -316,6 +447,9 @@ impl WasmRuntime {
             deadline: None,
             interrupted: None,
             files: None,
+            compute: self.compute.for_slot(slot_gpus),
+            compute_cap: self.compute.cap(),
+            gpu_task: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -416,8 +550,15 @@ impl Instance {
             s.deadline = None;
             // Closes its files: outputs are complete on disk before they are uploaded.
             s.files = None;
+            // Frees every GPU buffer it made.
+            s.gpu_task = None;
         }
+        let stopped = self.store.data().interrupted.is_some();
         match r {
+            // The guest went on after a GPU wait stopped at its deadline or on cancel.
+            Ok(_) if stopped => RunOutcome::Trapped(
+                self.trap_failure(wasmtime::Error::msg("stopped during GPU work"), function),
+            ),
             Ok(Ok(json)) => RunOutcome::Returned(serde_json::from_str(&json).map_err(|e| {
                 TaskFailure::fatal(format!(
                     "{function} returned something that is not JSON: {e}"
