@@ -12,6 +12,7 @@ use crpc_bench::{
 };
 use serde_json::json;
 use task_api::{AnswerResponse, SubmitResponse, TaskState};
+use task_processor::compute::Compute;
 use task_processor::gpu::Gpus;
 use task_processor::handler::Progress;
 use task_processor::runtime::wasm::{Call, RunOutcome, WasmRuntime};
@@ -28,7 +29,7 @@ fn wasm_hot_path() -> anyhow::Result<((f64, f64), (f64, f64))> {
     let pkg = repo_root().join("examples/testkit");
     std::fs::copy(pkg.join("testkit.wasm"), dir.path().join("testkit.wasm"))
         .context("examples/testkit/testkit.wasm (run ./scripts/build-examples)")?;
-    let rt = WasmRuntime::new(256, 2, Arc::new(Gpus::none()))?;
+    let rt = WasmRuntime::new(256, 2, Arc::new(Gpus::none()), Arc::new(Compute::none()))?;
     rt.precompile(dir.path(), "testkit.wasm")
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let progress = Arc::new(Progress::detached());

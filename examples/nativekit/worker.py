@@ -41,6 +41,12 @@ def updates():
 
 
 @crpc_worker.task
+def gpus():
+    """The slot's GPUs as crpc_worker sees them."""
+    return crpc_worker.gpus()
+
+
+@crpc_worker.task
 def env():
     """The environment this program sees."""
     return dict(os.environ)

@@ -6,6 +6,7 @@ mod estimate;
 mod faults;
 mod files;
 mod fleet;
+mod gpu;
 mod metrics;
 mod openapi;
 mod prefetch;

@@ -42,6 +42,9 @@ async fn native_packages_see_no_secrets_and_stay_in_their_sandbox() {
     let v = call(&c, "env", json!([])).await;
     assert_eq!(v["state"], "succeeded", "{v}; {}", p.log());
     let env = v["answer"].as_object().unwrap();
+    // A CPU slot shows no GPU: CUDA_VISIBLE_DEVICES is empty and crpc_worker.gpus() is [].
+    assert_eq!(env.get("CUDA_VISIBLE_DEVICES"), Some(&json!("")), "{v}");
+    assert_eq!(call(&c, "gpus", json!([])).await["answer"], json!([]));
     let text = Value::Object(env.clone()).to_string();
     assert!(
         !text.contains(&c.worker_token) && !text.contains("hunter2"),

@@ -22,6 +22,27 @@ crpc_guest::export! {
         }
         Ok(4.0 * inside as f64 / samples as f64)
     }
+
+    /// π from at least `samples` points thrown on the slot's GPU by 65,536 invocations.
+    fn estimate_pi_gpu(samples: u64) -> crpc_guest::Result<f64> {
+        use crpc_guest::compute::{Buffer, Module};
+        const GROUPS: u32 = 256;
+        const INVOCATIONS: u64 = GROUPS as u64 * 256;
+        if samples == 0 || samples > 1 << 40 {
+            return Err("samples must be 1 to 2^40".into());
+        }
+        let per = samples.div_ceil(INVOCATIONS);
+        let module = Module::compile(include_str!("pi.wgsl"))?;
+        let counts = Buffer::new(4 * INVOCATIONS)?;
+        let params: Vec<u8> = [per as u32, seed() as u32]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let params = Buffer::from_bytes(&params)?;
+        module.dispatch("sample", &[&counts, &params], [GROUPS, 1, 1])?;
+        let inside: u64 = counts.read_u32()?.iter().map(|&c| c as u64).sum();
+        Ok(4.0 * inside as f64 / (per * INVOCATIONS) as f64)
+    }
 }
 
 /// A random seed: `RandomState` draws its keys from the host's `random` interface.

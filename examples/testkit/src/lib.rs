@@ -147,6 +147,43 @@ crpc_guest::export! {
         ])
     }
 
+    /// Compiles `wgsl`, binds one zeroed buffer of `bytes` at binding 0, runs `entry` over
+    /// `groups` workgroups and answers the buffer's first 16 u32s (fewer when it is smaller).
+    /// Every host error fails the task (fatal) with the host's message.
+    fn gpu_run(wgsl: String, entry: String, bytes: u64, groups: [u32; 3]) -> crpc_guest::Result<Vec<u32>> {
+        use crpc_guest::compute::{Buffer, Module};
+        let module = Module::compile(&wgsl)?;
+        let buffer = Buffer::new(bytes)?;
+        module.dispatch(&entry, &[&buffer], groups)?;
+        let head = buffer.read(0, bytes.min(64))?;
+        Ok(head.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    }
+
+    /// What the host answers to out-of-bounds and unknown-handle calls (each an error message,
+    /// or "ok" where it was accepted), with the adapter's name first.
+    fn gpu_probe() -> crpc_guest::Result<Vec<String>> {
+        use crpc_guest::bindings::crpc::task::gpu_compute as gc;
+        let say = |r: Result<String, String>| r.unwrap_or_else(|e| e);
+        let ok = |r: Result<(), String>| say(r.map(|()| "ok".to_string()));
+        let b = gc::create_buffer(64)?;
+        let m = gc::compile("@compute @workgroup_size(1) fn main() {}")?;
+        Ok(vec![
+            say(gc::adapter().map(|a| a.name)),
+            ok(gc::create_buffer(6).map(drop)),
+            ok(gc::create_buffer(0).map(drop)),
+            ok(gc::write_buffer(b, 60, &[0; 8])),
+            ok(gc::write_buffer(b, u64::MAX - 3, &[0; 4])),
+            ok(gc::read_buffer(b, 0, 68).map(drop)),
+            ok(gc::read_buffer(b + 1000, 0, 4).map(drop)),
+            ok(gc::destroy_buffer(b + 1000)),
+            ok(gc::dispatch(b, "main", &[], 1, 1, 1)),
+            ok(gc::dispatch(m, "nope", &[], 1, 1, 1)),
+            ok(gc::dispatch(m, "main", &[], u32::MAX, 1, 1)),
+            ok(gc::dispatch(m, "main", &[gc::Binding { index: 0, buffer: b }], 1, 1, 1)),
+            ok(gc::dispatch(m, "main", &[], 1, 1, 1)),
+        ])
+    }
+
     /// Fails with the given kind ("retryable" or anything else for fatal).
     fn fail(kind: String, message: String) -> crpc_guest::Result<()> {
         Err(if kind == "retryable" {
