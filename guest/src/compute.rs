@@ -95,20 +95,22 @@ impl Buffer {
 
     /// The whole buffer as little-endian f32s.
     pub fn read_f32(&self) -> Result<Vec<f32>> {
-        let bytes = self.read(0, self.size)?;
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        Ok(self.words()?.map(f32::from_le_bytes).collect())
     }
 
     /// The whole buffer as little-endian u32s.
     pub fn read_u32(&self) -> Result<Vec<u32>> {
+        Ok(self.words()?.map(u32::from_le_bytes).collect())
+    }
+
+    /// The whole buffer in 4-byte words.
+    fn words(&self) -> Result<impl Iterator<Item = [u8; 4]>> {
         let bytes = self.read(0, self.size)?;
-        Ok(bytes
+        let words: Vec<[u8; 4]> = bytes
             .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+            .map(|c| [c[0], c[1], c[2], c[3]])
+            .collect();
+        Ok(words.into_iter())
     }
 }
 
