@@ -153,7 +153,7 @@ pub enum Ready {
 }
 
 /// Decides a waiting task from the states of the tasks it waits for.
-pub fn decide(mut args: Vec<Value>, mut kwargs: Map<String, Value>, deps: &[DepState]) -> Ready {
+pub fn decide(mut args: Vec<Value>, mut kwargs: Map<String, Value>, deps: &[&DepState]) -> Ready {
     if let Some(bad) = deps.iter().find(|d| {
         matches!(
             d.state,
@@ -199,6 +199,18 @@ pub fn decide(mut args: Vec<Value>, mut kwargs: Map<String, Value>, deps: &[DepS
     match missing {
         Some(e) => Ready::Fail(e),
         None => Ready::Queue { args, kwargs },
+    }
+}
+
+impl DepState {
+    /// A task waited for that is gone (deleted or expired).
+    pub fn gone(dep: Uuid) -> DepState {
+        DepState {
+            dep,
+            state: None,
+            answer: None,
+            error: None,
+        }
     }
 }
 
@@ -498,7 +510,7 @@ mod tests {
         ];
         let deps = [ok(a, json!(5)), ok(b, json!([{"n": "x"}]))];
         assert_eq!(
-            decide(args.clone(), Map::new(), &deps),
+            decide(args.clone(), Map::new(), &[&deps[0], &deps[1]]),
             Ready::Queue {
                 args: vec![json!(5), json!("x")],
                 kwargs: Map::new()
@@ -511,7 +523,10 @@ mod tests {
                 ..ok(b, json!(0))
             },
         ];
-        assert_eq!(decide(args.clone(), Map::new(), &waiting), Ready::Wait);
+        assert_eq!(
+            decide(args.clone(), Map::new(), &[&waiting[0], &waiting[1]]),
+            Ready::Wait
+        );
         let failed = DepState {
             state: Some(TaskState::Failed),
             error: Some(TaskError {
@@ -520,12 +535,13 @@ mod tests {
             }),
             ..ok(b, json!(0))
         };
-        let Ready::Fail(e) = decide(args.clone(), Map::new(), &[ok(a, json!(1)), failed]) else {
+        let Ready::Fail(e) = decide(args.clone(), Map::new(), &[&ok(a, json!(1)), &failed]) else {
             panic!()
         };
         assert_eq!(e.kind, TaskErrorKind::DependencyFailed);
         assert_eq!(e.message, format!("dependency {b} failed: boom"));
-        let Ready::Fail(e) = decide(args, Map::new(), &[ok(a, json!(1)), ok(b, json!([]))]) else {
+        let Ready::Fail(e) = decide(args, Map::new(), &[&ok(a, json!(1)), &ok(b, json!([]))])
+        else {
             panic!()
         };
         assert!(e.message.contains("/0/n"), "{}", e.message);

@@ -498,22 +498,61 @@ impl SettlePlan {
     }
 }
 
-/// Decides each waiting task of `rows` from the tasks it waits for (`deps`), by
-/// [`crate::graph::decide`]: queued with its references replaced, its memoization key and cost
-/// measures taken from the substituted arguments; failed; or left waiting.
-pub fn settle_plan(rows: Vec<WaitingRow>, deps: Vec<DepRow>) -> Result<SettlePlan, StoreError> {
+/// Waiting tasks to settle, each with the ids it waits for (its `depends_on`).
+pub struct Waiting {
+    rows: Vec<(WaitingRow, Vec<Uuid>)>,
+}
+
+impl Waiting {
+    /// Reads each row's `depends_on`.
+    pub fn of(rows: Vec<WaitingRow>) -> Result<Waiting, StoreError> {
+        let rows = rows
+            .into_iter()
+            .map(|r| {
+                let deps: Vec<Uuid> = match &r.depends_on {
+                    Some(text) => serde_json::from_str(text)?,
+                    None => Vec::new(),
+                };
+                Ok((r, deps))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Waiting { rows })
+    }
+
+    /// The tasks they wait for, each once (statement `dep_states`).
+    pub fn deps_json(&self) -> String {
+        let mut all: Vec<Uuid> = self
+            .rows
+            .iter()
+            .flat_map(|(_, d)| d.iter().copied())
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        ids_json(&all)
+    }
+}
+
+/// Decides each waiting task from the tasks it waits for (`deps`: each read once; one that is
+/// missing was deleted), by [`crate::graph::decide`]: queued with its references replaced, its
+/// memoization key and cost measures taken from the substituted arguments; failed; or left
+/// waiting.
+pub fn settle_plan(waiting: Waiting, deps: Vec<DepRow>) -> Result<SettlePlan, StoreError> {
     use crate::graph::{self, Ready};
-    let mut by_task: HashMap<Uuid, Vec<graph::DepState>> = HashMap::new();
+    let mut states: HashMap<Uuid, graph::DepState> = HashMap::new();
     for d in deps {
-        let task = d.task.0;
-        by_task.entry(task).or_default().push(d.try_into()?);
+        states.insert(d.dep.0, d.try_into()?);
+    }
+    for id in waiting.rows.iter().flat_map(|(_, d)| d) {
+        states
+            .entry(*id)
+            .or_insert_with(|| graph::DepState::gone(*id));
     }
     let (mut queue, mut fail, mut memo) = (Vec::new(), Vec::new(), Vec::new());
     let mut files = Vec::new();
-    for r in rows {
+    for (r, ids) in waiting.rows {
         let args: Vec<Value> = serde_json::from_str(&r.args)?;
         let kwargs: serde_json::Map<String, Value> = serde_json::from_str(&r.kwargs)?;
-        let deps = by_task.remove(&r.id.0).unwrap_or_default();
+        let deps: Vec<&graph::DepState> = ids.iter().filter_map(|d| states.get(d)).collect();
         match graph::decide(args, kwargs, &deps) {
             Ready::Wait => {}
             Ready::Fail(error) => fail.push(json!({"id": r.id.0, "error": error})),
@@ -542,7 +581,7 @@ pub fn settle_plan(rows: Vec<WaitingRow>, deps: Vec<DepRow>) -> Result<SettlePla
             }
         }
     }
-    let text = |v: &Vec<Value>| (!v.is_empty()).then(|| Value::Array(v.clone()).to_string());
+    let text = |v: &Vec<Value>| (!v.is_empty()).then(|| Value::from(v.as_slice()).to_string());
     Ok(SettlePlan {
         queue: text(&queue),
         fail: text(&fail),

@@ -374,12 +374,13 @@ pub struct WaitingRow {
     pub(super) cost_at: Option<String>,
     pub(super) owner: String,
     pub(super) memoize: bool,
+    /// JSON array of the ids it waits for.
+    pub(super) depends_on: Option<String>,
 }
 
-/// A task a waiting task waits for (`state` NULL: deleted).
+/// A task some waiting task waits for, as it is now.
 #[derive(Debug, sqlx::FromRow)]
 pub struct DepRow {
-    pub(super) task: DbId,
     pub(super) dep: DbId,
     pub(super) state: Option<String>,
     pub(super) answer: Option<String>,

@@ -393,29 +393,34 @@ macro_rules! statements {
             let mut out = $crate::store::Settled::default();
             let (mut from, mut cands) = (from, candidates);
             loop {
+                let mut rows: Vec<WaitingRow> = Vec::new();
                 if !from.is_empty() {
-                    let ids = core::ids_json(&from);
-                    let more: Vec<DbId> = sqlx::query_scalar(sql_file!($dir, "dependents"))
-                        .bind(&ids)
+                    rows = sqlx::query_as(sql_file!($dir, "dependents"))
+                        .bind(core::ids_json(&from))
                         .fetch_all(&mut *conn)
                         .await?;
-                    cands.extend(more.into_iter().map(|d| d.0));
                 }
+                let found: std::collections::HashSet<uuid::Uuid> =
+                    rows.iter().map(|r| r.id.0).collect();
+                cands.retain(|c| !found.contains(c));
                 cands.sort_unstable();
                 cands.dedup();
-                if cands.is_empty() {
+                if !cands.is_empty() {
+                    let more: Vec<WaitingRow> = sqlx::query_as(sql_file!($dir, "waiting_tasks"))
+                        .bind(core::ids_json(&cands))
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    rows.extend(more);
+                }
+                if rows.is_empty() {
                     return Ok(out);
                 }
-                let ids = core::ids_json(&cands);
-                let rows: Vec<WaitingRow> = sqlx::query_as(sql_file!($dir, "waiting_tasks"))
-                    .bind(&ids)
+                let waiting = core::Waiting::of(rows)?;
+                let deps: Vec<DepRow> = sqlx::query_as(sql_file!($dir, "dep_states"))
+                    .bind(waiting.deps_json())
                     .fetch_all(&mut *conn)
                     .await?;
-                let deps: Vec<DepRow> = sqlx::query_as(sql_file!($dir, "deps_of"))
-                    .bind(&ids)
-                    .fetch_all(&mut *conn)
-                    .await?;
-                let mut plan = core::settle_plan(rows, deps)?;
+                let mut plan = core::settle_plan(waiting, deps)?;
                 from = Vec::new();
                 cands = Vec::new();
                 if let Some(memo) = &plan.memo {
