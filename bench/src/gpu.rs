@@ -178,13 +178,9 @@ impl Hosted {
         .context("examples/gpu-matmul/gpu_matmul.wasm (run ./scripts/build-examples)")?;
         let gpus = Gpus::discover(hardware);
         let found: Vec<NvmlGpu> = gpus.compute_gpus();
-        let compute = Compute::discover(&found, !hardware, 4096);
-        let slot: Vec<u32> = found
-            .first()
-            .map(|g| g.index)
-            .filter(|_| hardware)
-            .into_iter()
-            .collect();
+        let slot_gpu = found.first().map(|g| g.index);
+        let compute = Compute::new(found, !hardware, 4096);
+        let slot: Vec<u32> = slot_gpu.filter(|_| hardware).into_iter().collect();
         let rt = WasmRuntime::new(1024, 1, Arc::new(gpus), Arc::new(compute))?;
         rt.precompile(dir.path(), "gpu_matmul.wasm")
             .map_err(|e| anyhow::anyhow!("{e}"))?;

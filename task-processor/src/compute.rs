@@ -8,7 +8,7 @@
 //! input can make fail runs inside an error scope (thread-local in wgpu 30), so a guest's mistake
 //! is an `Err` to it, never a panic; the device's uncaptured-error handler only logs.
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -28,19 +28,32 @@ pub const MAX_BINDINGS: usize = 64;
 const POLL_SLICE: Duration = Duration::from_millis(10);
 
 /// The processor's compute adapters: one per GPU wgpu could match to an NVML device, and the
-/// software adapter (for CPU slots) when the processor runs with `--gpu-software`.
+/// software adapter (for CPU slots) when the processor runs with `--gpu-software`. Devices are
+/// opened at the first `gpu-compute` call, not at start: a processor whose packages never
+/// compute holds no Vulkan device on its GPUs (which native CUDA programs share).
 #[derive(Default)]
 pub struct Compute {
+    gpus: Vec<NvmlGpu>,
+    software: bool,
+    cap: u64,
+    opened: OnceLock<Opened>,
+}
+
+/// The devices opened at the first use.
+#[derive(Default)]
+struct Opened {
     by_gpu: HashMap<u32, Arc<Accel>>,
     software: Option<Arc<Accel>>,
-    cap: u64,
 }
 
 impl std::fmt::Debug for Compute {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Compute")
-            .field("gpus", &self.by_gpu.keys().collect::<Vec<_>>())
-            .field("software", &self.software.is_some())
+            .field(
+                "gpus",
+                &self.gpus.iter().map(|g| g.index).collect::<Vec<_>>(),
+            )
+            .field("software", &self.software)
             .field("cap", &self.cap)
             .finish()
     }
@@ -58,29 +71,32 @@ impl Compute {
         Compute::default()
     }
 
-    /// Opens a device on the adapter of each GPU in `gpus` (matched by PCI bus id, else NVIDIA
-    /// adapters in order when the counts agree) and, when `software`, on the CPU (software)
-    /// adapter. Blocking (Vulkan start-up); logs one line either way.
-    pub fn discover(gpus: &[NvmlGpu], software: bool, cap_mb: u64) -> Compute {
-        let cap = cap_mb.saturating_mul(1 << 20);
-        if gpus.is_empty() && !software {
+    /// Adapters for the GPUs in `gpus` and, when `software`, the CPU (software) adapter, opened
+    /// at the first use; `cap_mb` caps the buffers of one task.
+    pub fn new(gpus: Vec<NvmlGpu>, software: bool, cap_mb: u64) -> Compute {
+        Compute {
+            gpus,
+            software,
+            cap: cap_mb.saturating_mul(1 << 20),
+            opened: OnceLock::new(),
+        }
+    }
+
+    /// Opens a device on the adapter of each GPU (matched by PCI bus id, else NVIDIA adapters
+    /// in order when the counts agree) and, when asked, on the software adapter. Blocking
+    /// (Vulkan start-up); logs one line either way.
+    fn open(&self) -> Opened {
+        if self.gpus.is_empty() && !self.software {
             tracing::info!("GPU compute: no GPU slots (and no --gpu-software): gpu-compute calls answer that the slot has no adapter");
-            return Compute {
-                cap,
-                ..Compute::default()
-            };
+            return Opened::default();
         }
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
             backends: wgpu::Backends::PRIMARY,
             ..wgpu::InstanceDescriptor::new_without_display_handle()
         });
         let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
-        let mut out = Compute {
-            cap,
-            ..Compute::default()
-        };
-        let matched = match_adapters(gpus, &adapters);
-        for (index, adapter) in matched {
+        let mut out = Opened::default();
+        for (index, adapter) in match_adapters(&self.gpus, &adapters) {
             match Accel::open(&adapter) {
                 Ok(a) => {
                     out.by_gpu.insert(index, Arc::new(a));
@@ -88,7 +104,7 @@ impl Compute {
                 Err(e) => tracing::warn!("GPU compute: GPU #{index}: {e}"),
             }
         }
-        if software {
+        if self.software {
             let cpu = adapters
                 .iter()
                 .find(|a| a.get_info().device_type == wgpu::DeviceType::Cpu);
@@ -98,19 +114,20 @@ impl Compute {
                 None => tracing::warn!("GPU compute: --gpu-software, but no software adapter was found (on Debian: apt-get install mesa-vulkan-drivers)"),
             }
         }
-        out.log(gpus);
+        self.log(&out);
         out
     }
 
-    fn log(&self, gpus: &[NvmlGpu]) {
-        let mut parts: Vec<String> = gpus
+    fn log(&self, opened: &Opened) {
+        let mut parts: Vec<String> = self
+            .gpus
             .iter()
-            .map(|g| match self.by_gpu.get(&g.index) {
+            .map(|g| match opened.by_gpu.get(&g.index) {
                 Some(a) => format!("GPU #{} on {}", g.index, a.describe()),
                 None => format!("GPU #{} without a wgpu adapter", g.index),
             })
             .collect();
-        if let Some(a) = &self.software {
+        if let Some(a) = &opened.software {
             parts.push(format!("CPU slots on {}", a.describe()));
         }
         tracing::info!(
@@ -120,11 +137,13 @@ impl Compute {
         );
     }
 
-    /// The adapter of a slot: its first GPU's, or the software adapter on a CPU slot.
+    /// The adapter of a slot: its first GPU's, or the software adapter on a CPU slot (the
+    /// devices are opened by the first call).
     pub fn for_slot(&self, slot_gpus: &[u32]) -> Option<Arc<Accel>> {
+        let opened = self.opened.get_or_init(|| self.open());
         match slot_gpus.first() {
-            Some(g) => self.by_gpu.get(g).cloned(),
-            None => self.software.clone(),
+            Some(g) => opened.by_gpu.get(g).cloned(),
+            None => opened.software.clone(),
         }
     }
 

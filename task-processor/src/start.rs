@@ -47,8 +47,8 @@ pub fn build_from_config(config: &Config) -> anyhow::Result<Processor> {
         trusted,
         config.cache_max_mb << 20,
     )?;
-    let compute = Compute::discover(
-        &gpus.compute_gpus(),
+    let compute = Compute::new(
+        gpus.compute_gpus(),
         config.gpu_software,
         config.gpu_memory_mb,
     );

@@ -47,7 +47,7 @@ mod v1 {
 }
 
 use super::wasm_files::TaskFiles;
-use crate::compute::{Accel, Compute, Stop, TaskGpu};
+use crate::compute::{Compute, Stop, TaskGpu};
 use bindings::crpc::task::{files, gpu, gpu_compute, host};
 use bindings::{ErrorKind, Task, TaskPre};
 
@@ -77,10 +77,8 @@ pub struct HostState {
     interrupted: Option<Interrupt>,
     /// The running task's files (`files` interface).
     files: Option<TaskFiles>,
-    /// The slot's compute adapter (`gpu-compute` interface), if it has one.
-    compute: Option<Arc<Accel>>,
-    /// The bytes of GPU buffers a task may hold.
-    compute_cap: u64,
+    /// The processor's compute adapters (`gpu-compute` interface).
+    compute: Arc<Compute>,
     /// The running task's GPU handles, made at its first `gpu-compute` call.
     gpu_task: Option<TaskGpu>,
 }
@@ -236,12 +234,12 @@ impl HostState {
         if self.task.is_none() {
             return Err("GPU work is only possible while a task runs".into());
         }
-        let (compute, cap) = (self.compute.clone(), self.compute_cap);
+        let (compute, slot) = (&self.compute, &self.slot_gpus);
         let deadline = self.deadline.unwrap_or_else(Instant::now);
         let cancel = self.cancel.clone().unwrap_or_default();
-        let g = self
-            .gpu_task
-            .get_or_insert_with(|| TaskGpu::new(compute, cap, deadline, cancel));
+        let g = self.gpu_task.get_or_insert_with(|| {
+            TaskGpu::new(compute.for_slot(slot), compute.cap(), deadline, cancel)
+        });
         let out = f(g);
         match g.stopped {
             Some(Stop::Timeout) => self.interrupted = Some(Interrupt::Timeout),
@@ -447,8 +445,7 @@ impl WasmRuntime {
             deadline: None,
             interrupted: None,
             files: None,
-            compute: self.compute.for_slot(slot_gpus),
-            compute_cap: self.compute.cap(),
+            compute: self.compute.clone(),
             gpu_task: None,
         };
         let mut store = Store::new(&self.engine, state);
