@@ -40,21 +40,11 @@ struct Args {
 const WGSL: &str = include_str!("../../examples/gpu-matmul/src/matmul.wgsl");
 const SEED: u64 = 7;
 
-/// The guest's matrices (`examples/gpu-matmul/src/lib.rs` `fill`): integers -3…3 from `seed`.
-fn fill(seed: u64, which: u64, n: usize) -> Vec<f32> {
-    let mix = |mut z: u64| {
-        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    (0..n * n)
-        .map(|i| {
-            (mix(seed ^ (which << 62) ^ (i as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93)) % 7) as f32
-                - 3.0
-        })
-        .collect()
+/// The guest's matrices: integers -3…3 from `seed`.
+mod matrices {
+    include!("../../examples/gpu-matmul/src/matrices.rs");
 }
+use matrices::fill;
 
 fn bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|f| f.to_le_bytes()).collect()

@@ -24,28 +24,19 @@ fn lavapipe() -> bool {
     found
 }
 
-/// `examples/gpu-matmul`'s matrices and the sum of their product, computed here.
+/// `examples/gpu-matmul`'s matrices.
+mod matrices {
+    include!("../../examples/gpu-matmul/src/matrices.rs");
+}
+
+/// The sum of the product of `examples/gpu-matmul`'s matrices, computed here.
 fn matmul_checksum(n: usize, seed: u64) -> f64 {
-    let mix = |mut z: u64| {
-        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    let fill = |which: u64| -> Vec<f64> {
-        (0..n * n)
-            .map(|i| {
-                let z = mix(seed ^ (which << 62) ^ (i as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93));
-                (z % 7) as f64 - 3.0
-            })
-            .collect()
-    };
-    let (a, b) = (fill(0), fill(1));
+    let (a, b) = (matrices::fill(seed, 0, n), matrices::fill(seed, 1, n));
     // sum(A·B) = Σ_k (Σ_i A[i][k]) (Σ_j B[k][j])
     (0..n)
         .map(|k| {
-            let col: f64 = (0..n).map(|i| a[i * n + k]).sum();
-            let row: f64 = b[k * n..(k + 1) * n].iter().sum();
+            let col: f64 = (0..n).map(|i| a[i * n + k] as f64).sum();
+            let row: f64 = b[k * n..(k + 1) * n].iter().map(|&x| x as f64).sum();
             col * row
         })
         .sum()

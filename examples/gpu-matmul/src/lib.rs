@@ -5,6 +5,9 @@ use std::time::Instant;
 use crpc_guest::compute::{Buffer, Module};
 use serde_json::{json, Value};
 
+mod matrices;
+use matrices::fill;
+
 /// The shader (also run directly by wgpu in the matmul bench).
 const WGSL: &str = include_str!("matmul.wgsl");
 /// Side of the shader's tiles (its workgroup size).
@@ -42,25 +45,6 @@ crpc_guest::export! {
         let gflops = 2.0 * (n as f64).powi(3) / seconds.max(1e-9) / 1e9;
         Ok(json!({"checksum": checksum, "gflops": gflops, "n": n, "adapter": adapter.name}))
     }
-}
-
-/// An n×n matrix of integers -3…3 (exact in f32, and so is every sum of C up to n = 8192)
-/// from `seed`; `which` tells A (0) from B (1).
-fn fill(seed: u64, which: u64, n: usize) -> Vec<f32> {
-    (0..n * n)
-        .map(|i| {
-            (mix(seed ^ (which << 62) ^ (i as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93)) % 7) as f32
-                - 3.0
-        })
-        .collect()
-}
-
-/// splitmix64's finaliser.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Compares C with the CPU's product (exact: the entries are small integers).
