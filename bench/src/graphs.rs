@@ -11,9 +11,11 @@
 //!   prefetch: the parallelism a chain allows (one task at a time, one round trip each).
 //!
 //! Each time runs from the submit to the batch's `done`. The overhead of a graph is its time over
-//! the independent tasks' on the same processor (the chain's also over one-at-a-time).
+//! the independent tasks' on the same processor, in the same round (rounds alternate the
+//! shapes, so a busy moment of the machine weighs on both sides of a ratio); the table gives
+//! each round's ratio and their median (the chain's also over one-at-a-time).
 //!
-//! `cargo run --release -p crpc-bench --bin graphs [-- --slots 2 --tasks 10000]`
+//! `cargo run --release -p crpc-bench --bin graphs [-- --slots 2 --tasks 10000 --rounds 3]`
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -30,6 +32,10 @@ struct Args {
     /// Tasks per shape (at most 10,000: one batch).
     #[arg(long, default_value_t = 10_000)]
     tasks: usize,
+    /// Rounds: each runs the independent tasks and then every graph, so that each graph is
+    /// compared with independent tasks run moments before it (the medians are reported).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 fn noop() -> Value {
@@ -118,29 +124,42 @@ fn tasks_len(status: &Value) -> usize {
     status["total"].as_u64().unwrap_or(0) as usize
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let n = args.tasks.clamp(100, 10_000);
-    let rt = tokio::runtime::Runtime::new()?;
-    let stack = Stack::start(&rt)?;
-    let opts = crpc_http::Options::default();
-    let http = crpc_http::Client::new(&stack.server.url, Some(stack.user.clone()), opts)?;
-    let p = stack.processor(args.slots, "graphs");
-    let (ind, ch, fa, mr) = rt.block_on(async {
-        eprintln!("warming up…");
-        run(&http, vec![noop(); 2000]).await?;
-        run(&http, chain(200)).await?;
-        eprintln!("{n} independent tasks…");
-        let ind = run(&http, vec![noop(); n]).await?;
-        eprintln!("a chain of {n}…");
-        let ch = run(&http, chain(n)).await?;
-        eprintln!("fan-out/fan-in of {n}…");
-        let fa = run(&http, fan(n)).await?;
-        eprintln!("map-reduce of {n}…");
-        let mr = run(&http, map_reduce(n)).await?;
-        anyhow::Ok((ind, ch, fa, mr))
-    })?;
-    drop(p);
+/// The seconds of each shape in one round, in the order they run: independent (the baseline),
+/// map-reduce, layered, chain.
+type Round = [f64; 4];
+
+/// One round on the 2-slot processor: the independent tasks, then each graph.
+async fn round(http: &crpc_http::Client, n: usize) -> anyhow::Result<Round> {
+    eprintln!("{n} independent tasks…");
+    let ind = run(http, vec![noop(); n]).await?;
+    eprintln!("map-reduce of {n}…");
+    let mr = run(http, map_reduce(n)).await?;
+    eprintln!("fan-out/fan-in of {n}…");
+    let fa = run(http, fan(n)).await?;
+    eprintln!("a chain of {n}…");
+    let ch = run(http, chain(n)).await?;
+    Ok([ind, mr, fa, ch])
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+/// The independent tasks, one at a time: a processor with 1 slot and no prefetch.
+fn one_at_a_time(
+    stack: &Stack,
+    rt: &tokio::runtime::Runtime,
+    http: &crpc_http::Client,
+    n: usize,
+    rounds: usize,
+) -> anyhow::Result<Vec<f64>> {
     let one = crpc_tests::Worker::start_with_env(
         &stack.server.url,
         &stack.registry.url,
@@ -156,44 +175,91 @@ fn main() -> anyhow::Result<()> {
         ],
         &[("CRPC_LOG", "warn")],
     );
-    let serial = rt.block_on(async {
-        run(&http, vec![noop(); 200]).await?;
-        eprintln!("{n} independent tasks one at a time…");
-        run(&http, vec![noop(); n]).await
+    let times = rt.block_on(async {
+        run(http, vec![noop(); 200]).await?;
+        let mut times = Vec::new();
+        for _ in 0..rounds {
+            eprintln!("{n} independent tasks one at a time…");
+            times.push(run(http, vec![noop(); n]).await?);
+        }
+        anyhow::Ok(times)
     })?;
     drop(one);
-    let rate = |s: f64| n as f64 / s;
-    println!("| shape ({n} tasks, one batch) | time | tasks/s | over independent |");
-    println!("|---|---|---|---|");
-    println!(
-        "| independent, {} slots | {ind:.2} s | {:.0} | 1.00× |",
-        args.slots,
-        rate(ind)
-    );
-    println!(
-        "| map-reduce (1 → {} → 10 → 1), {} slots | {mr:.2} s | {:.0} | {:.2}× |",
-        n - 12,
-        args.slots,
-        rate(mr),
-        mr / ind
-    );
-    println!(
-        "| layered fan-out/fan-in (rounds of 1 → 98 → 1), {} slots | {fa:.2} s | {:.0} | {:.2}× |",
-        args.slots,
-        rate(fa),
-        fa / ind
-    );
-    println!(
-        "| chain, {} slots | {ch:.2} s | {:.0} | {:.2}× ({:.2}× one at a time) |",
-        args.slots,
-        rate(ch),
-        ch / ind,
-        ch / serial
-    );
-    println!(
-        "| independent, one at a time (1 slot, no prefetch) | {serial:.2} s | {:.0} | {:.2}× |",
-        rate(serial),
-        serial / ind
-    );
+    Ok(times)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let n = args.tasks.clamp(100, 10_000);
+    let rounds = args.rounds.clamp(1, 15);
+    let rt = tokio::runtime::Runtime::new()?;
+    let stack = Stack::start(&rt)?;
+    let opts = crpc_http::Options::default();
+    let http = crpc_http::Client::new(&stack.server.url, Some(stack.user.clone()), opts)?;
+    let p = stack.processor(args.slots, "graphs");
+    let all: Vec<Round> = rt.block_on(async {
+        eprintln!("warming up…");
+        run(&http, vec![noop(); 2000]).await?;
+        run(&http, chain(200)).await?;
+        let mut all = Vec::new();
+        for r in 0..rounds {
+            eprintln!("round {} of {rounds}", r + 1);
+            all.push(round(&http, n).await?);
+        }
+        anyhow::Ok(all)
+    })?;
+    drop(p);
+    let serial = one_at_a_time(&stack, &rt, &http, n, rounds)?;
+    print_table(&args, n, &all, &serial);
     Ok(())
+}
+
+/// One row per shape: each round's time, then the median of each round's ratio to that round's
+/// independent tasks (the chain's also to the median one-at-a-time time).
+fn print_table(args: &Args, n: usize, all: &[Round], serial: &[f64]) {
+    let times = |i: usize| -> Vec<f64> { all.iter().map(|r| r[i]).collect() };
+    let list = |v: &[f64], f: &dyn Fn(f64) -> String| -> String {
+        v.iter().map(|x| f(*x)).collect::<Vec<_>>().join(" / ")
+    };
+    let ratios = |i: usize| -> Vec<f64> { all.iter().map(|r| r[i] / r[0]).collect() };
+    let secs = |x: f64| format!("{x:.2}");
+    let times_x = |x: f64| format!("{x:.2}×");
+    let ind = median(times(0));
+    println!(
+        "| shape ({n} tasks, one batch; {} rounds) | time per round, s | median tasks/s | over independent, per round | median |",
+        all.len()
+    );
+    println!("|---|---|---|---|---|");
+    let labels = [
+        format!("independent, {} slots", args.slots),
+        format!("map-reduce (1 → {} → 10 → 1), {} slots", n - 12, args.slots),
+        format!(
+            "layered fan-out/fan-in (rounds of 1 → 98 → 1), {} slots",
+            args.slots
+        ),
+        format!("chain, {} slots", args.slots),
+    ];
+    for (i, label) in labels.iter().enumerate() {
+        let t = times(i);
+        let r = ratios(i);
+        println!(
+            "| {label} | {} | {:.0} | {} | {:.2}× |",
+            list(&t, &secs),
+            n as f64 / median(t.clone()),
+            list(&r, &times_x),
+            median(r.clone())
+        );
+    }
+    let one = median(serial.to_vec());
+    println!(
+        "| independent, one at a time (1 slot, no prefetch) | {} | {:.0} | – | {:.2}× |",
+        list(serial, &secs),
+        n as f64 / one,
+        one / ind
+    );
+    let chain = median(times(3));
+    println!(
+        "\nchain against one at a time (medians): {:.2}×",
+        chain / one
+    );
 }
