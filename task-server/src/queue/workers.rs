@@ -131,13 +131,15 @@ impl Queue {
             return Ok((Vec::new(), false));
         }
         let caps = &body.capabilities;
-        let predictors = self.predictors().await?;
         let claims = std::cell::Cell::new(0u32);
         let check = || async {
             claims.set(claims.get() + 1);
             if gone() {
                 return Ok((Vec::new(), true));
             }
+            // Read at each claim, not once per request: a long-poll parked while the first
+            // runtimes of a function came in sizes its grant by them (cached for a second).
+            let predictors = self.predictors().await?;
             let req = ClaimRequest {
                 holder: holder.clone(),
                 max_tasks: limit,
@@ -149,7 +151,7 @@ impl Queue {
                 incarnation: body.incarnation,
                 request_id: body.request_id,
                 gpu_only: body.gpu_only,
-                predictors: Some(predictors.clone()),
+                predictors: Some(predictors),
             };
             let leases: Vec<Lease> = self.store.claim(req).await?;
             if !leases.is_empty() && gone() {
