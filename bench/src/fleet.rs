@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use serde_json::{json, Value};
 
-use crpc_bench::{build_examples, build_release, Stack};
+use crpc_bench::{build_examples, build_release, median, Stack};
 
 #[derive(Parser)]
 struct Args {
@@ -152,11 +152,6 @@ fn main() -> anyhow::Result<()> {
             t.push(s);
         }
     }
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let base = median(&times[0].1);
     let n = args.tasks as f64;
     println!(

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use crpc_bench::repo_root;
+use crpc_bench::{median, repo_root};
 use serde_json::{json, Value};
 use task_processor::compute::{Compute, NvmlGpu};
 use task_processor::gpu::Gpus;
@@ -202,11 +202,6 @@ impl Hosted {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let adapter = adapter(args.hardware)?;
@@ -235,7 +230,7 @@ fn main() -> anyhow::Result<()> {
             h[r]
         );
     }
-    let (dm, hm) = (median(d.clone()), median(h.clone()));
+    let (dm, hm) = (median(&d), median(&h));
     let fmt = |v: &[f64]| {
         v.iter()
             .map(|x| format!("{x:.2}"))

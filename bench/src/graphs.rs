@@ -22,7 +22,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use serde_json::{json, Value};
 
-use crpc_bench::Stack;
+use crpc_bench::{median, Stack};
 
 #[derive(Parser)]
 struct Args {
@@ -141,17 +141,6 @@ async fn round(http: &crpc_http::Client, n: usize) -> anyhow::Result<Round> {
     Ok([ind, mr, fa, ch])
 }
 
-/// The middle value (the mean of the two middle ones for an even count).
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
-}
-
 /// The independent tasks, one at a time: a processor with 1 slot and no prefetch.
 fn one_at_a_time(
     stack: &Stack,
@@ -224,7 +213,7 @@ fn print_table(args: &Args, n: usize, all: &[Round], serial: &[f64]) {
     let ratios = |i: usize| -> Vec<f64> { all.iter().map(|r| r[i] / r[0]).collect() };
     let secs = |x: f64| format!("{x:.2}");
     let times_x = |x: f64| format!("{x:.2}×");
-    let ind = median(times(0));
+    let ind = median(&times(0));
     println!(
         "| shape ({n} tasks, one batch; {} rounds) | time per round, s | median tasks/s | over independent, per round | median |",
         all.len()
@@ -245,19 +234,19 @@ fn print_table(args: &Args, n: usize, all: &[Round], serial: &[f64]) {
         println!(
             "| {label} | {} | {:.0} | {} | {:.2}× |",
             list(&t, &secs),
-            n as f64 / median(t.clone()),
+            n as f64 / median(&t),
             list(&r, &times_x),
-            median(r.clone())
+            median(&r)
         );
     }
-    let one = median(serial.to_vec());
+    let one = median(serial);
     println!(
         "| independent, one at a time (1 slot, no prefetch) | {} | {:.0} | – | {:.2}× |",
         list(serial, &secs),
         n as f64 / one,
         one / ind
     );
-    let chain = median(times(3));
+    let chain = median(&times(3));
     println!(
         "\nchain against one at a time (medians): {:.2}×",
         chain / one

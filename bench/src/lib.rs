@@ -10,6 +10,19 @@ pub use crpc_tests::{Proc, Worker};
 /// One JWT secret for every service of a run (they must accept each other's tokens).
 pub const SECRET: &str = "crpc-bench-secret-not-for-production";
 
+/// The middle of `v` (the mean of the two middle values for an even count): what the benches
+/// report over their rounds.
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
