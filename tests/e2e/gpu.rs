@@ -45,14 +45,7 @@ fn matmul_checksum(n: usize, seed: u64) -> f64 {
 /// A processor whose software Vulkan driver uses one thread: a dispatch cut short runs to its
 /// end on the device, and must not take both cores from the tests running beside it.
 fn gpu_processor(c: &Cluster, extra: &[&str]) -> Worker {
-    let mut args = vec!["--token", c.worker_token.as_str()];
-    args.extend_from_slice(extra);
-    Worker::start_with_env(
-        &c.server.url,
-        &c.registry.url,
-        &args,
-        &[("LP_NUM_THREADS", "1")],
-    )
+    c.processor_with_env(extra, &[("LP_NUM_THREADS", "1")])
 }
 
 fn gpu_run(wgsl: &str, bytes: u64, timeout_s: Option<u64>) -> Value {
@@ -232,16 +225,18 @@ async fn a_long_dispatch_stops_at_the_deadline_and_on_cancel() {
     // clock, from the line where it hears the cancel to the line where it starts the next task.
     assert_eq!(c.wait(&id2, Duration::from_secs(60)).await["answer"], 2);
     let log = p.log();
-    let at = |needle: &str| -> chrono_free::Stamp {
+    let at = |needle: &str| {
         let line = log
             .lines()
             .find(|l| l.contains(needle))
             .unwrap_or_else(|| panic!("no {needle:?} in the log: {log}"));
-        chrono_free::Stamp::parse(line)
+        let stamp = line.split_whitespace().next().unwrap_or_default();
+        chrono::DateTime::parse_from_rfc3339(stamp)
+            .unwrap_or_else(|e| panic!("{e}: not a timestamped line: {line}"))
     };
     let heard = at(&format!("cancelled by its owner: stopping it task={id}"));
     let next = at(&format!("running task={id2}"));
-    let freed = next.since(&heard);
+    let freed = (next - heard).to_std().unwrap_or_default();
     println!("the processor heard the cancel during a dispatch; it started the next task {freed:?} later");
     assert!(
         freed < Duration::from_secs(1),
@@ -294,29 +289,4 @@ async fn without_an_adapter_gpu_work_fails_clearly() {
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(msg.contains("--gpu-software"), "{msg}");
     assert!(p.log().contains("GPU compute: no GPU slots"), "{}", p.log());
-}
-
-/// The processor log's RFC 3339 timestamps (`2026-12-06T09:23:00.298576Z …`), to the microsecond.
-mod chrono_free {
-    use std::time::Duration;
-
-    pub struct Stamp(u64);
-
-    impl Stamp {
-        /// The time of day at the start of `line`, µs.
-        pub fn parse(line: &str) -> Stamp {
-            let time = line.split('T').nth(1).expect("a timestamped line");
-            let time = time.split('Z').next().unwrap();
-            let mut parts = time.split(':');
-            let h: u64 = parts.next().unwrap().parse().unwrap();
-            let m: u64 = parts.next().unwrap().parse().unwrap();
-            let s: f64 = parts.next().unwrap().parse().unwrap();
-            Stamp((h * 3600 + m * 60) * 1_000_000 + (s * 1e6) as u64)
-        }
-
-        /// How long after `earlier` (same day).
-        pub fn since(&self, earlier: &Stamp) -> Duration {
-            Duration::from_micros(self.0.saturating_sub(earlier.0))
-        }
-    }
 }

@@ -509,12 +509,14 @@ impl Cluster {
 
     /// Starts a processor against this cluster.
     pub fn processor(&self, extra: &[&str]) -> Worker {
-        Worker::start(
-            &self.server.url,
-            &self.registry.url,
-            &self.worker_token,
-            extra,
-        )
+        self.processor_with_env(extra, &[])
+    }
+
+    /// [`Cluster::processor`] with more environment.
+    pub fn processor_with_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Worker {
+        let mut args = vec!["--token", self.worker_token.as_str()];
+        args.extend_from_slice(extra);
+        Worker::start_with_env(&self.server.url, &self.registry.url, &args, env)
     }
 
     /// Submits as alice; the task id.
