@@ -8,6 +8,7 @@ pub mod auth;
 pub mod error;
 pub mod files;
 pub mod fleet;
+pub mod refs;
 pub mod task;
 pub mod views;
 pub mod worker;

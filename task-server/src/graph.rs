@@ -8,7 +8,6 @@
 //! and once one of them failed, was cancelled or deleted it fails with `dependency_failed`
 //! naming that task. The store applies these decisions ([`decide`]); this module holds them.
 use std::collections::HashMap;
-use std::fmt::Write;
 
 use serde_json::{json, Map, Value};
 use task_api::{TaskError, TaskErrorKind, TaskState};
@@ -41,13 +40,7 @@ impl Target {
 }
 
 /// A reference or `after` entry that cannot stand: the field and what is wrong.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RefError {
-    /// `args[0]`, `kwargs.x[2]`, `after[1]`.
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-}
+pub use task_api::refs::RefError;
 
 /// Whether `v` is a reference (the signature check leaves these alone: their type is only
 /// known once the task they name answered).
@@ -169,36 +162,13 @@ pub fn decide(mut args: Vec<Value>, mut kwargs: Map<String, Value>, deps: &[&Dep
         .iter()
         .map(|d| (d.dep, d.answer.as_ref().unwrap_or(&Value::Null)))
         .collect();
-    let mut missing = None;
-    let _ = visit_refs(&mut args, &mut kwargs, &mut |v, field| {
-        let id = v["$ref"].as_str().and_then(|s| Uuid::parse_str(s).ok());
-        let path = v.get("path").and_then(Value::as_str).unwrap_or("");
-        match id.and_then(|id| answers.get(&id).map(|a| (id, a))) {
-            Some((id, answer)) => match answer.pointer(path) {
-                Some(part) => *v = part.clone(),
-                None => {
-                    missing.get_or_insert_with(|| TaskError {
-                        kind: TaskErrorKind::DependencyFailed,
-                        message: format!(
-                            "{field}: the answer of task {id} has nothing at `{path}`"
-                        ),
-                    });
-                }
-            },
-            None => {
-                missing.get_or_insert_with(|| TaskError {
-                    kind: TaskErrorKind::DependencyFailed,
-                    message: format!(
-                        "{field}: the task it refers to is not among those it waited for"
-                    ),
-                });
-            }
-        }
-        Ok(())
-    });
-    match missing {
-        Some(e) => Ready::Fail(e),
-        None => Ready::Queue { args, kwargs },
+    let of = |id: Uuid| answers.get(&id).copied();
+    match task_api::refs::substitute(&mut args, &mut kwargs, &of) {
+        Ok(()) => Ready::Queue { args, kwargs },
+        Err(message) => Ready::Fail(TaskError {
+            kind: TaskErrorKind::DependencyFailed,
+            message,
+        }),
     }
 }
 
@@ -321,7 +291,7 @@ impl WaitingGraph {
     }
 }
 
-pub(crate) type Visitor<'a> = dyn FnMut(&mut Value, &str) -> Result<(), RefError> + 'a;
+pub(crate) use task_api::refs::{visit_marked, Visitor};
 
 /// Calls `f` on every reference object in `args` and `kwargs`, with its field path.
 fn visit_refs(
@@ -330,58 +300,6 @@ fn visit_refs(
     f: &mut Visitor<'_>,
 ) -> Result<(), RefError> {
     visit_marked(args, kwargs, "$ref", f)
-}
-
-/// Calls `f` on every object in `args` and `kwargs` that has the key `marker` (`$ref`,
-/// `$file`), with its field path; does not look inside those.
-pub(crate) fn visit_marked(
-    args: &mut [Value],
-    kwargs: &mut Map<String, Value>,
-    marker: &str,
-    f: &mut Visitor<'_>,
-) -> Result<(), RefError> {
-    let mut field = String::new();
-    for (i, v) in args.iter_mut().enumerate() {
-        field.clear();
-        let _ = write!(field, "args[{i}]");
-        visit(v, &mut field, marker, f)?;
-    }
-    for (k, v) in kwargs.iter_mut() {
-        field.clear();
-        let _ = write!(field, "kwargs.{k}");
-        visit(v, &mut field, marker, f)?;
-    }
-    Ok(())
-}
-
-fn visit(
-    v: &mut Value,
-    field: &mut String,
-    marker: &str,
-    f: &mut Visitor<'_>,
-) -> Result<(), RefError> {
-    if v.as_object().is_some_and(|o| o.contains_key(marker)) {
-        return f(v, field);
-    }
-    let len = field.len();
-    match v {
-        Value::Array(items) => {
-            for (i, x) in items.iter_mut().enumerate() {
-                let _ = write!(field, "[{i}]");
-                visit(x, field, marker, f)?;
-                field.truncate(len);
-            }
-        }
-        Value::Object(map) => {
-            for (k, x) in map.iter_mut() {
-                let _ = write!(field, ".{k}");
-                visit(x, field, marker, f)?;
-                field.truncate(len);
-            }
-        }
-        _ => {}
-    }
-    Ok(())
 }
 
 /// A reference's target, once its shape is checked.
