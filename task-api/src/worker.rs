@@ -85,6 +85,10 @@ pub struct RequestTask {
     /// instead of new ones. Needs `request_id`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub again: bool,
+    /// This processor runs chained leases (see [`Lease::follows`]): the server may lease,
+    /// behind a task of a chain, the tasks that follow it one after another.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub chains: bool,
 }
 
 fn one() -> u32 {
@@ -106,6 +110,13 @@ pub struct Lease {
     /// the server has statistics for the function.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_ms: Option<f64>,
+    /// A chained lease (only to a request with `chains`): the task waits for the task `follows`
+    /// alone, which is leased to the same processor, and its arguments still hold the
+    /// references to that task. The processor runs it after `follows` succeeded there, with
+    /// that answer substituted (`task_api::refs::substitute`), or hands it back (`release`):
+    /// the server then settles it as any waiting task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follows: Option<Uuid>,
 }
 
 impl Lease {

@@ -15,11 +15,21 @@ pub fn finished(state: TaskState) {
     counter!("crpc_tasks_finished_total", "state" => state.as_str()).increment(1);
 }
 
-/// One reaper pass: `crpc_lease_expiries_total` (leases that ran out, requeued or failed) and
+/// One reaper pass: `crpc_lease_expiries_total` (leases that ran out: requeued, waiting again
+/// when chained, or failed) and
 /// `crpc_results_expired_total` (finished tasks deleted past their retention).
 pub fn reaped(out: &ReapOutcome) {
-    counter!("crpc_lease_expiries_total").increment((out.requeued + out.failed.len()) as u64);
+    let taken = out.requeued + out.failed.len() + out.unchained.len();
+    counter!("crpc_lease_expiries_total").increment(taken as u64);
     counter!("crpc_results_expired_total").increment(out.deleted as u64);
+}
+
+/// Leases handed out by one lease request: `crpc_leases_total{how}`, `claimed` from the
+/// queue or `chained` behind a task the same grant holds (see `Lease::follows`).
+pub fn leased(leases: &[task_api::Lease]) {
+    let chained = leases.iter().filter(|l| l.follows.is_some()).count() as u64;
+    counter!("crpc_leases_total", "how" => "claimed").increment(leases.len() as u64 - chained);
+    counter!("crpc_leases_total", "how" => "chained").increment(chained);
 }
 
 /// Label sets of `crpc_tasks` set at the last scrape, so ones that emptied read 0.

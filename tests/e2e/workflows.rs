@@ -335,3 +335,112 @@ async fn hostile_references_and_start_times_are_refused_and_change_nothing() {
         "a task delayed 2.5 s finished {held} ms after its submit: {t}"
     );
 }
+
+/// `crpc_leases_total{how="chained"}` as the server reports it.
+async fn chained_leases(c: &Cluster) -> f64 {
+    let admin = c.user.with_token(&c.mint(Role::Admin, "root"));
+    let r = admin.req(reqwest::Method::GET, "/metrics").send().await;
+    let text = r.unwrap().text().await.unwrap();
+    text.lines()
+        .find(|l| l.starts_with("crpc_leases_total{how=\"chained\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// `n` tasks of `f(link)` in one batch, each link's argument the answer of the one before.
+fn chain_of(n: usize, first: Value, f: impl Fn(Value) -> Value) -> Vec<Value> {
+    (0..n)
+        .map(|i| match i {
+            0 => f(first.clone()),
+            _ => f(json!({"$ref": format!("#{}", i - 1)})),
+        })
+        .collect()
+}
+
+/// A chain runs link after link on one processor, each leased behind the one before it
+/// (chained) once the function's runtime is known, with the right answers; a link that fails
+/// (retryably, then for good) fails the rest of the chain; a processor killed -9 while it
+/// holds chained leases and restarted loses nothing.
+async fn chains(c: Cluster) {
+    c.publish("testkit", None).await;
+    let mut p = c.processor(&["--cpu-slots", "2", "--worker-id", "chainer"]);
+    let add = |v: Value| json!({"package": "testkit", "function": "add", "args": [v, 1]});
+    let steps =
+        |v: Value| json!({"package": "testkit", "function": "progress_steps", "args": [v, 25]});
+    // The runtimes of `add` and `progress_steps` become known (never-measured functions are
+    // not chained, as they are not prefetched).
+    let warm = batch(&c, vec![add(json!(0)), steps(json!(1)), steps(json!(1))]).await;
+    for id in &warm {
+        assert_eq!(c.wait(id, LONG).await["state"], "succeeded");
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    let ids = batch(&c, chain_of(300, json!(0), add)).await;
+    let last = c.wait(&ids[299], LONG).await;
+    assert_eq!(last["answer"], json!(300), "{last}; log: {}", p.log());
+    let chained = chained_leases(&c).await;
+    assert!(chained >= 100.0, "only {chained} of 300 links chained");
+
+    // Link 5 fails with a retryable error, runs again (its attempt 2), fails for good; links
+    // 6.. fail with `dependency_failed` carrying its message, whether they were chained or not.
+    let mut tasks = chain_of(10, json!(0), add);
+    tasks[5] = json!({"package": "testkit", "function": "fail", "args": ["retryable", "link five"],
+                      "max_attempts": 2, "after": ["#4"]});
+    let ids = batch(&c, tasks).await;
+    for id in &ids[6..] {
+        let v = c.wait(id, LONG).await;
+        assert_eq!(v["error"]["kind"], "dependency_failed", "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("link five"),
+            "{v}"
+        );
+    }
+    let five = c.wait(&ids[5], LONG).await;
+    assert_eq!(
+        (five["state"].as_str(), five["attempt"].as_u64()),
+        (Some("failed"), Some(2)),
+        "{five}"
+    );
+    assert_eq!(c.wait(&ids[4], LONG).await["answer"], json!(5));
+
+    // 40 links of 25 ms: killed while it holds some of them chained, restarted under its
+    // worker id; every link runs and the last one answers.
+    let before = chained_leases(&c).await;
+    let ids = batch(&c, chain_of(40, json!(1), steps)).await;
+    let started = Instant::now();
+    while c.answer(&ids[8]).await["state"] != "succeeded" {
+        assert!(started.elapsed() < LONG, "the chain never got going");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    p.kill9();
+    p.restart();
+    let last = c.wait(&ids[39], LONG).await;
+    assert_eq!(last["answer"], json!(1), "{last}; log: {}", p.log());
+    for id in &ids {
+        assert_eq!(c.answer(id).await["state"], "succeeded");
+    }
+    assert!(
+        chained_leases(&c).await > before,
+        "the slow chain was not chained"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chains_run_behind_their_links_on_sqlite() {
+    chains(Cluster::start(&["--lease-ttl", "4s"])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chains_run_behind_their_links_on_postgres() {
+    let Some(db) = TestDatabase::new().await else {
+        return;
+    };
+    chains(Cluster::start_with_database(
+        db.url(),
+        &["--lease-ttl", "4s"],
+    ))
+    .await;
+}

@@ -60,6 +60,55 @@ impl PoolState {
         self.held.iter().map(|h| h.since + PREFETCH_HOLD).min()
     }
 
+    /// The first held lease that can start now (one that follows another waits for it).
+    pub fn take_next(&mut self) -> Option<Lease> {
+        let i = self.held.iter().position(|h| h.lease.follows.is_none())?;
+        self.held.remove(i).map(|h| h.lease)
+    }
+
+    /// Whether a held lease follows task `id` (see `Lease::follows`).
+    pub fn is_followed(&self, id: uuid::Uuid) -> bool {
+        self.held.iter().any(|h| h.lease.follows == Some(id))
+    }
+
+    /// The held lease that follows task `id`, taken out.
+    pub fn take_follower(&mut self, id: uuid::Uuid) -> Option<Lease> {
+        let i = self.held.iter().position(|h| h.lease.follows == Some(id))?;
+        self.held.remove(i).map(|h| h.lease)
+    }
+
+    /// The held leases that follow task `id`, and those that follow them, taken out (the task
+    /// did not succeed here, so they cannot run here).
+    pub fn take_chain(&mut self, id: uuid::Uuid) -> Vec<Lease> {
+        let mut out = Vec::new();
+        let mut next = vec![id];
+        while let Some(id) = next.pop() {
+            while let Some(l) = self.take_follower(id) {
+                next.push(l.id);
+                out.push(l);
+            }
+        }
+        out
+    }
+
+    /// Held leases that follow a task neither held nor running here (`running`), taken out:
+    /// they cannot run here.
+    pub fn take_orphans(&mut self, running: impl Fn(uuid::Uuid) -> bool) -> Vec<Lease> {
+        let held: std::collections::HashSet<uuid::Uuid> =
+            self.held.iter().map(|h| h.lease.id).collect();
+        let orphan = |l: &Lease| l.follows.is_some_and(|f| !held.contains(&f) && !running(f));
+        let (orphans, keep): (VecDeque<Held>, VecDeque<Held>) =
+            self.held.drain(..).partition(|h| orphan(&h.lease));
+        self.held = keep;
+        let mut out: Vec<Lease> = Vec::new();
+        for h in orphans {
+            let id = h.lease.id;
+            out.push(h.lease);
+            out.extend(self.take_chain(id));
+        }
+        out
+    }
+
     /// Removes held leases the server says are no longer ours (cancelled, lost).
     pub fn forget(&mut self, ids: &[uuid::Uuid]) -> usize {
         let before = self.held.len();

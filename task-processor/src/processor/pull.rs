@@ -192,6 +192,7 @@ fn lease_request(shared: &Shared, pool: &Pool, max_tasks: u32, prefetch: u32) ->
         incarnation: Some(shared.incarnation),
         request_id: Some(uuid::Uuid::now_v7()),
         again: false,
+        chains: true,
     }
 }
 
@@ -204,6 +205,7 @@ fn granted(shared: &Arc<Shared>, pool: &Arc<Pool>, req: &RequestTask, r: Request
     let now = Instant::now();
     let got = r.leases.len() as u32;
     let mut starts = Vec::new();
+    let orphans;
     let record_gaps;
     {
         let mut st = pool.lock();
@@ -216,9 +218,12 @@ fn granted(shared: &Arc<Shared>, pool: &Arc<Pool>, req: &RequestTask, r: Request
         for lease in r.leases {
             st.held.push_back(Held { lease, since: now });
         }
-        while !st.held.is_empty() && !st.free.is_empty() {
+        orphans = st.take_orphans(|id| shared.running.lock().unwrap().contains_key(&id));
+        while !st.free.is_empty() {
+            let Some(lease) = st.take_next() else {
+                break;
+            };
             let (slot, free_since) = st.free.pop().expect("a free slot");
-            let lease = st.held.pop_front().expect("a held lease").lease;
             starts.push((slot, free_since, lease));
         }
         st.dry = r.drained;
@@ -239,6 +244,21 @@ fn granted(shared: &Arc<Shared>, pool: &Arc<Pool>, req: &RequestTask, r: Request
         }
         tokio::spawn(run_slot(shared.clone(), pool.clone(), slot, lease));
     }
+    hand_back_chained(shared, orphans);
+}
+
+/// Hands back chained leases that cannot run here (the task they follow did not succeed here,
+/// or its answer cannot be substituted here): the server settles them as waiting tasks.
+fn hand_back_chained(shared: &Arc<Shared>, leases: Vec<Lease>) {
+    if leases.is_empty() {
+        return;
+    }
+    tracing::debug!(
+        "handing back {} chained task(s) that cannot run here",
+        leases.len()
+    );
+    let shared = shared.clone();
+    tokio::spawn(async move { release(&shared, leases).await });
 }
 
 /// Hands back the held leases that waited past the hold: the slots are busier than expected.
@@ -303,15 +323,24 @@ pub(super) async fn goodbye(shared: &Shared) {
     }
 }
 
-/// Runs `lease` in `slot`, then the held leases while there are any, then frees the slot.
+/// Runs `lease` in `slot`, then the held leases while there are any, then frees the slot. A
+/// held lease chained behind the task just run (see `Lease::follows`) runs next, with that
+/// task's answer in place of its references; when the task did not succeed, its chain is
+/// handed back.
 async fn run_slot(shared: Arc<Shared>, pool: Arc<Pool>, slot: Slot, lease: Lease) {
     let mut next = Some(lease);
     while let Some(lease) = next.take() {
-        run_one(&shared, &slot, lease).await;
+        let id = lease.id;
+        let followed = pool.lock().is_followed(id);
+        let answer = run_one(&shared, &slot, lease, followed).await;
         let mut st = pool.lock();
         st.prefetch.stalled = false;
-        if !shared.stop_pulling.is_cancelled() {
-            next = st.held.pop_front().map(|h| h.lease);
+        let mut back = Vec::new();
+        if followed {
+            next = follower(&mut st, id, answer.as_ref(), &mut back);
+        }
+        if next.is_none() && !shared.stop_pulling.is_cancelled() {
+            next = st.take_next();
         }
         if next.is_some() {
             shared.dispatch.lock().unwrap().record(Duration::ZERO);
@@ -319,12 +348,39 @@ async fn run_slot(shared: Arc<Shared>, pool: Arc<Pool>, slot: Slot, lease: Lease
             st.free.push((slot.clone(), Instant::now()));
         }
         drop(st);
+        hand_back_chained(&shared, back);
         // Wakes the pull loop: a slot is free, or the held leases may want a refill.
         shared.slot_freed.notify_waiters();
         if next.is_none() {
             shared.all_idle.notify_waiters();
         }
     }
+}
+
+/// The chained lease behind task `id` with `answer` substituted, ready to run; what cannot run
+/// (no answer: the task failed or was cancelled; an answer that does not fit the references, or
+/// that carries files, which the server attaches) goes to `back` with its own chain.
+fn follower(
+    st: &mut super::pool::PoolState,
+    id: uuid::Uuid,
+    answer: Option<&serde_json::Value>,
+    back: &mut Vec<Lease>,
+) -> Option<Lease> {
+    let Some(answer) = answer.filter(|a| !task_api::refs::has_marked(a, "$file")) else {
+        back.extend(st.take_chain(id));
+        return None;
+    };
+    let mut lease = st.take_follower(id)?;
+    let t = &mut lease.task;
+    let of = |dep: uuid::Uuid| (dep == id).then_some(answer);
+    if task_api::refs::substitute(&mut t.args, &mut t.kwargs, &of).is_err() {
+        let lid = lease.id;
+        back.push(lease);
+        back.extend(st.take_chain(lid));
+        return None;
+    }
+    lease.follows = None;
+    Some(lease)
 }
 
 fn failure_answer(
@@ -346,7 +402,14 @@ fn failure_answer(
     }
 }
 
-async fn run_one(shared: &Shared, slot: &Slot, lease: Lease) {
+/// Runs one lease and queues its answer; the answer value when it succeeded and `keep` asks
+/// for it (a chained lease follows it).
+async fn run_one(
+    shared: &Shared,
+    slot: &Slot,
+    lease: Lease,
+    keep: bool,
+) -> Option<serde_json::Value> {
     let id = lease.id;
     let running = Arc::new(Running {
         lease_epoch: lease.lease_epoch,
@@ -406,10 +469,16 @@ async fn run_one(shared: &Shared, slot: &Slot, lease: Lease) {
         );
         speed.record(&function, runtime_ms, lease.expected_ms);
     }
-    if let Some(answer) = answer_of(shared, &lease, &running, outcome, runtime_ms) {
+    let answer = answer_of(shared, &lease, &running, outcome, runtime_ms);
+    let kept = answer
+        .as_ref()
+        .filter(|_| keep)
+        .and_then(|a| a.answer.clone());
+    if let Some(answer) = answer {
         shared.outbox.push(answer);
     }
     shared.running.lock().unwrap().remove(&id);
+    kept
 }
 
 /// `crpc_processor_run_seconds{package, function, outcome}`: the function's own time (an

@@ -2,7 +2,8 @@
 -- attempt - 1: the policy is RetryPolicy in store/core.rs), $3 unused here (SQLite numbers
 -- completions itself; this store takes `finish_order` from a sequence), $4 default result TTL (s),
 -- $5 answers (JSON, see core::answer_json).
--- A retryable error with attempts left goes back to the queue after its delay; anything else ends.
+-- A retryable error with attempts left goes back to the queue after its delay (a chained task,
+-- `follows`, back to `waiting`: its arguments still hold references); anything else ends.
 WITH a AS (SELECT (v->>'id')::uuid AS id, (v->>'epoch')::bigint AS epoch, v->>'kind' AS kind,
                   v->>'worker' AS worker, v->>'owner' AS owner,
                   v->'answer' AS answer, v->'error' AS error, (v->>'runtime_ms')::float8 AS runtime_ms
@@ -10,7 +11,9 @@ WITH a AS (SELECT (v->>'id')::uuid AS id, (v->>'epoch')::bigint AS epoch, v->>'k
 UPDATE tasks t SET
   state = CASE WHEN a.kind = 'ok' THEN 'succeeded'
                WHEN a.kind = 'fatal' OR t.attempt >= t.max_attempts THEN 'failed'
+               WHEN t.follows IS NOT NULL THEN 'waiting'
                ELSE 'queued' END,
+  follows = NULL,
   answer = CASE WHEN a.kind = 'ok' THEN a.answer END,
   error = CASE WHEN a.kind = 'ok' THEN NULL ELSE a.error END,
   runtime_ms = COALESCE(a.runtime_ms, ($1 - t.leased_at)::float8),

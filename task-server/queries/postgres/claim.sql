@@ -15,4 +15,4 @@ WHERE seq = ANY(ARRAY(
     FOR UPDATE SKIP LOCKED))
 RETURNING id, package, version, function, args::text AS args, kwargs::text AS kwargs, timeout_s, attempt, priority, seq,
           max_attempts, lease_epoch, lease_deadline, req_gpus, req_memory_mb, req_datasets::text AS req_datasets,
-          cost_by, cost0, cost1, cost2, cap_fn, cap_key
+          cost_by, cost0, cost1, cost2, cap_fn, cap_key, has_dependents, follows

@@ -5,7 +5,8 @@ WITH p AS (SELECT (v->>'id')::uuid AS id, (v->>'epoch')::bigint AS epoch, v->>'s
                   v->'error' AS error, (v->>'available_at')::bigint AS available_at,
                   (v->>'lost')::int AS lost
            FROM jsonb_array_elements($4::jsonb) v)
-UPDATE tasks t SET state = p.state, error = p.error, lost_leases = t.lost_leases + p.lost,
+UPDATE tasks t SET state = CASE WHEN p.state = 'queued' AND t.follows IS NOT NULL THEN 'waiting' ELSE p.state END,
+  follows = NULL, error = p.error, lost_leases = t.lost_leases + p.lost,
   available_at = COALESCE(p.available_at, t.available_at),
   finished_at = CASE WHEN p.state = 'queued' THEN NULL ELSE $1 END,
   finish_order = CASE WHEN p.state = 'queued' THEN NULL ELSE nextval('finish_order_counter') END,

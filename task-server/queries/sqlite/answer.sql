@@ -1,7 +1,8 @@
 -- Applies answers to the leases their senders hold. ?1 now, ?2 retry delays (JSON array, ms, by
 -- attempt - 1: the policy is RetryPolicy in store/core.rs), ?3 first completion number of this
 -- statement, ?4 default result TTL (s), ?5 answers (JSON, see core::answer_json).
--- A retryable error with attempts left goes back to the queue after its delay; anything else ends.
+-- A retryable error with attempts left goes back to the queue after its delay (a chained task,
+-- `follows`, back to `waiting`: its arguments still hold references); anything else ends.
 WITH a AS MATERIALIZED (
   SELECT j.key AS k, j.value->>'id' AS id, j.value->>'epoch' AS epoch, j.value->>'kind' AS kind,
          j.value->>'worker' AS worker, j.value->>'owner' AS owner,
@@ -10,7 +11,9 @@ WITH a AS MATERIALIZED (
 UPDATE tasks SET
   state = CASE WHEN a.kind = 'ok' THEN 'succeeded'
                WHEN a.kind = 'fatal' OR tasks.attempt >= tasks.max_attempts THEN 'failed'
+               WHEN tasks.follows IS NOT NULL THEN 'waiting'
                ELSE 'queued' END,
+  follows = NULL,
   answer = CASE WHEN a.kind = 'ok' THEN a.answer END,
   error = CASE WHEN a.kind = 'ok' THEN NULL ELSE a.error END,
   runtime_ms = coalesce(a.runtime_ms, ?1 - tasks.leased_at),

@@ -15,4 +15,4 @@ WHERE seq IN (
     ORDER BY priority DESC, fair_tag, seq
     LIMIT ?7)
 RETURNING id, package, version, function, args, kwargs, timeout_s, attempt, max_attempts, priority, seq,
-          lease_epoch, lease_deadline, req_gpus, req_memory_mb, req_datasets, cost_by, cost0, cost1, cost2, cap_fn, cap_key
+          lease_epoch, lease_deadline, req_gpus, req_memory_mb, req_datasets, cost_by, cost0, cost1, cost2, cap_fn, cap_key, has_dependents, follows

@@ -5,7 +5,8 @@ WITH p AS MATERIALIZED (
          j.value->'error' AS error, j.value->>'available_at' AS available_at,
          j.value->>'lost' AS lost
   FROM json_each(?4) AS j)
-UPDATE tasks SET state = p.state, error = p.error, lost_leases = tasks.lost_leases + p.lost,
+UPDATE tasks SET state = CASE WHEN p.state = 'queued' AND tasks.follows IS NOT NULL THEN 'waiting' ELSE p.state END,
+  follows = NULL, error = p.error, lost_leases = tasks.lost_leases + p.lost,
   available_at = coalesce(p.available_at, tasks.available_at),
   finished_at = CASE WHEN p.state = 'queued' THEN NULL ELSE ?1 END,
   finish_seq = CASE WHEN p.state = 'queued' THEN NULL ELSE ?2 + p.k END,

@@ -1,5 +1,6 @@
 //! How many leases of a grant a processor keeps beyond its free slots (prefetch), sized by the
 //! tasks' predicted runtimes, so short tasks stream and long ones are never hoarded.
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,6 +8,8 @@ use tokio::time::Instant;
 
 use super::{Queue, QueueError};
 use crate::stats::Predictors;
+use task_api::Lease;
+use uuid::Uuid;
 
 /// Expected work a processor may hold prefetched, per slot, beyond what it runs.
 pub const BUDGET_PER_SLOT_MS: f64 = 50.0;
@@ -56,6 +59,28 @@ impl Queue {
         *self.predictors.lock().expect("predictors lock") = Some((Instant::now(), fresh.clone()));
         Ok(fresh)
     }
+}
+
+/// Of `chained` leases (each follows one task, see `Lease::follows`), those whose chain leads
+/// back to one of `kept`, each after the one it follows, and the rest (their head goes back,
+/// so they do too).
+pub fn chains_of(kept: &[Lease], chained: Vec<Lease>) -> (Vec<Lease>, Vec<Lease>) {
+    let mut behind: HashMap<Uuid, Vec<Lease>> = HashMap::new();
+    for l in chained {
+        behind
+            .entry(l.follows.unwrap_or_default())
+            .or_default()
+            .push(l);
+    }
+    let mut keep = Vec::new();
+    let mut next: Vec<Uuid> = kept.iter().map(|l| l.id).collect();
+    while let Some(id) = next.pop() {
+        for l in behind.remove(&id).unwrap_or_default() {
+            next.push(l.id);
+            keep.push(l);
+        }
+    }
+    (keep, behind.into_values().flatten().collect())
 }
 
 #[cfg(test)]

@@ -11,9 +11,11 @@ impl Queue {
         for f in &out.failed {
             self.finished(f);
         }
-        if out.requeued > 0 || !out.failed.is_empty() || out.deleted > 0 {
+        let unchained = out.unchained.len();
+        if out.requeued > 0 || unchained > 0 || !out.failed.is_empty() || out.deleted > 0 {
             tracing::info!(
                 requeued = out.requeued,
+                waiting = unchained,
                 failed = out.failed.len(),
                 deleted = out.deleted,
                 "reaper pass"

@@ -86,6 +86,7 @@ impl Queue {
         let (leases, waited) = self.claim_for(&holder, &body, wait, ttl, gone).await?;
         let drained = (leases.len() as u32) < body.max_tasks + body.prefetch;
         let leases = self.size_prefetch(&holder, &body, leases).await?;
+        crate::metrics::leased(&leases);
         if !wait.is_zero() {
             self.seen_worker(caller, &worker_id, seen).await?;
         }
@@ -152,6 +153,7 @@ impl Queue {
                 request_id: body.request_id,
                 gpu_only: body.gpu_only,
                 predictors: Some(predictors),
+                chains: body.chains,
             };
             let leases: Vec<Lease> = self.store.claim(req).await?;
             if !leases.is_empty() && gone() {
@@ -172,11 +174,13 @@ impl Queue {
         &self,
         holder: &Holder,
         body: &RequestTask,
-        mut leases: Vec<Lease>,
+        leases: Vec<Lease>,
     ) -> Result<Vec<Lease>, QueueError> {
         if leases.is_empty() {
             return Ok(leases);
         }
+        let (chained, mut leases): (Vec<Lease>, Vec<Lease>) =
+            leases.into_iter().partition(|l| l.follows.is_some());
         let expected: Vec<Option<f64>> = leases.iter().map(|l| l.expected_ms).collect();
         let slots = body.capabilities.slots.unwrap_or(body.max_tasks);
         let kept = prefetch::keep(
@@ -185,8 +189,11 @@ impl Queue {
             slots,
             body.held_ms.unwrap_or(0.0),
         );
-        let back = leases.split_off(kept);
+        let mut back = leases.split_off(kept);
+        let (chained, orphans) = prefetch::chains_of(&leases, chained);
+        back.extend(orphans);
         self.hand_back(holder, &back).await?;
+        leases.extend(chained);
         Ok(leases)
     }
 
@@ -302,13 +309,14 @@ impl Queue {
             for f in &out.failed {
                 self.finished(f);
             }
-            let taken = out.requeued + out.failed.len();
+            let taken = out.requeued + out.failed.len() + out.unchained.len();
             if taken == 0 {
                 return Ok(());
             }
             tracing::info!(
                 worker_id,
                 requeued = out.requeued,
+                waiting = out.unchained.len(),
                 failed = out.failed.len(),
                 "processor restarted: the leases of its previous run were taken back"
             );

@@ -111,6 +111,9 @@ pub struct Applied {
     pub settle: Vec<Uuid>,
     /// Caps of capped tasks that finished: a gate pass should open them.
     pub gates: Vec<String>,
+    /// Chained tasks (`Lease::follows`) sent back by a retryable error: `waiting` again, to be
+    /// settled.
+    pub unchained: Vec<Uuid>,
 }
 
 impl Applied {
@@ -127,6 +130,9 @@ impl Applied {
             });
             if row.has_dependents && state.is_terminal() {
                 out.settle.push(row.id.0);
+            }
+            if state == TaskState::Waiting {
+                out.unchained.push(row.id.0);
             }
             if state.is_terminal() {
                 out.gates
@@ -394,12 +400,25 @@ pub fn sighting(written: u64, stored: Option<(String, Option<String>)>, owner: &
 }
 
 /// What the reap statement did.
+/// The ids a release handed back, and those of them that were chained (`Lease::follows`) and
+/// are `waiting` again, to be settled.
+pub fn released(rows: Vec<(DbId, String)>) -> (Vec<Uuid>, Vec<Uuid>) {
+    let unchained = rows
+        .iter()
+        .filter(|(_, state)| state == "waiting")
+        .map(|(id, _)| id.0)
+        .collect();
+    (rows.into_iter().map(|(id, _)| id.0).collect(), unchained)
+}
+
 pub fn reap_outcome(rows: Vec<EndedRow>) -> Result<ReapOutcome, StoreError> {
     let mut out = ReapOutcome::default();
     for row in rows {
         let f = Finished::try_from(row)?;
         if f.state.is_terminal() {
             out.failed.push(f);
+        } else if f.state == TaskState::Waiting {
+            out.unchained.push(f.id);
         } else {
             out.requeued += 1;
         }

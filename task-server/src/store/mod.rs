@@ -387,6 +387,9 @@ pub struct ClaimRequest {
     pub gpu_only: bool,
     /// Each lease's `expected_ms` is its task's predicted runtime by these.
     pub predictors: Option<Arc<Predictors>>,
+    /// The processor runs chained leases (`RequestTask::chains`): lease the chains behind the
+    /// tasks claimed (see `rows::chain_heads`).
+    pub chains: bool,
 }
 
 /// A heartbeat.
@@ -544,6 +547,8 @@ pub struct ReapOutcome {
     pub failed: Vec<Finished>,
     /// Finished tasks past their retention, deleted.
     pub deleted: usize,
+    /// Chained leases (`Lease::follows`) taken back: `waiting` again, to be settled.
+    pub unchained: Vec<Uuid>,
 }
 
 /// What became of a cancel.

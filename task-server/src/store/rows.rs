@@ -177,6 +177,11 @@ pub struct LeaseRow {
     cap_fn: Option<String>,
     #[sqlx(default)]
     cap_key: Option<String>,
+    /// Whether some task waits for it (the claim returns it: chains start there).
+    #[sqlx(default)]
+    pub(super) has_dependents: bool,
+    /// The task a chained lease waits for (see `Lease::follows`).
+    follows: Option<DbId>,
 }
 
 /// The caps of the tasks just leased: a gate pass moves their rates' next slots.
@@ -184,6 +189,36 @@ pub fn leased_caps(rows: &[LeaseRow]) -> Vec<String> {
     rows.iter()
         .flat_map(|r| r.cap_fn.iter().chain(&r.cap_key).cloned())
         .collect()
+}
+
+/// Most tasks leased behind one claimed task as its chain (`queries/*/chain.sql`).
+pub const CHAIN_MAX: u32 = 512;
+/// A chain leased behind a task is at most this much predicted work, ms: the processor runs it
+/// in one slot, one task after another, and hands back what waited past its hold (0.5 s).
+pub const CHAIN_BUDGET_MS: f64 = 100.0;
+
+/// The claimed tasks a chain may follow (some task waits for them, and their function's
+/// runtime is known: never-measured functions are not chained, as they are not prefetched),
+/// as a JSON array, and how deep to lease behind them: the budget over the longest predicted
+/// runtime among them, at most [`CHAIN_MAX`].
+pub fn chain_heads(rows: &[LeaseRow], predictors: Option<&Predictors>) -> Option<(String, u32)> {
+    let p = predictors?;
+    let mut heads = Vec::new();
+    let mut longest: f64 = 0.0;
+    for r in rows.iter().filter(|r| r.has_dependents) {
+        let key = FnKey {
+            package: r.package.clone(),
+            version: r.version.clone(),
+            function: r.function.clone(),
+        };
+        let Some(ms) = p.expected(&key, &r.cost.to_cost()) else {
+            continue;
+        };
+        heads.push(r.id.0);
+        longest = longest.max(ms);
+    }
+    let depth = (CHAIN_BUDGET_MS / longest.max(0.01)).min(CHAIN_MAX as f64) as u32;
+    (!heads.is_empty() && depth > 0).then(|| (super::core::ids_json(&heads), depth))
 }
 
 /// The leases of one grant in the order they are due: priority, then FIFO (an UPDATE's RETURNING
@@ -229,6 +264,7 @@ impl TryFrom<LeaseRow> for Lease {
             lease_epoch: r.lease_epoch,
             lease_deadline: r.lease_deadline,
             expected_ms: None,
+            follows: r.follows.map(|f| f.0),
         })
     }
 }

@@ -24,24 +24,52 @@ macro_rules! statements {
             req: &ClaimRequest,
             grace_ms: i64,
         ) -> Result<Vec<LeaseRow>> {
+            let query = sqlx::query_as(sql_file!($dir, "claim"));
+            Ok(claim_binds(query, req, grace_ms, req.max_tasks as i64)
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// Leases the chains behind `heads` (JSON ids the same claim leased), up to `depth`
+        /// tasks deep, to the same holder (see `rows::chain_heads`).
+        pub async fn chain<'e, E: Executor<'e, Database = $db>>(
+            ex: E,
+            req: &ClaimRequest,
+            grace_ms: i64,
+            heads: &str,
+            depth: u32,
+        ) -> Result<Vec<LeaseRow>> {
+            let query = sqlx::query_as(sql_file!($dir, "chain"));
+            Ok(claim_binds(query, req, grace_ms, depth as i64)
+                .bind(heads)
+                .fetch_all(ex)
+                .await?)
+        }
+
+        /// The parameters claim and chain share; `limit` is the claim's count or the chain's
+        /// depth.
+        fn claim_binds<'q>(
+            query: sqlx::query::QueryAs<'q, $db, LeaseRow, <$db as sqlx::Database>::Arguments<'q>>,
+            req: &'q ClaimRequest,
+            grace_ms: i64,
+            limit: i64,
+        ) -> sqlx::query::QueryAs<'q, $db, LeaseRow, <$db as sqlx::Database>::Arguments<'q>> {
             let memory = req
                 .memory_mb
                 .map_or(i64::MAX, |m| m.min(i64::MAX as u64) as i64);
-            Ok(sqlx::query_as(sql_file!($dir, "claim"))
+            query
                 .bind(&req.holder.worker_id)
                 .bind(req.now)
                 .bind(req.now.saturating_add(req.lease_ttl_ms))
                 .bind(req.gpus as i64)
                 .bind(memory)
-                .bind(serde_json::to_string(&req.datasets)?)
-                .bind(req.max_tasks as i64)
+                .bind(serde_json::to_string(&req.datasets).unwrap_or_else(|_| "[]".into()))
+                .bind(limit)
                 .bind(grace_ms)
                 .bind(&req.holder.owner)
                 .bind(req.incarnation.map(|i| i.to_string()))
                 .bind(req.request_id.map(|i| i.to_string()))
                 .bind(i64::from(req.gpu_only))
-                .fetch_all(ex)
-                .await?)
         }
 
         /// The current leases lease request `request_id` of `holder` took.
@@ -59,13 +87,13 @@ macro_rules! statements {
         }
 
         /// Hands back the holder's current leases of `items` (JSON `[{id, lease_epoch}]`)
-        /// without using an attempt; the ids released.
+        /// without using an attempt; the ids released, with their state now.
         pub async fn release<'e, E: Executor<'e, Database = $db>>(
             ex: E,
             items: &str,
             holder: &Holder,
-        ) -> Result<Vec<DbId>> {
-            Ok(sqlx::query_scalar(sql_file!($dir, "release"))
+        ) -> Result<Vec<(DbId, String)>> {
+            Ok(sqlx::query_as(sql_file!($dir, "release"))
                 .bind(items)
                 .bind(&holder.worker_id)
                 .bind(&holder.owner)
@@ -73,13 +101,14 @@ macro_rules! statements {
                 .await?)
         }
 
-        /// Hands back every lease the holder's run `incarnation` still has; the ids.
+        /// Hands back every lease the holder's run `incarnation` still has; the ids, with
+        /// their state now.
         pub async fn release_run<'e, E: Executor<'e, Database = $db>>(
             ex: E,
             holder: &Holder,
             incarnation: &str,
-        ) -> Result<Vec<DbId>> {
-            Ok(sqlx::query_scalar(sql_file!($dir, "release_run"))
+        ) -> Result<Vec<(DbId, String)>> {
+            Ok(sqlx::query_as(sql_file!($dir, "release_run"))
                 .bind(&holder.worker_id)
                 .bind(&holder.owner)
                 .bind(incarnation)

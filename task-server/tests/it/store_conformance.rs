@@ -268,6 +268,7 @@ fn claim(worker: &str, n: u32, now: i64) -> ClaimRequest {
         request_id: None,
         gpu_only: false,
         predictors: None,
+        chains: false,
     }
 }
 
@@ -1270,6 +1271,125 @@ pub async fn cost_measures_are_summed_fitted_and_kept(b: &dyn Backend) {
     assert_eq!(s.workers(0).await.unwrap()[0].speed, Some(1.5));
 }
 
+/// Predictors that know functions `fs` of package `pkg` (1 ms each).
+fn measured(fs: &[&str], now: i64) -> Arc<Predictors> {
+    use task_server::stats::{FnKey, FunctionStats, Sample};
+    let stats: Vec<FunctionStats> = fs
+        .iter()
+        .map(|f| {
+            let mut st = FunctionStats::new(FnKey {
+                package: "pkg".into(),
+                version: "1.0.0".into(),
+                function: (*f).into(),
+            });
+            st.record(&Sample {
+                ms: 1.0,
+                ok: true,
+                at: now,
+                cost: Cost::default(),
+            });
+            st
+        })
+        .collect();
+    Arc::new(Predictors::new(&stats))
+}
+
+pub async fn chains_lease_behind_their_head_and_go_back_to_waiting(b: &dyn Backend) {
+    let s = b.open(cfg()).await;
+    let now = now_ms();
+    // A chain a → b → c → d, and a fan-out e → {f, g}.
+    let a = task("a", 0);
+    let bt = waiting("b", vec![r(a.id)], &[a.id]);
+    let ct = waiting("c", vec![r(bt.id)], &[bt.id]);
+    let dt = waiting("d", vec![r(ct.id)], &[ct.id]);
+    let e = task("e", 0);
+    let f = waiting("f", vec![r(e.id)], &[e.id]);
+    let g = waiting("g", vec![r(e.id)], &[e.id]);
+    // x → y where y needs a dataset the worker lacks: not chained (routing holds for chains).
+    let x = task("x", 0);
+    let y = NewTask {
+        req_datasets: vec!["secret".into()],
+        ..waiting("y", vec![r(x.id)], &[x.id])
+    };
+    let (ai, bi, ci, di) = (a.id, bt.id, ct.id, dt.id);
+    let all = vec![a, bt, ct, dt, e, f, g, x, y];
+    s.submit_batch("o", Uuid::now_v7(), all, now).await.unwrap();
+
+    // Unmeasured functions are not chained.
+    let plain = ClaimRequest {
+        chains: true,
+        predictors: Some(measured(&[], now)),
+        ..claim("w", 2, now)
+    };
+    let got = s.claim(plain).await.unwrap();
+    assert_eq!(got.len(), 2, "{got:?}");
+    let refs: Vec<_> = got.iter().map(Lease::lease_ref).collect();
+    assert_eq!(s.release(holder("w"), refs).await.unwrap().len(), 2);
+    let no_data = ClaimRequest {
+        chains: true,
+        predictors: Some(measured(&["a", "e", "x"], now)),
+        ..claim("w", 3, now)
+    };
+    let got = s.claim(no_data).await.unwrap();
+    let functions: Vec<&str> = got.iter().map(|l| l.task.function.as_str()).collect();
+    assert!(
+        functions.contains(&"x") && !functions.contains(&"y"),
+        "{functions:?}"
+    );
+    let refs: Vec<_> = got.iter().map(Lease::lease_ref).collect();
+    assert_eq!(s.release(holder("w"), refs).await.unwrap().len(), got.len());
+
+    // Measured: b, c and d come behind a, each following the one before, references intact;
+    // f and g wait (e has two dependents).
+    let req = ClaimRequest {
+        chains: true,
+        predictors: Some(measured(&["a", "e"], now)),
+        ..claim("w", 2, now)
+    };
+    let got = s.claim(req).await.unwrap();
+    let follows: Vec<(String, Option<Uuid>)> = got
+        .iter()
+        .map(|l| (l.task.function.clone(), l.follows))
+        .collect();
+    let want = [
+        ("a", None),
+        ("b", Some(ai)),
+        ("c", Some(bi)),
+        ("d", Some(ci)),
+        ("e", None),
+    ];
+    let want: Vec<(String, Option<Uuid>)> = want.iter().map(|(f, x)| (f.to_string(), *x)).collect();
+    assert_eq!(follows, want);
+    let lease = |id: Uuid| got.iter().find(|l| l.id == id).unwrap().clone();
+    assert_eq!(
+        lease(bi).task.args,
+        vec![r(ai)],
+        "a chained lease keeps its references"
+    );
+
+    // A chained lease handed back waits again (not queued with its references); a's answer
+    // leaves b, still chained, to its holder.
+    let c_ref = vec![lease(ci).lease_ref()];
+    assert_eq!(s.release(holder("w"), c_ref).await.unwrap(), vec![ci]);
+    assert_eq!(state(&s, ci).await, TaskState::Waiting);
+    s.answer(vec![ok(ai, lease(ai).lease_epoch, json!(7))], now)
+        .await
+        .unwrap();
+    assert_eq!(state(&s, bi).await, TaskState::Leased);
+    // b's retryable error: waiting, then settled at once (a succeeded): queued with a's answer.
+    let bl = lease(bi);
+    s.answer(vec![retry(bi, bl.lease_epoch, "again")], now)
+        .await
+        .unwrap();
+    assert_eq!(state(&s, bi).await, TaskState::Queued);
+    // d's lease runs out: waiting again, as c is.
+    s.reap(now + 10_001).await.unwrap();
+    assert_eq!(state(&s, di).await, TaskState::Waiting);
+    let again = s.claim(claim("w", 1, now + 20_000)).await.unwrap();
+    let b2 = again.iter().find(|l| l.id == bi).expect("b queued again");
+    assert_eq!((b2.task.args.clone(), b2.follows), (vec![json!(7)], None));
+}
+
 /// Generates one `#[tokio::test]` per conformance case for a backend.
 #[macro_export]
 macro_rules! conformance {
@@ -1284,7 +1404,7 @@ macro_rules! conformance {
                 released_leases_keep_their_attempt, a_restarted_processor_gives_back_its_old_runs_leases,
                 cost_measures_are_summed_fitted_and_kept, a_task_graph_settles_as_its_dependencies_end,
                 owners_take_turns_within_a_priority, caps_gate_tasks_until_there_is_room,
-                files_follow_their_owners_and_tasks);
+                files_follow_their_owners_and_tasks, chains_lease_behind_their_head_and_go_back_to_waiting);
         }
     };
     (@case $backend:expr; $($case:ident),*) => {

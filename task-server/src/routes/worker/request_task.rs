@@ -87,6 +87,7 @@ pub async fn handle_get(
                 incarnation: None,
                 request_id: None,
                 again: false,
+                chains: false,
             },
             &|| peer.gone(),
         )

@@ -308,21 +308,30 @@ impl Store for PgStore {
     }
 
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Lease>> {
-        let rows = sql::claim(&self.fast, &req, self.config.timeout_grace_ms).await?;
+        let grace = self.config.timeout_grace_ms;
+        let mut rows = sql::claim(&self.fast, &req, grace).await?;
         self.gate(req.now, &[], super::rows::leased_caps(&rows), true)
             .await;
-        super::rows::leases_in_order(rows, req.predictors.as_deref())
+        let predictors = req.predictors.as_deref();
+        let chains = super::rows::chain_heads(&rows, predictors).filter(|_| req.chains);
+        if let Some((heads, depth)) = chains {
+            rows.extend(sql::chain(&self.fast, &req, grace, &heads, depth).await?);
+        }
+        super::rows::leases_in_order(rows, predictors)
     }
 
     /// On the durable pool: a hand-back lost in a crash would leave the task leased until its
     /// lease expired, and then count the attempt.
     async fn release(&self, holder: Holder, leases: Vec<LeaseRef>) -> Result<Vec<Uuid>> {
         let items = core::lease_refs_json(&leases);
-        let ids = sql::release(&self.pool, &items, &holder).await?;
+        let rows = sql::release(&self.pool, &items, &holder).await?;
+        let (ids, unchained) = core::released(rows);
         if !ids.is_empty() {
             self.announcer.announce([events::work_item()]);
         }
-        Ok(ids.into_iter().map(|id| id.0).collect())
+        self.settle(crate::queue::now_ms(), Vec::new(), unchained)
+            .await;
+        Ok(ids)
     }
 
     async fn granted(&self, holder: Holder, request_id: Uuid) -> Result<Vec<Lease>> {
@@ -331,11 +340,14 @@ impl Store for PgStore {
     }
 
     async fn release_run(&self, holder: Holder, incarnation: Uuid) -> Result<Vec<Uuid>> {
-        let ids = sql::release_run(&self.pool, &holder, &incarnation.to_string()).await?;
+        let rows = sql::release_run(&self.pool, &holder, &incarnation.to_string()).await?;
+        let (ids, unchained) = core::released(rows);
         if !ids.is_empty() {
             self.announcer.announce([events::work_item()]);
         }
-        Ok(ids.into_iter().map(|id| id.0).collect())
+        self.settle(crate::queue::now_ms(), Vec::new(), unchained)
+            .await;
+        Ok(ids)
     }
 
     async fn heartbeat(&self, hb: HeartbeatIn) -> Result<HeartbeatOutcome> {
@@ -361,7 +373,8 @@ impl Store for PgStore {
         wake.extend(applied.requeued().then(events::work_item));
         self.announcer.announce(wake);
         self.samples.add(std::mem::take(&mut applied.samples));
-        self.settle(now, std::mem::take(&mut applied.settle), Vec::new())
+        let unchained = std::mem::take(&mut applied.unchained);
+        self.settle(now, std::mem::take(&mut applied.settle), unchained)
             .await;
         self.gate(now, &[], std::mem::take(&mut applied.gates), false)
             .await;
@@ -474,7 +487,7 @@ impl Store for PgStore {
         tx.commit().await?;
         self.announce_taken(&out);
         let failed = out.failed.iter().map(|f| f.id).collect();
-        self.settle(now, failed, Vec::new()).await;
+        self.settle(now, failed, out.unchained.clone()).await;
         Ok(out)
     }
 
@@ -501,7 +514,7 @@ impl Store for PgStore {
         tx.commit().await?;
         self.announce_taken(&out);
         let failed = out.failed.iter().map(|f| f.id).collect();
-        self.settle(now, failed, Vec::new()).await;
+        self.settle(now, failed, out.unchained.clone()).await;
         Ok(out)
     }
 

@@ -9,7 +9,7 @@ use super::writer::{Command, Ctx};
 use super::{insert, sql};
 use crate::stats::FunctionStats;
 use crate::store::core::{self, Applied};
-use crate::store::rows::{leased_caps, leases_in_order, DbId, ExpiredRow};
+use crate::store::rows::{chain_heads, leased_caps, leases_in_order, DbId, ExpiredRow};
 use crate::store::{
     AnswerIn, AnswerOutcome, CancelOutcome, ClaimRequest, Finished, HeartbeatIn, HeartbeatOutcome,
     Holder, LeaseLoss, NewTask, ReapOutcome, Result, Sighting, SubmitOutcome, WorkerRecord,
@@ -96,9 +96,14 @@ impl Command for Claim {
     type Reply = Vec<Lease>;
 
     async fn run(&self, ctx: &mut Ctx<'_>) -> Result<Vec<Lease>> {
-        let rows = sql::claim(&mut *ctx.conn, &self.0, ctx.config.timeout_grace_ms).await?;
-        ctx.gate(self.0.now, &[], leased_caps(&rows), true).await?;
-        leases_in_order(rows, self.0.predictors.as_deref())
+        let (req, grace) = (&self.0, ctx.config.timeout_grace_ms);
+        let mut rows = sql::claim(&mut *ctx.conn, req, grace).await?;
+        ctx.gate(req.now, &[], leased_caps(&rows), true).await?;
+        let predictors = req.predictors.as_deref();
+        if let Some((heads, depth)) = chain_heads(&rows, predictors).filter(|_| req.chains) {
+            rows.extend(sql::chain(&mut *ctx.conn, req, grace, &heads, depth).await?);
+        }
+        leases_in_order(rows, predictors)
     }
 }
 
@@ -133,8 +138,11 @@ impl Command for Release {
 
     async fn run(&self, ctx: &mut Ctx<'_>) -> Result<Vec<Uuid>> {
         let items = core::lease_refs_json(&self.leases);
-        let ids = sql::release(&mut *ctx.conn, &items, &self.holder).await?;
-        Ok(ids.into_iter().map(|id| id.0).collect())
+        let rows = sql::release(&mut *ctx.conn, &items, &self.holder).await?;
+        let (ids, unchained) = core::released(rows);
+        ctx.settle(crate::queue::now_ms(), Vec::new(), unchained)
+            .await?;
+        Ok(ids)
     }
 }
 
@@ -164,8 +172,11 @@ impl Command for ReleaseRun {
 
     async fn run(&self, ctx: &mut Ctx<'_>) -> Result<Vec<Uuid>> {
         let run = self.incarnation.to_string();
-        let ids = sql::release_run(&mut *ctx.conn, &self.holder, &run).await?;
-        Ok(ids.into_iter().map(|id| id.0).collect())
+        let rows = sql::release_run(&mut *ctx.conn, &self.holder, &run).await?;
+        let (ids, unchained) = core::released(rows);
+        ctx.settle(crate::queue::now_ms(), Vec::new(), unchained)
+            .await?;
+        Ok(ids)
     }
 }
 
@@ -187,7 +198,8 @@ impl Command for Answer {
         ctx.use_numbers(self.answers.len());
         let mut applied = Applied::from_rows(rows, self.now)?;
         let finished = std::mem::take(&mut applied.settle);
-        ctx.settle(self.now, finished, Vec::new()).await?;
+        let unchained = std::mem::take(&mut applied.unchained);
+        ctx.settle(self.now, finished, unchained).await?;
         let gates = std::mem::take(&mut applied.gates);
         ctx.gate(self.now, &[], gates, false).await?;
         for (key, samples) in &applied.samples {
@@ -322,7 +334,7 @@ async fn take_leases(
     let out = sql::take_leases(&mut *ctx.conn, &at, rows, loss).await?;
     ctx.use_numbers(rows.len());
     let failed = out.failed.iter().map(|f| f.id).collect();
-    ctx.settle(now, failed, Vec::new()).await?;
+    ctx.settle(now, failed, out.unchained.clone()).await?;
     Ok(out)
 }
 
