@@ -358,7 +358,8 @@ fn chain_of(n: usize, first: Value, f: impl Fn(Value) -> Value) -> Vec<Value> {
 }
 
 /// A chain runs link after link on one processor, each leased behind the one before it
-/// (chained) once the function's runtime is known, with the right answers; a link that fails
+/// (chained) once the function's runtime is known, with the right answers, and so does a
+/// fan-out behind its root; a link that fails
 /// (retryably, then for good) fails the rest of the chain; a processor killed -9 while it
 /// holds chained leases and restarted loses nothing.
 async fn chains(c: Cluster) {
@@ -380,6 +381,19 @@ async fn chains(c: Cluster) {
     assert_eq!(last["answer"], json!(300), "{last}; log: {}", p.log());
     let chained = chained_leases(&c).await;
     assert!(chained >= 100.0, "only {chained} of 300 links chained");
+
+    // A fan-out behind its root runs on both slots; the fan-in waits for all of it.
+    let mut tasks = vec![add(json!(0))];
+    tasks.extend((0..50).map(|_| add(json!({"$ref": "#0"}))));
+    let all: Vec<Value> = (1..=50).map(|i| json!({"$ref": format!("#{i}")})).collect();
+    tasks.push(echo(Value::Array(all)));
+    let ids = batch(&c, tasks).await;
+    let fan_in = c.wait(&ids[51], LONG).await;
+    assert_eq!(fan_in["answer"], json!(vec![2; 50]), "{fan_in}");
+    assert!(
+        chained_leases(&c).await >= chained + 25.0,
+        "the fan-out was not chained"
+    );
 
     // Link 5 fails with a retryable error, runs again (its attempt 2), fails for good; links
     // 6.. fail with `dependency_failed` carrying its message, whether they were chained or not.

@@ -71,21 +71,20 @@ impl PoolState {
         self.held.iter().any(|h| h.lease.follows == Some(id))
     }
 
-    /// The held lease that follows task `id`, taken out.
-    pub fn take_follower(&mut self, id: uuid::Uuid) -> Option<Lease> {
-        let i = self.held.iter().position(|h| h.lease.follows == Some(id))?;
-        self.held.remove(i).map(|h| h.lease)
-    }
-
     /// The held leases that follow task `id`, and those that follow them, taken out (the task
     /// did not succeed here, so they cannot run here).
     pub fn take_chain(&mut self, id: uuid::Uuid) -> Vec<Lease> {
         let mut out = Vec::new();
         let mut next = vec![id];
         while let Some(id) = next.pop() {
-            while let Some(l) = self.take_follower(id) {
-                next.push(l.id);
-                out.push(l);
+            let (follow, keep): (VecDeque<Held>, VecDeque<Held>) = self
+                .held
+                .drain(..)
+                .partition(|h| h.lease.follows == Some(id));
+            self.held = keep;
+            for h in follow {
+                next.push(h.lease.id);
+                out.push(h.lease);
             }
         }
         out

@@ -242,7 +242,7 @@ fn granted(shared: &Arc<Shared>, pool: &Arc<Pool>, req: &RequestTask, r: Request
                 .unwrap()
                 .record(now.saturating_duration_since(free_since));
         }
-        tokio::spawn(run_slot(shared.clone(), pool.clone(), slot, lease));
+        spawn_slot(shared, pool, slot, lease);
     }
     hand_back_chained(shared, orphans);
 }
@@ -323,10 +323,10 @@ pub(super) async fn goodbye(shared: &Shared) {
     }
 }
 
-/// Runs `lease` in `slot`, then the held leases while there are any, then frees the slot. A
-/// held lease chained behind the task just run (see `Lease::follows`) runs next, with that
-/// task's answer in place of its references; when the task did not succeed, its chain is
-/// handed back.
+/// Runs `lease` in `slot`, then the held leases while there are any, then frees the slot. The
+/// held leases chained behind the task just run (see `Lease::follows`) can start once it
+/// succeeded, with its answer in place of their references: this slot takes the next, free
+/// slots the others. When the task did not succeed, its chain is handed back.
 async fn run_slot(shared: Arc<Shared>, pool: Arc<Pool>, slot: Slot, lease: Lease) {
     let mut next = Some(lease);
     while let Some(lease) = next.take() {
@@ -336,11 +336,18 @@ async fn run_slot(shared: Arc<Shared>, pool: Arc<Pool>, slot: Slot, lease: Lease
         let mut st = pool.lock();
         st.prefetch.stalled = false;
         let mut back = Vec::new();
+        let mut starts = Vec::new();
         if followed {
-            next = follower(&mut st, id, answer.as_ref(), &mut back);
+            unblock(&mut st, id, answer.as_ref(), &mut back);
         }
-        if next.is_none() && !shared.stop_pulling.is_cancelled() {
+        if !shared.stop_pulling.is_cancelled() {
             next = st.take_next();
+            while !st.free.is_empty() {
+                let Some(lease) = st.take_next() else {
+                    break;
+                };
+                starts.push((st.free.pop().expect("a free slot").0, lease));
+            }
         }
         if next.is_some() {
             shared.dispatch.lock().unwrap().record(Duration::ZERO);
@@ -348,6 +355,9 @@ async fn run_slot(shared: Arc<Shared>, pool: Arc<Pool>, slot: Slot, lease: Lease
             st.free.push((slot.clone(), Instant::now()));
         }
         drop(st);
+        for (slot, lease) in starts {
+            spawn_slot(&shared, &pool, slot, lease);
+        }
         hand_back_chained(&shared, back);
         // Wakes the pull loop: a slot is free, or the held leases may want a refill.
         shared.slot_freed.notify_waiters();
@@ -357,30 +367,43 @@ async fn run_slot(shared: Arc<Shared>, pool: Arc<Pool>, slot: Slot, lease: Lease
     }
 }
 
-/// The chained lease behind task `id` with `answer` substituted, ready to run; what cannot run
-/// (no answer: the task failed or was cancelled; an answer that does not fit the references, or
-/// that carries files, which the server attaches) goes to `back` with its own chain.
-fn follower(
+/// [`run_slot`] on a task of its own (boxed: a slot can start another).
+fn spawn_slot(shared: &Arc<Shared>, pool: &Arc<Pool>, slot: Slot, lease: Lease) {
+    let run: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+        Box::pin(run_slot(shared.clone(), pool.clone(), slot, lease));
+    tokio::spawn(run);
+}
+
+/// Makes the held leases chained behind task `id` ready to start, with `answer` substituted;
+/// what cannot run here (no answer: the task failed or was cancelled; an answer that does not
+/// fit the references, or that carries files, which the server attaches) goes to `back`, each
+/// with its own chain.
+fn unblock(
     st: &mut super::pool::PoolState,
     id: uuid::Uuid,
     answer: Option<&serde_json::Value>,
     back: &mut Vec<Lease>,
-) -> Option<Lease> {
+) {
     let Some(answer) = answer.filter(|a| !task_api::refs::has_marked(a, "$file")) else {
         back.extend(st.take_chain(id));
-        return None;
+        return;
     };
-    let mut lease = st.take_follower(id)?;
-    let t = &mut lease.task;
     let of = |dep: uuid::Uuid| (dep == id).then_some(answer);
-    if task_api::refs::substitute(&mut t.args, &mut t.kwargs, &of).is_err() {
-        let lid = lease.id;
-        back.push(lease);
-        back.extend(st.take_chain(lid));
-        return None;
+    let mut failed = Vec::new();
+    for h in st.held.iter_mut().filter(|h| h.lease.follows == Some(id)) {
+        let t = &mut h.lease.task;
+        match task_api::refs::substitute(&mut t.args, &mut t.kwargs, &of) {
+            Ok(()) => h.lease.follows = None,
+            Err(_) => failed.push(h.lease.id),
+        }
     }
-    lease.follows = None;
-    Some(lease)
+    for f in failed {
+        let i = st.held.iter().position(|h| h.lease.id == f);
+        if let Some(h) = i.and_then(|i| st.held.remove(i)) {
+            back.push(h.lease);
+            back.extend(st.take_chain(f));
+        }
+    }
 }
 
 fn failure_answer(

@@ -1,10 +1,10 @@
--- Leases, behind the tasks ?13 (JSON array of ids this claim just leased), the chains that follow
--- them: a waiting task whose one dependency is such a task and is that task's only dependent,
--- then the task that follows it so, up to ?7 deep. Only tasks nothing else decides first: no
+-- Leases, behind the tasks ?13 (JSON array of ids this claim just leased), the tasks that follow
+-- them: a waiting task whose one dependency is such a task, then those whose one dependency is
+-- one of these, breadth first, ?7 in all. Only tasks nothing else decides first: no
 -- memoization, caps or cost measures (those need the substituted arguments), due now, and
 -- within the claim's capabilities. `follows` names the task each waits for. ?1–?12 as in claim.
-WITH RECURSIVE chain(id, n) AS (
-  SELECT t.id, 1 FROM json_each(?13) AS h
+WITH RECURSIVE chain(id) AS (
+  SELECT t.id FROM json_each(?13) AS h
     JOIN task_deps d ON d.dep = h.value
     JOIN tasks t ON t.id = d.task
   WHERE t.state = 'waiting' AND json_array_length(t.depends_on) = 1 AND t.memoize = 0 AND t.gated = 0
@@ -12,18 +12,16 @@ WITH RECURSIVE chain(id, n) AS (
     AND t.req_gpus <= ?4 AND t.req_gpus >= ?12 AND t.req_memory_mb <= ?5
     AND (t.req_datasets IS NULL OR NOT EXISTS (
           SELECT 1 FROM json_each(t.req_datasets) AS x WHERE x.value NOT IN (SELECT value FROM json_each(?6))))
-    AND NOT EXISTS (SELECT 1 FROM task_deps o WHERE o.dep = d.dep AND o.task <> d.task)
   UNION ALL
-  SELECT t.id, c.n + 1 FROM chain c
+  SELECT t.id FROM chain c
     JOIN task_deps d ON d.dep = c.id
     JOIN tasks t ON t.id = d.task
-  WHERE c.n < ?7
-    AND t.state = 'waiting' AND json_array_length(t.depends_on) = 1 AND t.memoize = 0 AND t.gated = 0
+  WHERE t.state = 'waiting' AND json_array_length(t.depends_on) = 1 AND t.memoize = 0 AND t.gated = 0
     AND t.cap_fn IS NULL AND t.cap_key IS NULL AND t.cost_by IS NULL AND t.available_at <= ?2
     AND t.req_gpus <= ?4 AND t.req_gpus >= ?12 AND t.req_memory_mb <= ?5
     AND (t.req_datasets IS NULL OR NOT EXISTS (
           SELECT 1 FROM json_each(t.req_datasets) AS x WHERE x.value NOT IN (SELECT value FROM json_each(?6))))
-    AND NOT EXISTS (SELECT 1 FROM task_deps o WHERE o.dep = d.dep AND o.task <> d.task))
+  LIMIT ?7)
 UPDATE tasks SET state = 'leased', follows = depends_on ->> 0, lease_epoch = lease_epoch + 1,
        attempt = attempt + 1, lease_worker = ?1, lease_owner = ?9, lease_incarnation = ?10,
        lease_request = ?11, leased_at = ?2, progress = NULL,

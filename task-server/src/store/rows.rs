@@ -191,16 +191,17 @@ pub fn leased_caps(rows: &[LeaseRow]) -> Vec<String> {
         .collect()
 }
 
-/// Most tasks leased behind one claimed task as its chain (`queries/*/chain.sql`).
+/// Most tasks one claim leases behind the tasks it claimed (`queries/*/chain.sql`).
 pub const CHAIN_MAX: u32 = 512;
-/// A chain leased behind a task is at most this much predicted work, ms: the processor runs it
-/// in one slot, one task after another, and hands back what waited past its hold (0.5 s).
+/// Tasks leased behind the claimed ones are at most this much predicted work, ms: the
+/// processor runs them in its slots as their tasks succeed there, and hands back what waited
+/// past its hold (0.5 s).
 pub const CHAIN_BUDGET_MS: f64 = 100.0;
 
-/// The claimed tasks a chain may follow (some task waits for them, and their function's
-/// runtime is known: never-measured functions are not chained, as they are not prefetched),
-/// as a JSON array, and how deep to lease behind them: the budget over the longest predicted
-/// runtime among them, at most [`CHAIN_MAX`].
+/// The claimed tasks others may be leased behind (some task waits for them, and their
+/// function's runtime is known: never-measured functions are not chained, as they are not
+/// prefetched), as a JSON array, and how many tasks to lease behind them: the budget over the
+/// longest predicted runtime among them, at most [`CHAIN_MAX`].
 pub fn chain_heads(rows: &[LeaseRow], predictors: Option<&Predictors>) -> Option<(String, u32)> {
     let p = predictors?;
     let mut heads = Vec::new();
@@ -217,8 +218,8 @@ pub fn chain_heads(rows: &[LeaseRow], predictors: Option<&Predictors>) -> Option
         heads.push(r.id.0);
         longest = longest.max(ms);
     }
-    let depth = (CHAIN_BUDGET_MS / longest.max(0.01)).min(CHAIN_MAX as f64) as u32;
-    (!heads.is_empty() && depth > 0).then(|| (super::core::ids_json(&heads), depth))
+    let count = (CHAIN_BUDGET_MS / longest.max(0.01)).min(CHAIN_MAX as f64) as u32;
+    (!heads.is_empty() && count > 0).then(|| (super::core::ids_json(&heads), count))
 }
 
 /// The leases of one grant in the order they are due: priority, then FIFO (an UPDATE's RETURNING

@@ -30,24 +30,23 @@ macro_rules! statements {
                 .await?)
         }
 
-        /// Leases the chains behind `heads` (JSON ids the same claim leased), up to `depth`
-        /// tasks deep, to the same holder (see `rows::chain_heads`).
+        /// Leases up to `count` tasks that follow `heads` (JSON ids the same claim leased) to
+        /// the same holder (see `rows::chain_heads`).
         pub async fn chain<'e, E: Executor<'e, Database = $db>>(
             ex: E,
             req: &ClaimRequest,
             grace_ms: i64,
             heads: &str,
-            depth: u32,
+            count: u32,
         ) -> Result<Vec<LeaseRow>> {
             let query = sqlx::query_as(sql_file!($dir, "chain"));
-            Ok(claim_binds(query, req, grace_ms, depth as i64)
+            Ok(claim_binds(query, req, grace_ms, count as i64)
                 .bind(heads)
                 .fetch_all(ex)
                 .await?)
         }
 
-        /// The parameters claim and chain share; `limit` is the claim's count or the chain's
-        /// depth.
+        /// The parameters claim and chain share; `limit`: how many to lease.
         fn claim_binds<'q>(
             query: sqlx::query::QueryAs<'q, $db, LeaseRow, <$db as sqlx::Database>::Arguments<'q>>,
             req: &'q ClaimRequest,

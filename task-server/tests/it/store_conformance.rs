@@ -1311,7 +1311,7 @@ pub async fn chains_lease_behind_their_head_and_go_back_to_waiting(b: &dyn Backe
         req_datasets: vec!["secret".into()],
         ..waiting("y", vec![r(x.id)], &[x.id])
     };
-    let (ai, bi, ci, di) = (a.id, bt.id, ct.id, dt.id);
+    let (ai, bi, ci, di, ei) = (a.id, bt.id, ct.id, dt.id, e.id);
     let all = vec![a, bt, ct, dt, e, f, g, x, y];
     s.submit_batch("o", Uuid::now_v7(), all, now).await.unwrap();
 
@@ -1340,7 +1340,7 @@ pub async fn chains_lease_behind_their_head_and_go_back_to_waiting(b: &dyn Backe
     assert_eq!(s.release(holder("w"), refs).await.unwrap().len(), got.len());
 
     // Measured: b, c and d come behind a, each following the one before, references intact;
-    // f and g wait (e has two dependents).
+    // f and g behind e.
     let req = ClaimRequest {
         chains: true,
         predictors: Some(measured(&["a", "e"], now)),
@@ -1357,6 +1357,8 @@ pub async fn chains_lease_behind_their_head_and_go_back_to_waiting(b: &dyn Backe
         ("c", Some(bi)),
         ("d", Some(ci)),
         ("e", None),
+        ("f", Some(ei)),
+        ("g", Some(ei)),
     ];
     let want: Vec<(String, Option<Uuid>)> = want.iter().map(|(f, x)| (f.to_string(), *x)).collect();
     assert_eq!(follows, want);

@@ -314,8 +314,8 @@ impl Store for PgStore {
             .await;
         let predictors = req.predictors.as_deref();
         let chains = super::rows::chain_heads(&rows, predictors).filter(|_| req.chains);
-        if let Some((heads, depth)) = chains {
-            rows.extend(sql::chain(&self.fast, &req, grace, &heads, depth).await?);
+        if let Some((heads, count)) = chains {
+            rows.extend(sql::chain(&self.fast, &req, grace, &heads, count).await?);
         }
         super::rows::leases_in_order(rows, predictors)
     }
