@@ -90,6 +90,34 @@ impl PoolState {
         out
     }
 
+    /// Makes the held leases chained behind task `id` ready to start, with `answer`
+    /// substituted; returns, taken out, what cannot run here (no answer: the task failed or
+    /// was cancelled; an answer that does not fit the references, or that carries files, which
+    /// the server attaches), each with what follows it.
+    pub fn unblock(&mut self, id: uuid::Uuid, answer: Option<&serde_json::Value>) -> Vec<Lease> {
+        let Some(answer) = answer.filter(|a| !task_api::refs::has_marked(a, "$file")) else {
+            return self.take_chain(id);
+        };
+        let of = |dep: uuid::Uuid| (dep == id).then_some(answer);
+        let mut failed = Vec::new();
+        for h in self.held.iter_mut().filter(|h| h.lease.follows == Some(id)) {
+            let t = &mut h.lease.task;
+            match task_api::refs::substitute(&mut t.args, &mut t.kwargs, &of) {
+                Ok(()) => h.lease.follows = None,
+                Err(_) => failed.push(h.lease.id),
+            }
+        }
+        let mut back = Vec::new();
+        for f in failed {
+            let i = self.held.iter().position(|h| h.lease.id == f);
+            if let Some(h) = i.and_then(|i| self.held.remove(i)) {
+                back.push(h.lease);
+                back.extend(self.take_chain(f));
+            }
+        }
+        back
+    }
+
     /// Held leases that follow a task neither held nor running here (`running`), taken out:
     /// they cannot run here.
     pub fn take_orphans(&mut self, running: impl Fn(uuid::Uuid) -> bool) -> Vec<Lease> {
@@ -215,6 +243,86 @@ impl Prefetch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lease(follows: Option<uuid::Uuid>, args: Vec<serde_json::Value>) -> Lease {
+        Lease {
+            id: uuid::Uuid::now_v7(),
+            task: task_api::TaskPayload {
+                package: None,
+                version: None,
+                function: "f".into(),
+                args,
+                kwargs: Default::default(),
+                timeout_s: None,
+                attempt: 1,
+                max_attempts: 3,
+                resources: Default::default(),
+            },
+            lease_epoch: 1,
+            lease_deadline: 0,
+            expected_ms: None,
+            follows,
+        }
+    }
+
+    fn hold(st: &mut PoolState, l: &Lease) {
+        st.held.push_back(Held {
+            lease: l.clone(),
+            since: Instant::now(),
+        });
+    }
+
+    #[test]
+    fn chained_leases_start_with_the_answer_or_go_back_with_their_chain() {
+        use serde_json::json;
+        let head = uuid::Uuid::now_v7();
+        let r = |id: uuid::Uuid, path: &str| json!({"$ref": id.to_string(), "path": path});
+        let mut st = PoolState::default();
+        let plain = lease(None, vec![]);
+        let fits = lease(Some(head), vec![r(head, "/n")]);
+        let misfit = lease(Some(head), vec![r(head, "/missing")]);
+        let behind_misfit = lease(Some(misfit.id), vec![r(misfit.id, "")]);
+        for l in [&fits, &misfit, &behind_misfit, &plain] {
+            hold(&mut st, l);
+        }
+        assert!(st.is_followed(head));
+        // Only unblocked leases start: the plain one first, in hold order.
+        assert_eq!(st.take_next().map(|l| l.id), Some(plain.id));
+        assert_eq!(st.take_next().map(|l| l.id), None);
+        let back = st.unblock(head, Some(&json!({"n": 7})));
+        let ids: Vec<_> = back.iter().map(|l| l.id).collect();
+        assert_eq!(
+            ids,
+            vec![misfit.id, behind_misfit.id],
+            "a misfit goes back with its chain"
+        );
+        let next = st.take_next().expect("the fitting one starts");
+        assert_eq!(
+            (next.id, next.task.args.clone(), next.follows),
+            (fits.id, vec![json!(7)], None)
+        );
+        assert!(st.held.is_empty());
+
+        // A head that failed: its whole chain goes back; an answer with files too.
+        let second = lease(Some(fits.id), vec![]);
+        let third = lease(Some(second.id), vec![]);
+        hold(&mut st, &second);
+        hold(&mut st, &third);
+        let with_file = json!([{"$file": "sha256:00"}]);
+        assert_eq!(st.unblock(fits.id, Some(&with_file)).len(), 2);
+        hold(&mut st, &second);
+        hold(&mut st, &third);
+        assert_eq!(st.unblock(fits.id, None).len(), 2);
+
+        // Orphans: a follower of a task neither held nor running here goes back, with its chain.
+        hold(&mut st, &second);
+        hold(&mut st, &third);
+        assert!(
+            st.take_orphans(|id| id == fits.id).is_empty(),
+            "its task runs here"
+        );
+        assert_eq!(st.take_orphans(|_| false).len(), 2);
+    }
 
     #[test]
     fn the_ask_doubles_while_granted_and_settles_just_above_the_grant() {

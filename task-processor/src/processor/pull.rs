@@ -338,7 +338,7 @@ async fn run_slot(shared: Arc<Shared>, pool: Arc<Pool>, slot: Slot, lease: Lease
         let mut back = Vec::new();
         let mut starts = Vec::new();
         if followed {
-            unblock(&mut st, id, answer.as_ref(), &mut back);
+            back = st.unblock(id, answer.as_ref());
         }
         if !shared.stop_pulling.is_cancelled() {
             next = st.take_next();
@@ -372,38 +372,6 @@ fn spawn_slot(shared: &Arc<Shared>, pool: &Arc<Pool>, slot: Slot, lease: Lease) 
     let run: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
         Box::pin(run_slot(shared.clone(), pool.clone(), slot, lease));
     tokio::spawn(run);
-}
-
-/// Makes the held leases chained behind task `id` ready to start, with `answer` substituted;
-/// what cannot run here (no answer: the task failed or was cancelled; an answer that does not
-/// fit the references, or that carries files, which the server attaches) goes to `back`, each
-/// with its own chain.
-fn unblock(
-    st: &mut super::pool::PoolState,
-    id: uuid::Uuid,
-    answer: Option<&serde_json::Value>,
-    back: &mut Vec<Lease>,
-) {
-    let Some(answer) = answer.filter(|a| !task_api::refs::has_marked(a, "$file")) else {
-        back.extend(st.take_chain(id));
-        return;
-    };
-    let of = |dep: uuid::Uuid| (dep == id).then_some(answer);
-    let mut failed = Vec::new();
-    for h in st.held.iter_mut().filter(|h| h.lease.follows == Some(id)) {
-        let t = &mut h.lease.task;
-        match task_api::refs::substitute(&mut t.args, &mut t.kwargs, &of) {
-            Ok(()) => h.lease.follows = None,
-            Err(_) => failed.push(h.lease.id),
-        }
-    }
-    for f in failed {
-        let i = st.held.iter().position(|h| h.lease.id == f);
-        if let Some(h) = i.and_then(|i| st.held.remove(i)) {
-            back.push(h.lease);
-            back.extend(st.take_chain(f));
-        }
-    }
 }
 
 fn failure_answer(
