@@ -3,15 +3,10 @@
 -- one of these, breadth first, $7 in all. Only tasks nothing else decides first: no
 -- memoization, caps or cost measures (those need the substituted arguments), due now, and
 -- within the claim's capabilities. `follows` names the task each waits for. $1–$12 as in claim.
+-- The walk starts at the claimed tasks themselves (leased: the `waiting` guard leaves them).
 -- Rows are locked SKIP LOCKED: a task another transaction is settling is left to it.
 WITH RECURSIVE chain(id) AS (
-  SELECT t.id FROM jsonb_array_elements_text($13::jsonb) AS h(v)
-    JOIN task_deps d ON d.dep = h.v::uuid
-    JOIN tasks t ON t.id = d.task
-  WHERE t.state = 'waiting' AND jsonb_array_length(t.depends_on) = 1 AND NOT t.memoize AND NOT t.gated
-    AND t.cap_fn IS NULL AND t.cap_key IS NULL AND t.cost_by IS NULL AND t.available_at <= $2
-    AND t.req_gpus <= $4 AND t.req_gpus >= $12 AND t.req_memory_mb <= $5
-    AND (t.req_datasets IS NULL OR t.req_datasets <@ $6::jsonb)
+  SELECT h.v::uuid FROM jsonb_array_elements_text($13::jsonb) AS h(v)
   UNION ALL
   SELECT t.id FROM chain c
     JOIN task_deps d ON d.dep = c.id
@@ -25,7 +20,9 @@ UPDATE tasks SET state = 'leased', follows = (depends_on ->> 0)::uuid, lease_epo
        lease_request = $11, leased_at = $2, progress = NULL,
        timeout_at = CASE WHEN timeout_s IS NULL THEN NULL ELSE $2 + timeout_s * 1000 + $8 END,
        lease_deadline = CASE WHEN timeout_s IS NULL THEN $3 ELSE LEAST($3, $2 + timeout_s * 1000 + $8) END
-WHERE id = ANY(ARRAY(SELECT t.id FROM tasks t WHERE t.id IN (SELECT id FROM chain LIMIT $7) AND t.state = 'waiting'
+WHERE id = ANY(ARRAY(SELECT t.id FROM tasks t
+                     WHERE t.id IN (SELECT id FROM chain LIMIT $7 + jsonb_array_length($13::jsonb))
+                       AND t.state = 'waiting'
                      FOR UPDATE SKIP LOCKED))
   AND state = 'waiting'
 RETURNING id, package, version, function, args::text AS args, kwargs::text AS kwargs, timeout_s, attempt, priority, seq,

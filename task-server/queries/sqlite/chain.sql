@@ -3,15 +3,9 @@
 -- one of these, breadth first, ?7 in all. Only tasks nothing else decides first: no
 -- memoization, caps or cost measures (those need the substituted arguments), due now, and
 -- within the claim's capabilities. `follows` names the task each waits for. ?1–?12 as in claim.
+-- The walk starts at the claimed tasks themselves (leased: the final `waiting` guard leaves them).
 WITH RECURSIVE chain(id) AS (
-  SELECT t.id FROM json_each(?13) AS h
-    JOIN task_deps d ON d.dep = h.value
-    JOIN tasks t ON t.id = d.task
-  WHERE t.state = 'waiting' AND json_array_length(t.depends_on) = 1 AND t.memoize = 0 AND t.gated = 0
-    AND t.cap_fn IS NULL AND t.cap_key IS NULL AND t.cost_by IS NULL AND t.available_at <= ?2
-    AND t.req_gpus <= ?4 AND t.req_gpus >= ?12 AND t.req_memory_mb <= ?5
-    AND (t.req_datasets IS NULL OR NOT EXISTS (
-          SELECT 1 FROM json_each(t.req_datasets) AS x WHERE x.value NOT IN (SELECT value FROM json_each(?6))))
+  SELECT value FROM json_each(?13)
   UNION ALL
   SELECT t.id FROM chain c
     JOIN task_deps d ON d.dep = c.id
@@ -21,7 +15,7 @@ WITH RECURSIVE chain(id) AS (
     AND t.req_gpus <= ?4 AND t.req_gpus >= ?12 AND t.req_memory_mb <= ?5
     AND (t.req_datasets IS NULL OR NOT EXISTS (
           SELECT 1 FROM json_each(t.req_datasets) AS x WHERE x.value NOT IN (SELECT value FROM json_each(?6))))
-  LIMIT ?7)
+  LIMIT ?7 + json_array_length(?13))
 UPDATE tasks SET state = 'leased', follows = depends_on ->> 0, lease_epoch = lease_epoch + 1,
        attempt = attempt + 1, lease_worker = ?1, lease_owner = ?9, lease_incarnation = ?10,
        lease_request = ?11, leased_at = ?2, progress = NULL,
