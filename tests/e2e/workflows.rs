@@ -420,6 +420,26 @@ async fn chains(c: Cluster) {
     );
     assert_eq!(c.wait(&ids[4], LONG).await["answer"], json!(5));
 
+    // A link whose reference points at nothing in the answer before it: the processor hands
+    // it back and the server fails it, naming the field, as it would have unchained.
+    let mut tasks = chain_of(5, json!(0), add);
+    tasks[3] = json!({"package": "testkit", "function": "add",
+                      "args": [{"$ref": "#2", "path": "/nope"}, 1]});
+    let ids = batch(&c, tasks).await;
+    let v = c.wait(&ids[3], LONG).await;
+    assert_eq!(v["error"]["kind"], "dependency_failed", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("args[0]: the answer of task"),
+        "{v}"
+    );
+    assert_eq!(
+        c.wait(&ids[4], LONG).await["error"]["kind"],
+        "dependency_failed"
+    );
+
     // 40 links of 25 ms: killed while it holds some of them chained, restarted under its
     // worker id; every link runs and the last one answers.
     let before = chained_leases(&c).await;
