@@ -154,6 +154,7 @@ impl Queue {
                 gpu_only: body.gpu_only,
                 predictors: Some(predictors),
                 chains: body.chains,
+                held_ms: body.held_ms.unwrap_or(0.0),
             };
             let leases: Vec<Lease> = self.store.claim(req).await?;
             if !leases.is_empty() && gone() {

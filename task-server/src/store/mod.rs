@@ -390,6 +390,9 @@ pub struct ClaimRequest {
     /// The processor runs chained leases (`RequestTask::chains`): lease the chains behind the
     /// tasks claimed (see `rows::chain_heads`).
     pub chains: bool,
+    /// Predicted work the processor holds already, ms (`RequestTask::held_ms`): chained
+    /// leases take what is left of their budget.
+    pub held_ms: f64,
 }
 
 /// A heartbeat.

@@ -200,9 +200,14 @@ pub const CHAIN_BUDGET_MS: f64 = 100.0;
 
 /// The claimed tasks others may be leased behind (some task waits for them, and their
 /// function's runtime is known: never-measured functions are not chained, as they are not
-/// prefetched), as a JSON array, and how many tasks to lease behind them: the budget over the
-/// longest predicted runtime among them, at most [`CHAIN_MAX`].
-pub fn chain_heads(rows: &[LeaseRow], predictors: Option<&Predictors>) -> Option<(String, u32)> {
+/// prefetched), as a JSON array, and how many tasks to lease behind them: what the budget
+/// leaves beside the work the processor holds (`held_ms`), over the longest predicted runtime
+/// among them, at most [`CHAIN_MAX`].
+pub fn chain_heads(
+    rows: &[LeaseRow],
+    predictors: Option<&Predictors>,
+    held_ms: f64,
+) -> Option<(String, u32)> {
     let p = predictors?;
     let mut heads = Vec::new();
     let mut longest: f64 = 0.0;
@@ -218,7 +223,8 @@ pub fn chain_heads(rows: &[LeaseRow], predictors: Option<&Predictors>) -> Option
         heads.push(r.id.0);
         longest = longest.max(ms);
     }
-    let count = (CHAIN_BUDGET_MS / longest.max(0.01)).min(CHAIN_MAX as f64) as u32;
+    let room = (CHAIN_BUDGET_MS - held_ms).max(0.0);
+    let count = (room / longest.max(0.01)).min(CHAIN_MAX as f64) as u32;
     (!heads.is_empty() && count > 0).then(|| (super::core::ids_json(&heads), count))
 }
 

@@ -269,6 +269,7 @@ fn claim(worker: &str, n: u32, now: i64) -> ClaimRequest {
         gpu_only: false,
         predictors: None,
         chains: false,
+        held_ms: 0.0,
     }
 }
 
@@ -1322,6 +1323,17 @@ pub async fn chains_lease_behind_their_head_and_go_back_to_waiting(b: &dyn Backe
         ..claim("w", 2, now)
     };
     let got = s.claim(plain).await.unwrap();
+    assert_eq!(got.len(), 2, "{got:?}");
+    let refs: Vec<_> = got.iter().map(Lease::lease_ref).collect();
+    assert_eq!(s.release(holder("w"), refs).await.unwrap().len(), 2);
+    // Nor behind a processor that holds its budget's worth of work already.
+    let full = ClaimRequest {
+        chains: true,
+        predictors: Some(measured(&["a", "e"], now)),
+        held_ms: 100.0,
+        ..claim("w", 2, now)
+    };
+    let got = s.claim(full).await.unwrap();
     assert_eq!(got.len(), 2, "{got:?}");
     let refs: Vec<_> = got.iter().map(Lease::lease_ref).collect();
     assert_eq!(s.release(holder("w"), refs).await.unwrap().len(), 2);

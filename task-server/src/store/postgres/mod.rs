@@ -313,7 +313,8 @@ impl Store for PgStore {
         self.gate(req.now, &[], super::rows::leased_caps(&rows), true)
             .await;
         let predictors = req.predictors.as_deref();
-        let chains = super::rows::chain_heads(&rows, predictors).filter(|_| req.chains);
+        let chains =
+            super::rows::chain_heads(&rows, predictors, req.held_ms).filter(|_| req.chains);
         if let Some((heads, count)) = chains {
             rows.extend(sql::chain(&self.fast, &req, grace, &heads, count).await?);
         }

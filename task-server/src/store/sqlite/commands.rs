@@ -100,7 +100,9 @@ impl Command for Claim {
         let mut rows = sql::claim(&mut *ctx.conn, req, grace).await?;
         ctx.gate(req.now, &[], leased_caps(&rows), true).await?;
         let predictors = req.predictors.as_deref();
-        if let Some((heads, count)) = chain_heads(&rows, predictors).filter(|_| req.chains) {
+        if let Some((heads, count)) =
+            chain_heads(&rows, predictors, req.held_ms).filter(|_| req.chains)
+        {
             rows.extend(sql::chain(&mut *ctx.conn, req, grace, &heads, count).await?);
         }
         leases_in_order(rows, predictors)
