@@ -1295,6 +1295,27 @@ fn measured(fs: &[&str], now: i64) -> Arc<Predictors> {
     Arc::new(Predictors::new(&stats))
 }
 
+/// Claims `n` tasks with chains for a processor holding `held_ms`, functions `measured`; hands
+/// every lease back; the functions leased, in grant order.
+async fn claim_back(
+    s: &Arc<dyn Store>,
+    fs: &[&str],
+    held_ms: f64,
+    n: u32,
+    now: i64,
+) -> Vec<String> {
+    let req = ClaimRequest {
+        chains: true,
+        predictors: Some(measured(fs, now)),
+        held_ms,
+        ..claim("w", n, now)
+    };
+    let got = s.claim(req).await.unwrap();
+    let refs: Vec<_> = got.iter().map(Lease::lease_ref).collect();
+    assert_eq!(s.release(holder("w"), refs).await.unwrap().len(), got.len());
+    got.into_iter().map(|l| l.task.function).collect()
+}
+
 pub async fn chains_lease_behind_their_head_and_go_back_to_waiting(b: &dyn Backend) {
     let s = b.open(cfg()).await;
     let now = now_ms();
@@ -1316,40 +1337,16 @@ pub async fn chains_lease_behind_their_head_and_go_back_to_waiting(b: &dyn Backe
     let all = vec![a, bt, ct, dt, e, f, g, x, y];
     s.submit_batch("o", Uuid::now_v7(), all, now).await.unwrap();
 
-    // Unmeasured functions are not chained.
-    let plain = ClaimRequest {
-        chains: true,
-        predictors: Some(measured(&[], now)),
-        ..claim("w", 2, now)
-    };
-    let got = s.claim(plain).await.unwrap();
-    assert_eq!(got.len(), 2, "{got:?}");
-    let refs: Vec<_> = got.iter().map(Lease::lease_ref).collect();
-    assert_eq!(s.release(holder("w"), refs).await.unwrap().len(), 2);
-    // Nor behind a processor that holds its budget's worth of work already.
-    let full = ClaimRequest {
-        chains: true,
-        predictors: Some(measured(&["a", "e"], now)),
-        held_ms: 100.0,
-        ..claim("w", 2, now)
-    };
-    let got = s.claim(full).await.unwrap();
-    assert_eq!(got.len(), 2, "{got:?}");
-    let refs: Vec<_> = got.iter().map(Lease::lease_ref).collect();
-    assert_eq!(s.release(holder("w"), refs).await.unwrap().len(), 2);
-    let no_data = ClaimRequest {
-        chains: true,
-        predictors: Some(measured(&["a", "e", "x"], now)),
-        ..claim("w", 3, now)
-    };
-    let got = s.claim(no_data).await.unwrap();
-    let functions: Vec<&str> = got.iter().map(|l| l.task.function.as_str()).collect();
+    // Unmeasured functions are not chained; nor behind a processor that holds its budget's
+    // worth of work already; nor a task outside the claim's capabilities (y's dataset).
+    let none: &[&str] = &[];
+    assert_eq!(claim_back(&s, none, 0.0, 2, now).await, ["a", "e"]);
+    assert_eq!(claim_back(&s, &["a", "e"], 100.0, 2, now).await, ["a", "e"]);
+    let got = claim_back(&s, &["a", "e", "x"], 0.0, 3, now).await;
     assert!(
-        functions.contains(&"x") && !functions.contains(&"y"),
-        "{functions:?}"
+        got.contains(&"x".into()) && !got.contains(&"y".into()),
+        "{got:?}"
     );
-    let refs: Vec<_> = got.iter().map(Lease::lease_ref).collect();
-    assert_eq!(s.release(holder("w"), refs).await.unwrap().len(), got.len());
 
     // Measured: b, c and d come behind a, each following the one before, references intact;
     // f and g behind e.
