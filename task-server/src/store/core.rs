@@ -399,7 +399,6 @@ pub fn sighting(written: u64, stored: Option<(String, Option<String>)>, owner: &
     }
 }
 
-/// What the reap statement did.
 /// The ids a release handed back, and those of them that were chained (`Lease::follows`) and
 /// are `waiting` again, to be settled.
 pub fn released(rows: Vec<(DbId, String)>) -> (Vec<Uuid>, Vec<Uuid>) {
@@ -411,6 +410,7 @@ pub fn released(rows: Vec<(DbId, String)>) -> (Vec<Uuid>, Vec<Uuid>) {
     (rows.into_iter().map(|(id, _)| id.0).collect(), unchained)
 }
 
+/// What the reap statement did.
 pub fn reap_outcome(rows: Vec<EndedRow>) -> Result<ReapOutcome, StoreError> {
     let mut out = ReapOutcome::default();
     for row in rows {
