@@ -18,32 +18,29 @@ macro_rules! statements {
 
         type Result<T> = std::result::Result<T, StoreError>;
 
-        /// Leases up to `req.max_tasks` ready tasks.
-        pub async fn claim<'e, E: Executor<'e, Database = $db>>(
-            ex: E,
+        /// Leases up to `req.max_tasks` ready tasks and, for a processor that runs chained
+        /// leases, the tasks that follow them (see `rows::chain_heads`).
+        pub async fn claim(
+            conn: &mut <$db as sqlx::Database>::Connection,
             req: &ClaimRequest,
             grace_ms: i64,
         ) -> Result<Vec<LeaseRow>> {
+            let datasets = serde_json::to_string(&req.datasets)?;
             let query = sqlx::query_as(sql_file!($dir, "claim"));
-            Ok(claim_binds(query, req, grace_ms, req.max_tasks as i64)
-                .fetch_all(ex)
-                .await?)
-        }
-
-        /// Leases up to `count` tasks that follow `heads` (JSON ids the same claim leased) to
-        /// the same holder (see `rows::chain_heads`).
-        pub async fn chain<'e, E: Executor<'e, Database = $db>>(
-            ex: E,
-            req: &ClaimRequest,
-            grace_ms: i64,
-            heads: &str,
-            count: u32,
-        ) -> Result<Vec<LeaseRow>> {
-            let query = sqlx::query_as(sql_file!($dir, "chain"));
-            Ok(claim_binds(query, req, grace_ms, count as i64)
-                .bind(heads)
-                .fetch_all(ex)
-                .await?)
+            let mut rows = claim_binds(query, req, grace_ms, &datasets, req.max_tasks as i64)
+                .fetch_all(&mut *conn)
+                .await?;
+            let predictors = req.predictors.as_deref();
+            let heads = $crate::store::rows::chain_heads(&rows, predictors, req.held_ms);
+            if let Some((heads, count)) = heads.filter(|_| req.chains) {
+                let query = sqlx::query_as(sql_file!($dir, "chain"));
+                let chained = claim_binds(query, req, grace_ms, &datasets, count as i64)
+                    .bind(heads)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                rows.extend(chained);
+            }
+            Ok(rows)
         }
 
         /// The parameters claim and chain share; `limit`: how many to lease.
@@ -51,6 +48,7 @@ macro_rules! statements {
             query: sqlx::query::QueryAs<'q, $db, LeaseRow, <$db as sqlx::Database>::Arguments<'q>>,
             req: &'q ClaimRequest,
             grace_ms: i64,
+            datasets: &'q str,
             limit: i64,
         ) -> sqlx::query::QueryAs<'q, $db, LeaseRow, <$db as sqlx::Database>::Arguments<'q>> {
             let memory = req
@@ -62,7 +60,7 @@ macro_rules! statements {
                 .bind(req.now.saturating_add(req.lease_ttl_ms))
                 .bind(req.gpus as i64)
                 .bind(memory)
-                .bind(serde_json::to_string(&req.datasets).unwrap_or_else(|_| "[]".into()))
+                .bind(datasets)
                 .bind(limit)
                 .bind(grace_ms)
                 .bind(&req.holder.owner)

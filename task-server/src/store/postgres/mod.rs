@@ -308,17 +308,12 @@ impl Store for PgStore {
     }
 
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Lease>> {
-        let grace = self.config.timeout_grace_ms;
-        let mut rows = sql::claim(&self.fast, &req, grace).await?;
+        let mut conn = self.fast.acquire().await?;
+        let rows = sql::claim(&mut conn, &req, self.config.timeout_grace_ms).await?;
+        drop(conn);
         self.gate(req.now, &[], super::rows::leased_caps(&rows), true)
             .await;
-        let predictors = req.predictors.as_deref();
-        let chains =
-            super::rows::chain_heads(&rows, predictors, req.held_ms).filter(|_| req.chains);
-        if let Some((heads, count)) = chains {
-            rows.extend(sql::chain(&self.fast, &req, grace, &heads, count).await?);
-        }
-        super::rows::leases_in_order(rows, predictors)
+        super::rows::leases_in_order(rows, req.predictors.as_deref())
     }
 
     /// On the durable pool: a hand-back lost in a crash would leave the task leased until its

@@ -9,7 +9,7 @@ use super::writer::{Command, Ctx};
 use super::{insert, sql};
 use crate::stats::FunctionStats;
 use crate::store::core::{self, Applied};
-use crate::store::rows::{chain_heads, leased_caps, leases_in_order, DbId, ExpiredRow};
+use crate::store::rows::{leased_caps, leases_in_order, DbId, ExpiredRow};
 use crate::store::{
     AnswerIn, AnswerOutcome, CancelOutcome, ClaimRequest, Finished, HeartbeatIn, HeartbeatOutcome,
     Holder, LeaseLoss, NewTask, ReapOutcome, Result, Sighting, SubmitOutcome, WorkerRecord,
@@ -96,16 +96,9 @@ impl Command for Claim {
     type Reply = Vec<Lease>;
 
     async fn run(&self, ctx: &mut Ctx<'_>) -> Result<Vec<Lease>> {
-        let (req, grace) = (&self.0, ctx.config.timeout_grace_ms);
-        let mut rows = sql::claim(&mut *ctx.conn, req, grace).await?;
-        ctx.gate(req.now, &[], leased_caps(&rows), true).await?;
-        let predictors = req.predictors.as_deref();
-        if let Some((heads, count)) =
-            chain_heads(&rows, predictors, req.held_ms).filter(|_| req.chains)
-        {
-            rows.extend(sql::chain(&mut *ctx.conn, req, grace, &heads, count).await?);
-        }
-        leases_in_order(rows, predictors)
+        let rows = sql::claim(&mut *ctx.conn, &self.0, ctx.config.timeout_grace_ms).await?;
+        ctx.gate(self.0.now, &[], leased_caps(&rows), true).await?;
+        leases_in_order(rows, self.0.predictors.as_deref())
     }
 }
 
