@@ -66,6 +66,20 @@ impl PoolState {
         self.held.remove(i).map(|h| h.lease)
     }
 
+    /// Held leases that can start now, each with a free slot (and when it became free), taken
+    /// out, while both last.
+    pub fn take_starts(&mut self) -> Vec<(Slot, Instant, Lease)> {
+        let mut starts = Vec::new();
+        while !self.free.is_empty() {
+            let Some(lease) = self.take_next() else {
+                break;
+            };
+            let (slot, free_since) = self.free.pop().expect("a free slot");
+            starts.push((slot, free_since, lease));
+        }
+        starts
+    }
+
     /// Whether a held lease follows task `id` (see `Lease::follows`).
     pub fn is_followed(&self, id: uuid::Uuid) -> bool {
         self.held.iter().any(|h| h.lease.follows == Some(id))
@@ -121,6 +135,9 @@ impl PoolState {
     /// Held leases that follow a task neither held nor running here (`running`), taken out:
     /// they cannot run here.
     pub fn take_orphans(&mut self, running: impl Fn(uuid::Uuid) -> bool) -> Vec<Lease> {
+        if !self.held.iter().any(|h| h.lease.follows.is_some()) {
+            return Vec::new();
+        }
         let held: std::collections::HashSet<uuid::Uuid> =
             self.held.iter().map(|h| h.lease.id).collect();
         let orphan = |l: &Lease| l.follows.is_some_and(|f| !held.contains(&f) && !running(f));

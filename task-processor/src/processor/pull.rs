@@ -204,7 +204,7 @@ fn granted(shared: &Arc<Shared>, pool: &Arc<Pool>, req: &RequestTask, r: Request
         .store(r.heartbeat_interval_ms.max(100), Ordering::Relaxed);
     let now = Instant::now();
     let got = r.leases.len() as u32;
-    let mut starts = Vec::new();
+    let starts;
     let orphans;
     let record_gaps;
     {
@@ -219,13 +219,7 @@ fn granted(shared: &Arc<Shared>, pool: &Arc<Pool>, req: &RequestTask, r: Request
             st.held.push_back(Held { lease, since: now });
         }
         orphans = st.take_orphans(|id| shared.running.lock().unwrap().contains_key(&id));
-        while !st.free.is_empty() {
-            let Some(lease) = st.take_next() else {
-                break;
-            };
-            let (slot, free_since) = st.free.pop().expect("a free slot");
-            starts.push((slot, free_since, lease));
-        }
+        starts = st.take_starts();
         st.dry = r.drained;
         let extra = got.saturating_sub(req.max_tasks);
         let held = st.held.len();
@@ -342,12 +336,7 @@ async fn run_slot(shared: Arc<Shared>, pool: Arc<Pool>, slot: Slot, lease: Lease
         }
         if !shared.stop_pulling.is_cancelled() {
             next = st.take_next();
-            while !st.free.is_empty() {
-                let Some(lease) = st.take_next() else {
-                    break;
-                };
-                starts.push((st.free.pop().expect("a free slot").0, lease));
-            }
+            starts = st.take_starts();
         }
         if next.is_some() {
             shared.dispatch.lock().unwrap().record(Duration::ZERO);
@@ -355,7 +344,7 @@ async fn run_slot(shared: Arc<Shared>, pool: Arc<Pool>, slot: Slot, lease: Lease
             st.free.push((slot.clone(), Instant::now()));
         }
         drop(st);
-        for (slot, lease) in starts {
+        for (slot, _, lease) in starts {
             spawn_slot(&shared, &pool, slot, lease);
         }
         hand_back_chained(&shared, back);
